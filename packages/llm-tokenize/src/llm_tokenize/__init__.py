@@ -1,1 +1,23 @@
-"""llm-tokenize."""
+"""llm-tokenize: byte-level BPE training and tokenizer statistics."""
+
+from llm_tokenize.config import TokenizerConfig
+from llm_tokenize.stats import (
+    bytes_per_token,
+    chars_per_token,
+    fertility,
+    format_report,
+    tokenizer_report,
+)
+from llm_tokenize.tokenizer import Tokenizer
+from llm_tokenize.training import train_tokenizer
+
+__all__ = [
+    "Tokenizer",
+    "TokenizerConfig",
+    "bytes_per_token",
+    "chars_per_token",
+    "fertility",
+    "format_report",
+    "tokenizer_report",
+    "train_tokenizer",
+]
