@@ -1,0 +1,121 @@
+"""Typed configuration for curation: one `SourceConfig` per input, one `CurationConfig` per run."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["CurationConfig", "GopherConfig", "SourceConfig"]
+
+# Languages with a stop-word list and a datatrove word tokenizer in `quality.py`.
+SUPPORTED_LANGUAGES = ("en", "de", "fr", "es", "ja", "zh")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _fail(field_name: str, value: object, allowed: str) -> None:
+    raise ValueError(f"{field_name}={value!r} is invalid: expected {allowed}")
+
+
+@dataclass(kw_only=True)
+class SourceConfig:
+    """One input source: a file, a directory or a glob of WARC or JSONL files.
+
+    Attributes:
+        name: output sub-directory and stream name (letters, digits, `_ . -`).
+        path: a file, a directory (searched recursively for the format's files) or a glob.
+        format: "warc" (HTML pages, extracted with Trafilatura) or "jsonl" ({"id", "text"} lines).
+        quality_filters: run language ID and Gopher quality rules (web: yes; books/code: no).
+    """
+
+    name: str
+    path: str
+    format: Literal["warc", "jsonl"]
+    quality_filters: bool = True
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.name):
+            _fail("source.name", self.name, "letters, digits, '_', '.', '-' (no '/')")
+        if not self.path:
+            _fail(f"source[{self.name}].path", self.path, "a non-empty file, directory or glob")
+        if self.format not in ("warc", "jsonl"):
+            _fail(f"source[{self.name}].format", self.format, "'warc' or 'jsonl'")
+
+
+@dataclass(kw_only=True)
+class GopherConfig:
+    """Main Gopher quality thresholds (Rae et al. 2021); see datatrove's GopherQualityFilter."""
+
+    enabled: bool = True
+    min_doc_words: int = 50
+    max_doc_words: int = 100_000
+    min_avg_word_length: int = 3  # not applied to ja/zh, whose words are 1-2 characters
+    max_avg_word_length: int = 10
+    max_symbol_word_ratio: float = 0.1
+    max_bullet_lines_ratio: float = 0.9
+    max_ellipsis_lines_ratio: float = 0.3
+    max_non_alpha_words_ratio: float = 0.8
+    min_stop_words: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_doc_words <= self.max_doc_words:
+            _fail("gopher.min_doc_words", self.min_doc_words, "0 <= min_doc_words <= max_doc_words")
+        if not 0 < self.min_avg_word_length <= self.max_avg_word_length:
+            _fail("gopher.min_avg_word_length", self.min_avg_word_length, "0 < min <= max")
+        for name in (
+            "max_symbol_word_ratio",
+            "max_bullet_lines_ratio",
+            "max_ellipsis_lines_ratio",
+            "max_non_alpha_words_ratio",
+        ):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                _fail(f"gopher.{name}", value, "a ratio in [0, 1]")
+        if self.min_stop_words < 0:
+            _fail("gopher.min_stop_words", self.min_stop_words, "an integer >= 0")
+
+
+@dataclass(kw_only=True)
+class CurationConfig:
+    """A curation run: sources in, curated JSONL (datatrove Documents) out, one folder per source.
+
+    Attributes:
+        sources: the inputs; names must be unique.
+        output_dir: final output folder (written atomically: built beside it, then renamed).
+        languages: language codes kept by the language-ID filter; empty keeps every language.
+        min_language_score: minimum py3langid probability of the top language.
+        gopher: Gopher quality rules (only on sources with quality_filters=True).
+        exact_dedup: drop documents whose normalized text was already seen (within a task).
+        tasks: datatrove tasks per source (files are split between tasks).
+        workers: processes running tasks at once.
+        overwrite: replace an existing output_dir instead of failing.
+    """
+
+    sources: list[SourceConfig] = field(default_factory=list)
+    output_dir: str = "curated"
+    languages: tuple[str, ...] = SUPPORTED_LANGUAGES
+    min_language_score: float = 0.5
+    gopher: GopherConfig = field(default_factory=GopherConfig)
+    exact_dedup: bool = True
+    tasks: int = 1
+    workers: int = 1
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            _fail("sources", self.sources, "at least one SourceConfig")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            _fail("sources", names, "unique source names")
+        if not self.output_dir:
+            _fail("output_dir", self.output_dir, "a non-empty path")
+        self.languages = tuple(self.languages)
+        for lang in self.languages:
+            if not re.fullmatch(r"[a-z]{2,3}", lang):
+                _fail("languages", lang, "ISO 639-1 codes such as 'en', 'de'")
+        if not 0.0 <= self.min_language_score <= 1.0:
+            _fail("min_language_score", self.min_language_score, "a probability in [0, 1]")
+        if self.tasks < 1:
+            _fail("tasks", self.tasks, "an integer >= 1")
+        if self.workers < 1:
+            _fail("workers", self.workers, "an integer >= 1")

@@ -1,0 +1,122 @@
+"""Run curation: one datatrove pipeline per source, output written atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.utils.stats import PipelineStats
+
+from llm_data.config import CurationConfig, SourceConfig
+from llm_data.pipeline import build_source_pipeline
+from llm_data.readers import InputError, resolve_source_files
+
+__all__ = ["STATS_FILE", "run_curation"]
+
+log = logging.getLogger(__name__)
+STATS_FILE = "curation_stats.json"
+
+
+def run_curation(config: CurationConfig) -> dict:
+    """Curate every source of `config` into `config.output_dir/<source>/*.jsonl.gz`.
+
+    The run happens in a temporary folder beside `output_dir` that is renamed into place at the
+    end, so a failure leaves no partial output. Per-stage counts are also saved as
+    `output_dir/curation_stats.json`; datatrove's logs go to `output_dir/logs/<source>/`.
+
+    Args:
+        config: sources, filters and parallelism.
+
+    Returns:
+        `{source: {"stages": [{"stage", "in", "kept", "removed", ...}], "documents_out",
+        "seconds"}}`; `removed` is broken down by reason in `removed_by`.
+
+    Raises:
+        InputError: a missing path, a corrupt file or a malformed record (named in the message).
+        FileExistsError: `output_dir` exists and `overwrite` is False.
+    """
+    out = Path(config.output_dir).expanduser().resolve()
+    if out.exists() and not config.overwrite:
+        raise FileExistsError(f"output_dir={str(out)!r} exists; set overwrite=True to replace it")
+    # Resolve every source first, so that a typo in the last one fails before any work.
+    inputs = {s.name: resolve_source_files(s) for s in config.sources}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        results = {s.name: _curate_source(s, config, *inputs[s.name], tmp) for s in config.sources}
+        shutil.rmtree(tmp / "_work")
+        (tmp / STATS_FILE).write_text(json.dumps(results, indent=2))
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return results
+
+
+def _curate_source(
+    source: SourceConfig, config: CurationConfig, base: Path, files: list[str], root: Path
+) -> dict:
+    work = root / "_work" / source.name
+    work.mkdir(parents=True)
+    paths_file = work / "paths.txt"
+    paths_file.write_text("\n".join(files) + "\n")
+    steps = build_source_pipeline(source, config, base, paths_file, root / source.name)
+    executor = LocalPipelineExecutor(
+        pipeline=steps,
+        tasks=min(config.tasks, len(files)),
+        workers=config.workers,
+        logging_dir=str(root / "logs" / source.name),
+        skip_completed=False,
+    )
+    log.info("curating source %r: %d files from %s", source.name, len(files), base)
+    start = time.perf_counter()
+    try:
+        stats = executor.run()
+    except InputError as err:
+        raise InputError(f"source {source.name!r}: {err}") from err
+    except Exception as err:
+        raise RuntimeError(f"curation of source {source.name!r} failed: {err}") from err
+    seconds = time.perf_counter() - start
+    stages = summarize_stats(stats, [type(step).__name__ for step in steps])
+    return {"stages": stages, "documents_out": stages[-1]["kept"], "seconds": round(seconds, 2)}
+
+
+def summarize_stats(stats: PipelineStats, names: list[str]) -> list[dict]:
+    """Turn datatrove's per-step stats into `{"stage", "in", "kept", "removed"}` rows."""
+    rows = []
+    for name, step in zip(names, stats.stats, strict=True):
+        counters = {k: v.total for k, v in step.stats.items()}
+        if "documents" in counters:  # a reader: everything it read goes on
+            n = int(counters["documents"])
+            rows.append({"stage": name, "in": n, "kept": n, "removed": 0})
+            continue
+        total = int(counters.get("total", rows[-1]["kept"] if rows else 0))
+        dropped = int(counters.get("dropped", 0))
+        row = {"stage": name, "in": total, "kept": total - dropped, "removed": dropped}
+        reasons = {
+            k[len("dropped_") :]: int(v) for k, v in counters.items() if k.startswith("dropped_")
+        }
+        if reasons:
+            row["removed_by"] = reasons
+        langs = {k[len("lang_") :]: int(v) for k, v in counters.items() if k.startswith("lang_")}
+        if langs:
+            row["languages"] = langs
+        rows.append(row)
+    return rows
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move `tmp` to `out`; an existing `out` (overwrite=True) is removed only after the swap."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

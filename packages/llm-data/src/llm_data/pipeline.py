@@ -1,0 +1,53 @@
+"""The curation pipeline of one source, as a list of datatrove steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.extractors import Trafilatura
+from datatrove.pipeline.writers import JsonlWriter
+
+from llm_data.config import CurationConfig, SourceConfig
+from llm_data.dedup import ExactDedupFilter
+from llm_data.language import LanguageIdFilter
+from llm_data.quality import MultilingualGopherFilter
+from llm_data.readers import StrictJsonlReader, StrictWarcReader
+
+__all__ = ["build_source_pipeline"]
+
+# Seconds per page before Trafilatura gives up (datatrove's default of 1 s is tight on a busy core).
+_EXTRACT_TIMEOUT_S = 5.0
+
+
+def build_source_pipeline(
+    source: SourceConfig, config: CurationConfig, base_dir: Path, paths_file: Path, out_dir: Path
+) -> list[PipelineStep]:
+    """Steps for one source: read -> [extract] -> [language ID -> Gopher] -> [dedup] -> write.
+
+    Args:
+        source: the source to curate.
+        config: the run's configuration (filters and thresholds).
+        base_dir: folder the paths in `paths_file` are relative to.
+        paths_file: one input file per line.
+        out_dir: folder for this source's curated JSONL.
+    """
+    metadata = {"source": source.name}
+    steps: list[PipelineStep] = []
+    if source.format == "warc":
+        reader = StrictWarcReader(
+            str(base_dir), paths_file=str(paths_file), default_metadata=metadata
+        )
+        steps += [reader, Trafilatura(favour_precision=True, timeout=_EXTRACT_TIMEOUT_S)]
+    else:
+        steps.append(
+            StrictJsonlReader(str(base_dir), paths_file=str(paths_file), default_metadata=metadata)
+        )
+    if source.quality_filters:
+        steps.append(LanguageIdFilter(config.languages, config.min_language_score))
+        if config.gopher.enabled:
+            steps.append(MultilingualGopherFilter(config.gopher))
+    if config.exact_dedup:
+        steps.append(ExactDedupFilter())
+    steps.append(JsonlWriter(str(out_dir), output_filename="${rank}.jsonl.gz"))
+    return steps
