@@ -1,0 +1,46 @@
+"""The duck-typed seams llm-eval relies on, and how a model is put in evaluation mode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+import torch
+from torch import nn
+
+
+class TokenizerLike(Protocol):
+    """What llm-eval needs from a tokenizer (an `llm_tokenize.Tokenizer` is one)."""
+
+    eos_id: int
+    vocab_size: int
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+
+class LanguageModel(Protocol):
+    """``model(input_ids: LongTensor[B, T]) -> logits FloatTensor[B, T, V]``."""
+
+    def __call__(self, input_ids: torch.Tensor) -> torch.Tensor: ...
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode + ``torch.no_grad`` inside; every submodule's previous mode restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    param = next(model.parameters(), None)
+    return torch.device("cpu") if param is None else param.device

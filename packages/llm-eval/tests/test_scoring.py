@@ -1,0 +1,51 @@
+import random
+
+import pytest
+import torch
+from llm_eval.scoring import Request, score_requests
+
+
+def reference(model, req: Request, max_seq_len: int) -> tuple[float, bool]:
+    """One request, unbatched, no padding."""
+    full = torch.tensor([*req.context, *req.continuation][-(max_seq_len + 1) :])
+    logprobs = torch.log_softmax(model(full[None, :-1])[0], -1)
+    n = len(req.continuation)
+    target = full[-n:]
+    span = logprobs[-n:]
+    return span.gather(1, target[:, None]).sum().item(), bool((span.argmax(-1) == target).all())
+
+
+def test_batched_right_padded_equals_unbatched(models):
+    model = models.CausalMean().eval()
+    rng = random.Random(0)
+    requests = [
+        Request(
+            tuple(rng.randrange(257) for _ in range(rng.randint(1, 20))),
+            tuple(rng.randrange(257) for _ in range(rng.randint(1, 6))),
+        )
+        for _ in range(23)
+    ]
+    with torch.no_grad():
+        for max_seq_len in (8, 64):  # 8 truncates most contexts from the left
+            scores = score_requests(
+                model, requests, batch_size=5, max_seq_len=max_seq_len, device="cpu"
+            )
+            for req, score in zip(requests, scores, strict=True):
+                logprob, greedy = reference(model, req, max_seq_len)
+                assert score.logprob == pytest.approx(logprob, rel=1e-5)
+                assert (score.tokens, score.greedy) == (len(req.continuation), greedy)
+
+
+def test_errors_name_the_problem(models):
+    model = models.Uniform(10)
+    with pytest.raises(ValueError, match="exceeds max_seq_len=2"):
+        score_requests(model, [Request((1,), (1, 2, 3))], batch_size=1, max_seq_len=2, device="cpu")
+    with pytest.raises(ValueError, match="context"):
+        score_requests(model, [Request((), (1,))], batch_size=1, max_seq_len=2, device="cpu")
+
+    class Flat(torch.nn.Module):
+        def forward(self, input_ids):
+            return torch.zeros(input_ids.shape[0], 10)
+
+    with pytest.raises(ValueError, match=r"logits \[B, T, V\]"):
+        score_requests(Flat(), [Request((1,), (2,))], batch_size=1, max_seq_len=4, device="cpu")
