@@ -1,0 +1,155 @@
+"""Causal self-attention: MHA / GQA / MQA, QK-norm, RoPE, ALiBi, masks and a KV cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llm_model import _kernels
+from llm_model.config import ModelConfig
+from llm_model.norm import build_norm
+from llm_model.position import apply_rope
+
+try:  # the optional [flash] extra
+    from flash_attn import flash_attn_func
+except ImportError:  # pragma: no cover - depends on the environment
+    flash_attn_func = None
+
+__all__ = ["Attention", "AttentionInputs", "KVCache"]
+
+
+@dataclass
+class AttentionInputs:
+    """What every attention layer of one forward pass shares.
+
+    Attributes:
+        cos: RoPE cosines, (T, rot/2) or (B, T, rot/2), or None without RoPE.
+        sin: RoPE sines, same shape as cos.
+        mask: Boolean (B|1, 1, Tq, Tk), True where a query may attend to a key; None means
+            plain causal attention over Tq == Tk tokens (SDPA's is_causal fast path).
+        bias: Additive float (B|1, H, Tq, Tk) bias (ALiBi), or None.
+        cache: KV cache for generation, or None.
+    """
+
+    cos: torch.Tensor | None = None
+    sin: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+    cache: KVCache | None = None
+
+
+class KVCache:
+    """Keys and values of every layer for batched generation, preallocated to max_len."""
+
+    def __init__(self, config: ModelConfig, batch: int, max_len: int, device, dtype) -> None:
+        shape = (batch, config.kv_heads, max_len, config.dim_per_head)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        self.positions = torch.zeros(batch, max_len, device=device, dtype=torch.long)
+        self.valid = torch.ones(batch, max_len, device=device, dtype=torch.bool)
+        self.length = 0  # tokens already stored; advanced by the transformer after each step
+
+    def store_positions(self, positions: torch.Tensor, valid: torch.Tensor | None):
+        """Record (B, T) positions and validity of new tokens; return those of all tokens."""
+        end = self.length + positions.shape[1]
+        self.positions[:, self.length : end] = positions
+        self.valid[:, self.length : end] = True if valid is None else valid
+        return self.positions[:, :end], self.valid[:, :end]
+
+    def update(self, layer_id: int, k: torch.Tensor, v: torch.Tensor):
+        """Store (B, Hkv, T, D) keys/values after the cached ones; return all so far."""
+        end = self.length + k.shape[2]
+        self.k[layer_id][:, :, self.length : end] = k
+        self.v[layer_id][:, :, self.length : end] = v
+        return self.k[layer_id][:, :, :end], self.v[layer_id][:, :, :end]
+
+
+class Attention(nn.Module):
+    """Multi-head attention with n_kv_heads key/value heads (MHA, GQA or MQA)."""
+
+    def __init__(self, config: ModelConfig, layer_id: int) -> None:
+        super().__init__()
+        self.config, self.layer_id = config, layer_id
+        self.n_heads, self.n_kv_heads = config.n_heads, config.kv_heads
+        self.head_dim = config.dim_per_head
+        q_dim, kv_dim = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        self.wq = nn.Linear(config.d_model, q_dim, bias=config.bias)
+        self.wk = nn.Linear(config.d_model, kv_dim, bias=config.bias)
+        self.wv = nn.Linear(config.d_model, kv_dim, bias=config.bias)
+        self.wo = nn.Linear(q_dim, config.d_model, bias=config.bias)
+        self.q_norm = self.k_norm = None
+        if config.qk_norm != "none":
+            full = config.qk_norm == "full"
+            self.q_norm = build_norm(config, q_dim if full else self.head_dim)
+            self.k_norm = build_norm(config, kv_dim if full else self.head_dim)
+
+    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = self.wq(x), self.wk(x), self.wv(x)
+        if self.config.qk_norm == "full":
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.view(B, T, self.n_heads, self.head_dim)  # (B, T, H, D)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, Hkv, D)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim)
+        if self.config.qk_norm == "head":
+            q, k = self.q_norm(q), self.k_norm(k)
+        if inputs.cos is not None:
+            q, k = self._rope(q, k, inputs.cos, inputs.sin)
+        if self._use_flash(q, inputs):
+            y = flash_attn_func(q, k, v, dropout_p=self._dropout(), causal=True, **self._flash())
+        else:
+            y = self._sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), inputs)
+            y = y.transpose(1, 2)  # (B, T, H, D)
+        return self.wo(y.reshape(B, T, -1))
+
+    def _rope(self, q, k, cos, sin):
+        interleaved = self.config.rope_interleaved
+        if cos.dim() == 2 and _kernels.available(self.config.kernels, q):
+            return _kernels.llm_kernels.apply_rope(q, k, cos, sin, interleaved=interleaved)
+        return apply_rope(q, cos, sin, interleaved), apply_rope(k, cos, sin, interleaved)
+
+    def _sdpa(self, q, k, v, inputs: AttentionInputs) -> torch.Tensor:
+        """Attention on (B, H, T, D) tensors through torch's SDPA dispatcher."""
+        if inputs.cache is not None:
+            k, v = inputs.cache.update(self.layer_id, k, v)
+        gqa = self.n_kv_heads != self.n_heads
+        if inputs.mask is None and inputs.bias is None:
+            return F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self._dropout(), is_causal=True, enable_gqa=gqa
+            )
+        mask = inputs.mask
+        if inputs.bias is not None:  # fold the boolean mask into the additive bias
+            mask = inputs.bias.masked_fill(~mask, float("-inf")).to(q.dtype)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self._dropout(), enable_gqa=gqa
+        )
+
+    def _dropout(self) -> float:
+        return self.config.dropout if self.training else 0.0
+
+    def _use_flash(self, q: torch.Tensor, inputs: AttentionInputs) -> bool:
+        # flash-attn handles causal, sliding-window and ALiBi itself; document masks and the
+        # KV cache go through SDPA with an explicit mask.
+        if self.config.attn_backend != "flash":
+            return False
+        if flash_attn_func is None or not q.is_cuda:
+            raise RuntimeError("ModelConfig.attn_backend='flash' needs flash-attn and CUDA")
+        return inputs.cache is None and self.config.doc_mask_eos_id is None
+
+    def _flash(self) -> dict:
+        kwargs = {}
+        if self.config.sliding_window:
+            kwargs["window_size"] = (self.config.sliding_window - 1, 0)
+        if self.config.position == "alibi":
+            from llm_model.position import alibi_slopes
+
+            kwargs["alibi_slopes"] = alibi_slopes(self.n_heads).cuda()
+        return kwargs
+
+    def reset_parameters(self) -> None:
+        for norm in (self.q_norm, self.k_norm):
+            if norm is not None:
+                norm.reset_parameters()
