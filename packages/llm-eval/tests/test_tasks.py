@@ -67,3 +67,14 @@ def test_malformed_records_name_file_line_and_field(tmp_path, bad, message):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         load_tasks(tmp_path / "nope.jsonl")
+
+
+def test_package_imports_no_sibling_or_tokenizers():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, llm_eval; bad = [m for m in ('llm_model', 'llm_tokenize', 'tokenizers') "
+        "if m in sys.modules]; sys.exit(bool(bad))"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
