@@ -1,0 +1,197 @@
+"""Checkpoints: DCP directories of model + optimizer state, plus a manifest, written atomically.
+
+Layout of ``<checkpoint_dir>/step_000123/``: DCP's ``.metadata`` and ``__<rank>_0.distcp`` files,
+and ``manifest.json`` with the step, the caller's fields (tokens, config, scheduler state, ...),
+one entry per rank in ``rank_states`` (data-loader position, RNG states), provenance, and the
+sha256 of every other file. It is written as ``step_000123.tmp/`` and renamed once complete, so a
+directory without ``.tmp`` whose hashes match is a whole checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from llm_train.provenance import provenance
+
+__all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint", "verify_checkpoint"]
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank() -> int:
+    return dist.get_rank() if _distributed() else 0
+
+
+def _barrier() -> None:
+    if _distributed():
+        dist.barrier()
+
+
+def save_checkpoint(
+    checkpoint_dir: str | Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    manifest: dict,
+    rank_state: dict,
+    keep: int = 0,
+) -> Path:
+    """Save model and optimizer with DCP and write the manifest; collective under distributed.
+
+    Args:
+        checkpoint_dir: Parent directory (shared by all ranks).
+        step: Number of optimizer steps taken; names the directory ``step_{step:06d}``.
+        model: Plain or FSDP2-sharded module.
+        optimizer: Its optimizer.
+        manifest: JSON-able fields recorded by rank 0 (tokens, config, scheduler state, ...).
+        rank_state: JSON-able per-rank state (data-loader position, RNG), gathered to rank 0.
+        keep: After saving, delete all but the newest ``keep`` checkpoints; 0 keeps all.
+
+    Returns:
+        The final checkpoint directory.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    final = checkpoint_dir / f"step_{step:06d}"
+    tmp = final.with_name(final.name + ".tmp")
+    if _rank() == 0:
+        for stale in checkpoint_dir.glob("step_*.tmp"):  # left behind by a crash
+            shutil.rmtree(stale)
+        tmp.mkdir(parents=True)
+    _barrier()
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp, no_dist=not _distributed())
+    rank_states = [rank_state]
+    if _distributed():
+        rank_states = [None] * dist.get_world_size()
+        dist.all_gather_object(rank_states, rank_state)
+    if _rank() == 0:
+        files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in _files(tmp)}
+        full = {**manifest, "step": step, "rank_states": rank_states, "files": files}
+        full["provenance"] = provenance()
+        _write_json(tmp / MANIFEST, full)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(checkpoint_dir)
+        if keep > 0:
+            _prune(checkpoint_dir, keep)
+    _barrier()
+    log.info("saved checkpoint %s", final)
+    return final
+
+
+def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Load model and optimizer state in place from checkpoint ``path``; returns its manifest."""
+    path = Path(path)
+    manifest = json.loads((path / MANIFEST).read_text())
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {"model": model_sd, "optim": optim_sd}
+    dcp.load(state, checkpoint_id=path, no_dist=not _distributed())
+    set_state_dict(
+        model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"]
+    )
+    log.info("loaded checkpoint %s (step %d)", path, manifest["step"])
+    return manifest
+
+
+def verify_checkpoint(path: str | Path) -> str | None:
+    """Why checkpoint ``path`` is not usable, or None if its manifest and all hashes check out."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError) as err:
+        return f"unreadable {MANIFEST}: {err}"
+    if ".metadata" not in files:
+        return "manifest lists no DCP .metadata file"
+    for name, digest in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"missing file {name}"
+        if _sha256(file) != digest:
+            return f"sha256 mismatch for {name}"
+    return None
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The newest valid checkpoint under ``checkpoint_dir`` (None if there is none).
+
+    Invalid ones (no manifest, missing or corrupt files) are skipped with a warning; ``.tmp``
+    directories are never considered. Under distributed, rank 0 decides and broadcasts.
+    """
+    found: list[Path | None] = [None]
+    if _rank() == 0:
+        found[0] = _find_latest(Path(checkpoint_dir))
+    if _distributed():
+        dist.broadcast_object_list(found, src=0)
+    return found[0]
+
+
+def _find_latest(checkpoint_dir: Path) -> Path | None:
+    for path in _step_dirs(checkpoint_dir, newest_first=True):
+        reason = verify_checkpoint(path)
+        if reason is None:
+            return path
+        log.warning("skipping invalid checkpoint %s: %s", path, reason)
+    return None
+
+
+def _step_dirs(checkpoint_dir: Path, *, newest_first: bool) -> list[Path]:
+    if not checkpoint_dir.is_dir():
+        return []
+    dirs = [p for p in checkpoint_dir.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
+    return sorted(dirs, key=lambda p: int(_STEP_DIR.match(p.name)[1]), reverse=newest_first)
+
+
+def _prune(checkpoint_dir: Path, keep: int) -> None:
+    for old in _step_dirs(checkpoint_dir, newest_first=True)[keep:]:
+        shutil.rmtree(old)
+        log.info("removed old checkpoint %s", old)
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,128 @@
+"""Training configuration: one validated dataclass that every part of the trainer reads."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["TrainConfig"]
+
+Schedule = Literal["cosine", "linear", "wsd", "constant"]
+Precision = Literal["fp32", "bf16"]
+NanPolicy = Literal["skip", "stop"]
+
+_SCHEDULES = ("cosine", "linear", "wsd", "constant")
+_PRECISIONS = ("fp32", "bf16")
+_NAN_POLICIES = ("skip", "stop")
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """How to train: steps, optimizer, LR schedule, precision, guards, logging and checkpoints.
+
+    Attributes:
+        steps: Number of optimizer steps to train for.
+        lr: Peak learning rate.
+        min_lr_ratio: Final learning rate as a fraction of ``lr`` (schedules decay to it).
+        warmup_steps: Linear warmup length; ``lr`` is reached at step ``warmup_steps - 1``.
+        schedule: Shape after warmup: cosine or linear decay, warmup-stable-decay, or constant.
+        decay_fraction: For ``wsd``: fraction of ``steps`` spent in the final linear decay.
+        weight_decay: AdamW decoupled weight decay for matrices (never norms, biases, embeddings).
+        betas: AdamW betas.
+        eps: AdamW epsilon.
+        grad_clip: Clip the global gradient norm to this value; 0 disables clipping.
+        grad_accum_steps: Micro-batches per optimizer step.
+        precision: ``bf16`` autocasts on CUDA; on CPU it falls back to fp32 (see ``precision.py``).
+        seed: Seed for torch RNGs at the start of a fresh run.
+        log_every: Write a metrics line every this many steps (and at the last step).
+        checkpoint_every: Save a checkpoint every this many steps; 0 saves only at the end.
+        keep_checkpoints: Keep this many newest checkpoints; 0 keeps all.
+        eval_every: If > 0, run every callback at this cadence instead of its own ``every``.
+        peak_flops: Peak FLOP/s of one device for MFU; 0 disables MFU logging.
+        compile: ``torch.compile`` each block (applied by ``parallelize``).
+        activation_checkpointing: Recompute each block's activations in backward.
+        nan_policy: On a non-finite loss or gradient norm, skip the update or stop the run.
+        spike_k: Skip the update when loss > running mean + k * std; 0 disables the guard.
+        spike_window: Number of recent (accepted) losses forming the running mean and std.
+        max_consecutive_skips: Stop the run after this many skipped updates in a row.
+    """
+
+    steps: int
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 0
+    schedule: Schedule = "cosine"
+    decay_fraction: float = 0.2
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    grad_accum_steps: int = 1
+    precision: Precision = "bf16"
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3
+    eval_every: int = 0
+    peak_flops: float = 0.0
+    compile: bool = False
+    activation_checkpointing: bool = False
+    nan_policy: NanPolicy = "skip"
+    spike_k: float = 6.0
+    spike_window: int = 100
+    max_consecutive_skips: int = 20
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # OmegaConf hands back a ListConfig
+        _require(self.steps >= 1, "steps", self.steps, "an integer >= 1")
+        _require(_finite(self.lr) and self.lr > 0, "lr", self.lr, "a finite float > 0")
+        _require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", self.min_lr_ratio, "in [0, 1]")
+        _require(
+            0 <= self.warmup_steps <= self.steps,
+            "warmup_steps",
+            self.warmup_steps,
+            f"in [0, steps={self.steps}]",
+        )
+        _require(self.schedule in _SCHEDULES, "schedule", self.schedule, f"one of {_SCHEDULES}")
+        _require(0 < self.decay_fraction <= 1, "decay_fraction", self.decay_fraction, "in (0, 1]")
+        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a float >= 0")
+        _require(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "betas",
+            self.betas,
+            "two floats in [0, 1)",
+        )
+        _require(self.eps > 0, "eps", self.eps, "a float > 0")
+        _require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "a float >= 0 (0 = off)")
+        _require(self.grad_accum_steps >= 1, "grad_accum_steps", self.grad_accum_steps, ">= 1")
+        _require(self.precision in _PRECISIONS, "precision", self.precision, f"one of {_PRECISIONS}")
+        _require(self.log_every >= 1, "log_every", self.log_every, "an integer >= 1")
+        for name in ("checkpoint_every", "keep_checkpoints", "eval_every", "seed"):
+            _require(getattr(self, name) >= 0, name, getattr(self, name), "an integer >= 0")
+        _require(self.peak_flops >= 0, "peak_flops", self.peak_flops, "a float >= 0 (0 = off)")
+        _require(
+            self.nan_policy in _NAN_POLICIES, "nan_policy", self.nan_policy, f"one of {_NAN_POLICIES}"
+        )
+        _require(self.spike_k >= 0, "spike_k", self.spike_k, "a float >= 0 (0 = off)")
+        _require(self.spike_window >= 2, "spike_window", self.spike_window, "an integer >= 2")
+        _require(
+            self.max_consecutive_skips >= 1,
+            "max_consecutive_skips",
+            self.max_consecutive_skips,
+            "an integer >= 1",
+        )
+
+    @property
+    def min_lr(self) -> float:
+        """The learning rate that decaying schedules end at."""
+        return self.lr * self.min_lr_ratio
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+def _require(ok: bool, field: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"TrainConfig.{field}={value!r} is invalid: expected {allowed}")

@@ -1,0 +1,77 @@
+"""Metrics: one JSONL file per run (the source of truth), mirrored to TensorBoard if asked."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+__all__ = ["MetricsWriter", "read_metrics"]
+
+
+class MetricsWriter:
+    """Appends ``{"step": s, name: value, ...}`` lines to a JSONL file, flushed line by line.
+
+    Non-finite values are written as ``null`` so every line stays valid JSON.
+
+    Args:
+        path: The JSONL file (created with its parent directories; appended to if it exists).
+        tensorboard_dir: If given, also write scalars there (needs the ``tensorboard`` extra).
+    """
+
+    def __init__(self, path: str | Path, *, tensorboard_dir: str | Path | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a")
+        self._tb = None
+        if tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter  # lazy: optional extra
+
+            self._tb = SummaryWriter(str(tensorboard_dir))
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        """Write one line for ``step``."""
+        record = {"step": int(step)}
+        for key, value in metrics.items():
+            value = float(value)
+            record[key] = value if math.isfinite(value) else None
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for key, value in record.items():
+                if key != "step" and value is not None:
+                    self._tb.add_scalar(key, value, global_step=step)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop lines with ``"step" > step`` (written after the checkpoint a run resumes from)."""
+        self._file.close()
+        kept = [r for r in read_metrics(self.path) if r["step"] <= step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, self.path)
+        self._file = self.path.open("a")
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """All records of a metrics JSONL file; a torn last line (from a crash) is ignored."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path}:{i + 1}: not a JSON object: {err}") from err
+    return records

@@ -1,0 +1,213 @@
+"""The training loop: resume, step, log, call back, checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
+from tqdm.auto import tqdm
+
+from llm_train.callback import Callback
+from llm_train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from llm_train.config import TrainConfig
+from llm_train.guard import SpikeGuard
+from llm_train.metrics import MetricsWriter
+from llm_train.optimizer import build_optimizer
+from llm_train.parallel import parallelize
+from llm_train.rng import get_rng_state, set_rng_state
+from llm_train.schedule import build_scheduler
+from llm_train.step import train_step
+
+__all__ = ["Trainer"]
+
+log = logging.getLogger(__name__)
+
+
+class Trainer:
+    """Trains a model that meets the trainable-model protocol on batches from ``loader``.
+
+    Writes ``<run_dir>/metrics.jsonl`` and ``<run_dir>/checkpoints/step_NNNNNN/``. With
+    ``resume=True`` it continues from the newest valid checkpoint: model, optimizer, LR schedule,
+    loader position, step and token counters, spike-guard window and RNG states are restored, so
+    the resumed run takes the same steps on the same data as an uninterrupted one.
+
+    Args:
+        model: ``forward(input_ids, labels)`` -> dict with ``"loss"``; ``blocks``;
+            ``flops_per_token(seq_len)``. On its device; not yet parallelized.
+        loader: Iterable of ``{"input_ids", "labels"}`` batches with ``state_dict()`` and
+            ``load_state_dict()``; iterated again when an epoch ends.
+        config: The training config.
+        run_dir: Directory for metrics and checkpoints (shared by all ranks).
+        callbacks: Objects meeting the ``Callback`` protocol.
+        resume: Continue from the newest valid checkpoint in ``run_dir`` if there is one.
+        mesh: Data-parallel mesh; if given, the model is sharded with FSDP2.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loader: Iterable[dict[str, torch.Tensor]],
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        callbacks: Sequence[Callback] = (),
+        resume: bool = True,
+        mesh: DeviceMesh | None = None,
+    ) -> None:
+        self.config, self.loader, self.callbacks, self.resume = config, loader, callbacks, resume
+        self.model = parallelize(model, config, mesh)
+        self.optimizer = build_optimizer(self.model, config)
+        self.scheduler = build_scheduler(self.optimizer, config)
+        self.guard = SpikeGuard(config.spike_k, config.spike_window)
+        self.run_dir = Path(run_dir)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if distributed else 0
+        self.world_size = dist.get_world_size() if distributed else 1
+        self.step, self.tokens, self.skipped_total, self.consecutive_skips = 0, 0, 0, 0
+        self.metrics = MetricsWriter(self.run_dir / "metrics.jsonl") if self.rank == 0 else None
+        self.last_metrics: dict[str, float] = {}
+
+    def fit(self) -> dict[str, float]:
+        """Train until ``config.steps``; returns the last step's metrics (and callback results)."""
+        self._start()
+        self.model.train()
+        batches, clock = self._batches(), _Throughput(self.tokens)
+        bar = tqdm(
+            total=self.config.steps, initial=self.step, disable=self.rank != 0, desc="train"
+        )
+        while self.step < self.config.steps:
+            micro = [next(batches) for _ in range(self.config.grad_accum_steps)]
+            metrics = train_step(
+                self.model, micro, self.optimizer, self.scheduler, self.config, guard=self.guard
+            )
+            self._advance(micro, metrics)
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+            last = self.step == self.config.steps
+            due = last or self.step % self.config.log_every == 0
+            if due:
+                metrics |= clock.measure(self.tokens, self._mfu_per_token_rate(micro))
+            evals = self._run_callbacks(final=last)
+            self._log(metrics | evals, write=due or bool(evals))
+            every = self.config.checkpoint_every
+            if last or (every and self.step % every == 0):
+                self.save()
+        bar.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        return self.last_metrics
+
+    def _advance(self, micro: list[dict[str, torch.Tensor]], metrics: dict[str, float]) -> None:
+        self.step += 1
+        self.tokens += sum(b["input_ids"].numel() for b in micro) * self.world_size
+        skipped = bool(metrics["skipped"])
+        self.skipped_total += skipped
+        self.consecutive_skips = self.consecutive_skips + 1 if skipped else 0
+        if skipped:
+            log.warning("step %d: update skipped (loss=%s)", self.step, metrics["loss"])
+        if self.consecutive_skips >= self.config.max_consecutive_skips:
+            raise RuntimeError(
+                f"{self.consecutive_skips} updates skipped in a row at step {self.step} "
+                f"(max_consecutive_skips={self.config.max_consecutive_skips})"
+            )
+        metrics.update(tokens=float(self.tokens), skipped_total=float(self.skipped_total))
+
+    def _run_callbacks(self, *, final: bool) -> dict[str, float]:
+        results: dict[str, float] = {}
+        for callback in self.callbacks:
+            every = self.config.eval_every or callback.every
+            if final or (every > 0 and self.step % every == 0):
+                results |= callback(self.step, self.model)
+                self.model.train()
+        return results
+
+    def _log(self, metrics: dict[str, float], *, write: bool) -> None:
+        self.last_metrics = metrics
+        if self.metrics is not None and write:
+            self.metrics.write(self.step, metrics)
+
+    def _mfu_per_token_rate(self, micro: list[dict[str, torch.Tensor]]) -> float:
+        """MFU contributed by one token/s (0 when ``peak_flops`` is not set)."""
+        if not self.config.peak_flops or not hasattr(self.model, "flops_per_token"):
+            return 0.0
+        seq_len = micro[0]["input_ids"].shape[1]
+        return self.model.flops_per_token(seq_len) / (self.config.peak_flops * self.world_size)
+
+    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            empty = True
+            for batch in self.loader:
+                empty = False
+                yield batch
+            if empty:
+                raise ValueError("the loader yielded no batches")
+
+    def _start(self) -> None:
+        path = latest_checkpoint(self.checkpoint_dir) if self.resume else None
+        if path is None:
+            torch.manual_seed(self.config.seed)
+            random.seed(self.config.seed)
+            if self.metrics is not None:
+                self.metrics.truncate_after(0)
+            return
+        manifest = load_checkpoint(path, self.model, self.optimizer)
+        self.scheduler.load_state_dict(manifest["scheduler"])
+        self.guard.load_state_dict(manifest["guard"])
+        self.step, self.tokens = manifest["step"], manifest["tokens"]
+        self.skipped_total = manifest["skipped_total"]
+        self.last_metrics = manifest.get("metrics", {})
+        state = manifest["rank_states"][self.rank]
+        if state["loader"] is not None:
+            self.loader.load_state_dict(state["loader"])
+        set_rng_state(state["rng"])
+        if self.metrics is not None:
+            self.metrics.truncate_after(self.step)
+        log.info("resumed from %s at step %d", path, self.step)
+
+    def save(self) -> Path:
+        """Checkpoint everything needed to resume at the current step (collective)."""
+        loader_state = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
+        manifest = {
+            "tokens": self.tokens,
+            "skipped_total": self.skipped_total,
+            "config": dataclasses.asdict(self.config),
+            "scheduler": self.scheduler.state_dict(),
+            "guard": self.guard.state_dict(),
+            "metrics": self.last_metrics,
+            "world_size": self.world_size,
+        }
+        rank_state = {"loader": loader_state, "rng": get_rng_state()}
+        return save_checkpoint(
+            self.checkpoint_dir,
+            self.step,
+            self.model,
+            self.optimizer,
+            manifest=manifest,
+            rank_state=rank_state,
+            keep=self.config.keep_checkpoints,
+        )
+
+
+class _Throughput:
+    """Tokens/s (and MFU) over the interval since the previous measurement."""
+
+    def __init__(self, tokens: int) -> None:
+        self.tokens, self.time = tokens, time.perf_counter()
+
+    def measure(self, tokens: int, mfu_per_token_rate: float) -> dict[str, float]:
+        now = time.perf_counter()
+        rate = (tokens - self.tokens) / max(now - self.time, 1e-9)
+        self.tokens, self.time = tokens, now
+        out = {"tokens_per_s": rate}
+        if mfu_per_token_rate:
+            out["mfu"] = rate * mfu_per_token_rate
+        return out
