@@ -63,7 +63,9 @@ class Tokenizer:
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Token ids of many texts, encoded in parallel by `tokenizers`."""
-        encodings = self.hf.encode_batch_fast(list(texts), add_special_tokens=False)
+        # encode_batch_fast skips offset tracking (tokenizers >= 0.21); older versions lack it.
+        encode = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)
+        encodings = encode(list(texts), add_special_tokens=False)
         return [enc.ids for enc in encodings]
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
