@@ -1,0 +1,194 @@
+"""Tokenize curated JSONL into packed MDS token shards, one stream per source (extra [shards]).
+
+Documents are tokenized with a Hugging Face `tokenizer.json`, each followed by the
+`<|endoftext|>` token, concatenated and cut into samples of `seq_len + 1` tokens (inputs plus
+the shifted labels). A deterministic slice of documents, chosen by a hash of their id, is held
+out as raw text for bits-per-byte evaluation instead of being sharded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import xxhash
+from tqdm import tqdm
+
+from llm_data.readers import InputError
+
+__all__ = ["EOS_TOKEN", "HELDOUT_FILE", "SHARD_STATS_FILE", "is_heldout", "tokenize_to_shards"]
+
+log = logging.getLogger(__name__)
+EOS_TOKEN = "<|endoftext|>"
+HELDOUT_FILE = "heldout.jsonl"
+SHARD_STATS_FILE = "shard_stats.json"
+_TOKENS_COLUMN = "tokens"
+_BATCH_DOCS = 64
+
+
+def is_heldout(source: str, doc_id: str, fraction: float, seed: int) -> bool:
+    """Whether a document belongs to the held-out split: a stable hash of (seed, source, id)."""
+    digest = xxhash.xxh64_intdigest(f"{seed}\x00{source}\x00{doc_id}".encode())
+    return digest / 2**64 < fraction
+
+
+def list_curated_sources(curated_dir: Path) -> dict[str, list[Path]]:
+    """Map each source folder of a curation output to its sorted `*.jsonl[.gz]` files."""
+    sources = {}
+    for folder in sorted(p for p in curated_dir.iterdir() if p.is_dir() and p.name != "logs"):
+        files = sorted(f for f in folder.iterdir() if f.name.endswith((".jsonl", ".jsonl.gz")))
+        if files:
+            sources[folder.name] = files
+    if not sources:
+        raise InputError(f"curated_dir {str(curated_dir)!r} has no <source>/*.jsonl[.gz] files")
+    return sources
+
+
+def iter_documents(files: list[Path]) -> Iterator[tuple[str, str]]:
+    """Yield (id, text) from curated JSONL files, raising `InputError` on a bad record."""
+    for path in files:
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise InputError(f"{path}, line {line_no}: invalid JSON ({err})") from err
+                if not isinstance(record.get("text"), str):
+                    raise InputError(
+                        f"{path}, line {line_no}: field 'text' missing or not a string"
+                    )
+                yield str(record.get("id", f"{path.name}/{line_no}")), record["text"]
+
+
+def load_tokenizer(tokenizer_json: str | Path):
+    """Load a HF tokenizer.json and return (tokenizer, eos_id, vocab_size)."""
+    from tokenizers import Tokenizer
+
+    path = Path(tokenizer_json)
+    if not path.is_file():
+        raise InputError(f"tokenizer_json {str(path)!r} does not exist")
+    tokenizer = Tokenizer.from_file(str(path))
+    eos_id = tokenizer.token_to_id(EOS_TOKEN)
+    if eos_id is None:
+        raise InputError(f"tokenizer {str(path)!r} has no {EOS_TOKEN!r} token (needed as EOS)")
+    return tokenizer, eos_id, tokenizer.get_vocab_size(with_added_tokens=True)
+
+
+class _Packer:
+    """Concatenate token lists and emit fixed-length samples to an MDSWriter."""
+
+    def __init__(self, writer, sample_len: int, dtype: np.dtype):
+        self.writer, self.sample_len, self.dtype = writer, sample_len, dtype
+        self.buffer: list[int] = []
+        self.samples = 0
+
+    def add(self, tokens: list[int]) -> None:
+        self.buffer.extend(tokens)
+        n_full = len(self.buffer) // self.sample_len
+        for i in range(n_full):
+            chunk = self.buffer[i * self.sample_len : (i + 1) * self.sample_len]
+            self.writer.write({_TOKENS_COLUMN: np.asarray(chunk, dtype=self.dtype)})
+        self.samples += n_full
+        del self.buffer[: n_full * self.sample_len]
+
+
+def tokenize_to_shards(
+    curated_dir: str | Path,
+    tokenizer_json: str | Path,
+    out_dir: str | Path,
+    *,
+    seq_len: int,
+    heldout_fraction: float = 0.01,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> dict:
+    """Write one MDS stream per source to `out_dir/<source>/`, plus held-out text and stats.
+
+    Args:
+        curated_dir: output of `run_curation` (`<source>/*.jsonl.gz` with "id" and "text").
+        tokenizer_json: a Hugging Face tokenizer.json that has the `<|endoftext|>` token.
+        out_dir: destination, written atomically (built beside it, then renamed).
+        seq_len: model context; each sample holds `seq_len + 1` tokens.
+        heldout_fraction: share of documents (by id hash) kept out of the shards and written
+            to `out_dir/heldout.jsonl` as `{"id", "text", "source"}`.
+        seed: changes which documents are held out.
+        overwrite: replace an existing `out_dir`.
+
+    Returns:
+        The stats also saved to `out_dir/shard_stats.json`: per source `docs`, `heldout_docs`,
+        `tokens` (written into samples), `samples`, `tokens_dropped` (the last partial sample).
+    """
+    from streaming import MDSWriter
+
+    if seq_len < 1:
+        raise ValueError(f"seq_len={seq_len!r} is invalid: expected an integer >= 1")
+    if not 0.0 <= heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction={heldout_fraction!r} is invalid: expected [0, 1)")
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"out_dir={str(out)!r} exists; pass overwrite=True to replace it")
+    sources = list_curated_sources(Path(curated_dir))
+    tokenizer, eos_id, vocab_size = load_tokenizer(tokenizer_json)
+    dtype = np.dtype(np.uint16 if vocab_size < 2**16 else np.uint32)
+    stats = {"seq_len": seq_len, "sample_len": seq_len + 1, "dtype": dtype.name, "eos_id": eos_id}
+    stats |= {"vocab_size": vocab_size, "heldout_fraction": heldout_fraction, "seed": seed}
+    stats["sources"] = {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        with open(tmp / HELDOUT_FILE, "w", encoding="utf-8") as heldout:
+            for name, files in sources.items():
+                columns = {_TOKENS_COLUMN: f"ndarray:{dtype.name}:{seq_len + 1}"}
+                with MDSWriter(out=str(tmp / name), columns=columns, hashes=["sha1", "xxh64"]) as w:
+                    packer = _Packer(w, seq_len + 1, dtype)
+                    stats["sources"][name] = _shard_source(
+                        name, files, tokenizer, eos_id, packer, heldout, heldout_fraction, seed
+                    )
+        (tmp / SHARD_STATS_FILE).write_text(json.dumps(stats, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return stats
+
+
+def _shard_source(name, files, tokenizer, eos_id, packer, heldout, fraction, seed) -> dict:
+    docs = held = tokens = 0
+    batch: list[str] = []
+
+    def flush() -> None:
+        nonlocal tokens
+        for encoding in tokenizer.encode_batch(batch, add_special_tokens=False):
+            packer.add(encoding.ids + [eos_id])
+            tokens += len(encoding.ids) + 1
+        batch.clear()
+
+    for doc_id, text in tqdm(iter_documents(files), desc=f"shard {name}", unit="doc"):
+        if is_heldout(name, doc_id, fraction, seed):
+            heldout.write(json.dumps({"id": doc_id, "text": text, "source": name}) + "\n")
+            held += 1
+            continue
+        docs += 1
+        batch.append(text)
+        if len(batch) >= _BATCH_DOCS:
+            flush()
+    flush()
+    dropped = len(packer.buffer)
+    log.info("source %r: %d docs, %d samples, %d tokens", name, docs, packer.samples, tokens)
+    return {
+        "docs": docs,
+        "heldout_docs": held,
+        "tokens": tokens - dropped,
+        "samples": packer.samples,
+        "tokens_dropped": dropped,
+    }
