@@ -15,6 +15,7 @@ from llm_model.attention import Attention
 from llm_model.config import ModelConfig
 from llm_model.feedforward import FeedForward
 from llm_model.moe import MoE
+from llm_model.norm import LayerNorm, RMSNorm
 
 __all__ = ["init_weights"]
 
@@ -79,9 +80,8 @@ def init_weights(model: nn.Module) -> None:
         _normal(model.output.weight, config.d_model**-0.5 if trunc else config.init_std, trunc)
     for layer_id, block in enumerate(model.blocks):
         for module in block.modules():
-            if hasattr(module, "reset_parameters") and not isinstance(module, nn.Linear):
-                if not isinstance(module, (nn.Dropout, nn.Embedding)):
-                    module.reset_parameters()  # norms
+            if isinstance(module, (RMSNorm, LayerNorm)):
+                module.reset_parameters()
             _init_block_module(config, module, layer_id)
     if model.norm is not None:
         model.norm.reset_parameters()

@@ -56,10 +56,8 @@ def apply_rope(
     else:
         a, b = xr[..., : rot // 2], xr[..., rot // 2 :]
     ra, rb = a * cos - b * sin, b * cos + a * sin
-    if interleaved:
-        out = torch.stack((ra, rb), dim=-1).flatten(-2)
-    else:
-        out = torch.cat((ra, rb), dim=-1)
+    # interleaved: back to (a0, b0, a1, b1, ...); else (a0, a1, ..., b0, b1, ...)
+    out = torch.stack((ra, rb), -1).flatten(-2) if interleaved else torch.cat((ra, rb), -1)
     return torch.cat((out.to(x.dtype), rest), dim=-1)
 
 
