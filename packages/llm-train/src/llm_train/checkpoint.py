@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from llm_train.provenance import provenance
+
+# torch.distributed.checkpoint is imported inside the functions that use it: it pulls in DTensor
+# and takes seconds to import, which `import llm_train` (e.g. for TrainConfig) should not pay.
 
 __all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint", "verify_checkpoint"]
 
@@ -77,6 +78,9 @@ def save_checkpoint(
             shutil.rmtree(stale)
         tmp.mkdir(parents=True)
     _barrier()
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
     model_sd, optim_sd = get_state_dict(model, optimizer)
     dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp, no_dist=not _distributed())
     rank_states = [rank_state]
@@ -102,6 +106,9 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Load model and optimizer state in place from checkpoint ``path``; returns its manifest."""
     path = Path(path)
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
     manifest = json.loads((path / MANIFEST).read_text())
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}

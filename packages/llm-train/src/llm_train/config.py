@@ -96,13 +96,18 @@ class TrainConfig:
         _require(self.eps > 0, "eps", self.eps, "a float > 0")
         _require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "a float >= 0 (0 = off)")
         _require(self.grad_accum_steps >= 1, "grad_accum_steps", self.grad_accum_steps, ">= 1")
-        _require(self.precision in _PRECISIONS, "precision", self.precision, f"one of {_PRECISIONS}")
+        _require(
+            self.precision in _PRECISIONS, "precision", self.precision, f"one of {_PRECISIONS}"
+        )
         _require(self.log_every >= 1, "log_every", self.log_every, "an integer >= 1")
         for name in ("checkpoint_every", "keep_checkpoints", "eval_every", "seed"):
             _require(getattr(self, name) >= 0, name, getattr(self, name), "an integer >= 0")
         _require(self.peak_flops >= 0, "peak_flops", self.peak_flops, "a float >= 0 (0 = off)")
         _require(
-            self.nan_policy in _NAN_POLICIES, "nan_policy", self.nan_policy, f"one of {_NAN_POLICIES}"
+            self.nan_policy in _NAN_POLICIES,
+            "nan_policy",
+            self.nan_policy,
+            f"one of {_NAN_POLICIES}",
         )
         _require(self.spike_k >= 0, "spike_k", self.spike_k, "a float >= 0 (0 = off)")
         _require(self.spike_window >= 2, "spike_window", self.spike_window, "an integer >= 2")

@@ -9,13 +9,15 @@ finally the root (which groups whatever is left: embeddings, final norm, output 
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
-from torch.distributed.device_mesh import DeviceMesh
 
 from llm_train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from torch.distributed.device_mesh import DeviceMesh
 
 __all__ = ["apply_activation_checkpointing", "apply_compile", "apply_fsdp", "parallelize"]
 

@@ -34,7 +34,9 @@ def lr_at(step: int, config: TrainConfig) -> float:
         return peak
     if config.schedule == "wsd":
         # Warmup-stable-decay: hold the peak, then decay linearly over the last decay_fraction.
-        decay_start = max(config.warmup_steps, config.steps - round(config.decay_fraction * config.steps))
+        decay_start = max(
+            config.warmup_steps, config.steps - round(config.decay_fraction * config.steps)
+        )
         progress = _progress(step, decay_start, config.steps)
         return peak - (peak - floor) * progress
     progress = _progress(step, config.warmup_steps, config.steps)

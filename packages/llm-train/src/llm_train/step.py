@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -62,11 +63,14 @@ def train_step(
     spike = not nan and guard is not None and guard.is_spike(loss)
     if nan or spike:
         optimizer.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": intended
+            warnings.simplefilter("ignore", UserWarning)
+            scheduler.step()
     else:
         optimizer.step()
+        scheduler.step()
         if guard is not None:
             guard.accept(loss)
-    scheduler.step()
     return {
         **parts,
         "grad_norm": grad_norm,

@@ -8,11 +8,11 @@ import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.device_mesh import DeviceMesh
 from tqdm.auto import tqdm
 
 from llm_train.callback import Callback
@@ -25,6 +25,9 @@ from llm_train.parallel import parallelize
 from llm_train.rng import get_rng_state, set_rng_state
 from llm_train.schedule import build_scheduler
 from llm_train.step import train_step
+
+if TYPE_CHECKING:
+    from torch.distributed.device_mesh import DeviceMesh
 
 __all__ = ["Trainer"]
 
@@ -81,9 +84,7 @@ class Trainer:
         self._start()
         self.model.train()
         batches, clock = self._batches(), _Throughput(self.tokens)
-        bar = tqdm(
-            total=self.config.steps, initial=self.step, disable=self.rank != 0, desc="train"
-        )
+        bar = tqdm(total=self.config.steps, initial=self.step, disable=self.rank != 0, desc="train")
         while self.step < self.config.steps:
             micro = [next(batches) for _ in range(self.config.grad_accum_steps)]
             metrics = train_step(

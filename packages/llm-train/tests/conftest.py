@@ -1,0 +1,85 @@
+"""A toy model and a resumable toy loader that meet llm-train's protocols (no llm_model)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+VOCAB, D_MODEL, SEQ_LEN = 32, 16, 8
+
+
+class ToyBlock(nn.Module):
+    def __init__(self, d: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.w1 = nn.Linear(d, 2 * d)
+        self.w2 = nn.Linear(2 * d, d)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.dropout(self.w2(F.gelu(self.w1(self.norm(x)))))
+
+
+class ToyModel(nn.Module):
+    """Embedding -> residual MLP blocks -> norm -> head; dropout makes RNG state matter."""
+
+    def __init__(self, n_layers: int = 2, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, D_MODEL)
+        self.blocks = nn.ModuleList(ToyBlock(D_MODEL, dropout) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(D_MODEL)
+        self.head = nn.Linear(D_MODEL, VOCAB, bias=False)
+
+    def forward(self, input_ids, labels=None):
+        x = self.embed(input_ids)  # (B, T, d)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.norm(x))  # (B, T, V)
+        if labels is None:
+            return logits
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        z_loss = 1e-4 * torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
+        return {"loss": ce + z_loss, "ce": ce, "z_loss": z_loss}
+
+    def flops_per_token(self, seq_len: int) -> float:
+        return 6.0 * sum(p.numel() for p in self.parameters())
+
+
+class ToyLoader:
+    """Deterministic batches of counting sequences (next token = token + 1 mod V).
+
+    Batch ``(epoch, position)`` depends only on those two numbers, which are its state.
+    """
+
+    def __init__(self, batch_size: int = 4, batches_per_epoch: int = 7, seed: int = 0) -> None:
+        self.batch_size, self.batches_per_epoch, self.seed = batch_size, batches_per_epoch, seed
+        self.epoch, self.position = 0, 0
+
+    def batch(self, epoch: int, position: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch * 1_009 + position)
+        start = torch.randint(0, VOCAB, (self.batch_size, 1), generator=g)
+        seq = (start + torch.arange(SEQ_LEN + 1)) % VOCAB  # (B, T + 1)
+        return {"input_ids": seq[:, :-1], "labels": seq[:, 1:].clone()}
+
+    def __iter__(self):
+        while self.position < self.batches_per_epoch:
+            batch = self.batch(self.epoch, self.position)
+            self.position += 1
+            yield batch
+        self.epoch, self.position = self.epoch + 1, 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = state["epoch"], state["position"]
+
+
+@pytest.fixture
+def toy() -> SimpleNamespace:
+    """The toy classes (fixtures, since tests are imported with --import-mode=importlib)."""
+    return SimpleNamespace(Model=ToyModel, Loader=ToyLoader, vocab=VOCAB, seq_len=SEQ_LEN)
