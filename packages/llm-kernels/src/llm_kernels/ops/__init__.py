@@ -1,0 +1,1 @@
+"""Triton implementations, one module per op (kernels, launch code, custom-op registration)."""
