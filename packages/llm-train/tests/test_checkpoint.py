@@ -1,0 +1,90 @@
+import json
+import logging
+
+import pytest
+import torch
+
+from llm_train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from llm_train.config import TrainConfig
+from llm_train.optimizer import build_optimizer
+from llm_train.rng import get_rng_state, set_rng_state
+
+pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
+
+
+def _trained(toy, seed):
+    torch.manual_seed(seed)
+    model = toy.Model()
+    optimizer = build_optimizer(model, TrainConfig(steps=1, lr=1e-2))
+    out = model(**toy.Loader().batch(0, seed))
+    out["loss"].backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def _save(toy, directory, step, seed=0, keep=0):
+    model, optimizer = _trained(toy, seed)
+    rank_state = {"loader": {"position": step}, "rng": get_rng_state()}
+    path = save_checkpoint(
+        directory, step, model, optimizer, manifest={"tokens": 7 * step}, rank_state=rank_state,
+        keep=keep,
+    )  # fmt: skip
+    return path, model, optimizer
+
+
+def test_round_trip_model_optimizer_manifest(toy, tmp_path):
+    path, model, optimizer = _save(toy, tmp_path, step=3)
+    assert path == tmp_path / "step_000003"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000003"]
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["step"] == 3 and manifest["tokens"] == 21
+    assert manifest["rank_states"][0]["loader"] == {"position": 3}
+    assert ".metadata" in manifest["files"] and len(manifest["files"][".metadata"]) == 64
+    assert "torch" in manifest["provenance"]["versions"]
+    fresh, fresh_opt = _trained(toy, seed=1)
+    loaded = load_checkpoint(path, fresh, fresh_opt)
+    assert loaded["step"] == 3
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    for name in ("exp_avg", "exp_avg_sq", "step"):
+        for pa, pb in zip(model.parameters(), fresh.parameters(), strict=True):
+            assert torch.equal(optimizer.state[pa][name], fresh_opt.state[pb][name])
+
+
+def test_latest_skips_corrupt_partial_and_tmp(toy, tmp_path, caplog):
+    _save(toy, tmp_path, step=1)
+    _save(toy, tmp_path, step=2)
+    newest, _, _ = _save(toy, tmp_path, step=3)
+    assert latest_checkpoint(tmp_path) == newest
+    data = next(newest.glob("*.distcp"))
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte
+    data.write_bytes(bytes(raw))
+    (tmp_path / "step_000002" / "manifest.json").unlink()  # partial: no manifest
+    (tmp_path / "step_000009.tmp").mkdir()  # an interrupted save is never considered
+    with caplog.at_level(logging.WARNING, logger="llm_train.checkpoint"):
+        assert latest_checkpoint(tmp_path) == tmp_path / "step_000001"
+    assert "sha256 mismatch" in caplog.text and "unreadable manifest.json" in caplog.text
+    assert verify_checkpoint(tmp_path / "step_000001") is None
+    assert latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_keep_prunes_oldest_and_stale_tmp(toy, tmp_path):
+    (tmp_path / "step_000000.tmp").mkdir()
+    for step in (1, 2, 3):
+        _save(toy, tmp_path, step=step, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000002", "step_000003"]
+
+
+def test_rng_state_round_trip():
+    import random
+
+    state = json.loads(json.dumps(get_rng_state()))  # survives JSON
+    expected = (torch.rand(3), random.random())
+    set_rng_state(state)
+    assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
