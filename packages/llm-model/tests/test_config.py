@@ -1,7 +1,6 @@
 import dataclasses
 
 import pytest
-
 from llm_model import ModelConfig
 
 

@@ -1,5 +1,4 @@
 import torch
-
 from llm_model.position import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin
 
 

@@ -4,7 +4,6 @@ import sys
 
 import pytest
 import torch
-
 from llm_model import PRESETS, Transformer, get_preset
 from llm_model.counting import active_params
 from llm_model.presets import meta_check
