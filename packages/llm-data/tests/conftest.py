@@ -1,0 +1,133 @@
+"""Shared fixtures: small real inputs cut from the shipped sample corpus, built once per session."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+SAMPLE = Path(__file__).parents[3] / "data" / "sample"
+PAGES_PER_LANGUAGE = 6
+JUNK_URI = "https://example.org/junk.html"
+DUPLICATED_PAGE = "en-US/stable/case-study.html"  # a prose page that passes every filter
+# English words, but a '#' every few words: Gopher's symbol-to-word ratio rule must drop it.
+JUNK_HTML = (
+    "<html><head><title>Deals</title></head><body><p>"
+    + " ".join(f"#best #deal of the day and the {w} with free shipping" for w in range(60))
+    + "</p></body></html>"
+)
+
+
+def _http_payload(html: str) -> bytes:
+    body = html.encode("utf-8")
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {len(body)}"
+    )
+    return head.encode() + b"\r\n\r\n" + body
+
+
+def _append_page(writer, uri: str, payload: bytes) -> None:
+    from warcio.statusandheaders import StatusAndHeaders  # noqa: F401  (warcio parses the head)
+
+    record = writer.create_warc_record(
+        uri,
+        "response",
+        payload=io.BytesIO(payload),
+        warc_headers_dict={"WARC-Identified-Payload-Type": "text/html"},
+    )
+    writer.write_record(record)
+
+
+def write_small_warc(path: Path, languages=("en", "de", "fr"), pages=PAGES_PER_LANGUAGE) -> dict:
+    """First `pages` pages per language + a copy of one English page + a junk page."""
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.warcwriter import WARCWriter
+
+    uris: dict[str, list[str]] = {}
+    duplicate = None
+    with open(path, "wb") as out:
+        writer = WARCWriter(out, gzip=True)
+        for lang in languages:
+            name = next(SAMPLE.glob(f"web/handbook-{lang}-*.warc.gz"))
+            with open(name, "rb") as f:
+                for record in ArchiveIterator(f):
+                    if record.rec_type != "response":
+                        continue
+                    uri = record.rec_headers.get_header("WARC-Target-URI")
+                    payload = record.raw_stream.read()
+                    head = record.http_headers.to_bytes()
+                    _append_page(writer, uri, head + payload)
+                    if uri.endswith(DUPLICATED_PAGE):
+                        duplicate = (uri, head + payload)
+                    uris.setdefault(lang, []).append(uri)
+                    if len(uris[lang]) == pages:
+                        break
+        _append_page(writer, duplicate[0] + "?copy", duplicate[1])  # planted exact duplicate
+        _append_page(writer, JUNK_URI, _http_payload(JUNK_HTML))
+    return uris
+
+
+def write_small_books(path: Path, n_docs: int = 3) -> list[str]:
+    """`n_docs` Shakespeare texts cut to 20 kB, plus a re-spaced, upper-cased copy of the first."""
+    with gzip.open(SAMPLE / "books" / "shakespeare.jsonl.gz", "rt") as f:
+        records = [json.loads(line) for _, line in zip(range(n_docs), f, strict=False)]
+    records = [{"id": r["id"], "text": r["text"][:20_000]} for r in records]
+    dup = {"id": "dup", "text": "  " + records[0]["text"].upper().replace(" ", "   ")}
+    with open(path, "w") as f:
+        for r in [*records, dup]:
+            f.write(json.dumps(r) + "\n")
+    return [r["id"] for r in records]
+
+
+@pytest.fixture(scope="session")
+def small_inputs(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("inputs")
+    (root / "web").mkdir()
+    (root / "books").mkdir()
+    uris = write_small_warc(root / "web" / "small.warc.gz")
+    book_ids = write_small_books(root / "books" / "books.jsonl")
+    return {"root": root, "uris": uris, "book_ids": book_ids}
+
+
+@pytest.fixture(scope="session")
+def curated(small_inputs, tmp_path_factory) -> dict:
+    """One curation run over the small inputs, shared by the curation tests."""
+    from llm_data import CurationConfig, SourceConfig, run_curation
+
+    root = small_inputs["root"]
+    out = tmp_path_factory.mktemp("curated") / "out"
+    config = CurationConfig(
+        sources=[
+            SourceConfig(name="web", path=str(root / "web" / "*.warc.gz"), format="warc"),
+            SourceConfig(
+                name="books", path=str(root / "books"), format="jsonl", quality_filters=False
+            ),
+        ],
+        output_dir=str(out),
+    )
+    return {"out": out, "stats": run_curation(config), "config": config}
+
+
+def read_curated(folder: Path) -> list[dict]:
+    docs = []
+    for path in sorted(folder.glob("*.jsonl.gz")):
+        with gzip.open(path, "rt") as f:
+            docs += [json.loads(line) for line in f]
+    return docs
+
+
+@pytest.fixture(scope="session")
+def helpers():
+    """Constants and helpers for test modules (importlib import mode cannot import conftest)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        SAMPLE=SAMPLE,
+        JUNK_URI=JUNK_URI,
+        PAGES_PER_LANGUAGE=PAGES_PER_LANGUAGE,
+        read_curated=read_curated,
+        write_small_books=write_small_books,
+    )

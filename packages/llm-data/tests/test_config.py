@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+from llm_data import CurationConfig, GopherConfig, SourceConfig
+from omegaconf import OmegaConf
+
+
+def _config(**kw) -> CurationConfig:
+    sources = [
+        SourceConfig(name="web", path="data/web/*.warc.gz", format="warc"),
+        SourceConfig(name="code", path="data/code", format="jsonl", quality_filters=False),
+    ]
+    return CurationConfig(sources=sources, output_dir="out", **kw)
+
+
+def test_round_trips_through_omegaconf_structured():
+    config = _config(languages=("en", "de"), gopher=GopherConfig(min_doc_words=20))
+    merged = OmegaConf.merge(OmegaConf.structured(CurationConfig), OmegaConf.structured(config))
+    back = OmegaConf.to_object(merged)
+    assert back == config
+    assert isinstance(back.sources[1], SourceConfig) and back.sources[1].quality_filters is False
+    assert back.gopher.min_doc_words == 20
+
+
+def test_omegaconf_rejects_bad_format_literal():
+    base = OmegaConf.structured(_config())
+    with pytest.raises(Exception, match="format"):
+        OmegaConf.merge(base, {"sources": [{"name": "x", "path": "p", "format": "parquet"}]})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"min_language_score": 1.5}, "min_language_score"),
+        ({"tasks": 0}, "tasks"),
+        ({"workers": 0}, "workers"),
+        ({"languages": ("english",)}, "languages"),
+    ],
+)
+def test_validation_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        _config(**kwargs)
+
+
+def test_sources_must_be_unique_and_valid():
+    with pytest.raises(ValueError, match="unique"):
+        CurationConfig(
+            sources=[SourceConfig(name="a", path="x", format="warc")] * 2, output_dir="out"
+        )
+    with pytest.raises(ValueError, match="format"):
+        SourceConfig(name="a", path="x", format="parquet")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="source.name"):
+        SourceConfig(name="a/b", path="x", format="warc")
+    with pytest.raises(ValueError, match="gopher.max_symbol_word_ratio"):
+        GopherConfig(max_symbol_word_ratio=2.0)

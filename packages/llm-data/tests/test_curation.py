@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from llm_data import CurationConfig, InputError, SourceConfig, run_curation
+
+
+def _stage(stats: dict, source: str, name: str) -> dict:
+    return next(s for s in stats[source]["stages"] if s["stage"] == name)
+
+
+def test_counts_per_stage(curated, helpers):
+    stats = curated["stats"]
+    n_pages = 3 * helpers.PAGES_PER_LANGUAGE + 2  # + planted duplicate + planted junk page
+    assert _stage(stats, "web", "StrictWarcReader")["in"] == n_pages
+    lang = _stage(stats, "web", "LanguageIdFilter")
+    assert sum(lang["languages"].values()) == lang["in"]
+    gopher = _stage(stats, "web", "MultilingualGopherFilter")
+    assert gopher["removed_by"]["gopher_too_many_hashes"] == 1  # the planted junk page
+    assert sum(gopher["removed_by"].values()) == gopher["removed"]
+    assert _stage(stats, "web", "ExactDedupFilter")["removed"] == 1
+    assert _stage(stats, "books", "ExactDedupFilter") == {
+        "stage": "ExactDedupFilter",
+        "in": 4,
+        "kept": 3,
+        "removed": 1,
+        "removed_by": {"exact_duplicate": 1},
+    }
+    saved = json.loads((curated["out"] / "curation_stats.json").read_text())
+    assert saved == stats
+
+
+def test_output_documents(curated, small_inputs, helpers):
+    web = helpers.read_curated(curated["out"] / "web")
+    assert len(web) == curated["stats"]["web"]["documents_out"]
+    urls = [d["metadata"]["url"] for d in web]
+    assert helpers.JUNK_URI not in urls
+    assert len(set(d["text"] for d in web)) == len(web)
+    for doc in web:
+        assert doc["metadata"]["source"] == "web"
+        url = doc["metadata"]["url"].split("?")[0]
+        expected = next(lang for lang, us in small_inputs["uris"].items() if url in us)
+        # Partly untranslated de/fr pages are mostly English text, so "en" is right for them.
+        assert doc["metadata"]["language"] in {expected, "en"}
+        assert 0.5 <= doc["metadata"]["language_score"] <= 1.0
+    books = helpers.read_curated(curated["out"] / "books")
+    assert [d["id"] for d in books] == small_inputs["book_ids"]
+    leftovers = [p.name for p in curated["out"].parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_existing_output_needs_overwrite(curated):
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run_curation(curated["config"])
+
+
+def test_missing_path_names_path_and_source(tmp_path):
+    missing = tmp_path / "nope"
+    config = CurationConfig(
+        sources=[SourceConfig(name="crawl", path=str(missing), format="warc")],
+        output_dir=str(tmp_path / "out"),
+    )
+    with pytest.raises(InputError, match=r"'crawl'.*nope"):
+        run_curation(config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_warc_is_one_clear_error(tmp_path, helpers):
+    src = helpers.SAMPLE / "web" / "handbook-en-US.warc.gz"
+    broken = tmp_path / "broken.warc.gz"
+    broken.write_bytes(src.read_bytes()[:60_000])
+    config = CurationConfig(
+        sources=[SourceConfig(name="web", path=str(broken), format="warc", quality_filters=False)],
+        output_dir=str(tmp_path / "out"),
+    )
+    with pytest.raises(InputError, match=r"'web'.*truncated WARC file .*broken\.warc\.gz"):
+        run_curation(config)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.warc.gz"]
+
+
+def test_jsonl_record_without_text_names_file_and_line(tmp_path):
+    data = tmp_path / "docs.jsonl"
+    data.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "body": "no text"}\n')
+    config = CurationConfig(
+        sources=[SourceConfig(name="docs", path=str(data), format="jsonl", quality_filters=False)],
+        output_dir=str(tmp_path / "out"),
+    )
+    with pytest.raises(InputError, match=r"docs\.jsonl, line 2: field 'text' is missing"):
+        run_curation(config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_does_not_load_torch():
+    code = "import sys, llm_data; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_tmp(tmp_path):
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
