@@ -1,0 +1,111 @@
+import pytest
+import torch
+
+from llm_train.config import TrainConfig
+from llm_train.metrics import read_metrics
+from llm_train.trainer import Trainer
+
+pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAt:
+    """A callback that kills the run after step ``step`` (before its checkpoint)."""
+
+    every = 1
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __call__(self, step, model):
+        if step == self.step:
+            raise Crash
+        return {}
+
+
+class CountTokens:
+    """Stands in for an eval callback: toggles eval mode and reports a number."""
+
+    def __init__(self, every: int) -> None:
+        self.every, self.calls = every, []
+
+    def __call__(self, step, model):
+        model.eval()
+        self.calls.append(step)
+        return {"eval/step_x2": 2.0 * step}
+
+
+def _config(**overrides):
+    base = dict(
+        steps=10, lr=1e-2, warmup_steps=2, precision="fp32", log_every=1, checkpoint_every=5,
+        keep_checkpoints=2, spike_k=3.0, spike_window=3, grad_accum_steps=2,
+    )  # fmt: skip
+    return TrainConfig(**(base | overrides))
+
+
+def _run(toy, run_dir, callbacks=(), **overrides):
+    torch.manual_seed(123)  # init; the trainer reseeds (or restores RNG) before training
+    trainer = Trainer(toy.Model(), toy.Loader(), _config(**overrides), run_dir, callbacks=callbacks)
+    return trainer, trainer.fit()
+
+
+def test_resumed_run_matches_uninterrupted_run(toy, tmp_path):
+    straight, final = _run(toy, tmp_path / "straight")
+    with pytest.raises(Crash):
+        _run(toy, tmp_path / "resumed", callbacks=[CrashAt(7)])
+    # Step 7 crashed in its callback, before its metrics line was written.
+    crashed = read_metrics(tmp_path / "resumed" / "metrics.jsonl")
+    assert [r["step"] for r in crashed] == [1, 2, 3, 4, 5, 6]
+    resumed, final_resumed = _run(toy, tmp_path / "resumed")
+    # 7 optimizer steps ran before the crash, but only step 5 was checkpointed: 6..10 rerun.
+    assert resumed.step == 10 and resumed.tokens == straight.tokens == 10 * 2 * 4 * 8
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "straight" / "metrics.jsonl")]
+    records = read_metrics(tmp_path / "resumed" / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(1, 11))  # steps 6, 7 not duplicated
+    assert [r["loss"] for r in records] == losses
+    assert final_resumed["loss"] == final["loss"]
+    assert losses[-1] < losses[0] - 0.3  # it learned
+    checkpoints = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir())
+    assert checkpoints == ["step_000005", "step_000010"]
+
+
+def test_metrics_jsonl_and_callbacks(toy, tmp_path):
+    counter = CountTokens(every=4)
+    trainer, final = _run(
+        toy, tmp_path, callbacks=[counter], log_every=3, peak_flops=1e9, steps=10, spike_k=0
+    )
+    assert counter.calls == [4, 8, 10]  # every 4 steps and at the end
+    assert trainer.model.training  # put back in train mode
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == [3, 4, 6, 8, 9, 10]  # log_every=3, evals, last
+    first = records[0]
+    assert {"loss", "ce", "z_loss", "grad_norm", "lr", "tokens", "tokens_per_s", "mfu"} <= set(
+        first
+    )
+    assert first["tokens"] == 3 * 2 * 4 * 8 and first["skipped_total"] == 0
+    assert first["mfu"] == pytest.approx(
+        first["tokens_per_s"] * trainer.model.flops_per_token(8) / 1e9
+    )
+    assert records[1]["eval/step_x2"] == 8.0 and "tokens_per_s" not in records[1]
+    assert records[-1]["eval/step_x2"] == 20.0 and final["eval/step_x2"] == 20.0
+    assert records[-1]["lr"] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 * (1 + torch.cos(
+        torch.tensor(torch.pi * 7 / 8)).item())))  # lr of step index 9  # fmt: skip
+
+
+def test_nan_skipped_and_counted_in_trainer(toy, tmp_path):
+    torch.manual_seed(0)
+    model = toy.Model()
+    with torch.no_grad():
+        model.head.weight[0, 0] = float("nan")
+    config = _config(steps=3, checkpoint_every=0, max_consecutive_skips=5)
+    final = Trainer(model, toy.Loader(), config, tmp_path).fit()
+    assert final["skipped_total"] == 3.0 and final["loss"] != final["loss"]
+    assert [r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [None] * 3
+    config = _config(steps=5, checkpoint_every=0, max_consecutive_skips=2)
+    with pytest.raises(RuntimeError, match="2 updates skipped in a row"):
+        Trainer(model, toy.Loader(), config, tmp_path / "b").fit()
