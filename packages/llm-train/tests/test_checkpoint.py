@@ -3,7 +3,6 @@ import logging
 
 import pytest
 import torch
-
 from llm_train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from llm_train.metrics import MetricsWriter, read_metrics
 
 
