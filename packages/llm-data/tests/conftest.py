@@ -131,3 +131,56 @@ def helpers():
         read_curated=read_curated,
         write_small_books=write_small_books,
     )
+
+
+@pytest.fixture(scope="session")
+def tokenizer_json(tmp_path_factory) -> Path:
+    """A byte-level BPE tokenizer.json trained on 8 kB of Shakespeare (vocab 300)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    with gzip.open(SAMPLE / "books" / "shakespeare.jsonl.gz", "rt") as f:
+        text = json.loads(f.readline())["text"][:8000]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator([text], trainer)
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    tokenizer.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def curated_small(tmp_path_factory) -> Path:
+    """A curation-shaped folder: books/ (4 texts) and code/ (6 modules), 3-8 kB each."""
+    root = tmp_path_factory.mktemp("curated_small")
+    for source, name, n, size in (
+        ("books", "shakespeare", 4, 8000),
+        ("code", "python-stdlib", 6, 3000),
+    ):
+        folder = root / source
+        folder.mkdir()
+        with gzip.open(next(SAMPLE.glob(f"*/{name}.jsonl.gz")), "rt") as f:
+            records = [json.loads(line) for _, line in zip(range(n), f, strict=False)]
+        with gzip.open(folder / "00000.jsonl.gz", "wt") as f:
+            for r in records:
+                f.write(
+                    json.dumps({"id": r["id"], "text": r["text"][:size], "metadata": {}}) + "\n"
+                )
+    (root / "logs").mkdir()  # datatrove's logs folder must be skipped
+    return root
+
+
+@pytest.fixture(scope="session")
+def shards(curated_small, tokenizer_json, tmp_path_factory) -> dict:
+    from llm_data import tokenize_to_shards
+
+    out = tmp_path_factory.mktemp("shards") / "out"
+    stats = tokenize_to_shards(
+        curated_small, tokenizer_json, out, seq_len=32, heldout_fraction=0.2, seed=3
+    )
+    return {"out": out, "stats": stats}

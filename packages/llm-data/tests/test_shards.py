@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from llm_data import InputError, tokenize_to_shards
+from llm_data.shards import is_heldout
+from tokenizers import Tokenizer
+
+
+def _docs(curated_small, source):
+    with gzip.open(curated_small / source / "00000.jsonl.gz", "rt") as f:
+        return [json.loads(line) for line in f]
+
+
+def _read_samples(folder) -> np.ndarray:
+    from streaming import StreamingDataset
+
+    dataset = StreamingDataset(local=str(folder), shuffle=False, batch_size=1)
+    samples = np.stack([dataset[i]["tokens"] for i in range(len(dataset))])
+    del dataset
+    return samples
+
+
+def test_packs_documents_with_eos(shards, curated_small, tokenizer_json):
+    tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    eos = tokenizer.token_to_id("<|endoftext|>")
+    stats = shards["stats"]
+    assert (stats["eos_id"], stats["dtype"], stats["sample_len"]) == (eos, "uint16", 33)
+    for source in ("books", "code"):
+        kept = [d for d in _docs(curated_small, source) if not is_heldout(source, d["id"], 0.2, 3)]
+        stream = []
+        for doc in kept:
+            stream += tokenizer.encode(doc["text"], add_special_tokens=False).ids + [eos]
+        samples = _read_samples(shards["out"] / source)
+        assert samples.dtype == np.uint16 and samples.shape == (len(stream) // 33, 33)
+        np.testing.assert_array_equal(samples.reshape(-1), stream[: samples.size])
+        s = stats["sources"][source]
+        assert (s["docs"], s["samples"]) == (len(kept), len(stream) // 33)
+        assert s["tokens"] + s["tokens_dropped"] == len(stream)
+
+
+def test_heldout_split_is_deterministic_and_excluded(shards, curated_small):
+    heldout = [json.loads(x) for x in (shards["out"] / "heldout.jsonl").read_text().splitlines()]
+    expected = [
+        (source, d["id"])
+        for source in ("books", "code")
+        for d in _docs(curated_small, source)
+        if is_heldout(source, d["id"], 0.2, 3)
+    ]
+    assert [(h["source"], h["id"]) for h in heldout] == expected
+    assert len(expected) == sum(s["heldout_docs"] for s in shards["stats"]["sources"].values())
+    assert len(expected) >= 1  # seed 3 holds out at least one of the 10 documents
+    assert set(heldout[0]) == {"id", "text", "source"}
+
+
+def test_index_has_hashes_and_stats_file(shards):
+    index = json.loads((shards["out"] / "books" / "index.json").read_text())
+    assert set(index["shards"][0]["raw_data"]["hashes"]) == {"sha1", "xxh64"}
+    saved = json.loads((shards["out"] / "shard_stats.json").read_text())
+    assert saved == shards["stats"]
+
+
+def test_tokenizer_without_eos_is_an_error(tmp_path, curated_small):
+    from tokenizers import models
+
+    path = tmp_path / "no_eos.json"
+    Tokenizer(models.BPE()).save(str(path))
+    with pytest.raises(InputError, match=r"no_eos\.json.*<\|endoftext\|>"):
+        tokenize_to_shards(curated_small, path, tmp_path / "out", seq_len=8)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_record_names_file_and_line(tmp_path, tokenizer_json):
+    (tmp_path / "cur" / "web").mkdir(parents=True)
+    (tmp_path / "cur" / "web" / "a.jsonl").write_text('{"id": "1", "text": "ok"}\n{"id": "2"}\n')
+    with pytest.raises(InputError, match=r"a\.jsonl, line 2"):
+        tokenize_to_shards(tmp_path / "cur", tokenizer_json, tmp_path / "out", seq_len=8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cur"]
