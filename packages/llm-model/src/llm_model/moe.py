@@ -36,11 +36,20 @@ class MoE(nn.Module):
         if config.moe_shared_experts:
             self.shared = FeedForward(config, hidden=h * config.moe_shared_experts)
         self.aux_loss = self.lb_loss = self.router_z_loss = None
+        if not self.w1.is_meta:
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """N(0, init_std) experts; the Transformer's init_weights applies the chosen scheme."""
+        for w in (self.w1, self.w2, self.w3):
+            if w is not None:
+                nn.init.normal_(w, std=self.config.init_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # (N, d)
-        logits = self.router(x).float()  # (N, E)
+        logits = self.router(x)  # (N, E), routed in at least float32
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         probs = logits.softmax(-1)
         weights, experts = probs.topk(self.config.moe_top_k, dim=-1)  # (N, k)
         weights = weights / weights.sum(-1, keepdim=True)
@@ -79,8 +88,8 @@ class MoE(nn.Module):
     def _aux_losses(self, logits, probs, experts) -> None:
         E = self.config.n_experts
         # Switch Transformer: E * sum_e (fraction of routed slots to e) * (mean prob of e)
-        ones = torch.ones(experts.numel(), device=probs.device)
-        frac = torch.zeros(E, device=probs.device).scatter_add_(0, experts.flatten(), ones)
+        ones = probs.new_ones(experts.numel())
+        frac = probs.new_zeros(E).scatter_add_(0, experts.flatten(), ones)
         frac = frac / experts.numel()
         self.lb_loss = E * (frac * probs.mean(0)).sum()
         self.router_z_loss = torch.logsumexp(logits, -1).pow(2).mean()  # ST-MoE
