@@ -70,7 +70,18 @@ class StrictWarcReader(WarcReader):
 
 
 class StrictJsonlReader(JsonlReader):
-    """datatrove's JsonlReader, raising `InputError` for a record without a string "text"."""
+    """datatrove's JsonlReader, raising `InputError` for a record without a string "text".
+
+    A truncated compressed file also raises; a line that is not valid JSON is still skipped
+    with a warning, as datatrove does.
+    """
+
+    def read_file(self, filepath: str):
+        try:
+            yield from super().read_file(filepath)
+        except (EOFError, zlib.error) as err:
+            full = self.data_folder.resolve_paths(filepath)
+            raise InputError(f"corrupt or truncated JSONL file {full}: {err}") from err
 
     def get_document_from_dict(self, data: dict, source_file: str, id_in_file: int | str):
         text = data.get(self.text_key)
