@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-
 from llm_kernels import reference
 
 pytestmark = pytest.mark.skipif(
@@ -86,7 +85,9 @@ def test_gradcheck_float64():
     x = torch.randn(3, 7, dtype=torch.float64, device=DEVICE, requires_grad=True)
     r = torch.randn(3, 7, dtype=torch.float64, device=DEVICE, requires_grad=True)
     w = torch.randn(7, dtype=torch.float64, device=DEVICE, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, c: rms_norm_triton(a, c, 1e-6, 0.5), (x, w))
+    assert torch.autograd.gradcheck(
+        lambda a, c: rms_norm_triton(a, c, 1e-6, 0.5), (x, w), fast_mode=True
+    )
     assert torch.autograd.gradcheck(
         lambda a, b, c: rms_norm_residual_triton(a, b, c, 1e-6, 0.0), (x, r, w), fast_mode=True
     )

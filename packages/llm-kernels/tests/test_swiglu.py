@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-
 from llm_kernels import reference
 
 pytestmark = pytest.mark.skipif(

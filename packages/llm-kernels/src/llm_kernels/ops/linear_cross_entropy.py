@@ -24,6 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
+from llm_kernels.ops.launch import acc_dtype
+
 __all__ = ["fused_linear_cross_entropy_triton"]
 
 # Elements of one logits chunk (C * V): 2**26 float32 = 256 MiB.
@@ -125,7 +127,7 @@ def _forward(hidden, weight, labels, ignore_index, smoothing, z_coef, compute_gr
         _ce_kernel[(h.shape[0],)](
             logits, dx, labels[s : s + chunk], loss_rows[s : s + chunk], lse_rows[s : s + chunk],
             logits.stride(0), dx.stride(0), v, ignore_index, smoothing, z_coef,
-            COMPUTE_GRAD=compute_grad, BLOCK=block, ACC=tl.float64 if acc == torch.float64 else tl.float32,
+            COMPUTE_GRAD=compute_grad, BLOCK=block, ACC=acc_dtype(logits),
             num_warps=8 if block >= 2048 else 4,
         )  # fmt: skip
         del logits

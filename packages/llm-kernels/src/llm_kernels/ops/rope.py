@@ -27,15 +27,15 @@ __all__ = ["apply_rope_triton"]
 
 @triton.jit
 def _rope_heads(
-    X, O, sxb, sxt, sxh, b, t, T, n_heads, D,
+    X, OUT, sxb, sxt, sxh, b, t, T, n_heads, D,
     c, s, half_offs, half_mask, INTERLEAVED: tl.constexpr,
     HALF: tl.constexpr, HEADS_BLOCK: tl.constexpr, PASS_BLOCK: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
-    # O is contiguous (B, T, H, D); X has arbitrary strides except a unit last-dim stride.
+    # OUT is contiguous (B, T, H, D); X has arbitrary strides except a unit last-dim stride.
     heads = tl.arange(0, HEADS_BLOCK)[:, None]
     hmask = heads < n_heads
     x_row = X + b * sxb + t * sxt + heads * sxh
-    o_row = O + ((b * T + t) * n_heads + heads) * D
+    o_row = OUT + ((b * T + t) * n_heads + heads) * D
     if INTERLEAVED:
         i1 = 2 * half_offs[None, :]
         i2 = i1 + 1
@@ -45,8 +45,8 @@ def _rope_heads(
     m = hmask & half_mask[None, :]
     x1 = tl.load(x_row + i1, mask=m, other=0.0).to(ACC)
     x2 = tl.load(x_row + i2, mask=m, other=0.0).to(ACC)
-    tl.store(o_row + i1, (x1 * c - x2 * s).to(O.dtype.element_ty), mask=m)
-    tl.store(o_row + i2, (x2 * c + x1 * s).to(O.dtype.element_ty), mask=m)
+    tl.store(o_row + i1, (x1 * c - x2 * s).to(OUT.dtype.element_ty), mask=m)
+    tl.store(o_row + i2, (x2 * c + x1 * s).to(OUT.dtype.element_ty), mask=m)
     if PASS_BLOCK > 0:  # partial rotary: copy dims [2 * HALF, D)
         p = 2 * HALF + tl.arange(0, PASS_BLOCK)[None, :]
         pm = hmask & (p < D)

@@ -30,7 +30,7 @@ _WARPS = 4
 
 @triton.jit
 def _swiglu_fwd_kernel(
-    G, U, O, stride_g, stride_u, stride_o, N, BLOCK: tl.constexpr, ACC: tl.constexpr
+    G, U, OUT, stride_g, stride_u, stride_o, N, BLOCK: tl.constexpr, ACC: tl.constexpr
 ):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -38,7 +38,7 @@ def _swiglu_fwd_kernel(
     g = tl.load(G + row * stride_g + cols, mask=mask, other=0.0).to(ACC)
     u = tl.load(U + row * stride_u + cols, mask=mask, other=0.0).to(ACC)
     out = g * tl.sigmoid(g) * u
-    tl.store(O + row * stride_o + cols, out.to(O.dtype.element_ty), mask=mask)
+    tl.store(OUT + row * stride_o + cols, out.to(OUT.dtype.element_ty), mask=mask)
 
 
 @triton.jit
