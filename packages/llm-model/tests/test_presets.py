@@ -113,10 +113,9 @@ def test_meta_build_then_init_weights():
     assert torch.equal(model.blocks[0].attn_norm.weight, torch.ones(128))
 
 
-@pytest.mark.slow
 def test_cli_table():
     out = subprocess.run(
-        [sys.executable, "-m", "llm_model.presets", "--seq-len", "1024"],
+        [sys.executable, "-m", "llm_model.presets", "--seq-len", "1024", "debug", "gpt2-124m"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "gpt2-124m" in out and "124,439,808" in out

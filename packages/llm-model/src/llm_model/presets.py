@@ -140,14 +140,14 @@ def meta_check(config: ModelConfig, seq_len: int = 128):
     return model
 
 
-def _table(seq_len: int) -> str:
+def _table(seq_len: int, names: list[str] | None = None) -> str:
     head = f"{'preset':<13}{'params':>16}{'non-emb':>16}{'active':>16}"
     head += f"{'GFLOP/tok foundry':>20}{'GFLOP/tok exact':>18}  fwd+bwd(meta)"
     rows = [f"FLOPs at seq_len={seq_len}; 'foundry' = 6N + 12LdT, 'exact' see counting.py", head]
     from llm_model.counting import active_params
 
-    for name, config in PRESETS.items():
-        model = meta_check(config)
+    for name in names or list(PRESETS):
+        model = meta_check(PRESETS[name])
         rows.append(
             f"{name:<13}{model.num_params():>16,}{model.num_params(True):>16,}"
             f"{active_params(model):>16,}{model.flops_per_token(seq_len) / 1e9:>20.3f}"
@@ -159,4 +159,6 @@ def _table(seq_len: int) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Sizes and FLOPs of the model presets.")
     parser.add_argument("--seq-len", type=int, default=2048)
-    print(_table(parser.parse_args().seq_len))  # a CLI table: print, not logging
+    parser.add_argument("names", nargs="*", choices=[[], *PRESETS], help="presets (default all)")
+    args = parser.parse_args()
+    print(_table(args.seq_len, args.names))  # a CLI table: print, not logging
