@@ -1,5 +1,7 @@
 """FSDP2 on CPU: 2 gloo ranks (forked processes) against a single-process reference."""
 
+import json
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -8,10 +10,12 @@ import torch.distributed.fsdp  # noqa: F401
 import torch.multiprocessing as mp
 from llm_train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from llm_train.config import TrainConfig
+from llm_train.metrics import read_metrics
 from llm_train.optimizer import build_optimizer
 from llm_train.parallel import apply_activation_checkpointing, apply_fsdp
 from llm_train.schedule import build_scheduler
 from llm_train.step import train_step
+from llm_train.trainer import Trainer
 from torch.distributed.device_mesh import init_device_mesh
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
@@ -33,7 +37,7 @@ def _full(model):
     return {n: p.full_tensor().detach().clone() for n, p in model.named_parameters()}
 
 
-def _rank_main(rank, init_file, out, model_cls, batch):
+def _rank_main(rank, init_file, out, model_cls, loader_cls, batch):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
@@ -49,6 +53,12 @@ def _rank_main(rank, init_file, out, model_cls, batch):
         fresh, fresh_opt, _, _ = _setup(model_cls, mesh)
         manifest = load_checkpoint(path, fresh, fresh_opt)
         restored = _full(fresh)
+        # The whole Trainer sharded: rank 0 logs; every rank's loader position is checkpointed.
+        run_config = TrainConfig(
+            steps=2, lr=1e-2, precision="fp32", log_every=1, checkpoint_every=1
+        )
+        loader = loader_cls(batch_size=2, seed=rank)
+        Trainer(model_cls(), loader, run_config, out / "run", mesh=mesh).fit()
         if rank == 0:
             torch.save({"metrics": metrics, "params": params, "restored": restored,
                         "rank_states": manifest["rank_states"]}, out / "rank0.pt")  # fmt: skip
@@ -63,7 +73,7 @@ def test_fsdp_two_ranks_match_single_process(toy, tmp_path):
     reference = train_step(model, [batch], optimizer, scheduler, config)
     mp.start_processes(
         _rank_main,
-        args=(tmp_path / "pg_init", tmp_path, toy.Model, batch),
+        args=(tmp_path / "pg_init", tmp_path, toy.Model, toy.Loader, batch),
         nprocs=WORLD,
         start_method="fork",  # no re-import of torch per rank: seconds saved on 2 cores
     )
@@ -77,3 +87,12 @@ def test_fsdp_two_ranks_match_single_process(toy, tmp_path):
         torch.testing.assert_close(value, single[name].detach(), rtol=1e-5, atol=1e-6)
         assert torch.equal(value, result["restored"][name])  # DCP round trip under FSDP
     assert result["rank_states"] == [{"rank": 0}, {"rank": 1}]
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2] and records[-1]["tokens"] == 2 * WORLD * 2 * 8
+    last = tmp_path / "run" / "checkpoints" / "step_000002" / "manifest.json"
+    manifest = json.loads(last.read_text())
+    assert [s["loader"] for s in manifest["rank_states"]] == [{"epoch": 0, "position": 2}] * 2
+    assert manifest["world_size"] == WORLD
+    assert sorted(n for n in manifest["files"] if n.endswith(".distcp")) == [
+        "__0_0.distcp", "__1_0.distcp",
+    ]  # fmt: skip
