@@ -1,0 +1,180 @@
+"""The pretrain config: each package's own config, composed, plus the few knobs only the app has.
+
+The defaults here are the sample run (the shipped corpus, a tiny model, CPU-sized); `default.yaml`
+beside this file spells them out. The model section starts from the preset named by `model_preset`
+and the YAML / command line override its fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from llm_data import CurationConfig, GopherConfig, SourceConfig
+from llm_model import ModelConfig
+from llm_model.presets import PRESETS, get_preset
+from llm_tokenize import TokenizerConfig
+from llm_train import TrainConfig
+
+from pretrain.loading import ConfigError, merge_into, parse_override, read_yaml
+
+SAMPLE = "data/sample"
+SAMPLE_TASKS = ("arc_easy", "piqa", "sciq", "hellaswag", "lambada")
+
+
+def _sample_sources() -> list[SourceConfig]:
+    return [
+        SourceConfig(name="web", path=f"{SAMPLE}/web", format="warc", quality_filters=True),
+        SourceConfig(name="books", path=f"{SAMPLE}/books", format="jsonl", quality_filters=False),
+        SourceConfig(name="code", path=f"{SAMPLE}/code", format="jsonl", quality_filters=False),
+    ]
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """Where the run lives and what it runs on.
+
+    Attributes:
+        name: run directory name under ``root``.
+        root: parent folder of run directories.
+        device: "auto" picks CUDA when available.
+        threads: torch CPU threads (0 = torch's default).
+    """
+
+    name: str = "sample"
+    root: str = "runs"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ValueError(f"run.name={self.name!r} must be a plain folder name")
+        if self.threads < 0:
+            raise ValueError(f"run.threads={self.threads} must be >= 0")
+
+
+@dataclass(kw_only=True)
+class ShardsConfig:
+    """Tokenized MDS shards: sample length and the held-out split (see llm_data.shards)."""
+
+    seq_len: int = 256
+    heldout_fraction: float = 0.02
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 8:
+            raise ValueError(f"shards.seq_len={self.seq_len} must be >= 8")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError(f"shards.heldout_fraction={self.heldout_fraction} must be in [0, 1)")
+
+
+@dataclass(kw_only=True)
+class LoaderConfig:
+    """Batches from the shards; ``proportions`` maps source name -> mixture weight."""
+
+    batch_size: int = 16
+    proportions: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"loader.batch_size={self.batch_size} must be >= 1")
+        bad = {k: v for k, v in self.proportions.items() if not v > 0}
+        if bad:
+            raise ValueError(f"loader.proportions={bad} must all be > 0")
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """End-of-run (and optional in-loop) evaluation.
+
+    Attributes:
+        tasks: JSONL task files in the shared eval schema.
+        limit: items per task (0 = all).
+        heldout_docs: held-out documents for bits per byte (0 = all).
+        batch_size: sequences per forward pass.
+        every: in-loop evaluation every this many steps (0 = only at the end).
+    """
+
+    tasks: list[str] = field(
+        default_factory=lambda: [f"{SAMPLE}/eval/{t}.jsonl.gz" for t in SAMPLE_TASKS]
+    )
+    limit: int = 0
+    heldout_docs: int = 0
+    batch_size: int = 32
+    every: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "heldout_docs", "every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"eval.{name}={getattr(self, name)} must be >= 0")
+        if self.batch_size < 1:
+            raise ValueError(f"eval.batch_size={self.batch_size} must be >= 1")
+
+
+@dataclass(kw_only=True)
+class PretrainConfig:
+    """The whole pipeline: curate -> tokenizer -> shards -> train -> eval."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: CurationConfig = field(
+        default_factory=lambda: CurationConfig(sources=_sample_sources(), gopher=GopherConfig())
+    )
+    tokenizer: TokenizerConfig = field(
+        default_factory=lambda: TokenizerConfig(vocab_size=4096, show_progress=False)
+    )
+    shards: ShardsConfig = field(default_factory=ShardsConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    model_preset: str = "debug"
+    model: ModelConfig = field(default_factory=lambda: get_preset("debug"))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200))
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if self.model_preset not in PRESETS:
+            raise ValueError(f"model_preset={self.model_preset!r} is not one of {sorted(PRESETS)}")
+
+
+def default_yaml() -> Path:
+    return Path(str(resources.files("pretrain") / "configs" / "default.yaml"))
+
+
+def load_pretrain_config(path: str | None, overrides: list[str]) -> PretrainConfig:
+    """Defaults <- YAML file <- `key=value` overrides, checked against the dataclasses."""
+    source = path or str(default_yaml())
+    layers: list[tuple[str, dict[str, Any]]] = [(f"config file {source}", read_yaml(source))]
+    for text in overrides:
+        key, value = parse_override(text)
+        layers.append((f"override {text!r}", _nest(key, value)))
+    preset = _preset_name(layers)
+    schema = PretrainConfig(model_preset=preset, model=get_preset(preset))
+    return merge_into(schema, layers)
+
+
+def _preset_name(layers: list[tuple[str, dict[str, Any]]]) -> str:
+    name = "debug"
+    for _, mapping in layers:
+        name = mapping.get("model_preset", name)
+    if name not in PRESETS:
+        raise ConfigError(f"model_preset={name!r} is not one of {sorted(PRESETS)}")
+    return name
+
+
+def _nest(key: str, value: Any) -> dict[str, Any]:
+    """`a.b.c`, v -> {"a": {"b": {"c": v}}}; list items (`a[0].b`) are not addressable here."""
+    if "[" in key:
+        raise ConfigError(f"override {key!r}: set list entries in the YAML file instead")
+    out: dict[str, Any] = value
+    for part in reversed(key.split(".")):
+        if not part:
+            raise ConfigError(f"override key {key!r} has an empty part")
+        out = {part: out}
+    return out
+
+
+def replace(config: Any, **changes: Any) -> Any:
+    """`dataclasses.replace`, re-running validation."""
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,93 @@
+"""Load a YAML file plus `key.sub=value` overrides into typed config dataclasses.
+
+OmegaConf structured configs do the work: the dataclass is the schema, so unknown keys and values
+of the wrong type are errors that name the key; `__post_init__` validation of each package's config
+runs when the merged tree is turned back into dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the source and the key."""
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping at the top, not {type(data).__name__}"
+        )
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split `key.sub=value`; the value is parsed as YAML (so 1e-3, true, [a, b] work)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def merge_into(schema: T, layers: list[tuple[str, dict[str, Any]]]) -> T:
+    """Merge mappings (each with a name for errors) onto a dataclass instance used as schema."""
+    node = OmegaConf.structured(schema)
+    for source, mapping in layers:
+        try:
+            node.merge_with(OmegaConf.create(mapping))
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"{source}: {_first_line(e)} (key {_full_key(e)!r})") from None
+    return to_dataclass(node)
+
+
+def to_dataclass(node: DictConfig) -> Any:
+    """Turn the merged tree into dataclasses; `__post_init__` validation errors surface here."""
+    try:
+        return OmegaConf.to_object(node)
+    except OmegaConfBaseException as e:
+        cause = e.__cause__ if isinstance(e.__cause__, ValueError | TypeError) else None
+        msg = str(cause) if cause else _first_line(e)
+        raise ConfigError(f"invalid config: {msg} (key {_full_key(e)!r})") from None
+
+
+def to_yaml(config: Any) -> str:
+    """The resolved config as YAML (what every run directory records)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def _dump(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True).strip()
+    return text.removesuffix("\n...").removesuffix("...").strip()
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _full_key(e: Exception) -> str:
+    return getattr(e, "full_key", None) or "?"

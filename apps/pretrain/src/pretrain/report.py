@@ -1,0 +1,109 @@
+"""The short markdown report a run ends with: what each stage kept, made and measured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_report(run_dir: Path) -> Path:
+    """Gather the stage summaries under `run_dir` into `report.md` and return its path."""
+    stages = read_json(run_dir / "stages.json")
+    lines = [f"# Run `{run_dir.name}`", ""]
+    lines += _curation_section(stages.get("curate", {}))
+    lines += _tokens_section(stages.get("tokenizer", {}), stages.get("shards", {}))
+    lines += _training_section(stages.get("train", {}), read_metrics(run_dir / "metrics.jsonl"))
+    lines += _eval_section(stages.get("eval", {}))
+    lines += ["## Time per stage", "", "| stage | seconds |", "| --- | ---: |"]
+    lines += [f"| {name} | {s.get('seconds', 0):.1f} |" for name, s in stages.items()]
+    out = run_dir / "report.md"
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def _curation_section(curate: dict[str, Any]) -> list[str]:
+    counts = curate.get("counts", {})
+    if not counts:
+        return []
+    lines = ["## Curation: documents per stage", "", "| source | stage | in | kept | removed |"]
+    lines.append("| --- | --- | ---: | ---: | ---: |")
+    for source, steps in counts.items():
+        for step, c in steps.items():
+            lines.append(
+                f"| {source} | {step} | {c.get('in', '')} | {c.get('kept', '')} | "
+                f"{c.get('removed', '')} |"
+            )
+    return lines + [""]
+
+
+def _tokens_section(tok: dict[str, Any], shards: dict[str, Any]) -> list[str]:
+    lines = ["## Tokenizer and shards", ""]
+    if tok:
+        lines.append(
+            f"- vocabulary: {tok.get('vocab_size')} tokens, "
+            f"{tok.get('bytes_per_token', float('nan')):.3f} bytes/token on curated text"
+        )
+    for source, s in shards.get("sources", {}).items():
+        lines.append(
+            f"- {source}: {s.get('documents')} documents, {s.get('tokens')} tokens, "
+            f"{s.get('samples')} samples"
+        )
+    if shards.get("heldout_documents") is not None:
+        lines.append(f"- held out for evaluation: {shards['heldout_documents']} documents")
+    return lines + [""]
+
+
+def _training_section(train: dict[str, Any], metrics: list[dict[str, Any]]) -> list[str]:
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    if not train and not losses:
+        return []
+    lines = ["## Training", ""]
+    if "params" in train:
+        lines.append(
+            f"- model: {train['params']:,} parameters, "
+            f"{train.get('flops_per_token', 0):.3g} FLOPs/token (6N + 12LdT)"
+        )
+    if losses:
+        lines.append(
+            f"- loss: {losses[0]:.3f} at the first logged step -> {losses[-1]:.3f} at the "
+            f"last ({len(losses)} logged steps)"
+        )
+    for key in ("steps", "tokens", "tokens_per_s"):
+        if key in train:
+            lines.append(f"- {key.replace('_', ' ')}: {train[key]:,.0f}")
+    lines.append("- loss curve: `loss.png`")
+    return lines + [""]
+
+
+def _eval_section(ev: dict[str, Any]) -> list[str]:
+    if not ev:
+        return []
+    lines = ["## Evaluation", ""]
+    if "bpb" in ev:
+        lines.append(f"- bits per byte on held-out text: {ev['bpb']:.3f}")
+    tasks = ev.get("tasks", {})
+    if tasks:
+        lines += ["", "| task | items | acc | acc_norm |", "| --- | ---: | ---: | ---: |"]
+        for task, m in tasks.items():
+            lines.append(
+                f"| {task} | {int(m.get('n', 0))} | {_fmt(m.get('acc'))} | "
+                f"{_fmt(m.get('acc_norm'))} |"
+            )
+    return lines + [""]
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else ""

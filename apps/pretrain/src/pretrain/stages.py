@@ -1,0 +1,228 @@
+"""One function per pipeline stage: build the package objects from the config, call them, in order.
+
+Each takes the resolved config and the run directory and returns a small JSON-able summary that
+the pipeline records in `stages.json` and the report reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import logging
+import shutil
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pretrain.config import PretrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def check_inputs(config: PretrainConfig, names: list[str]) -> None:
+    """Fail before anything is written when an input path the stages need is missing."""
+    if "curate" in names:
+        from llm_data.readers import resolve_source_files
+
+        for source in config.data.sources:
+            resolve_source_files(source)  # raises InputError naming the source and path
+    if "eval" in names:
+        for path in config.eval.tasks:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"eval.tasks: task file {path} does not exist")
+
+
+def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
+    from llm_data import run_curation
+
+    out = run_dir / "curated"
+    stats = run_curation(dataclasses.replace(config.data, output_dir=str(out), overwrite=True))
+    counts = {
+        source: {s["stage"]: {k: s.get(k) for k in ("in", "kept", "removed")} for s in r["stages"]}
+        for source, r in stats.items()
+    }
+    return {"counts": counts, "documents": {s: r["documents_out"] for s, r in stats.items()}}
+
+
+def tokenizer(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
+    from llm_tokenize import bytes_per_token, tokenizer_report, train_tokenizer
+
+    tok = train_tokenizer((text for text, _ in iter_curated(run_dir)), config.tokenizer)
+    tok.save(run_dir / "tokenizer.json")
+    by_group: dict[str, list[str]] = defaultdict(list)
+    for text, group in iter_curated(run_dir):
+        if len(by_group[group]) < 50:  # a sample per language / source is enough for the stats
+            by_group[group].append(text)
+    texts = [t for group in by_group.values() for t in group]
+    return {
+        "vocab_size": tok.vocab_size,
+        "bytes_per_token": bytes_per_token(tok, texts),
+        "per_group": tokenizer_report(tok, dict(by_group)),
+    }
+
+
+def shards(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
+    from llm_data import tokenize_to_shards
+
+    stats = tokenize_to_shards(
+        run_dir / "curated",
+        run_dir / "tokenizer.json",
+        run_dir / "shards",
+        seq_len=config.shards.seq_len,
+        heldout_fraction=config.shards.heldout_fraction,
+        seed=config.shards.seed,
+        overwrite=True,
+    )
+    sources = {
+        name: {"documents": s["docs"], "tokens": s["tokens"], "samples": s["samples"]}
+        for name, s in stats["sources"].items()
+    }
+    heldout = sum(s["heldout_docs"] for s in stats["sources"].values())
+    return {"sources": sources, "heldout_documents": heldout}
+
+
+def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
+    from llm_data import build_loader
+    from llm_train import Trainer
+    from llm_train.plots import plot_loss
+
+    _clear_stale_training(config, run_dir)
+    device = pick_device(config)
+    model = build_model(config, run_dir, device)
+    loader = build_loader(
+        run_dir / "shards",
+        seq_len=config.shards.seq_len,
+        batch_size=config.loader.batch_size,
+        proportions=dict(config.loader.proportions) or None,
+        seed=config.loader.seed,
+    )
+    callbacks = [in_loop_eval(config, run_dir, device)] if config.eval.every else []
+    trainer = Trainer(model, loader, config.train, run_dir, callbacks=callbacks)
+    final = trainer.fit()
+    plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    return {
+        "params": model.num_params(),
+        "flops_per_token": model.flops_per_token(config.shards.seq_len),
+        "steps": trainer.step,
+        "tokens": trainer.tokens,
+        "final_loss": final.get("loss"),
+        "device": str(device),
+    }
+
+
+def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
+    from llm_eval import bits_per_byte, run_suite
+    from llm_tokenize import Tokenizer
+
+    device = pick_device(config)
+    model = load_trained_model(config, run_dir, device)
+    tok = Tokenizer.from_file(run_dir / "tokenizer.json")
+    texts = heldout_texts(run_dir, config.eval.heldout_docs)
+    seq_len = config.shards.seq_len
+    kwargs = {"batch_size": config.eval.batch_size, "device": device}
+    result: dict[str, Any] = {}
+    if texts:
+        result.update(bits_per_byte(model, tok, texts, seq_len=seq_len, **kwargs))
+    limit = config.eval.limit or None
+    result["tasks"] = run_suite(
+        model, tok, config.eval.tasks, max_seq_len=seq_len, limit=limit, **kwargs
+    )
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def report(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
+    from pretrain.report import write_report
+
+    return {"path": str(write_report(run_dir))}
+
+
+# --- helpers shared by the stages -------------------------------------------------------------
+
+
+def pick_device(config: PretrainConfig) -> torch.device:
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    if config.run.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("run.device='cuda' but torch sees no CUDA device; use run.device=cpu")
+    use_cuda = config.run.device == "cuda" or (
+        config.run.device == "auto" and torch.cuda.is_available()
+    )
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+def model_config(config: PretrainConfig, run_dir: Path):
+    """The configured model, sized to the trained tokenizer and the shard sequence length."""
+    from llm_tokenize import Tokenizer
+
+    vocab = Tokenizer.from_file(run_dir / "tokenizer.json").vocab_size
+    return dataclasses.replace(config.model, vocab_size=vocab, max_seq_len=config.shards.seq_len)
+
+
+def build_model(config: PretrainConfig, run_dir: Path, device: torch.device):
+    from llm_model import Transformer
+
+    torch.manual_seed(config.train.seed)
+    return Transformer(model_config(config, run_dir)).to(device)
+
+
+def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.device):
+    from llm_train import build_optimizer
+    from llm_train.checkpoint import latest_checkpoint, load_checkpoint
+
+    path = latest_checkpoint(run_dir / "checkpoints")
+    if path is None:
+        raise FileNotFoundError(f"no valid checkpoint under {run_dir / 'checkpoints'}: train first")
+    model = build_model(config, run_dir, device)
+    load_checkpoint(path, model, build_optimizer(model, config.train))
+    return model.eval()
+
+
+def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
+    from llm_eval import InLoopEval, load_tasks
+    from llm_tokenize import Tokenizer
+
+    items = [item for path in config.eval.tasks for item in load_tasks(path)[:50]]
+    return InLoopEval(
+        Tokenizer.from_file(run_dir / "tokenizer.json"),
+        heldout_texts(run_dir, 20),
+        items,
+        every=config.eval.every,
+        seq_len=config.shards.seq_len,
+        batch_size=config.eval.batch_size,
+        device=device,
+    )
+
+
+def iter_curated(run_dir: Path) -> Iterator[tuple[str, str]]:
+    """(text, group) of every curated document; group = language for web pages, else source."""
+    for path in sorted((run_dir / "curated").glob("*/*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                doc = json.loads(line)
+                yield doc["text"], doc.get("metadata", {}).get("language") or path.parent.name
+
+
+def heldout_texts(run_dir: Path, limit: int) -> list[str]:
+    path = run_dir / "shards" / "heldout.jsonl"
+    if not path.is_file():
+        return []
+    texts = [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
+    return texts[:limit] if limit else texts
+
+
+def _clear_stale_training(config: PretrainConfig, run_dir: Path) -> None:
+    """Checkpoints from a different model/train config must not be resumed from."""
+    from pretrain.pipeline import stage_hash
+
+    marker, digest = run_dir / "checkpoints" / "config_hash", stage_hash(config, "train")
+    if marker.is_file() and marker.read_text() == digest:
+        return  # same config: resume from the newest checkpoint
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    marker.parent.mkdir(parents=True)
+    marker.write_text(digest)

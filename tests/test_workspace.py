@@ -1,0 +1,81 @@
+"""Workspace-wide rules from DESIGN.md: the dependency rule between packages, and layout."""
+
+import ast
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ["llm_kernels", "llm_model", "llm_tokenize", "llm_data", "llm_train", "llm_eval"]
+ALLOWED = {  # package -> siblings it may import (DESIGN.md, "Dependency rule")
+    "llm_kernels": set(),
+    "llm_model": {"llm_kernels"},
+    "llm_tokenize": set(),
+    "llm_data": set(),
+    "llm_train": set(),
+    "llm_eval": set(),
+}
+
+
+def imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_forbidden_sibling_imports(package):
+    src = ROOT / "packages" / package.replace("_", "-") / "src" / package
+    bad = []
+    for path in sorted(src.rglob("*.py")):
+        forbidden = (imported_roots(path) & set(PACKAGES)) - ALLOWED[package] - {package}
+        bad += [f"{path.relative_to(ROOT)} imports {name}" for name in sorted(forbidden)]
+    assert not bad, "DESIGN.md dependency rule broken:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_package_declares_only_allowed_siblings(package):
+    meta = tomllib.loads(
+        (ROOT / "packages" / package.replace("_", "-") / "pyproject.toml").read_text()
+    )
+    deps = list(meta["project"].get("dependencies", []))
+    for extra in meta["project"].get("optional-dependencies", {}).values():
+        deps += extra
+    siblings = {
+        d.split("[")[0].split(">")[0].split("<")[0].split("=")[0].split(";")[0].strip()
+        for d in deps
+    }
+    declared = {s.replace("-", "_") for s in siblings} & set(PACKAGES)
+    assert declared <= ALLOWED[package], f"{package} declares {declared - ALLOWED[package]}"
+
+
+def test_tokenize_and_data_core_do_not_need_torch():
+    meta = tomllib.loads((ROOT / "packages/llm-tokenize/pyproject.toml").read_text())
+    assert not any(d.startswith("torch") for d in meta["project"]["dependencies"])
+    meta = tomllib.loads((ROOT / "packages/llm-data/pyproject.toml").read_text())
+    assert not any(d.startswith("torch") for d in meta["project"]["dependencies"])
+
+
+def test_lockfile_is_not_tracked():
+    tracked = subprocess.run(
+        ["git", "ls-files", "uv.lock"], cwd=ROOT, capture_output=True, text=True
+    )
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert tracked.stdout.strip() == "", "uv.lock must not be committed (DESIGN.md)"
+
+
+def test_sample_corpus_is_small_and_licensed():
+    sample = ROOT / "data" / "sample"
+    size = sum(p.stat().st_size for p in sample.rglob("*") if p.is_file())
+    assert size < 8 * 2**20, f"sample corpus is {size / 2**20:.1f} MiB, over the 8 MiB budget"
+    readme = (sample / "README.md").read_text()
+    for needle in ("GPL-2.0+", "public domain", "PSF License", "CC-BY-SA-4.0"):
+        assert needle in readme
