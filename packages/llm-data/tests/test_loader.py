@@ -3,6 +3,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
+pytest.importorskip("streaming", reason="needs the [shards] extra")
+pytest.importorskip("torch", reason="needs the [shards] extra")
 import torch
 from llm_data import build_loader
 

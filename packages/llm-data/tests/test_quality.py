@@ -16,7 +16,8 @@ PROSE = {
     "avec le nouveau fichier de configuration. ",
     "es": "El administrador instala el paquete y luego comprueba que el servicio funciona con "
     "el nuevo archivo de configuración. ",
-    "ja": "管理者はパッケージをインストールして、新しい設定ファイルでサービスが動いていることを確認します。",
+    "ja": "管理者はパッケージをインストールして、"
+    "新しい設定ファイルでサービスが動いていることを確認します。",
     "zh": "管理员安装了这个软件包，然后检查服务是否在新的配置文件下正常运行，这是我们的习惯。",
 }
 

@@ -5,6 +5,9 @@ import json
 
 import numpy as np
 import pytest
+
+pytest.importorskip("streaming", reason="needs the [shards] extra")
+pytest.importorskip("torch", reason="needs the [shards] extra")
 from llm_data import InputError, tokenize_to_shards
 from llm_data.shards import is_heldout
 from tokenizers import Tokenizer
