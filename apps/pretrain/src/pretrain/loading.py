@@ -66,9 +66,9 @@ def to_dataclass(node: DictConfig) -> Any:
     try:
         return OmegaConf.to_object(node)
     except OmegaConfBaseException as e:
-        cause = e.__cause__ if isinstance(e.__cause__, ValueError | TypeError) else None
-        msg = str(cause) if cause else _first_line(e)
-        raise ConfigError(f"invalid config: {msg} (key {_full_key(e)!r})") from None
+        raise ConfigError(f"invalid config: {_first_line(e)} (key {_full_key(e)!r})") from None
+    except (ValueError, TypeError) as e:  # a package's __post_init__ rejected a value
+        raise ConfigError(f"invalid config: {e}") from None
 
 
 def to_yaml(config: Any) -> str:

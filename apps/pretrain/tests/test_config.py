@@ -1,0 +1,74 @@
+"""Config loading: defaults, YAML, overrides, and the errors a user sees."""
+
+import pytest
+
+from pretrain.config import PretrainConfig, default_yaml, load_pretrain_config
+from pretrain.loading import ConfigError, to_yaml
+
+
+def test_default_yaml_loads_into_typed_configs():
+    config = load_pretrain_config(None, [])
+    assert isinstance(config, PretrainConfig)
+    assert [s.name for s in config.data.sources] == ["web", "books", "code"]
+    assert config.model.d_model == 128 and config.model_preset == "debug"
+    assert config.loader.proportions == {"web": 0.5, "books": 0.25, "code": 0.25}
+    assert default_yaml().is_file()
+
+
+def test_overrides_are_typed_and_win_over_the_file():
+    config = load_pretrain_config(None, ["train.lr=1e-3", "model.n_layers=2", "train.betas=[0.8,0.9]"])
+    assert config.train.lr == pytest.approx(1e-3)
+    assert config.model.n_layers == 2
+    assert config.train.betas == (0.8, 0.9)
+
+
+def test_preset_is_the_base_of_the_model_section(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model_preset: gpt2-124m\n")
+    config = load_pretrain_config(str(path), [])
+    assert (config.model.d_model, config.model.n_layers, config.model.n_heads) == (768, 12, 12)
+    config = load_pretrain_config(str(path), ["model.n_layers=3"])
+    assert (config.model.d_model, config.model.n_layers) == (768, 3)
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("train.stepz=3", "train.stepz"),  # typo: names the key and suggests the right one
+        ("train.steps=abc", "train.steps"),
+        ("model.activation=tanh", "model.activation"),
+        ("model_preset=nope", "model_preset"),
+        ("trian.steps=3", "trian"),
+        ("nonsense", "key.sub=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load_pretrain_config(None, [override])
+
+
+def test_validation_errors_name_the_field():
+    with pytest.raises(ConfigError, match="n_heads"):
+        load_pretrain_config(None, ["model.n_heads=5"])  # 5 does not divide 128
+    with pytest.raises(ConfigError, match="proportions"):
+        load_pretrain_config(None, ["loader.proportions.web=-1"])
+
+
+def test_bad_yaml_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_pretrain_config(str(tmp_path / "missing.yaml"), [])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_pretrain_config(str(bad), [])
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("train:\n  stepz: 3\n")
+    with pytest.raises(ConfigError, match="unknown.yaml.*stepz"):
+        load_pretrain_config(str(unknown), [])
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    config = load_pretrain_config(None, ["train.steps=70"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(to_yaml(config))
+    assert load_pretrain_config(str(path), []) == config
