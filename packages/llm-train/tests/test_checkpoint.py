@@ -1,7 +1,6 @@
 import json
 import logging
 
-import pytest
 import torch
 from llm_train.checkpoint import (
     latest_checkpoint,
@@ -12,8 +11,6 @@ from llm_train.checkpoint import (
 from llm_train.config import TrainConfig
 from llm_train.optimizer import build_optimizer
 from llm_train.rng import get_rng_state, set_rng_state
-
-pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
 
 
 def _trained(toy, seed):

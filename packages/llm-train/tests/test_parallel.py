@@ -18,7 +18,6 @@ from llm_train.step import train_step
 from llm_train.trainer import Trainer
 from torch.distributed.device_mesh import init_device_mesh
 
-pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
 WORLD = 2
 
 

@@ -1,10 +1,10 @@
+import json
+
 import pytest
 import torch
 from llm_train.config import TrainConfig
 from llm_train.metrics import read_metrics
 from llm_train.trainer import Trainer
-
-pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
 
 
 class Crash(Exception):
@@ -69,6 +69,9 @@ def test_resumed_run_matches_uninterrupted_run(toy, tmp_path):
     assert [r["loss"] for r in records] == losses
     assert final_resumed["loss"] == final["loss"]
     assert losses[-1] < losses[0] - 0.3  # it learned
+    again, final_again = _run(toy, tmp_path / "straight")  # finished run: nothing left to do
+    assert again.step == 10 and final_again["loss"] == final["loss"]
+    assert len(read_metrics(tmp_path / "straight" / "metrics.jsonl")) == 10
     checkpoints = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir())
     assert checkpoints == ["step_000005", "step_000010"]
 
@@ -78,6 +81,8 @@ def test_metrics_jsonl_and_callbacks(toy, tmp_path):
     trainer, final = _run(
         toy, tmp_path, callbacks=[counter], log_every=3, peak_flops=1e9, steps=10, spike_k=0
     )
+    run_info = json.loads((tmp_path / "run.json").read_text())
+    assert run_info["config"]["log_every"] == 3 and "torch" in run_info["versions"]
     assert counter.calls == [4, 8, 10]  # every 4 steps and at the end
     assert trainer.model.training  # put back in train mode
     records = read_metrics(tmp_path / "metrics.jsonl")

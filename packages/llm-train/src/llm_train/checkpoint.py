@@ -9,12 +9,15 @@ directory without ``.tmp`` whose hashes match is a whole checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -39,6 +42,14 @@ def _distributed() -> bool:
 
 def _rank() -> int:
     return dist.get_rank() if _distributed() else 0
+
+
+@contextlib.contextmanager
+def _single_process_quiet() -> Iterator[None]:
+    """DCP warns that it "assumes single process" even with ``no_dist=True``; that is intended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
 
 
 def _barrier() -> None:
@@ -82,7 +93,10 @@ def save_checkpoint(
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
-    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp, no_dist=not _distributed())
+    with _single_process_quiet():
+        dcp.save(
+            {"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp, no_dist=not _distributed()
+        )
     rank_states = [rank_state]
     if _distributed():
         rank_states = [None] * dist.get_world_size()
@@ -112,7 +126,8 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     manifest = json.loads((path / MANIFEST).read_text())
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
-    dcp.load(state, checkpoint_id=path, no_dist=not _distributed())
+    with _single_process_quiet():
+        dcp.load(state, checkpoint_id=path, no_dist=not _distributed())
     set_state_dict(
         model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"]
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +24,7 @@ from llm_train.guard import SpikeGuard
 from llm_train.metrics import MetricsWriter
 from llm_train.optimizer import build_optimizer
 from llm_train.parallel import parallelize
+from llm_train.provenance import provenance
 from llm_train.rng import get_rng_state, set_rng_state
 from llm_train.schedule import build_scheduler
 from llm_train.step import train_step
@@ -153,6 +156,8 @@ class Trainer:
                 raise ValueError("the loader yielded no batches")
 
     def _start(self) -> None:
+        if self.rank == 0:
+            _write_run_info(self.run_dir, self.config, self.world_size)
         path = latest_checkpoint(self.checkpoint_dir) if self.resume else None
         if path is None:
             torch.manual_seed(self.config.seed)
@@ -196,6 +201,15 @@ class Trainer:
             rank_state=rank_state,
             keep=self.config.keep_checkpoints,
         )
+
+
+def _write_run_info(run_dir: Path, config: TrainConfig, world_size: int) -> None:
+    """``<run_dir>/run.json``: resolved config, versions, device, git revision (atomically)."""
+    info = {"config": dataclasses.asdict(config), "world_size": world_size, **provenance()}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / "run.json.tmp"
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, run_dir / "run.json")
 
 
 class _Throughput:
