@@ -103,8 +103,11 @@ class Trainer:
             evals = self._run_callbacks(final=last)
             self._log(metrics | evals, write=due or bool(evals))
             every = self.config.checkpoint_every
-            if last or (every and self.step % every == 0):
+            saving = last or (every > 0 and self.step % every == 0)
+            if saving:
                 self.save()
+            if evals or saving:
+                clock.restart(self.tokens)  # eval and checkpoint time is not training throughput
         bar.close()
         if self.metrics is not None:
             self.metrics.close()
@@ -216,6 +219,9 @@ class _Throughput:
     """Tokens/s (and MFU) over the interval since the previous measurement."""
 
     def __init__(self, tokens: int) -> None:
+        self.restart(tokens)
+
+    def restart(self, tokens: int) -> None:
         self.tokens, self.time = tokens, time.perf_counter()
 
     def measure(self, tokens: int, mfu_per_token_rate: float) -> dict[str, float]:
