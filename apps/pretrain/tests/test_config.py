@@ -16,7 +16,9 @@ def test_default_yaml_loads_into_typed_configs():
 
 
 def test_overrides_are_typed_and_win_over_the_file():
-    config = load_pretrain_config(None, ["train.lr=1e-3", "model.n_layers=2", "train.betas=[0.8,0.9]"])
+    config = load_pretrain_config(
+        None, ["train.lr=1e-3", "model.n_layers=2", "train.betas=[0.8,0.9]"]
+    )
     assert config.train.lr == pytest.approx(1e-3)
     assert config.model.n_layers == 2
     assert config.train.betas == (0.8, 0.9)

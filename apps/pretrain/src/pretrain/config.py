@@ -18,7 +18,6 @@ from llm_model import ModelConfig
 from llm_model.presets import PRESETS, get_preset
 from llm_tokenize import TokenizerConfig
 from llm_train import TrainConfig
-
 from pretrain.loading import ConfigError, merge_into, parse_override, read_yaml
 
 SAMPLE = "data/sample"

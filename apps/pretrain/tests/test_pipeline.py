@@ -1,0 +1,155 @@
+"""The whole pipeline on a slice of the shipped sample, with a tiny model, end to end."""
+
+import gzip
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pretrain.cli import main
+from pretrain.config import load_pretrain_config
+from pretrain.pipeline import run_pipeline
+
+SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample"
+
+
+def tiny_config(tmp_path: Path, web: Path | None = None) -> Path:
+    """One handbook language, a few books and modules, a tiny model trained for 40 steps."""
+    books, code = tmp_path / "books.jsonl.gz", tmp_path / "code.jsonl.gz"
+    _head(SAMPLE / "books" / "shakespeare.jsonl.gz", books, 3)
+    _head(SAMPLE / "code" / "python-stdlib.jsonl.gz", code, 30)
+    config = {
+        "run": {"name": "tiny", "root": str(tmp_path / "runs"), "device": "cpu"},
+        "data": {
+            "sources": [
+                {
+                    "name": "web",
+                    "path": str(web or SAMPLE / "web" / "handbook-en-US.warc.gz"),
+                    "format": "warc",
+                    "quality_filters": True,
+                },
+                {"name": "books", "path": str(books), "format": "jsonl", "quality_filters": False},
+                {"name": "code", "path": str(code), "format": "jsonl", "quality_filters": False},
+            ],
+            "workers": 1,
+            "tasks": 1,
+        },
+        "tokenizer": {"vocab_size": 512, "show_progress": False},
+        "shards": {"seq_len": 64, "heldout_fraction": 0.05},
+        "loader": {"batch_size": 8},
+        "model": {"d_model": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "ffn_hidden": 128},
+        "train": {
+            "steps": 40,
+            "lr": 1e-2,
+            "warmup_steps": 5,
+            "log_every": 5,
+            "checkpoint_every": 20,
+            "precision": "fp32",
+        },
+        "eval": {
+            "tasks": [
+                str(SAMPLE / "eval" / "arc_easy.jsonl.gz"),
+                str(SAMPLE / "eval" / "lambada.jsonl.gz"),
+            ],
+            "limit": 10,
+            "batch_size": 16,
+        },
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _head(src: Path, dst: Path, n: int) -> None:
+    with gzip.open(src, "rt") as f, gzip.open(dst, "wt") as g:
+        g.writelines(line for _, line in zip(range(n), f, strict=False))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("pipeline")
+    config_path = tiny_config(tmp_path)
+    assert main(["--config", str(config_path)]) == 0
+    return config_path, tmp_path / "runs" / "tiny"
+
+
+def test_run_directory_holds_every_stage_output(finished_run):
+    _, run = finished_run
+    for name in (
+        "config.yaml",
+        "stages.json",
+        "tokenizer.json",
+        "metrics.jsonl",
+        "loss.png",
+        "report.md",
+        "eval.json",
+        "shards/shard_stats.json",
+        "curated",
+    ):
+        assert (run / name).exists(), name
+    stages = json.loads((run / "stages.json").read_text())
+    assert list(stages) == ["curate", "tokenizer", "shards", "train", "eval", "report"]
+    web = stages["curate"]["counts"]["web"]
+    first, last = next(iter(web.values())), list(web.values())[-1]
+    assert 0 < last["kept"] < first["in"]  # the filters removed some handbook pages
+
+
+def test_training_loss_falls(finished_run):
+    _, run = finished_run
+    losses = [
+        m["loss"]
+        for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        if "loss" in m
+    ]
+    assert len(losses) == 8  # log_every=5 over 40 steps
+    # A fresh model predicts about uniformly: loss ln(512) = 6.24 at step 0.
+    assert losses[-1] < losses[0] and losses[-1] < math.log(512) - 0.6
+
+
+def test_report_and_eval_have_real_numbers(finished_run):
+    _, run = finished_run
+    ev = json.loads((run / "eval.json").read_text())
+    assert 0 < ev["bpb"] < 8
+    assert ev["tasks"]["arc_easy"]["n"] == 10 and 0 <= ev["tasks"]["arc_easy"]["acc"] <= 1
+    report = (run / "report.md").read_text()
+    assert "bits per byte" in report and "arc_easy" in report and "Curation" in report
+
+
+def test_second_run_skips_finished_stages(finished_run, caplog):
+    config_path, run = finished_run
+    before = json.loads((run / "stages.json").read_text())
+    config = load_pretrain_config(str(config_path), [])
+    with caplog.at_level("INFO"):
+        run_pipeline(config, ["curate", "tokenizer", "shards", "train", "eval"])
+    assert "stage curate: up to date" in caplog.text
+    assert "stage eval: up to date" in caplog.text
+    assert json.loads((run / "stages.json").read_text()) == before
+
+
+def test_missing_corpus_path_fails_cleanly(tmp_path, capsys):
+    config_path = tiny_config(tmp_path, web=tmp_path / "nowhere" / "x.warc.gz")
+    assert main(["--config", str(config_path)]) == 1
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "web" in err
+    assert not (tmp_path / "runs" / "tiny").exists()
+
+
+def test_truncated_warc_fails_cleanly(tmp_path, capsys):
+    web = tmp_path / "broken.warc.gz"
+    data = (SAMPLE / "web" / "handbook-en-US.warc.gz").read_bytes()
+    web.write_bytes(data[: len(data) // 3])
+    config_path = tiny_config(tmp_path, web=web)
+    assert main(["curate", "--config", str(config_path)]) == 1
+    assert "broken.warc.gz" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "tiny").exists()
+
+
+def test_config_typo_is_a_clear_error(tmp_path, capsys):
+    config_path = tiny_config(tmp_path)
+    assert main(["--config", str(config_path), "train.stpes=3"]) == 2
+    assert "train.stpes" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    shutil.rmtree(tmp_path, ignore_errors=True)
