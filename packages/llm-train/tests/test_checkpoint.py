@@ -2,6 +2,7 @@ import json
 import logging
 
 import torch
+
 from llm_train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,

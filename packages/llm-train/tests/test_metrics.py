@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from llm_train.metrics import MetricsWriter, read_metrics
 
 

@@ -1,4 +1,5 @@
 import torch
+
 from llm_train.config import TrainConfig
 from llm_train.optimizer import build_optimizer, split_decay_params
 

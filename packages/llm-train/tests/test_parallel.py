@@ -8,6 +8,8 @@ import torch.distributed as dist
 import torch.distributed.checkpoint  # noqa: F401  (imported once here, inherited by the forks)
 import torch.distributed.fsdp  # noqa: F401
 import torch.multiprocessing as mp
+from torch.distributed.device_mesh import init_device_mesh
+
 from llm_train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from llm_train.config import TrainConfig
 from llm_train.metrics import read_metrics
@@ -16,7 +18,6 @@ from llm_train.parallel import apply_activation_checkpointing, apply_fsdp
 from llm_train.schedule import build_scheduler
 from llm_train.step import train_step
 from llm_train.trainer import Trainer
-from torch.distributed.device_mesh import init_device_mesh
 
 WORLD = 2
 

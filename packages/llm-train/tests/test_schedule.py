@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from llm_train.config import TrainConfig
 from llm_train.schedule import build_scheduler, lr_at
 

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from llm_train.config import TrainConfig
 from llm_train.guard import SpikeGuard
 from llm_train.optimizer import build_optimizer

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+
 from llm_train.config import TrainConfig
 from llm_train.metrics import read_metrics
 from llm_train.trainer import Trainer
