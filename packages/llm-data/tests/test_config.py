@@ -53,3 +53,14 @@ def test_sources_must_be_unique_and_valid():
         SourceConfig(name="a/b", path="x", format="warc")
     with pytest.raises(ValueError, match="gopher.max_symbol_word_ratio"):
         GopherConfig(max_symbol_word_ratio=2.0)
+
+
+def test_shard_config_validates_and_round_trips():
+    from dataclasses import asdict
+
+    from llm_data import ShardConfig
+
+    cfg = OmegaConf.to_object(OmegaConf.structured(ShardConfig(seq_len=64)))
+    assert asdict(cfg) == {"seq_len": 64, "heldout_fraction": 0.01, "seed": 0, "overwrite": False}
+    with pytest.raises(ValueError, match="heldout_fraction"):
+        ShardConfig(heldout_fraction=1.0)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -97,9 +96,3 @@ def test_jsonl_record_without_text_names_file_and_line(tmp_path):
 def test_import_does_not_load_torch():
     code = "import sys, llm_data; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-@pytest.fixture(autouse=True)
-def _no_stray_tmp(tmp_path):
-    yield
-    shutil.rmtree(tmp_path, ignore_errors=True)

@@ -4,7 +4,7 @@ The core (curation) imports no torch; `tokenize_to_shards` and `build_loader` ne
 `[shards]` extra and are imported lazily on first use.
 """
 
-from llm_data.config import CurationConfig, GopherConfig, SourceConfig
+from llm_data.config import CurationConfig, GopherConfig, ShardConfig, SourceConfig
 from llm_data.curation import run_curation
 from llm_data.readers import InputError
 
@@ -12,6 +12,7 @@ __all__ = [
     "CurationConfig",
     "GopherConfig",
     "InputError",
+    "ShardConfig",
     "SourceConfig",
     "build_loader",
     "run_curation",

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["CurationConfig", "GopherConfig", "SourceConfig"]
+__all__ = ["CurationConfig", "GopherConfig", "ShardConfig", "SourceConfig"]
 
 # Languages with a stop-word list and a datatrove word tokenizer in `quality.py`.
 SUPPORTED_LANGUAGES = ("en", "de", "fr", "es", "ja", "zh")
@@ -119,3 +119,26 @@ class CurationConfig:
             _fail("tasks", self.tasks, "an integer >= 1")
         if self.workers < 1:
             _fail("workers", self.workers, "an integer >= 1")
+
+
+@dataclass(kw_only=True)
+class ShardConfig:
+    """Keyword arguments of `tokenize_to_shards`: `tokenize_to_shards(a, b, c, **asdict(cfg))`.
+
+    Attributes:
+        seq_len: model context; each sample holds `seq_len + 1` tokens.
+        heldout_fraction: share of documents (by id hash) kept out for bits-per-byte eval.
+        seed: changes which documents are held out.
+        overwrite: replace an existing output folder.
+    """
+
+    seq_len: int = 1024
+    heldout_fraction: float = 0.01
+    seed: int = 0
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 1:
+            _fail("seq_len", self.seq_len, "an integer >= 1")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            _fail("heldout_fraction", self.heldout_fraction, "a fraction in [0, 1)")
