@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from llm_data import CurationConfig, GopherConfig, SourceConfig
 from omegaconf import OmegaConf
+
+from llm_data import CurationConfig, GopherConfig, SourceConfig
 
 
 def _config(**kw) -> CurationConfig:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from llm_data import CurationConfig, InputError, SourceConfig, run_curation
 
 
@@ -96,3 +97,17 @@ def test_jsonl_record_without_text_names_file_and_line(tmp_path):
 def test_import_does_not_load_torch():
     code = "import sys, llm_data; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_truncated_jsonl_gz_names_the_file(tmp_path, helpers):
+    broken = tmp_path / "code.jsonl.gz"
+    broken.write_bytes((helpers.SAMPLE / "code" / "python-stdlib.jsonl.gz").read_bytes()[:30_000])
+    config = CurationConfig(
+        sources=[
+            SourceConfig(name="code", path=str(broken), format="jsonl", quality_filters=False)
+        ],
+        output_dir=str(tmp_path / "out"),
+    )
+    with pytest.raises(InputError, match=r"'code'.*truncated JSONL file .*code\.jsonl\.gz"):
+        run_curation(config)
+    assert not (tmp_path / "out").exists()

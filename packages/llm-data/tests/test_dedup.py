@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datatrove.data import Document
+
 from llm_data.dedup import ExactDedupFilter, normalized_text_hash
 
 

@@ -4,6 +4,7 @@ import re
 
 import pytest
 from datatrove.data import Document
+
 from llm_data.language import LanguageIdFilter
 
 _TAGS = re.compile(r"<(script|style)[^>]*>.*?</\1>|<[^>]+>", re.S)

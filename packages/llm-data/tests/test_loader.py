@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("streaming", reason="needs the [shards] extra")
 pytest.importorskip("torch", reason="needs the [shards] extra")
 import torch
+
 from llm_data import build_loader
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from datatrove.data import Document
+
 from llm_data.config import GopherConfig
 from llm_data.quality import MultilingualGopherFilter
 

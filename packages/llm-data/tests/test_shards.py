@@ -8,9 +8,10 @@ import pytest
 
 pytest.importorskip("streaming", reason="needs the [shards] extra")
 pytest.importorskip("torch", reason="needs the [shards] extra")
+from tokenizers import Tokenizer
+
 from llm_data import InputError, tokenize_to_shards
 from llm_data.shards import is_heldout
-from tokenizers import Tokenizer
 
 
 def _docs(curated_small, source):
