@@ -87,8 +87,8 @@ def test_metrics_jsonl_and_callbacks(toy, tmp_path):
     assert counter.calls == [4, 8, 10]  # every 4 steps and at the end
     assert trainer.model.training  # put back in train mode
     records = read_metrics(tmp_path / "metrics.jsonl")
-    assert [r["step"] for r in records] == [3, 4, 6, 8, 9, 10]  # log_every=3, evals, last
-    first = records[0]
+    assert [r["step"] for r in records] == [1, 3, 4, 6, 8, 9, 10]  # 1, log_every=3, evals, last
+    first = records[1]
     assert {"loss", "ce", "z_loss", "grad_norm", "lr", "tokens", "tokens_per_s", "mfu"} <= set(
         first
     )
@@ -96,7 +96,7 @@ def test_metrics_jsonl_and_callbacks(toy, tmp_path):
     assert first["mfu"] == pytest.approx(
         first["tokens_per_s"] * trainer.model.flops_per_token(8) / 1e9
     )
-    assert records[1]["eval/step_x2"] == 8.0 and "tokens_per_s" not in records[1]
+    assert records[2]["eval/step_x2"] == 8.0 and "tokens_per_s" not in records[2]
     assert records[-1]["eval/step_x2"] == 20.0 and final["eval/step_x2"] == 20.0
     assert records[-1]["lr"] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 * (1 + torch.cos(
         torch.tensor(torch.pi * 7 / 8)).item())))  # lr of step index 9  # fmt: skip

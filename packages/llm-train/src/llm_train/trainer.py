@@ -97,7 +97,8 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
             last = self.step == self.config.steps
-            due = last or self.step % self.config.log_every == 0
+            # Step 1 is always logged: the curve starts at the untrained loss.
+            due = last or self.step == 1 or self.step % self.config.log_every == 0
             if due:
                 metrics |= clock.measure(self.tokens, self._mfu_per_token_rate(micro))
             evals = self._run_callbacks(final=last)
