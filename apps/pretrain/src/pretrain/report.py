@@ -67,23 +67,26 @@ def _tokens_section(tok: dict[str, Any], shards: dict[str, Any]) -> list[str]:
 
 
 def _training_section(train: dict[str, Any], metrics: list[dict[str, Any]]) -> list[str]:
-    losses = [m["loss"] for m in metrics if "loss" in m]
-    if not train and not losses:
+    logged = [m for m in metrics if m.get("loss") is not None]
+    if not train and not logged:
         return []
     lines = ["## Training", ""]
     if "params" in train:
         lines.append(
-            f"- model: {train['params']:,} parameters, "
-            f"{train.get('flops_per_token', 0):.3g} FLOPs/token (6N + 12LdT)"
+            f"- model: {train['params']:,} parameters, {train.get('flops_per_token', 0):.3g} "
+            f"FLOPs/token (6N + 12LdT), on {train.get('device')}"
         )
-    if losses:
+    if logged:
+        first, last = logged[0], logged[-1]
         lines.append(
-            f"- loss: {losses[0]:.3f} at the first logged step -> {losses[-1]:.3f} at the "
-            f"last ({len(losses)} logged steps)"
+            f"- loss: {first['loss']:.3f} at step {first['step']} -> {last['loss']:.3f} at step "
+            f"{last['step']}"
         )
-    for key in ("steps", "tokens", "tokens_per_s"):
+        if last.get("tokens_per_s"):
+            lines.append(f"- throughput: {last['tokens_per_s']:,.0f} tokens/s")
+    for key in ("steps", "tokens"):
         if key in train:
-            lines.append(f"- {key.replace('_', ' ')}: {train[key]:,.0f}")
+            lines.append(f"- {key}: {train[key]:,}")
     lines.append("- loss curve: `loss.png`")
     return lines + [""]
 
