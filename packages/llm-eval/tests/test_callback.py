@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from llm_eval import (
     InLoopEval,
     bits_per_byte,

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from llm_eval import TaskItem, evaluate_lambada, evaluate_multiple_choice
 from llm_eval.multiple_choice import build_requests, choice_metrics
 from llm_eval.scoring import Score

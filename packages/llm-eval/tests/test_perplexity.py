@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from llm_eval import bits_per_byte
 from llm_eval.perplexity import encode_windows
 

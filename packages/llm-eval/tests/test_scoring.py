@@ -2,6 +2,7 @@ import random
 
 import pytest
 import torch
+
 from llm_eval.scoring import Request, score_requests
 
 

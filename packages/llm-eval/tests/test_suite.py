@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from llm_eval import load_tasks, run_suite
 
 SAMPLE_EVAL = Path(__file__).parents[3] / "data" / "sample" / "eval"

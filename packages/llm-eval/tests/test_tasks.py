@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from llm_eval import load_tasks
 
 SAMPLE_EVAL = Path(__file__).parents[3] / "data" / "sample" / "eval"

@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
+
 from llm_kernels import reference
 
 pytestmark = pytest.mark.skipif(

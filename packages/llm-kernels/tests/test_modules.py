@@ -2,10 +2,11 @@
 
 import os
 
-import llm_kernels
 import pytest
 import torch
 import torch.nn.functional as F
+
+import llm_kernels
 from llm_kernels import modules, reference
 
 HAS_TRITON_PATH = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"

@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+
 from llm_kernels import reference
 
 pytestmark = pytest.mark.skipif(

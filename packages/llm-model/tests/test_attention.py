@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from llm_model import ModelConfig, Transformer
 from llm_model.attention import Attention, AttentionInputs
 from llm_model.position import alibi_slopes, apply_rope, rope_cos_sin

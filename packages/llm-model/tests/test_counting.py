@@ -1,4 +1,5 @@
 import torch
+
 from llm_model import ModelConfig, Transformer
 from llm_model.counting import exact_flops_per_token, mean_keys_per_query
 

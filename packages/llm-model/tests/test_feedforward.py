@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+
 from llm_model import ModelConfig
 from llm_model.feedforward import FeedForward
 from llm_model.norm import RMSNorm

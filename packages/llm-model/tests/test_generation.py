@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from llm_model import ModelConfig, Transformer
 from llm_model.generation import generate, sample_next
 

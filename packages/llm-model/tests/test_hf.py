@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+
 from llm_model import ModelConfig, Transformer
 from llm_model.hf import check_llama_compatible, export_hf, import_hf
 

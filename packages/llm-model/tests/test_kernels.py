@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from llm_model import Transformer, get_preset
 
 pytestmark = [

@@ -1,5 +1,6 @@
 import torch
 import torch.nn.functional as F
+
 from llm_model import ModelConfig, Transformer
 from llm_model.moe import MoE
 

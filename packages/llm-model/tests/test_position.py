@@ -1,4 +1,5 @@
 import torch
+
 from llm_model.position import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin
 
 

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+
 from llm_model import PRESETS, Transformer, get_preset
 from llm_model.counting import active_params
 from llm_model.presets import meta_check

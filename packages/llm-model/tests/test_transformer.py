@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+
 from llm_model import ModelConfig, Transformer, get_preset
 
 

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from llm_tokenize import TokenizerConfig, train_tokenizer
 
 SAMPLE = Path(__file__).parents[3] / "data" / "sample"

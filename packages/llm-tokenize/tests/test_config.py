@@ -1,6 +1,7 @@
 from dataclasses import asdict
 
 import pytest
+
 from llm_tokenize import TokenizerConfig
 
 

@@ -1,4 +1,5 @@
 import pytest
+
 from llm_tokenize import (
     bytes_per_token,
     chars_per_token,

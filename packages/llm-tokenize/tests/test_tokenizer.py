@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from llm_tokenize import Tokenizer
 
 

@@ -1,6 +1,7 @@
 import unicodedata
 
 import pytest
+
 from llm_tokenize import TokenizerConfig, bytes_per_token, train_tokenizer
 from llm_tokenize.training import build_bpe
 

@@ -17,6 +17,7 @@ from pretrain.loading import ConfigError
 from pretrain.pipeline import STAGES, run_pipeline
 
 log = logging.getLogger("pretrain")
+_CHATTY_LOGGERS = ("trafilatura", "htmldate", "courlan", "jieba")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not args.verbose:  # per-page extractor chatter; datatrove counts what was dropped
+        for name in _CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         config = load_pretrain_config(args.config, args.overrides)
         if args.stage == "show-config":
