@@ -29,9 +29,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import llm_kernels
 import torch
 import torch.nn.functional as F
+
+import llm_kernels
 from llm_kernels import reference
 
 log = logging.getLogger("bench_kernels")
