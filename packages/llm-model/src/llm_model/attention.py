@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llm_model import _kernels
+from llm_model import _kernels, flex
 from llm_model.config import ModelConfig
 from llm_model.norm import build_norm
 from llm_model.position import apply_rope
@@ -32,6 +32,10 @@ class AttentionInputs:
             plain causal attention over Tq == Tk tokens (SDPA's is_causal fast path).
         bias: Additive float (B|1, H, Tq, Tk) bias (ALiBi), or None.
         cache: KV cache for generation, or None.
+        block_mask: FlexAttention BlockMask (causal + documents + window); when set it
+            replaces ``mask`` and attention goes through ``llm_model.flex`` (see there for
+            which path runs when).
+        documents: Document masking is active (flash-attn cannot do it).
     """
 
     cos: torch.Tensor | None = None
@@ -39,6 +43,8 @@ class AttentionInputs:
     mask: torch.Tensor | None = None
     bias: torch.Tensor | None = None
     cache: KVCache | None = None
+    block_mask: flex.BlockMask | None = None
+    documents: bool = False
 
 
 class KVCache:
@@ -112,10 +118,12 @@ class Attention(nn.Module):
         return apply_rope(q, cos, sin, interleaved), apply_rope(k, cos, sin, interleaved)
 
     def _sdpa(self, q, k, v, inputs: AttentionInputs) -> torch.Tensor:
-        """Attention on (B, H, T, D) tensors through torch's SDPA dispatcher."""
+        """Attention on (B, H, T, D) tensors through SDPA (or flex with a BlockMask)."""
         if inputs.cache is not None:
             k, v = inputs.cache.update(self.layer_id, k, v)
         gqa = self.n_kv_heads != self.n_heads
+        if inputs.block_mask is not None:  # never with a cache, ALiBi or dropout
+            return flex.attend(q, k, v, inputs.block_mask, enable_gqa=gqa)
         if inputs.mask is None and inputs.bias is None:
             return F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self._dropout(), is_causal=True, enable_gqa=gqa
@@ -132,12 +140,12 @@ class Attention(nn.Module):
 
     def _use_flash(self, q: torch.Tensor, inputs: AttentionInputs) -> bool:
         # flash-attn handles causal, sliding-window and ALiBi itself; document masks and the
-        # KV cache go through SDPA with an explicit mask.
+        # KV cache go through flex or SDPA with an explicit mask.
         if self.config.attn_backend != "flash":
             return False
         if flash_attn_func is None or not q.is_cuda:
             raise RuntimeError("ModelConfig.attn_backend='flash' needs flash-attn and CUDA")
-        return inputs.cache is None and self.config.doc_mask_eos_id is None
+        return inputs.cache is None and not inputs.documents
 
     def _flash(self) -> dict:
         kwargs = {}

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llm_model import _kernels, counting
+from llm_model import _kernels, counting, flex
 from llm_model.attention import AttentionInputs, KVCache
 from llm_model.block import TransformerBlock
 from llm_model.config import ModelConfig
@@ -124,33 +124,48 @@ class Transformer(nn.Module):
 
     def _attention_inputs(self, positions, key_mask, cache, doc_ids, T) -> AttentionInputs:
         c = self.config
-        inputs = AttentionInputs(cache=cache)
+        inputs = AttentionInputs(cache=cache, documents=doc_ids is not None)
         if c.position == "rope":
             inputs.cos, inputs.sin = rope_cos_sin(positions, c.rotary_dim, c.rope_theta)
         plain = key_mask is None and cache is None and doc_ids is None
         if plain and not c.sliding_window and c.position != "alibi":
             return inputs  # is_causal fast path: SDPA picks flash / cuDNN kernels
+        if self._use_flex(positions.device, key_mask, cache, doc_ids):
+            inputs.block_mask = flex.block_mask(doc_ids, c.sliding_window, T, positions.device)
+            return inputs
         B = positions.shape[0] if positions.dim() == 2 else 1
-        device = positions.device
         k_pos, k_valid = positions.expand(B, T), key_mask
         if cache is not None:
             k_pos, k_valid = cache.store_positions(positions.expand(B, T), key_mask)
-        offset = k_pos.shape[1] - T
+        inputs.mask = self._dense_mask(k_pos.shape[1] - T, T, k_valid, doc_ids, positions.device)
+        if c.position == "alibi":
+            q_pos = positions.expand(B, T)
+            inputs.bias = alibi_bias(alibi_slopes(c.n_heads).to(positions.device), q_pos, k_pos)
+        return inputs
+
+    def _use_flex(self, device, key_mask, cache, doc_ids) -> bool:
+        # see llm_model.flex for which attention path runs when
+        c = self.config
+        if key_mask is not None or cache is not None or c.position == "alibi":
+            return False
+        if (self.training and c.dropout > 0) or not flex.supported(device):
+            return False
+        # flash-attn does sliding windows itself; only documents need flex there
+        return doc_ids is not None or (c.sliding_window > 0 and c.attn_backend == "sdpa")
+
+    def _dense_mask(self, offset, T, k_valid, doc_ids, device) -> torch.Tensor:
+        """Boolean (B|1, 1, T, offset + T) mask: causal, window, padding and documents."""
         q_idx = torch.arange(offset, offset + T, device=device).view(T, 1)
         k_idx = torch.arange(offset + T, device=device).view(1, -1)
         mask = k_idx <= q_idx  # (Tq, Tk) causal on the index in the concatenated sequence
-        if c.sliding_window:
-            mask = mask & (q_idx - k_idx < c.sliding_window)
+        if self.config.sliding_window:
+            mask = mask & (q_idx - k_idx < self.config.sliding_window)
         mask = mask.view(1, 1, T, -1)
         if k_valid is not None:
-            mask = mask & k_valid.view(B, 1, 1, -1)
+            mask = mask & k_valid.view(k_valid.shape[0], 1, 1, -1)
         if doc_ids is not None:
             mask = mask & (doc_ids.unsqueeze(-1) == doc_ids.unsqueeze(-2)).unsqueeze(1)
-        inputs.mask = mask | (k_idx == q_idx)  # a padding query attends to itself: no NaN rows
-        if c.position == "alibi":
-            q_pos = positions.expand(B, T)
-            inputs.bias = alibi_bias(alibi_slopes(c.n_heads).to(device), q_pos, k_pos)
-        return inputs
+        return mask | (k_idx == q_idx)  # a padding query attends to itself: no NaN rows
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Float logits (B, T, V) from final hidden states."""
