@@ -7,7 +7,6 @@ and the YAML / command line override its fields.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -172,8 +171,3 @@ def _nest(key: str, value: Any) -> dict[str, Any]:
             raise ConfigError(f"override key {key!r} has an empty part")
         out = {part: out}
     return out
-
-
-def replace(config: Any, **changes: Any) -> Any:
-    """`dataclasses.replace`, re-running validation."""
-    return dataclasses.replace(config, **changes)

@@ -56,6 +56,16 @@ def _tokens_section(tok: dict[str, Any], shards: dict[str, Any]) -> list[str]:
             f"- vocabulary: {tok.get('vocab_size')} tokens, "
             f"{tok.get('bytes_per_token', float('nan')):.3f} bytes/token on curated text"
         )
+    groups = tok.get("per_group", {})
+    if groups:
+        lines += ["", "| language / source | docs | bytes/token | chars/token | tokens/word |"]
+        lines.append("| --- | ---: | ---: | ---: | ---: |")
+        for group, g in groups.items():
+            lines.append(
+                f"| {group} | {g.get('docs')} | {_fmt(g.get('bytes_per_token'))} | "
+                f"{_fmt(g.get('chars_per_token'))} | {_fmt(g.get('fertility'))} |"
+            )
+        lines.append("")
     for source, s in shards.get("sources", {}).items():
         lines.append(
             f"- {source}: {s.get('documents')} documents, {s.get('tokens')} tokens, "

@@ -51,16 +51,20 @@ def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 def tokenizer(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_tokenize import bytes_per_token, tokenizer_report, train_tokenizer
 
-    tok = train_tokenizer((text for text, _ in iter_curated(run_dir)), config.tokenizer)
+    by_group: dict[str, list[str]] = defaultdict(list)  # a sample per language / source
+
+    def texts() -> Iterator[str]:
+        for text, group in iter_curated(run_dir):
+            if len(by_group[group]) < 50:
+                by_group[group].append(text)
+            yield text
+
+    tok = train_tokenizer(texts(), config.tokenizer)
     tok.save(run_dir / "tokenizer.json")
-    by_group: dict[str, list[str]] = defaultdict(list)
-    for text, group in iter_curated(run_dir):
-        if len(by_group[group]) < 50:  # a sample per language / source is enough for the stats
-            by_group[group].append(text)
-    texts = [t for group in by_group.values() for t in group]
+    sample = [t for group in by_group.values() for t in group]
     return {
         "vocab_size": tok.vocab_size,
-        "bytes_per_token": bytes_per_token(tok, texts),
+        "bytes_per_token": bytes_per_token(tok, sample),
         "per_group": tokenizer_report(tok, dict(by_group)),
     }
 
