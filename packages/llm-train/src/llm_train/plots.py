@@ -9,7 +9,8 @@ from llm_train.metrics import read_metrics
 
 __all__ = ["plot_loss"]
 
-# Per-step training quantities; every other key in the JSONL is treated as an eval metric.
+# Per-step training quantities. Keys with a "/" (e.g. "eval/bpb") are eval metrics, one panel
+# each; any other key is a part of the loss (ce, z_loss, aux_loss), drawn on the loss panel.
 _TRAIN_KEYS = {
     "step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "mfu", "skipped",
     "skipped_nan", "skipped_spike", "skipped_total",
@@ -34,14 +35,17 @@ def plot_loss(metrics_jsonl: str | Path, out_png: str | Path) -> Path:
     records = read_metrics(metrics_jsonl)
     if not any(r.get("loss") is not None for r in records):
         raise ValueError(f"{metrics_jsonl}: no records with a 'loss' value to plot")
-    eval_keys = sorted({k for r in records for k in r} - _TRAIN_KEYS)
+    parts, eval_keys = panels(records)
     fig, axes = plt.subplots(1 + len(eval_keys), 1, figsize=(7, 3 + 2.5 * len(eval_keys)))
     axes = axes if len(eval_keys) else [axes]
-    for ax, key in zip(axes, ["loss", *eval_keys], strict=True):
-        points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
-        ax.plot(*zip(*points, strict=True), marker="." if len(points) < 50 else None)
+    for key in ["loss", *parts]:
+        _draw(axes[0], records, key)
+    axes[0].set_ylabel("loss")
+    if parts:
+        axes[0].legend()
+    for ax, key in zip(axes[1:], eval_keys, strict=True):
+        _draw(ax, records, key)
         ax.set_ylabel(key)
-        ax.grid(alpha=0.3)
     axes[-1].set_xlabel("step")
     axes[0].set_title(Path(metrics_jsonl).parent.name or "training")
     fig.tight_layout()
@@ -51,3 +55,23 @@ def plot_loss(metrics_jsonl: str | Path, out_png: str | Path) -> Path:
     plt.close(fig)
     os.replace(tmp, out_png)
     return out_png
+
+
+def panels(records: list[dict]) -> tuple[list[str], list[str]]:
+    """(loss parts drawn with the loss, eval metrics that get a panel each)."""
+    keys = {k for r in records for k in r} - _TRAIN_KEYS
+    eval_keys = sorted(k for k in keys if "/" in k)
+    parts = sorted(k for k in keys - set(eval_keys) if not _same_as_loss(records, k))
+    return parts, eval_keys
+
+
+def _draw(ax, records: list[dict], key: str) -> None:
+    points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+    ax.plot(*zip(*points, strict=True), marker="." if len(points) < 50 else None, label=key)
+    ax.grid(alpha=0.3)
+
+
+def _same_as_loss(records: list[dict], key: str) -> bool:
+    """A part equal to the loss at every step (ce without z-loss) adds nothing to the plot."""
+    pairs = [(r.get(key), r.get("loss")) for r in records if r.get(key) is not None]
+    return all(part == loss for part, loss in pairs)
