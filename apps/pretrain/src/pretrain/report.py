@@ -46,6 +46,13 @@ def _curation_section(curate: dict[str, Any]) -> list[str]:
                 f"| {source} | {step} | {c.get('in', '')} | {c.get('kept', '')} | "
                 f"{c.get('removed', '')} |"
             )
+    kept = curate.get("kept_per_group", {})
+    if kept:
+        lines += [
+            "",
+            "Kept per language (web) or source: "
+            + ", ".join(f"{group} {n}" for group, n in kept.items()),
+        ]
     return lines + [""]
 
 

@@ -11,7 +11,7 @@ import gzip
 import json
 import logging
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,12 @@ def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         source: {s["stage"]: {k: s.get(k) for k in ("in", "kept", "removed")} for s in r["stages"]}
         for source, r in stats.items()
     }
-    return {"counts": counts, "documents": {s: r["documents_out"] for s, r in stats.items()}}
+    kept = Counter(group for _, group in iter_curated(run_dir))  # language for web pages
+    return {
+        "counts": counts,
+        "documents": {s: r["documents_out"] for s, r in stats.items()},
+        "kept_per_group": dict(sorted(kept.items())),
+    }
 
 
 def tokenizer(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
