@@ -95,6 +95,8 @@ def test_run_directory_holds_every_stage_output(finished_run):
     web = stages["curate"]["counts"]["web"]
     first, last = next(iter(web.values())), list(web.values())[-1]
     assert 0 < last["kept"] < first["in"]  # the filters removed some handbook pages
+    kept = stages["curate"]["kept_per_group"]  # web pages by language, others by source
+    assert kept["books"] == 3 and kept["code"] == 30 and kept["en"] == last["kept"]
 
 
 def test_training_loss_falls(finished_run):
