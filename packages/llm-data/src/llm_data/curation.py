@@ -15,6 +15,7 @@ from datatrove.utils.stats import PipelineStats
 from llm_data.config import CurationConfig, SourceConfig
 from llm_data.pipeline import build_source_pipeline
 from llm_data.readers import InputError, resolve_source_files
+from llm_data.task_pool import run_tasks
 
 __all__ = ["STATS_FILE", "run_curation"]
 
@@ -77,7 +78,7 @@ def _curate_source(
     log.info("curating source %r: %d files from %s", source.name, len(files), base)
     start = time.perf_counter()
     try:
-        stats = executor.run()
+        stats = run_tasks(executor)
     except InputError as err:
         raise InputError(f"source {source.name!r}: {err}") from err
     except Exception as err:

@@ -57,16 +57,48 @@ def resolve_source_files(source: SourceConfig) -> tuple[Path, list[str]]:
 
 
 class StrictWarcReader(WarcReader):
-    """datatrove's WarcReader, raising `InputError` on a truncated or corrupt WARC file."""
+    """datatrove's WarcReader, raising `InputError` on a truncated or corrupt WARC file.
+
+    warcio returns a record cut short by the end of the file as if it were whole, so each
+    record's bytes are counted against its Content-Length. gzip is left to warcio: through
+    Python's GzipFile, a file cut inside its first record reads as an empty archive.
+    """
 
     def read_file(self, filepath: str):
+        from datatrove.pipeline.readers.warc import process_record
+        from warcio.archiveiterator import ArchiveIterator
         from warcio.exceptions import ArchiveLoadFailed
 
+        full = self.data_folder.resolve_paths(filepath)
         try:
-            yield from super().read_file(filepath)
-        except (EOFError, OSError, zlib.error, ArchiveLoadFailed) as err:
-            full = self.data_folder.resolve_paths(filepath)
-            raise InputError(f"corrupt or truncated WARC file {full}: {err}") from err
+            compression = None if filepath.endswith(".gz") else self.compression
+            with self.data_folder.open(filepath, "rb", compression=compression) as f:
+                index = -1
+                for index, record in enumerate(ArchiveIterator(f)):
+                    with self.track_time():
+                        data = process_record(record)
+                        _check_complete(record, full, index)
+                        document = data and self.get_document_from_dict(data, filepath, index)
+                    if document:
+                        yield document
+                if index < 0 and self.data_folder.size(filepath) > 0:
+                    raise InputError(f"corrupt or truncated WARC file {full}: no WARC record")
+        # warcio raises AttributeError on a header cut in the middle
+        except (EOFError, OSError, zlib.error, ArchiveLoadFailed, AttributeError) as err:
+            raise InputError(f"corrupt or truncated WARC file {full}: {err!r}") from err
+
+
+def _check_complete(record, path: str, index: int) -> None:
+    """Raise `InputError` if `record` ended before its declared Content-Length."""
+    stream = record.raw_stream
+    while stream.read(1 << 16):  # the rest of the record (process_record may skip it)
+        pass
+    if stream.limit > 0:
+        raise InputError(
+            f"corrupt or truncated WARC file {path}: record {index} "
+            f"({record.rec_headers.get_header('WARC-Target-URI') or record.rec_type}) "
+            f"is {stream.limit} bytes short of its Content-Length"
+        )
 
 
 class StrictJsonlReader(JsonlReader):
