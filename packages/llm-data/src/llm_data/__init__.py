@@ -4,12 +4,19 @@ The core (curation) imports no torch; `tokenize_to_shards` and `build_loader` ne
 `[shards]` extra and are imported lazily on first use.
 """
 
-from llm_data.config import CurationConfig, GopherConfig, ShardConfig, SourceConfig
+from llm_data.config import (
+    CurationConfig,
+    DecontaminationConfig,
+    GopherConfig,
+    ShardConfig,
+    SourceConfig,
+)
 from llm_data.curation import run_curation
 from llm_data.readers import InputError
 
 __all__ = [
     "CurationConfig",
+    "DecontaminationConfig",
     "GopherConfig",
     "InputError",
     "ShardConfig",

@@ -6,7 +6,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["CurationConfig", "GopherConfig", "ShardConfig", "SourceConfig"]
+__all__ = [
+    "CurationConfig",
+    "DecontaminationConfig",
+    "GopherConfig",
+    "ShardConfig",
+    "SourceConfig",
+]
 
 # Languages with a stop-word list and a datatrove word tokenizer in `quality.py`.
 SUPPORTED_LANGUAGES = ("en", "de", "fr", "es", "ja", "zh")
@@ -76,6 +82,30 @@ class GopherConfig:
 
 
 @dataclass(kw_only=True)
+class DecontaminationConfig:
+    """Drop documents that share a word n-gram with an eval item (GPT-3's 13-gram test).
+
+    Attributes:
+        eval_paths: eval JSONL files or folders (`{task, contexts, choices, gold}` items);
+            empty turns decontamination off.
+        ngram: n-gram length in words.
+        min_words: items shorter than `ngram` are matched whole if they have this many words,
+            and ignored if shorter.
+    """
+
+    eval_paths: tuple[str, ...] = ()
+    ngram: int = 13
+    min_words: int = 8
+
+    def __post_init__(self) -> None:
+        self.eval_paths = tuple(self.eval_paths)
+        if self.ngram < 1:
+            _fail("decontamination.ngram", self.ngram, "an integer >= 1")
+        if not 1 <= self.min_words <= self.ngram:
+            _fail("decontamination.min_words", self.min_words, "an integer in [1, ngram]")
+
+
+@dataclass(kw_only=True)
 class CurationConfig:
     """A curation run: sources in, curated JSONL (datatrove Documents) out, one folder per source.
 
@@ -86,6 +116,7 @@ class CurationConfig:
         min_language_score: minimum py3langid probability of the top language.
         gopher: Gopher quality rules (only on sources with quality_filters=True).
         exact_dedup: drop documents whose normalized text was already seen (within a task).
+        decontamination: drop documents containing eval items (every source; off by default).
         tasks: datatrove tasks per source (files are split between tasks).
         workers: processes running tasks at once.
         overwrite: replace an existing output_dir instead of failing.
@@ -97,6 +128,7 @@ class CurationConfig:
     min_language_score: float = 0.5
     gopher: GopherConfig = field(default_factory=GopherConfig)
     exact_dedup: bool = True
+    decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
     tasks: int = 1
     workers: int = 1
     overwrite: bool = False

@@ -13,6 +13,7 @@ from datatrove.executor import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
 
 from llm_data.config import CurationConfig, SourceConfig
+from llm_data.decontamination import EvalIndex, build_eval_index
 from llm_data.pipeline import build_source_pipeline
 from llm_data.readers import InputError, resolve_source_files
 from llm_data.task_pool import run_tasks
@@ -46,11 +47,15 @@ def run_curation(config: CurationConfig) -> dict:
         raise FileExistsError(f"output_dir={str(out)!r} exists; set overwrite=True to replace it")
     # Resolve every source first, so that a typo in the last one fails before any work.
     inputs = {s.name: resolve_source_files(s) for s in config.sources}
+    eval_index = _eval_index(config)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        results = {s.name: _curate_source(s, config, *inputs[s.name], tmp) for s in config.sources}
+        results = {
+            s.name: _curate_source(s, config, *inputs[s.name], tmp, eval_index)
+            for s in config.sources
+        }
         shutil.rmtree(tmp / "_work")
         (tmp / STATS_FILE).write_text(json.dumps(results, indent=2))
         _replace(tmp, out)
@@ -60,14 +65,32 @@ def run_curation(config: CurationConfig) -> dict:
     return results
 
 
+def _eval_index(config: CurationConfig) -> EvalIndex | None:
+    decon = config.decontamination
+    if not decon.eval_paths:
+        return None
+    index = build_eval_index(decon.eval_paths, decon.ngram, decon.min_words)
+    log.info(
+        "decontamination: %d eval items of %s indexed as %d-grams (%d shorter than %d words "
+        "ignored)", index.items - index.skipped, ", ".join(index.tasks), decon.ngram,
+        index.skipped, decon.min_words,
+    )  # fmt: skip
+    return index
+
+
 def _curate_source(
-    source: SourceConfig, config: CurationConfig, base: Path, files: list[str], root: Path
+    source: SourceConfig,
+    config: CurationConfig,
+    base: Path,
+    files: list[str],
+    root: Path,
+    eval_index: EvalIndex | None,
 ) -> dict:
     work = root / "_work" / source.name
     work.mkdir(parents=True)
     paths_file = work / "paths.txt"
     paths_file.write_text("\n".join(files) + "\n")
-    steps = build_source_pipeline(source, config, base, paths_file, root / source.name)
+    steps = build_source_pipeline(source, config, base, paths_file, root / source.name, eval_index)
     executor = LocalPipelineExecutor(
         pipeline=steps,
         tasks=min(config.tasks, len(files)),

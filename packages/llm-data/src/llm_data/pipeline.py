@@ -9,6 +9,7 @@ from datatrove.pipeline.extractors import Trafilatura
 from datatrove.pipeline.writers import JsonlWriter
 
 from llm_data.config import CurationConfig, SourceConfig
+from llm_data.decontamination import DecontaminationFilter, EvalIndex
 from llm_data.dedup import ExactDedupFilter
 from llm_data.language import LanguageIdFilter
 from llm_data.quality import MultilingualGopherFilter
@@ -21,9 +22,15 @@ _EXTRACT_TIMEOUT_S = 5.0
 
 
 def build_source_pipeline(
-    source: SourceConfig, config: CurationConfig, base_dir: Path, paths_file: Path, out_dir: Path
+    source: SourceConfig,
+    config: CurationConfig,
+    base_dir: Path,
+    paths_file: Path,
+    out_dir: Path,
+    eval_index: EvalIndex | None = None,
 ) -> list[PipelineStep]:
-    """Steps for one source: read -> [extract] -> [language ID -> Gopher] -> [dedup] -> write.
+    """Steps for one source: read -> [extract] -> [language ID -> Gopher] -> [dedup] ->
+    [decontamination] -> write.
 
     Args:
         source: the source to curate.
@@ -31,6 +38,7 @@ def build_source_pipeline(
         base_dir: folder the paths in `paths_file` are relative to.
         paths_file: one input file per line.
         out_dir: folder for this source's curated JSONL.
+        eval_index: eval n-grams to decontaminate against (None: no decontamination).
     """
     metadata = {"source": source.name}
     steps: list[PipelineStep] = []
@@ -49,5 +57,7 @@ def build_source_pipeline(
             steps.append(MultilingualGopherFilter(config.gopher))
     if config.exact_dedup:
         steps.append(ExactDedupFilter())
+    if eval_index is not None:
+        steps.append(DecontaminationFilter(eval_index))
     steps.append(JsonlWriter(str(out_dir), output_filename="${rank}.jsonl.gz"))
     return steps
