@@ -46,7 +46,13 @@ def build_source_pipeline(
         reader = StrictWarcReader(
             str(base_dir), paths_file=str(paths_file), default_metadata=metadata
         )
-        steps += [reader, Trafilatura(favour_precision=True, timeout=_EXTRACT_TIMEOUT_S)]
+        # deduplicate=False: Trafilatura's own dedup is an LRU cache of paragraphs per process,
+        # so what it cut depended on document order and on how files were split into tasks
+        # (1 task: 32 sample pages emptied; 2 tasks: none). Dedup is the dedup steps' job.
+        extractor = Trafilatura(
+            favour_precision=True, timeout=_EXTRACT_TIMEOUT_S, deduplicate=False
+        )
+        steps += [reader, extractor]
     else:
         steps.append(
             StrictJsonlReader(str(base_dir), paths_file=str(paths_file), default_metadata=metadata)
