@@ -24,13 +24,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import importlib.util
 import io
 import logging
-import platform
-import re
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -42,9 +38,17 @@ from llm_model import Transformer, get_preset
 from llm_train import TrainConfig, build_optimizer, build_scheduler, train_step
 from llm_train.parallel import apply_activation_checkpointing, apply_compile
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
+from _common import (  # noqa: E402
+    RESULTS,
+    ROOT,
+    device_name,
+    device_slug,
+    header,
+    write_atomic,
+)
+
 log = logging.getLogger("bench_throughput")
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _load_cost():
@@ -77,30 +81,11 @@ class Row:
     device: str
 
 
-def device_name(device: torch.device) -> str:
-    """Marketing name of the GPU, or the CPU model with its core count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu} ({torch.get_num_threads()} threads)"
-
-
-def slug(name: str) -> str:
-    """``"NVIDIA H100 80GB HBM3"`` -> ``"nvidia-h100-80gb-hbm3"``."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
 def parse_preset(spec: str) -> tuple[str, dict]:
     """``"debug:vocab_size=4096,n_layers=2"`` -> ``("debug", {"vocab_size": 4096, "n_layers": 2})``.
 
-    Values are parsed as int, then float, else kept as strings.
+    Values are parsed as ``true``/``false`` (bools), then int, then float, else kept as strings
+    (``kernels=false`` must not reach the config as the truthy string ``"false"``).
     """
     name, _, rest = spec.partition(":")
     overrides = {}
@@ -108,6 +93,9 @@ def parse_preset(spec: str) -> tuple[str, dict]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"preset override {item!r} in {spec!r} is not field=value")
+        if value.lower() in ("true", "false"):
+            overrides[key] = value.lower() == "true"
+            continue
         for cast in (int, float):
             try:
                 value = cast(value)
@@ -181,28 +169,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def header(device: str) -> list[tuple[str, str]]:
-    """Provenance lines: date, device, torch version, git revision."""
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "packages"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        rev += " (packages/ modified)" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        rev = "unknown"
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return [("date", now), ("device", device), ("torch", torch.__version__), ("git", rev)]
-
-
 def _fmt(value) -> str:
     if value is None:
         return "n/a"
@@ -252,12 +218,6 @@ def csv_text(rows: list[Row], meta: list[tuple[str, str]]) -> str:
     return buf.getvalue()
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _per_preset(values: list[int], presets: list[str], flag: str) -> list[int]:
     if len(values) == 1:
         return values * len(presets)
@@ -299,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     name = device_name(device)
     meta = header(name)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"throughput-{slug(name.split(' (')[0]) if device.type == 'cpu' else slug(name)}"
+    stem = f"throughput-{device_slug(device)}"
     write_atomic(args.out_dir / f"{stem}.md", markdown(rows, meta))
     write_atomic(args.out_dir / f"{stem}.csv", csv_text(rows, meta))
     print(markdown(rows, meta))

@@ -1,0 +1,84 @@
+"""Helpers shared by the benchmark scripts: device names and slugs, provenance, atomic writes.
+
+The scripts import it with ``sys.path.insert(0, <benchmarks folder>)``: benchmarks/ is not a
+package, each script runs as ``python benchmarks/<kind>/bench_<kind>.py``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def device_name(device: torch.device) -> str:
+    """Marketing name of the GPU, or the CPU model with its core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu} ({torch.get_num_threads()} threads)"
+
+
+def slug(name: str) -> str:
+    """``"NVIDIA H100 80GB HBM3"`` -> ``"nvidia-h100-80gb-hbm3"``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def device_slug(device: torch.device) -> str:
+    """File-name part for ``device``: the GPU name, or the CPU model without its thread count."""
+    name = device_name(device)
+    return slug(name.split(" (")[0]) if device.type == "cpu" else slug(name)
+
+
+def git_revision() -> str:
+    """Short HEAD, marked when packages/ has uncommitted changes.
+
+    Without a git checkout (the GPU machine gets a copy of the tree without ``.git``) this is
+    ``$BENCH_GIT_REV`` when the caller set it, else ``"unknown"``.
+    """
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "packages"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return rev + (" (packages/ modified)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        given = os.environ.get("BENCH_GIT_REV", "").strip()
+        return f"{given} (from BENCH_GIT_REV)" if given else "unknown"
+
+
+def header(device: str, versions: list[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    """Provenance lines: date (UTC), device, torch version, ``versions``, git revision."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [("date", now), ("device", device), ("torch", torch.__version__), *versions,
+            ("git", git_revision())]  # fmt: skip
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
