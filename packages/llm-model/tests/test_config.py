@@ -32,6 +32,8 @@ def test_defaults_and_derived_sizes():
         (dict(z_loss=-1.0), "z_loss"),
         (dict(n_experts=4, moe_top_k=5), "moe_top_k"),
         (dict(sliding_window=-1), "sliding_window"),
+        (dict(kernels="false"), "kernels"),  # a string would read as True
+        (dict(tie_embeddings=1), "tie_embeddings"),
     ],
 )
 def test_bad_configs_name_the_field(overrides, field):

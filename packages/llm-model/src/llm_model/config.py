@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
 Activation = Literal["swiglu", "geglu", "gelu", "relu"]
@@ -122,6 +122,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "vocab_size", "max_seq_len"):
             _check_positive(name, getattr(self, name))
+        for f in fields(self):  # a string "false" would otherwise read as True
+            if f.type in (bool, "bool") and not isinstance(getattr(self, f.name), bool):
+                raise ValueError(
+                    f"ModelConfig.{f.name}={getattr(self, f.name)!r} must be True or False"
+                )
         for name, kind in (
             ("activation", Activation),
             ("norm", Norm),
