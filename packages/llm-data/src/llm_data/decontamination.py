@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,19 @@ def _eval_files(paths: tuple[str, ...]) -> list[Path]:
     return files
 
 
+def _eval_items(paths: tuple[str, ...]) -> Iterator[tuple[dict, str]]:
+    """(item, "file, line N") for every non-empty line of the eval files under `paths`."""
+    for path in _eval_files(paths):
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            lines = [(i, line) for i, line in enumerate(f, 1) if line.strip()]
+        for lineno, line in lines:
+            try:
+                yield json.loads(line), f"{path}, line {lineno}"
+            except json.JSONDecodeError as err:
+                raise InputError(f"{path}, line {lineno}: not JSON ({err})") from err
+
+
 def build_eval_index(paths: tuple[str, ...], n: int = 13, min_words: int = 8) -> EvalIndex:
     """Index the eval items of every JSONL file under `paths` (files or folders).
 
@@ -118,30 +132,19 @@ def build_eval_index(paths: tuple[str, ...], n: int = 13, min_words: int = 8) ->
     owners: dict[int, list[np.ndarray]] = {}
     tasks: list[str] = []
     items = skipped = 0
-    for path in _eval_files(paths):
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}, line {lineno}"
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise InputError(f"{where}: not JSON ({err})") from err
-                tokens = words(_item_text(item, where))
-                items += 1
-                if len(tokens) < min_words:
-                    skipped += 1
-                    continue
-                length = min(n, len(tokens))
-                if item["task"] not in tasks:
-                    tasks.append(item["task"])
-                hashes = ngram_hashes(tokens, length)
-                grams.setdefault(length, []).append(hashes)
-                owners.setdefault(length, []).append(
-                    np.full(len(hashes), tasks.index(item["task"]), dtype=np.int32)
-                )
+    for item, where in _eval_items(paths):
+        tokens = words(_item_text(item, where))
+        items += 1
+        if len(tokens) < min_words:
+            skipped += 1
+            continue
+        length = min(n, len(tokens))
+        if item["task"] not in tasks:
+            tasks.append(item["task"])
+        hashes = ngram_hashes(tokens, length)
+        grams.setdefault(length, []).append(hashes)
+        owner = np.full(len(hashes), tasks.index(item["task"]), dtype=np.int32)
+        owners.setdefault(length, []).append(owner)
     sorted_hashes, sorted_tasks = {}, {}
     for length in grams:
         h, t = np.concatenate(grams[length]), np.concatenate(owners[length])
