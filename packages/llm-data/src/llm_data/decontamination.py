@@ -39,10 +39,17 @@ def words(text: str) -> list[str]:
 
 def ngram_hashes(tokens: list[str], n: int) -> np.ndarray:
     """uint64 hashes of every window of `n` consecutive `tokens` (empty if fewer than n)."""
-    if len(tokens) < n:
+    return _window_hashes(_word_hashes(tokens), n)
+
+
+def _word_hashes(tokens: list[str]) -> np.ndarray:
+    return np.fromiter((xxhash.xxh3_64_intdigest(t) for t in tokens), np.uint64, len(tokens))
+
+
+def _window_hashes(h: np.ndarray, n: int) -> np.ndarray:
+    windows = len(h) - n + 1
+    if windows <= 0:
         return np.empty(0, dtype=np.uint64)
-    h = np.fromiter((xxhash.xxh3_64_intdigest(t) for t in tokens), np.uint64, len(tokens))
-    windows = len(tokens) - n + 1
     acc = np.zeros(windows, dtype=np.uint64)
     with np.errstate(over="ignore"):  # wrap-around mod 2^64 is the point
         for j in range(n):
@@ -71,9 +78,9 @@ class EvalIndex:
 
     def first_match(self, text: str) -> str | None:
         """The task of the first eval n-gram found in `text`, or None."""
-        tokens = words(text)
+        word_hashes = _word_hashes(words(text))  # once, for every indexed length
         for n in self.lengths:
-            grams = ngram_hashes(tokens, n)
+            grams = _window_hashes(word_hashes, n)
             table = self.hashes[n]
             pos = np.searchsorted(table, grams).clip(max=len(table) - 1)
             hit = np.flatnonzero(table[pos] == grams)
