@@ -6,8 +6,9 @@ are children of the forkserver, not of the caller, and when a task raises, the p
 Worse, each worker's extractor runs in a sandbox process (datatrove's `ExtractorSandbox`) that
 holds both ends of its own pipe, so it never notices its parent is gone. These processes inherit
 the caller's stdout, so `pretrain | tee log` never sees EOF and hangs.
-Here the workers are spawned directly by the caller and, on any error (KeyboardInterrupt
-included), every process started during the call is killed before the exception propagates.
+Here the workers are spawned directly by the caller, each leading a process group that its
+sandboxes inherit; on any error (KeyboardInterrupt included) those groups are killed before the
+exception propagates.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from copy import deepcopy
 from functools import partial
 
 import multiprocess  # datatrove's dill-based multiprocessing: pickles its pipeline steps
-import psutil
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
 
@@ -85,7 +85,8 @@ def _run_in_pool(
         # terminate() SIGTERMs the workers only; their sandboxes share each worker's process
         # group, so they go with the group afterwards (SIGKILLing the workers themselves
         # first can catch one holding the task queue's lock and deadlock terminate()).
-        leaders = [p.pid for p in psutil.Process().children()]
+        # Only this pool's workers: another child of the caller may lead a group of its own.
+        leaders = [worker.pid for worker in pool._pool]
         pool.terminate()
         _kill_groups(leaders)
         raise
