@@ -90,11 +90,13 @@ gpu_tests() {
 }
 export -f gpu_tests
 export PY
-THROUGHPUT_ARGS=${THROUGHPUT_ARGS:-"--presets llama-1b llama-1b:kernels=false --seq-len 2048 \
---batch-size 4 --steps 10 --warmup 3"}
+# GPT-2 124M at seq 1024 and Llama 3.2 1B at seq 2048, each with llm-kernels and without, compiled.
+THROUGHPUT_ARGS=${THROUGHPUT_ARGS:-"--presets gpt2-124m:vocab_size=50304 gpt2-124m:vocab_size=50304,kernels=false llama-1b \
+llama-1b:kernels=false --seq-len 1024 1024 2048 2048 --batch-size 32 32 4 4 --steps 15 --warmup 4 \
+--compile"}
 
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(tests kernels throughput)
+[ ${#steps[@]} -eq 0 ] && steps=(tests trajectory kernels throughput)
 for name in "${steps[@]}"; do
     case $name in
     tests)
@@ -104,21 +106,26 @@ for name in "${steps[@]}"; do
             failed+=("tests (no pytest)")
             continue
         fi
-        step tests "${TESTS_LIMIT:-140}" bash -c gpu_tests
+        step tests "${TESTS_LIMIT:-90}" bash -c gpu_tests
+        ;;
+    trajectory)
+        # A few hundred bf16 steps with llm-kernels on and off (and fp32): the curves must agree.
+        step trajectory "${TRAJECTORY_LIMIT:-70}" "$PY" benchmarks/trajectory/bench_trajectory.py \
+            --out "$OUT" ${TRAJECTORY_ARGS-}
         ;;
     kernels)
         # shellcheck disable=SC2086  # KERNEL_ARGS is a list of flags
-        step kernels "${KERNELS_LIMIT:-250}" "$PY" benchmarks/kernels/bench_kernels.py \
+        step kernels "${KERNELS_LIMIT:-200}" "$PY" benchmarks/kernels/bench_kernels.py \
             --out "$OUT" ${KERNEL_ARGS---targets-only}
         ;;
     throughput)
         # llama-1b with llm-kernels (the default) and without, same shapes: one table.
         # shellcheck disable=SC2086  # THROUGHPUT_ARGS is a list of flags
-        step throughput "${THROUGHPUT_LIMIT:-130}" "$PY" benchmarks/throughput/bench_throughput.py \
+        step throughput "${THROUGHPUT_LIMIT:-170}" "$PY" benchmarks/throughput/bench_throughput.py \
             $THROUGHPUT_ARGS --out-dir "$OUT"
         ;;
     *)
-        say "unknown step '$name' (known: tests kernels throughput)"
+        say "unknown step '$name' (known: tests trajectory kernels throughput)"
         status=1
         failed+=("$name (unknown)")
         ;;

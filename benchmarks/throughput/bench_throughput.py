@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import importlib.util
 import io
 import logging
@@ -119,6 +120,7 @@ def measure(
     if args.activation_checkpointing:
         apply_activation_checkpointing(model)
     if args.compile:
+        torch._dynamo.reset()  # each preset compiles afresh, not against the last one's guards
         apply_compile(model)
     total = args.warmup + steps
     train = TrainConfig(steps=total, lr=1e-4, precision=args.precision, grad_clip=1.0)
@@ -162,6 +164,12 @@ def measure(
 def _effective_precision(precision: str, device: torch.device) -> str:
     # llm_train.precision runs fp32 on CPU even when bf16 is asked for: report what ran.
     return "amp_bf16" if precision == "bf16" and device.type == "cuda" else "fp32"
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _sync(device: torch.device) -> None:
@@ -251,20 +259,30 @@ def main(argv: list[str] | None = None) -> int:
     seq_lens = _per_preset(args.seq_len, args.presets, "--seq-len")
     batches = _per_preset(args.batch_size, args.presets, "--batch-size")
     steps = _per_preset(args.steps, args.presets, "--steps")
-    rows = []
+    stem = args.out_dir / f"throughput-{device_slug(device)}"
+    rows, failed = [], []
     for spec, seq_len, batch, n in zip(args.presets, seq_lens, batches, steps, strict=True):
         log.info("%s: seq_len=%d batch=%d steps=%d on %s", spec, seq_len, batch, n, device)
-        rows.append(measure(spec, seq_len, batch, n, args, device))
-        log.info("%s: %.1f tokens/s", spec, rows[-1].tokens_per_s)
-    name = device_name(device)
-    meta = header(name)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"throughput-{device_slug(device)}"
-    write_atomic(args.out_dir / f"{stem}.md", markdown(rows, meta))
-    write_atomic(args.out_dir / f"{stem}.csv", csv_text(rows, meta))
-    print(markdown(rows, meta))
-    log.info("wrote %s.{md,csv}", args.out_dir / stem)
-    return 0
+        try:
+            rows.append(measure(spec, seq_len, batch, n, args, device))
+            log.info("%s: %.1f tokens/s", spec, rows[-1].tokens_per_s)
+        except Exception as e:  # one row's failure (OOM, a compile error) must not lose the rest
+            log.exception("%s: failed", spec)
+            failed.append(f"{spec} (seq {seq_len}, batch {batch}): {type(e).__name__}: {e}"[:300])
+            _free(device)
+        if rows:  # after every row: a run stopped at its time limit keeps what it measured
+            _write(stem, rows, header(device_name(device)) + [("failed", f) for f in failed])
+    if not rows:
+        raise SystemExit("every preset failed: " + "; ".join(failed))
+    print(markdown(rows, header(device_name(device)) + [("failed", f) for f in failed]))
+    log.info("wrote %s.{md,csv}", stem)
+    return 1 if failed else 0
+
+
+def _write(stem: Path, rows: list[Row], meta: list[tuple[str, str]]) -> None:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(stem.with_name(stem.name + ".md"), markdown(rows, meta))
+    write_atomic(stem.with_name(stem.name + ".csv"), csv_text(rows, meta))
 
 
 if __name__ == "__main__":
