@@ -118,6 +118,16 @@ for name in "${steps[@]}"; do
         step kernels "${KERNELS_LIMIT:-200}" "$PY" benchmarks/kernels/bench_kernels.py \
             --out "$OUT" ${KERNEL_ARGS---targets-only}
         ;;
+    sweep)
+        # RMSNorm backward: programs per SM (the setting behind llm_kernels' default).
+        step sweep "${SWEEP_LIMIT:-45}" "$PY" benchmarks/kernels/sweep_rms_bwd.py
+        ;;
+    profile)
+        # Per-kernel CUDA time of llm_kernels and the other providers (explains missed targets).
+        # shellcheck disable=SC2086  # PROFILE_ARGS is a list of flags
+        step profile "${PROFILE_LIMIT:-80}" "$PY" benchmarks/kernels/profile_kernels.py \
+            ${PROFILE_ARGS-}
+        ;;
     throughput)
         # llama-1b with llm-kernels (the default) and without, same shapes: one table.
         # shellcheck disable=SC2086  # THROUGHPUT_ARGS is a list of flags
@@ -125,7 +135,7 @@ for name in "${steps[@]}"; do
             $THROUGHPUT_ARGS --out-dir "$OUT"
         ;;
     *)
-        say "unknown step '$name' (known: tests trajectory kernels throughput)"
+        say "unknown step '$name' (known: tests trajectory kernels sweep profile throughput)"
         status=1
         failed+=("$name (unknown)")
         ;;

@@ -49,6 +49,23 @@ def test_loss_and_grads_match_float64_eager(dtype, smoothing, z_loss):
     assert torch.all(gh[labels == -100] == 0)
 
 
+def test_autocast_casts_inputs_like_the_linear_it_replaces():
+    # fp32 master weights under bf16 autocast (how a model trains): the op must not let autocast
+    # reach its own matmuls (it once wrote bf16 products into float32 buffers and failed).
+    h, w, labels = _data(torch.float32)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        loss, _ = fused_linear_cross_entropy_triton(h, w, labels, chunk_size=16, z_loss=1e-3)
+    gh, gw = torch.autograd.grad(loss, (h, w))
+    assert loss.dtype == torch.float32 and gh.dtype == gw.dtype == torch.float32
+    h64, w64 = (t.detach().bfloat16().double().requires_grad_() for t in (h, w))
+    loss64, _ = reference.fused_linear_cross_entropy(h64, w64, labels, z_loss=1e-3)
+    gh64, gw64 = torch.autograd.grad(loss64, (h64, w64))
+    atol, rtol = TOL[torch.bfloat16]
+    torch.testing.assert_close(loss.double(), loss64, atol=atol, rtol=rtol)
+    torch.testing.assert_close(gh.double(), gh64, atol=atol, rtol=rtol)
+    torch.testing.assert_close(gw.double(), gw64, atol=atol, rtol=rtol)
+
+
 def test_reference_agrees_with_torch_cross_entropy():
     h, w, labels = _data(torch.float64)
     loss, z = reference.fused_linear_cross_entropy(h, w, labels, label_smoothing=0.1)

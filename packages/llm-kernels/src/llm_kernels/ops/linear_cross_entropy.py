@@ -20,6 +20,8 @@ chunk's logits (C, V) and the 16-bit ``dx`` (C, V) instead of several (N, V) ten
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import triton
 import triton.language as tl
@@ -32,6 +34,7 @@ __all__ = ["fused_linear_cross_entropy_triton"]
 _CHUNK_ELEMENTS = 1 << 26
 # Rows of W per float32 accumulate step (bounds the temporary of a 16-bit -> float32 matmul).
 _WEIGHT_SLICE = 16384
+_ADDMM_OUT_DTYPE = True  # torch.addmm(..., out_dtype=float32) on 16-bit CUDA inputs (torch >= 2.8)
 
 
 @triton.jit
@@ -85,10 +88,19 @@ def _mm_acc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _accumulate_grad_weight(gw: torch.Tensor, dx: torch.Tensor, h: torch.Tensor) -> None:
-    """``gw += dx.T @ h`` in gw's dtype, in row slices so the temporary stays small."""
+    """``gw += dx.T @ h`` in gw's dtype (float32), 16-bit tensor cores on CUDA."""
     if not (dx.is_cuda and dx.dtype in (torch.bfloat16, torch.float16)):
         gw.addmm_(dx.T.to(gw.dtype), h.to(gw.dtype))
         return
+    global _ADDMM_OUT_DTYPE
+    if _ADDMM_OUT_DTYPE:
+        # cuBLAS accumulates into the float32 gw (beta=1): no (V, d) temporary, one pass over gw.
+        try:
+            torch.addmm(gw, dx.T, h, out_dtype=gw.dtype, out=gw)
+            return
+        except (RuntimeError, TypeError) as e:  # a torch without addmm(out_dtype=)
+            _ADDMM_OUT_DTYPE = False
+            warnings.warn(f"addmm with out_dtype failed ({e}); using float32 slices", stacklevel=2)
     for v0 in range(0, gw.shape[0], _WEIGHT_SLICE):
         v1 = min(v0 + _WEIGHT_SLICE, gw.shape[0])
         gw[v0:v1] += _mm_acc(dx[:, v0:v1].T, h)
@@ -183,7 +195,8 @@ def _bwd(ctx, dloss, _dz, _dgh, _dgw, _dinv):
     gh, gw, inv_n = ctx.saved_tensors
     scale = dloss * inv_n
     grad_hidden = gh * scale.to(gh.dtype)
-    grad_weight = (gw * scale).to(ctx.weight_dtype)
+    # Multiplied in float32 and rounded once on store: no second (V, d) float32 temporary.
+    grad_weight = torch.mul(gw, scale, out=torch.empty_like(gw, dtype=ctx.weight_dtype))
     return grad_hidden, grad_weight, None, None, None, None, None, None
 
 
@@ -214,10 +227,18 @@ def fused_linear_cross_entropy_triton(
     Returns:
         ``(loss, z)``: float32 scalars; ``loss`` is differentiable w.r.t. hidden and weight,
         ``z = mean(lse**2)`` is detached. Both are 0 when every label is ignored.
+
+    Under autocast, hidden and weight are first cast to the autocast dtype (as ``F.linear``
+    would be), and gradients flow back to them in their own dtypes.
     """
     compute_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
-    loss, z, _, _, _ = _flce_op(
-        hidden, weight, labels, int(ignore_index), float(label_smoothing), float(z_loss),
-        compute_grad, int(chunk_size),
-    )  # fmt: skip
+    device = hidden.device.type
+    if torch.is_autocast_enabled(device):  # cast as autocast would for the linear it replaces
+        dtype = torch.get_autocast_dtype(device)
+        hidden, weight = hidden.to(dtype), weight.to(dtype)
+    with torch.autocast(device, enabled=False):  # the op's own matmuls pick their dtypes
+        loss, z, _, _, _ = _flce_op(
+            hidden, weight, labels, int(ignore_index), float(label_smoothing), float(z_loss),
+            compute_grad, int(chunk_size),
+        )  # fmt: skip
     return loss, z.detach()

@@ -27,6 +27,9 @@ from llm_kernels.ops.launch import acc_dtype, as_rows, persistent_programs, row_
 
 __all__ = ["rms_norm_residual_triton", "rms_norm_triton"]
 
+# Backward programs per SM: more rows in flight hide memory latency; more partial dw rows to sum.
+BWD_PROGRAMS_PER_SM = 2
+
 
 @triton.jit
 def _rms_norm_fwd_kernel(
@@ -119,7 +122,7 @@ def _backward(
     m, n = s2.shape
     block, warps = row_config(n)
     dx = torch.empty((m, n), dtype=s.dtype, device=s.device)
-    g = persistent_programs(s.device, m)
+    g = persistent_programs(s.device, m, per_sm=BWD_PROGRAMS_PER_SM)
     partial = torch.empty((g, n), dtype=rstd.dtype, device=s.device)
     if m > 0:
         _rms_norm_bwd_kernel[(g,)](
