@@ -122,6 +122,10 @@ for name in "${steps[@]}"; do
         # RMSNorm backward: programs per SM (the setting behind llm_kernels' default).
         step sweep "${SWEEP_LIMIT:-45}" "$PY" benchmarks/kernels/sweep_rms_bwd.py
         ;;
+    sweep_ce)
+        # Fused linear CE: logits chunk against time and peak memory (behind its default chunk).
+        step sweep_ce "${SWEEP_CE_LIMIT:-90}" "$PY" benchmarks/kernels/sweep_linear_ce.py
+        ;;
     profile)
         # Per-kernel CUDA time of llm_kernels and the other providers (explains missed targets).
         # shellcheck disable=SC2086  # PROFILE_ARGS is a list of flags
@@ -135,7 +139,7 @@ for name in "${steps[@]}"; do
             $THROUGHPUT_ARGS --out-dir "$OUT"
         ;;
     *)
-        say "unknown step '$name' (known: tests trajectory kernels sweep profile throughput)"
+        say "unknown step '$name' (known: tests trajectory kernels sweep sweep_ce profile throughput)"
         status=1
         failed+=("$name (unknown)")
         ;;
