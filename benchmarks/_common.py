@@ -48,9 +48,13 @@ def device_slug(device: torch.device) -> str:
 def git_revision() -> str:
     """Short HEAD, marked when packages/ has uncommitted changes.
 
-    Without a git checkout (the GPU machine gets a copy of the tree without ``.git``) this is
-    ``$BENCH_GIT_REV`` when the caller set it, else ``"unknown"``.
+    ``$BENCH_GIT_REV`` wins when the caller set it: the GPU machine gets a copy of the working
+    tree whose ``.git`` (if any came along) can be older than the tree. Without either:
+    ``"unknown"``.
     """
+    given = os.environ.get("BENCH_GIT_REV", "").strip()
+    if given:
+        return f"{given} (from BENCH_GIT_REV)"
     try:
         rev = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
@@ -66,8 +70,7 @@ def git_revision() -> str:
         ).stdout.strip()
         return rev + (" (packages/ modified)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        given = os.environ.get("BENCH_GIT_REV", "").strip()
-        return f"{given} (from BENCH_GIT_REV)" if given else "unknown"
+        return "unknown"
 
 
 def header(device: str, versions: list[tuple[str, str]] = ()) -> list[tuple[str, str]]:
