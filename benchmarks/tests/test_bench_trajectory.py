@@ -1,4 +1,4 @@
-"""bench_trajectory: a CPU smoke run end to end (kernels in Triton's interpreter), and its verdict."""
+"""bench_trajectory: a CPU smoke run (kernels in Triton's interpreter), and its verdict."""
 
 import importlib.util
 import os
