@@ -138,6 +138,9 @@ def measure(
         train_step(model, batches, optimizer, scheduler, train)
     _sync(device)
     seconds = (time.perf_counter() - start) / steps
+    if args.profile:
+        step = lambda: train_step(model, batches, optimizer, scheduler, train)  # noqa: E731
+        _profile(step, args.profile, spec)
     tokens_per_s = batch * seq_len / seconds
     peak = args.peak_flops or cost.peak_flops_for_device(device_name(device))
     hw_flops = cost.hardware_flops_per_token(flops, args.activation_checkpointing)
@@ -159,6 +162,22 @@ def measure(
         peak_mem_gib=mem,
         device=device_name(device),
     )
+
+
+def _profile(step, n: int, spec: str) -> None:
+    """Print torch.profiler's kernel table for ``n`` more steps: where a step's time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(n):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    table = prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=70)
+    print(f"\n=== profile of {spec}: {n} steps, sorted by {key}\n{table}", flush=True)
 
 
 def _effective_precision(precision: str, device: torch.device) -> str:
@@ -245,6 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile each block")
     p.add_argument("--activation-checkpointing", action="store_true")
+    p.add_argument("--profile", type=int, default=0, help="profile N steps after timing")
     p.add_argument("--peak-flops", type=float, default=0.0, help="peak FLOP/s (default: table)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     return p
