@@ -1,7 +1,8 @@
 """llm-kernels: fused Triton kernels with pure-torch references.
 
-Each function runs its Triton kernel when the input is on CUDA and the reference in
-:mod:`llm_kernels.reference` otherwise. The kernels themselves live in :mod:`llm_kernels.ops`.
+Each function runs its Triton kernel when the input is on CUDA (or inside ``triton_on_cpu()``,
+in Triton's interpreter) and the reference in :mod:`llm_kernels.reference` otherwise. The
+kernels themselves live in :mod:`llm_kernels.ops`; under autocast they keep their own dtypes.
 """
 
 from llm_kernels import modules, reference
@@ -12,6 +13,8 @@ from llm_kernels.dispatch import (
     rms_norm_residual,
     swiglu,
     swiglu_fused,
+    triton_on_cpu,
+    use_triton,
 )
 
 __all__ = [
@@ -23,4 +26,6 @@ __all__ = [
     "rms_norm_residual",
     "swiglu",
     "swiglu_fused",
+    "triton_on_cpu",
+    "use_triton",
 ]

@@ -11,5 +11,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 def available(enabled: bool, *tensors: torch.Tensor) -> bool:
-    """True when llm-kernels is importable, enabled, and every tensor is on CUDA."""
-    return enabled and llm_kernels is not None and all(t.is_cuda for t in tensors)
+    """True when llm-kernels is importable, enabled, and runs Triton for every tensor (CUDA, or
+    CPU inside ``llm_kernels.triton_on_cpu()``, which tests use with Triton's interpreter)."""
+    return enabled and llm_kernels is not None and all(llm_kernels.use_triton(t) for t in tensors)

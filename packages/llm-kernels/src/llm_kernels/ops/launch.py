@@ -8,6 +8,7 @@ call of every new shape slow inside a training step.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 import triton
@@ -61,3 +62,21 @@ def as_rows(x: torch.Tensor) -> torch.Tensor:
     if x.stride(-1) != 1:
         x = x.contiguous()
     return x.reshape(-1, x.shape[-1])
+
+
+def outside_autocast(fn: Callable) -> Callable:
+    """Run ``fn`` with autocast off for its first argument's device.
+
+    The kernels pick their own dtypes (outputs in the input dtype, float32 accumulation); torch
+    ops inside them (buffers, reductions, matmuls) must not be recast by an enclosing autocast.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(x: torch.Tensor, *args, **kwargs):
+        device = x.device.type
+        if not torch.is_autocast_enabled(device):
+            return fn(x, *args, **kwargs)
+        with torch.autocast(device, enabled=False):
+            return fn(x, *args, **kwargs)
+
+    return wrapper

@@ -23,7 +23,13 @@ import torch
 import triton
 import triton.language as tl
 
-from llm_kernels.ops.launch import acc_dtype, as_rows, persistent_programs, row_config
+from llm_kernels.ops.launch import (
+    acc_dtype,
+    as_rows,
+    outside_autocast,
+    persistent_programs,
+    row_config,
+)
 
 __all__ = ["rms_norm_residual_triton", "rms_norm_triton"]
 
@@ -217,6 +223,7 @@ _rms_norm_fwd_op.register_autograd(_bwd, setup_context=_setup)
 _rms_norm_residual_fwd_op.register_autograd(_bwd_residual, setup_context=_setup_residual)
 
 
+@outside_autocast
 def rms_norm_triton(
     x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, offset: float = 0.0
 ) -> torch.Tensor:
@@ -224,6 +231,7 @@ def rms_norm_triton(
     return _rms_norm_fwd_op(x, weight, float(eps), float(offset))[0]
 
 
+@outside_autocast
 def rms_norm_residual_triton(
     x: torch.Tensor,
     residual: torch.Tensor,

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from llm_kernels.ops.launch import acc_dtype
+from llm_kernels.ops.launch import acc_dtype, outside_autocast
 
 __all__ = ["apply_rope_triton"]
 
@@ -155,6 +155,7 @@ def _bwd(ctx, dq, dk):
 _rope_op.register_autograd(_bwd, setup_context=_setup)
 
 
+@outside_autocast
 def apply_rope_triton(
     q: torch.Tensor,
     k: torch.Tensor,

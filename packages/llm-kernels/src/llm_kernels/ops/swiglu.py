@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from llm_kernels.ops.launch import acc_dtype, as_rows
+from llm_kernels.ops.launch import acc_dtype, as_rows, outside_autocast
 
 __all__ = ["swiglu_fused_triton", "swiglu_triton"]
 
@@ -171,11 +171,13 @@ _swiglu_fwd_op.register_autograd(_bwd, setup_context=_setup)
 _swiglu_fused_fwd_op.register_autograd(_bwd_fused, setup_context=_setup)
 
 
+@outside_autocast
 def swiglu_triton(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """Triton ``silu(gate) * up``; same contract as :func:`llm_kernels.reference.swiglu`."""
     return _swiglu_fwd_op(gate, up)
 
 
+@outside_autocast
 def swiglu_fused_triton(gate_up: torch.Tensor) -> torch.Tensor:
     """Triton SwiGLU on ``[gate | up]``; same contract as the reference ``swiglu_fused``."""
     if gate_up.shape[-1] % 2:
