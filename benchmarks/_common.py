@@ -85,3 +85,21 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def profile_table(step, reps: int, rows: int, *, self_time: bool = False) -> str:
+    """torch.profiler's table for ``reps`` calls of ``step``, sorted by (self) CUDA time on a
+    GPU, CPU time elsewhere."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(reps):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+    key = ("self_" if self_time else "") + ("cuda_time_total" if cuda else "cpu_time_total")
+    return f"sorted by {key}\n" + prof.key_averages().table(
+        sort_by=key, row_limit=rows, max_name_column_width=70
+    )

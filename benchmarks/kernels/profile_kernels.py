@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # kernel_*.py, benchmarks/_common.py
+from _common import profile_table  # noqa: E402
 
 
 def _step(fn, inputs):
@@ -33,19 +35,9 @@ def _step(fn, inputs):
 
 
 def profile(case, provider: str, reps: int, top: int) -> str:
-    from torch.profiler import ProfilerActivity, profile
-
     step = _step(case.providers[provider], case.inputs)
     step()  # compile / autotune outside the profile
-    cuda = case.inputs[0].is_cuda
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
-        for _ in range(reps):
-            step()
-        if cuda:
-            torch.cuda.synchronize()
-    key = "cuda_time_total" if cuda else "cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=60)
+    return profile_table(step, reps, top)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,7 @@ from _common import (  # noqa: E402
     device_name,
     device_slug,
     header,
+    profile_table,
     write_atomic,
 )
 
@@ -166,18 +167,8 @@ def measure(
 
 def _profile(step, n: int, spec: str) -> None:
     """Print torch.profiler's kernel table for ``n`` more steps: where a step's time goes."""
-    from torch.profiler import ProfilerActivity, profile
-
-    cuda = torch.cuda.is_available()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with profile(activities=activities) as prof:
-        for _ in range(n):
-            step()
-        if cuda:
-            torch.cuda.synchronize()
-    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
-    table = prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=70)
-    print(f"\n=== profile of {spec}: {n} steps, sorted by {key}\n{table}", flush=True)
+    table = profile_table(step, n, 25, self_time=True)
+    print(f"\n=== profile of {spec}: {n} steps, {table}", flush=True)
 
 
 def _effective_precision(precision: str, device: torch.device) -> str:
