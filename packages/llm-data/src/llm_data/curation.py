@@ -15,13 +15,14 @@ from datatrove.utils.stats import PipelineStats
 from llm_data.config import CurationConfig, SourceConfig
 from llm_data.decontamination import EvalIndex, build_eval_index
 from llm_data.pipeline import build_source_pipeline
-from llm_data.readers import InputError, resolve_source_files
+from llm_data.readers import InputError, read_skipped, resolve_source_files
 from llm_data.task_pool import run_tasks
 
 __all__ = ["STATS_FILE", "run_curation"]
 
 log = logging.getLogger(__name__)
 STATS_FILE = "curation_stats.json"
+MAX_SKIPPED_LISTED = 1000  # per source; beyond this, skipped lines are only counted
 
 
 def run_curation(config: CurationConfig) -> dict:
@@ -36,7 +37,8 @@ def run_curation(config: CurationConfig) -> dict:
 
     Returns:
         `{source: {"stages": [{"stage", "in", "kept", "removed", ...}], "documents_out",
-        "seconds"}}`; `removed` is broken down by reason in `removed_by`.
+        "seconds"}}`; `removed` is broken down by reason in `removed_by`. The reader's row
+        also lists the input lines it skipped as `skipped: [{"file", "line", "reason"}]`.
 
     Raises:
         InputError: a missing path, a corrupt file or a malformed record (named in the message).
@@ -90,7 +92,10 @@ def _curate_source(
     work.mkdir(parents=True)
     paths_file = work / "paths.txt"
     paths_file.write_text("\n".join(files) + "\n")
-    steps = build_source_pipeline(source, config, base, paths_file, root / source.name, eval_index)
+    skipped_dir = work / "skipped"
+    steps = build_source_pipeline(
+        source, config, base, paths_file, root / source.name, eval_index, skipped_dir
+    )
     executor = LocalPipelineExecutor(
         pipeline=steps,
         tasks=min(config.tasks, len(files)),
@@ -108,6 +113,7 @@ def _curate_source(
         raise RuntimeError(f"curation of source {source.name!r} failed: {err}") from err
     seconds = time.perf_counter() - start
     stages = summarize_stats(stats, [type(step).__name__ for step in steps])
+    _list_skipped(stages[0], read_skipped(skipped_dir))
     return {"stages": stages, "documents_out": stages[-1]["kept"], "seconds": round(seconds, 2)}
 
 
@@ -116,16 +122,16 @@ def summarize_stats(stats: PipelineStats, names: list[str]) -> list[dict]:
     rows = []
     for name, step in zip(names, stats.stats, strict=True):
         counters = {k: v.total for k, v in step.stats.items()}
-        if "documents" in counters:  # a reader: everything it read goes on
-            n = int(counters["documents"])
-            rows.append({"stage": name, "in": n, "kept": n, "removed": 0})
-            continue
-        total = int(counters.get("total", rows[-1]["kept"] if rows else 0))
-        dropped = int(counters.get("dropped", 0))
-        row = {"stage": name, "in": total, "kept": total - dropped, "removed": dropped}
         reasons = {
             k[len("dropped_") :]: int(v) for k, v in counters.items() if k.startswith("dropped_")
         }
+        if "documents" in counters:  # a reader: documents made + lines it skipped (by reason)
+            n, dropped = int(counters["documents"]), sum(reasons.values())
+            row = {"stage": name, "in": n + dropped, "kept": n, "removed": dropped}
+        else:
+            total = int(counters.get("total", rows[-1]["kept"] if rows else 0))
+            dropped = int(counters.get("dropped", 0))
+            row = {"stage": name, "in": total, "kept": total - dropped, "removed": dropped}
         if reasons:
             row["removed_by"] = reasons
         langs = {k[len("lang_") :]: int(v) for k, v in counters.items() if k.startswith("lang_")}
@@ -133,6 +139,15 @@ def summarize_stats(stats: PipelineStats, names: list[str]) -> list[dict]:
             row["languages"] = langs
         rows.append(row)
     return rows
+
+
+def _list_skipped(reader_row: dict, skipped: list[dict]) -> None:
+    """Add the reader's skipped lines (file, line, reason) to its stats row, up to a cap."""
+    if not skipped:
+        return
+    reader_row["skipped"] = skipped[:MAX_SKIPPED_LISTED]
+    if len(skipped) > MAX_SKIPPED_LISTED:
+        reader_row["skipped_not_listed"] = len(skipped) - MAX_SKIPPED_LISTED
 
 
 def _replace(tmp: Path, out: Path) -> None:
