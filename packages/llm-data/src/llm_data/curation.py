@@ -12,6 +12,7 @@ from pathlib import Path
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
 
+from llm_data.atomic import make_temp_dir, remove_stale_temp_dirs
 from llm_data.config import CurationConfig, SourceConfig
 from llm_data.decontamination import EvalIndex, build_eval_index
 from llm_data.pipeline import build_source_pipeline
@@ -51,8 +52,8 @@ def run_curation(config: CurationConfig) -> dict:
     inputs = {s.name: resolve_source_files(s) for s in config.sources}
     eval_index = _eval_index(config)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    remove_stale_temp_dirs(out)
+    tmp = make_temp_dir(out)
     try:
         results = {
             s.name: _curate_source(s, config, *inputs[s.name], tmp, eval_index)
