@@ -155,6 +155,25 @@ def tokenizer_json(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tokenizer(tokenizer_json):
+    """`tokenizer_json` behind the stack's tokenizer protocol (what llm_tokenize.Tokenizer is):
+    special-token strings in the text encode as text, EOS only where a caller puts its id."""
+    from tokenizers import Tokenizer
+
+    hf = Tokenizer.from_file(str(tokenizer_json))
+    hf.encode_special_tokens = True
+
+    class Wrapped:
+        eos_id = hf.token_to_id("<|endoftext|>")
+        vocab_size = hf.get_vocab_size(with_added_tokens=True)
+
+        def encode_batch(self, texts):
+            return [e.ids for e in hf.encode_batch(list(texts), add_special_tokens=False)]
+
+    return Wrapped()
+
+
+@pytest.fixture(scope="session")
 def curated_small(tmp_path_factory) -> Path:
     """A curation-shaped folder: books/ (4 texts) and code/ (6 modules), 3-8 kB each."""
     root = tmp_path_factory.mktemp("curated_small")
@@ -176,11 +195,11 @@ def curated_small(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shards(curated_small, tokenizer_json, tmp_path_factory) -> dict:
+def shards(curated_small, tokenizer, tmp_path_factory) -> dict:
     from llm_data import tokenize_to_shards
 
     out = tmp_path_factory.mktemp("shards") / "out"
     stats = tokenize_to_shards(
-        curated_small, tokenizer_json, out, seq_len=32, heldout_fraction=0.2, seed=3
+        curated_small, tokenizer, out, seq_len=32, heldout_fraction=0.2, seed=3
     )
     return {"out": out, "stats": stats}

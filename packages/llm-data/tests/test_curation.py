@@ -111,3 +111,62 @@ def test_truncated_jsonl_gz_names_the_file(tmp_path, helpers):
     with pytest.raises(InputError, match=r"'code'.*truncated JSONL file .*code\.jsonl\.gz"):
         run_curation(config)
     assert not (tmp_path / "out").exists()
+
+
+def _curate_jsonl(tmp_path, path):
+    config = CurationConfig(
+        sources=[SourceConfig(name="docs", path=str(path), format="jsonl", quality_filters=False)],
+        output_dir=str(tmp_path / "out"),
+    )
+    return run_curation(config)
+
+
+def _lines(n: int) -> list[bytes]:
+    return [json.dumps({"id": str(i), "text": f"document number {i}"}).encode() for i in range(n)]
+
+
+@pytest.mark.parametrize(("n", "bad"), [(1000, 501), (11, 6)])
+def test_invalid_utf8_line_is_counted_and_the_rest_kept(tmp_path, helpers, n, bad):
+    lines = _lines(n)
+    lines[bad - 1] = lines[bad - 1].replace(b"number", b"num\xffber")
+    data = tmp_path / "docs.jsonl"
+    data.write_bytes(b"\n".join(lines) + b"\n")
+    stats = _curate_jsonl(tmp_path, data)
+    assert len(helpers.read_curated(tmp_path / "out" / "docs")) == n - 1
+    reader = _stage(stats, "docs", "StrictJsonlReader")
+    assert (reader["in"], reader["kept"], reader["removed"]) == (n, n - 1, 1)
+    assert reader["removed_by"] == {"invalid_utf8": 1}
+    assert reader["skipped"] == [{"file": str(data), "line": bad, "reason": "invalid_utf8"}]
+    saved = json.loads((tmp_path / "out" / "curation_stats.json").read_text())
+    assert saved["docs"]["stages"][0] == reader
+
+
+def test_bad_lines_are_counted_with_reason_and_line(tmp_path, helpers):
+    lines = _lines(6)
+    lines[1] = b'{"id": "1", "text": '  # invalid JSON
+    lines[3] = b'{"id": "3", "text": ""}'
+    data = tmp_path / "docs.jsonl"
+    data.write_bytes(b"\n".join(lines)[:-5])  # the last line is cut, no newline
+    stats = _curate_jsonl(tmp_path, data)
+    assert len(helpers.read_curated(tmp_path / "out" / "docs")) == 3
+    reader = _stage(stats, "docs", "StrictJsonlReader")
+    assert (reader["in"], reader["kept"], reader["removed"]) == (6, 3, 3)
+    assert reader["removed_by"] == {"invalid_json": 1, "empty_text": 1, "cut_last_line": 1}
+    assert [(s["line"], s["reason"]) for s in reader["skipped"]] == [
+        (2, "invalid_json"),
+        (4, "empty_text"),
+        (6, "cut_last_line"),
+    ]
+
+
+def test_corrupt_gzip_names_the_file_and_line(tmp_path):
+    import gzip
+
+    raw = b"\n".join(_lines(2000)) + b"\n"
+    packed = bytearray(gzip.compress(raw, compresslevel=0))  # stored blocks: a CRC error
+    packed[len(packed) // 2 : len(packed) // 2 + 16] = b"x" * 16
+    broken = tmp_path / "docs.jsonl.gz"
+    broken.write_bytes(bytes(packed))
+    with pytest.raises(InputError, match=r"'docs'.*corrupt .*docs\.jsonl\.gz.*after line \d+"):
+        _curate_jsonl(tmp_path, broken)
+    assert not (tmp_path / "out").exists()

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import shutil
 
 import pytest
 
@@ -8,7 +10,7 @@ pytest.importorskip("streaming", reason="needs the [shards] extra")
 pytest.importorskip("torch", reason="needs the [shards] extra")
 import torch
 
-from llm_data import build_loader
+from llm_data import InputError, build_loader
 
 
 @pytest.fixture
@@ -82,3 +84,43 @@ def test_proportions_select_sources(make_loader, shards):
 def test_seq_len_longer_than_shards_is_an_error(shards):
     with pytest.raises(ValueError, match="seq_len"):
         build_loader(shards["out"], seq_len=64, batch_size=2)
+
+
+def test_does_not_clean_other_jobs_shared_memory(make_loader, monkeypatch):
+    import streaming.base.util
+
+    calls = []
+    monkeypatch.setattr(streaming.base.util, "clean_stale_shared_memory", lambda: calls.append(1))
+    next(iter(make_loader()))
+    assert calls == []
+
+
+def _damage(src, dst, how: str):
+    shutil.copytree(src, dst)
+    index = json.loads((dst / "books" / "index.json").read_text())
+    shard = dst / "books" / index["shards"][0]["raw_data"]["basename"]
+    if how == "zeroed":
+        shard.write_bytes(bytes(shard.stat().st_size))
+    elif how == "truncated":
+        shard.write_bytes(shard.read_bytes()[:-100])
+    else:
+        shard.unlink()
+    return shard
+
+
+@pytest.mark.parametrize(
+    ("how", "what"),
+    [
+        ("zeroed", "xxh64 hash"),
+        ("truncated", r"\d+ bytes, index\.json says \d+"),
+        ("deleted", "missing"),
+    ],
+)
+def test_damaged_shard_is_an_error_naming_it(shards, tmp_path, how, what):
+    shard = _damage(shards["out"], tmp_path / "shards", how)
+    with pytest.raises(InputError, match=rf"{shard}.*{what}"):
+        loader = build_loader(tmp_path / "shards", seq_len=32, batch_size=2)
+        try:
+            next(iter(loader))
+        finally:
+            loader.close()

@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -30,6 +34,7 @@ def _read_samples(folder) -> np.ndarray:
 
 def test_packs_documents_with_eos(shards, curated_small, tokenizer_json):
     tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    tokenizer.encode_special_tokens = True
     eos = tokenizer.token_to_id("<|endoftext|>")
     stats = shards["stats"]
     assert (stats["eos_id"], stats["dtype"], stats["sample_len"]) == (eos, "uint16", 33)
@@ -67,19 +72,48 @@ def test_index_has_hashes_and_stats_file(shards):
     assert saved == shards["stats"]
 
 
-def test_tokenizer_without_eos_is_an_error(tmp_path, curated_small):
-    from tokenizers import models
-
-    path = tmp_path / "no_eos.json"
-    Tokenizer(models.BPE()).save(str(path))
-    with pytest.raises(InputError, match=r"no_eos\.json.*<\|endoftext\|>"):
-        tokenize_to_shards(curated_small, path, tmp_path / "out", seq_len=8)
+def test_tokenizer_without_protocol_is_an_error(tmp_path, curated_small, tokenizer_json):
+    with pytest.raises(TypeError, match="encode_batch.*eos_id.*vocab_size"):
+        tokenize_to_shards(curated_small, tokenizer_json, tmp_path / "out", seq_len=8)
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_record_names_file_and_line(tmp_path, tokenizer_json):
+def test_special_token_text_in_a_document_is_not_eos(tmp_path, tokenizer):
+    docs = ["code that prints <|endoftext|> as a string", "a second document"]
+    (tmp_path / "cur" / "code").mkdir(parents=True)
+    (tmp_path / "cur" / "code" / "a.jsonl").write_text(
+        "".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(docs))
+    )
+    stats = tokenize_to_shards(
+        tmp_path / "cur", tokenizer, tmp_path / "out", seq_len=7, heldout_fraction=0.0
+    )
+    samples = _read_samples(tmp_path / "out" / "code").reshape(-1).tolist()
+    stream = [i for ids in tokenizer.encode_batch(docs) for i in [*ids, tokenizer.eos_id]]
+    assert samples == stream[: len(samples)] and stats["sources"]["code"]["tokens_dropped"] < 8
+    eos = [k for k, i in enumerate(stream) if i == tokenizer.eos_id]
+    assert eos == [len(tokenizer.encode_batch(docs[:1])[0]), len(stream) - 1]
+
+
+def test_bad_record_names_file_and_line(tmp_path, tokenizer):
     (tmp_path / "cur" / "web").mkdir(parents=True)
     (tmp_path / "cur" / "web" / "a.jsonl").write_text('{"id": "1", "text": "ok"}\n{"id": "2"}\n')
     with pytest.raises(InputError, match=r"a\.jsonl, line 2"):
-        tokenize_to_shards(tmp_path / "cur", tokenizer_json, tmp_path / "out", seq_len=8)
+        tokenize_to_shards(tmp_path / "cur", tokenizer, tmp_path / "out", seq_len=8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cur"]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temp_dirs_of_dead_processes_are_removed(tmp_path, curated_small, tokenizer):
+    host = socket.gethostname()
+    stale = tmp_path / f".out.tmp-{host}-{_dead_pid()}-0123abcd"
+    live = tmp_path / f".out.tmp-{host}-{os.getpid()}-0123abcd"
+    other_host = tmp_path / f".out.tmp-elsewhere-{_dead_pid()}-0123abcd"
+    for folder in (stale, live, other_host):
+        (folder / "books").mkdir(parents=True)
+    tokenize_to_shards(curated_small, tokenizer, tmp_path / "out", seq_len=8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", live.name, other_host.name])

@@ -76,10 +76,11 @@ def tokenizer(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
 def shards(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_data import tokenize_to_shards
+    from llm_tokenize import Tokenizer
 
     stats = tokenize_to_shards(
         run_dir / "curated",
-        run_dir / "tokenizer.json",
+        Tokenizer.from_file(run_dir / "tokenizer.json"),  # the loader evaluation uses too
         run_dir / "shards",
         seq_len=config.shards.seq_len,
         heldout_fraction=config.shards.heldout_fraction,

@@ -12,16 +12,18 @@ from pathlib import Path
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
 
+from llm_data.atomic import make_temp_dir, remove_stale_temp_dirs
 from llm_data.config import CurationConfig, SourceConfig
 from llm_data.decontamination import EvalIndex, build_eval_index
 from llm_data.pipeline import build_source_pipeline
-from llm_data.readers import InputError, resolve_source_files
+from llm_data.readers import InputError, read_skipped, resolve_source_files
 from llm_data.task_pool import run_tasks
 
 __all__ = ["STATS_FILE", "run_curation"]
 
 log = logging.getLogger(__name__)
 STATS_FILE = "curation_stats.json"
+MAX_SKIPPED_LISTED = 1000  # per source; beyond this, skipped lines are only counted
 
 
 def run_curation(config: CurationConfig) -> dict:
@@ -36,7 +38,8 @@ def run_curation(config: CurationConfig) -> dict:
 
     Returns:
         `{source: {"stages": [{"stage", "in", "kept", "removed", ...}], "documents_out",
-        "seconds"}}`; `removed` is broken down by reason in `removed_by`.
+        "seconds"}}`; `removed` is broken down by reason in `removed_by`. The reader's row
+        also lists the input lines it skipped as `skipped: [{"file", "line", "reason"}]`.
 
     Raises:
         InputError: a missing path, a corrupt file or a malformed record (named in the message).
@@ -49,8 +52,8 @@ def run_curation(config: CurationConfig) -> dict:
     inputs = {s.name: resolve_source_files(s) for s in config.sources}
     eval_index = _eval_index(config)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    remove_stale_temp_dirs(out)
+    tmp = make_temp_dir(out)
     try:
         results = {
             s.name: _curate_source(s, config, *inputs[s.name], tmp, eval_index)
@@ -90,7 +93,10 @@ def _curate_source(
     work.mkdir(parents=True)
     paths_file = work / "paths.txt"
     paths_file.write_text("\n".join(files) + "\n")
-    steps = build_source_pipeline(source, config, base, paths_file, root / source.name, eval_index)
+    skipped_dir = work / "skipped"
+    steps = build_source_pipeline(
+        source, config, base, paths_file, root / source.name, eval_index, skipped_dir
+    )
     executor = LocalPipelineExecutor(
         pipeline=steps,
         tasks=min(config.tasks, len(files)),
@@ -108,6 +114,7 @@ def _curate_source(
         raise RuntimeError(f"curation of source {source.name!r} failed: {err}") from err
     seconds = time.perf_counter() - start
     stages = summarize_stats(stats, [type(step).__name__ for step in steps])
+    _list_skipped(stages[0], read_skipped(skipped_dir))
     return {"stages": stages, "documents_out": stages[-1]["kept"], "seconds": round(seconds, 2)}
 
 
@@ -116,16 +123,16 @@ def summarize_stats(stats: PipelineStats, names: list[str]) -> list[dict]:
     rows = []
     for name, step in zip(names, stats.stats, strict=True):
         counters = {k: v.total for k, v in step.stats.items()}
-        if "documents" in counters:  # a reader: everything it read goes on
-            n = int(counters["documents"])
-            rows.append({"stage": name, "in": n, "kept": n, "removed": 0})
-            continue
-        total = int(counters.get("total", rows[-1]["kept"] if rows else 0))
-        dropped = int(counters.get("dropped", 0))
-        row = {"stage": name, "in": total, "kept": total - dropped, "removed": dropped}
         reasons = {
             k[len("dropped_") :]: int(v) for k, v in counters.items() if k.startswith("dropped_")
         }
+        if "documents" in counters:  # a reader: documents made + lines it skipped (by reason)
+            n, dropped = int(counters["documents"]), sum(reasons.values())
+            row = {"stage": name, "in": n + dropped, "kept": n, "removed": dropped}
+        else:
+            total = int(counters.get("total", rows[-1]["kept"] if rows else 0))
+            dropped = int(counters.get("dropped", 0))
+            row = {"stage": name, "in": total, "kept": total - dropped, "removed": dropped}
         if reasons:
             row["removed_by"] = reasons
         langs = {k[len("lang_") :]: int(v) for k, v in counters.items() if k.startswith("lang_")}
@@ -133,6 +140,15 @@ def summarize_stats(stats: PipelineStats, names: list[str]) -> list[dict]:
             row["languages"] = langs
         rows.append(row)
     return rows
+
+
+def _list_skipped(reader_row: dict, skipped: list[dict]) -> None:
+    """Add the reader's skipped lines (file, line, reason) to its stats row, up to a cap."""
+    if not skipped:
+        return
+    reader_row["skipped"] = skipped[:MAX_SKIPPED_LISTED]
+    if len(skipped) > MAX_SKIPPED_LISTED:
+        reader_row["skipped_not_listed"] = len(skipped) - MAX_SKIPPED_LISTED
 
 
 def _replace(tmp: Path, out: Path) -> None:

@@ -2,6 +2,10 @@
 
 One mosaicml-streaming `Stream` per source, mixed by `proportions`. Rank and world size come
 from the environment that torchrun sets (what `torch.distributed` uses), read by streaming.
+
+Shards are verified against their index.json (presence, size, xxh64 or sha1 hash) before the
+dataset is built: streaming only checks hashes of shards it downloads, so a zeroed local shard
+trained silently and a truncated or deleted one failed later without naming the file.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llm_data.readers import InputError
 from llm_data.shards import SHARD_STATS_FILE
 
 __all__ = ["TokenLoader", "build_loader"]
@@ -67,6 +72,8 @@ class TokenLoader:
                 f"seq_len <= {meta['seq_len']}"
             )
         self.sources = _choose_sources(self.shards_dir, meta, proportions)
+        for folder, _ in self.sources.values():
+            verify_shards(folder)
         self.dataset = _build_dataset(self.sources, batch_size, seed, shuffle)
         self.epoch = 0
         self.sample_in_epoch = 0
@@ -150,12 +157,39 @@ def _choose_sources(shards_dir: Path, meta: dict, proportions) -> dict[str, tupl
     return {s: (shards_dir / s, w / total) for s, w in sorted(proportions.items()) if w > 0}
 
 
+def verify_shards(folder: Path) -> None:
+    """Check every shard of an MDS folder against its index.json: present, size, hash.
+
+    Raises:
+        InputError: naming the index or the shard file and what is wrong with it.
+    """
+    from streaming.base.hashing import get_hash
+
+    index_path = folder / "index.json"
+    if not index_path.is_file():
+        raise InputError(f"{index_path} is missing: {folder} is not an MDS folder")
+    for shard in json.loads(index_path.read_text())["shards"]:
+        info = shard.get("zip_data") or shard["raw_data"]
+        path = folder / info["basename"]
+        if not path.is_file():
+            raise InputError(f"{path}: shard listed in {index_path} is missing")
+        size = path.stat().st_size
+        if size != info["bytes"]:
+            raise InputError(
+                f"{path}: {size} bytes, index.json says {info['bytes']} (truncated or replaced)"
+            )
+        algo = next((a for a in ("xxh64", "sha1") if a in info.get("hashes", {})), None)
+        if algo is not None and get_hash(algo, path.read_bytes()) != info["hashes"][algo]:
+            raise InputError(f"{path}: {algo} hash does not match index.json (corrupt shard)")
+
+
 def _build_dataset(sources, batch_size: int, seed: int, shuffle: bool):
     from streaming import Stream, StreamingDataset
-    from streaming.base.util import clean_stale_shared_memory
 
-    # Shared memory left by a crashed run would make streaming refuse these local folders.
-    clean_stale_shared_memory()
+    # No clean_stale_shared_memory(): it unlinks the shared memory of every streaming job on the
+    # machine, live ones included (under torchrun, what another local rank just created).
+    # Streams here are local-only, for which streaming never refuses a folder because of stale
+    # memory: it takes the next free prefix, so a crashed run costs a few small /dev/shm files.
     by_size = all(weight == 0.0 for _, weight in sources.values())
     streams = [
         Stream(local=str(path), proportion=None if by_size else weight)
@@ -167,5 +201,5 @@ def _build_dataset(sources, batch_size: int, seed: int, shuffle: bool):
         shuffle=shuffle,
         shuffle_seed=seed,
         num_canonical_nodes=1,
-        validate_hash=None,
+        validate_hash=None,  # verify_shards did it, naming the file
     )

@@ -28,6 +28,7 @@ def build_source_pipeline(
     paths_file: Path,
     out_dir: Path,
     eval_index: EvalIndex | None = None,
+    skipped_dir: Path | None = None,
 ) -> list[PipelineStep]:
     """Steps for one source: read -> [extract] -> [language ID -> Gopher] -> [dedup] ->
     [decontamination] -> write.
@@ -39,6 +40,7 @@ def build_source_pipeline(
         paths_file: one input file per line.
         out_dir: folder for this source's curated JSONL.
         eval_index: eval n-grams to decontaminate against (None: no decontamination).
+        skipped_dir: where the JSONL reader records the lines it skipped (file, line, reason).
     """
     metadata = {"source": source.name}
     steps: list[PipelineStep] = []
@@ -54,9 +56,13 @@ def build_source_pipeline(
         )
         steps += [reader, extractor]
     else:
-        steps.append(
-            StrictJsonlReader(str(base_dir), paths_file=str(paths_file), default_metadata=metadata)
+        reader = StrictJsonlReader(
+            str(base_dir),
+            paths_file=str(paths_file),
+            default_metadata=metadata,
+            skipped_dir=None if skipped_dir is None else str(skipped_dir),
         )
+        steps.append(reader)
     if source.quality_filters:
         steps.append(LanguageIdFilter(config.languages, config.min_language_score))
         if config.gopher.enabled:

@@ -2,11 +2,14 @@
 
 datatrove's readers log and skip bad records; for a curated training set a truncated file or a
 record without text is a bug to fix, so these raise `InputError` naming the file (and line).
+Lines that can be skipped (invalid JSON, empty text) are counted with their reason and line.
 """
 
 from __future__ import annotations
 
 import glob
+import json
+import logging
 import os
 import zlib
 from pathlib import Path
@@ -15,7 +18,16 @@ from datatrove.pipeline.readers import JsonlReader, WarcReader
 
 from llm_data.config import SourceConfig
 
-__all__ = ["InputError", "StrictJsonlReader", "StrictWarcReader", "resolve_source_files"]
+__all__ = [
+    "InputError",
+    "StrictJsonlReader",
+    "StrictWarcReader",
+    "read_skipped",
+    "resolve_source_files",
+]
+
+log = logging.getLogger(__name__)
+_MAX_WARNINGS = 10  # per task; every skipped line is still counted and recorded
 
 _SUFFIXES = {
     "warc": (".warc", ".warc.gz", ".warc.zst"),
@@ -102,18 +114,84 @@ def _check_complete(record, path: str, index: int) -> None:
 
 
 class StrictJsonlReader(JsonlReader):
-    """datatrove's JsonlReader, raising `InputError` for a record without a string "text".
+    """datatrove's JsonlReader that loses no line silently.
 
-    A truncated compressed file also raises; a line that is not valid JSON is still skipped
-    with a warning, as datatrove does.
+    datatrove reads the file as text, so one invalid UTF-8 byte ends the file after a warning
+    (every later line lost, nothing counted), and it skips invalid JSON and empty texts with a
+    warning only. Here each line is decoded on its own: a line that cannot become a document is
+    counted in the stats as `dropped_<reason>` and recorded with its file and line in
+    `skipped_dir/<rank>.jsonl`. A record without a string "text" and a file that cannot be read
+    to its end (truncated or corrupt compression) raise `InputError` naming the file and line.
+
+    Reasons: invalid_utf8, blank_line, invalid_json, not_an_object, empty_text and
+    cut_last_line (invalid JSON on a last line without a newline: a file cut while written).
     """
 
+    def __init__(self, *args, skipped_dir: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skipped_dir = skipped_dir
+        self._rank = 0
+        self._warned = 0
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        self._rank = rank  # names this task's file of skipped lines
+        return super().run(data, rank, world_size)
+
     def read_file(self, filepath: str):
+        full = self.data_folder.resolve_paths(filepath)
+        for line_no, raw in self._numbered_lines(filepath, full):
+            with self.track_time():
+                document, reason = self._parse_line(raw, filepath, line_no)
+            if document is None:
+                self._skip(full, line_no, reason)
+                continue
+            yield document
+
+    def _numbered_lines(self, filepath: str, full: str):
+        """(line number, bytes) of each line; a read error names the file and the last line."""
+        line_no = 0
         try:
-            yield from super().read_file(filepath)
-        except (EOFError, zlib.error) as err:
-            full = self.data_folder.resolve_paths(filepath)
-            raise InputError(f"corrupt or truncated JSONL file {full}: {err}") from err
+            with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+                for line_no, raw in enumerate(f, start=1):
+                    yield line_no, raw
+        # Anything raised while reading bytes is the file's fault: gzip's CRC and EOF errors,
+        # zlib and zstd errors.
+        except Exception as err:
+            raise InputError(
+                f"corrupt or truncated JSONL file {full}, after line {line_no}: {err!r}"
+            ) from err
+
+    def _parse_line(self, raw: bytes, filepath: str, line_no: int):
+        """(Document, None) for a good line, else (None, reason it was skipped)."""
+        import orjson
+
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "invalid_utf8"
+        if not text.strip():
+            return None, "blank_line"
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None, "invalid_json" if raw.endswith(b"\n") else "cut_last_line"
+        if not isinstance(data, dict):
+            return None, "not_an_object"
+        document = self.get_document_from_dict(data, filepath, line_no - 1)
+        return (document, None) if document else (None, "empty_text")
+
+    def _skip(self, full: str, line_no: int, reason: str) -> None:
+        self.stat_update(f"dropped_{reason}")
+        if self._warned < _MAX_WARNINGS:
+            self._warned += 1
+            last = self._warned == _MAX_WARNINGS
+            more = " (further skipped lines are only counted)" if last else ""
+            log.warning("%s, line %d: skipped (%s)%s", full, line_no, reason, more)
+        if self.skipped_dir is not None:
+            path = Path(self.skipped_dir) / f"{self._rank:05d}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"file": full, "line": line_no, "reason": reason}) + "\n")
 
     def get_document_from_dict(self, data: dict, source_file: str, id_in_file: int | str):
         text = data.get(self.text_key)
@@ -125,3 +203,11 @@ class StrictJsonlReader(JsonlReader):
                 f"expected a string (keys: {sorted(data)})"
             )
         return super().get_document_from_dict(data, source_file, id_in_file)
+
+
+def read_skipped(skipped_dir: Path) -> list[dict]:
+    """The lines `StrictJsonlReader` skipped, from every task, sorted by file and line."""
+    rows = []
+    for path in sorted(skipped_dir.glob("*.jsonl")):
+        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return sorted(rows, key=lambda r: (r["file"], r["line"]))

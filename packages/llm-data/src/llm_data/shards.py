@@ -1,9 +1,11 @@
 """Tokenize curated JSONL into packed MDS token shards, one stream per source (extra [shards]).
 
-Documents are tokenized with a Hugging Face `tokenizer.json`, each followed by the
-`<|endoftext|>` token, concatenated and cut into samples of `seq_len + 1` tokens (inputs plus
-the shifted labels). A deterministic slice of documents, chosen by a hash of their id, is held
-out as raw text for bits-per-byte evaluation instead of being sharded.
+Documents are tokenized by the caller's tokenizer (the stack's protocol: `encode_batch`,
+`eos_id`, `vocab_size`; the app passes `llm_tokenize.Tokenizer`, so shards and evaluation encode
+text identically), each followed by the EOS id, concatenated and cut into samples of
+`seq_len + 1` tokens (inputs plus the shifted labels). A deterministic slice of documents,
+chosen by a hash of their id, is held out as raw text for bits-per-byte evaluation instead of
+being sharded.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import gzip
 import json
 import logging
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +21,12 @@ import numpy as np
 import xxhash
 from tqdm import tqdm
 
+from llm_data.atomic import make_temp_dir, remove_stale_temp_dirs
 from llm_data.readers import InputError
 
-__all__ = ["EOS_TOKEN", "HELDOUT_FILE", "SHARD_STATS_FILE", "is_heldout", "tokenize_to_shards"]
+__all__ = ["HELDOUT_FILE", "SHARD_STATS_FILE", "is_heldout", "tokenize_to_shards"]
 
 log = logging.getLogger(__name__)
-EOS_TOKEN = "<|endoftext|>"
 HELDOUT_FILE = "heldout.jsonl"
 SHARD_STATS_FILE = "shard_stats.json"
 _TOKENS_COLUMN = "tokens"
@@ -67,18 +68,15 @@ def iter_documents(files: list[Path]) -> Iterator[tuple[str, str]]:
                 yield str(record.get("id", f"{path.name}/{line_no}")), record["text"]
 
 
-def load_tokenizer(tokenizer_json: str | Path):
-    """Load a HF tokenizer.json and return (tokenizer, eos_id, vocab_size)."""
-    from tokenizers import Tokenizer
-
-    path = Path(tokenizer_json)
-    if not path.is_file():
-        raise InputError(f"tokenizer_json {str(path)!r} does not exist")
-    tokenizer = Tokenizer.from_file(str(path))
-    eos_id = tokenizer.token_to_id(EOS_TOKEN)
-    if eos_id is None:
-        raise InputError(f"tokenizer {str(path)!r} has no {EOS_TOKEN!r} token (needed as EOS)")
-    return tokenizer, eos_id, tokenizer.get_vocab_size(with_added_tokens=True)
+def check_tokenizer(tokenizer) -> None:
+    """Raise TypeError unless `tokenizer` has the protocol the shards need."""
+    missing = [a for a in ("encode_batch", "eos_id", "vocab_size") if not hasattr(tokenizer, a)]
+    if missing:
+        raise TypeError(
+            "tokenizer must have encode_batch(texts) -> list of id lists, eos_id and vocab_size "
+            f"(e.g. llm_tokenize.Tokenizer.from_file(path)); got {type(tokenizer).__name__} "
+            f"without {', '.join(missing)}"
+        )
 
 
 class _Packer:
@@ -101,7 +99,7 @@ class _Packer:
 
 def tokenize_to_shards(
     curated_dir: str | Path,
-    tokenizer_json: str | Path,
+    tokenizer,
     out_dir: str | Path,
     *,
     seq_len: int,
@@ -113,13 +111,20 @@ def tokenize_to_shards(
 
     Args:
         curated_dir: output of `run_curation` (`<source>/*.jsonl.gz` with "id" and "text").
-        tokenizer_json: a Hugging Face tokenizer.json that has the `<|endoftext|>` token.
+        tokenizer: an object with `encode_batch(texts) -> list[list[int]]` (no special tokens
+            added; special-token strings in the text encode as text), `eos_id` and
+            `vocab_size`, e.g. `llm_tokenize.Tokenizer.from_file("tokenizer.json")`. Taken as an
+            object so that shards and evaluation share one loader (llm-data does not depend on
+            llm-tokenize).
         out_dir: destination, written atomically (built beside it, then renamed).
         seq_len: model context; each sample holds `seq_len + 1` tokens.
         heldout_fraction: share of documents (by id hash) kept out of the shards and written
             to `out_dir/heldout.jsonl` as `{"id", "text", "source"}`.
         seed: changes which documents are held out.
         overwrite: replace an existing `out_dir`.
+
+    Temp folders of earlier runs killed before they finished (`.<out_dir>.tmp-<host>-<pid>-*`
+    of a dead process) are removed first.
 
     Returns:
         The stats also saved to `out_dir/shard_stats.json`: per source `docs`, `heldout_docs`,
@@ -134,15 +139,16 @@ def tokenize_to_shards(
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and not overwrite:
         raise FileExistsError(f"out_dir={str(out)!r} exists; pass overwrite=True to replace it")
+    check_tokenizer(tokenizer)
     sources = list_curated_sources(Path(curated_dir))
-    tokenizer, eos_id, vocab_size = load_tokenizer(tokenizer_json)
+    eos_id, vocab_size = int(tokenizer.eos_id), int(tokenizer.vocab_size)
     dtype = np.dtype(np.uint16 if vocab_size < 2**16 else np.uint32)
     stats = {"seq_len": seq_len, "sample_len": seq_len + 1, "dtype": dtype.name, "eos_id": eos_id}
     stats |= {"vocab_size": vocab_size, "heldout_fraction": heldout_fraction, "seed": seed}
     stats["sources"] = {}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    remove_stale_temp_dirs(out)
+    tmp = make_temp_dir(out)
     try:
         with open(tmp / HELDOUT_FILE, "w", encoding="utf-8") as heldout:
             for name, files in sources.items():
@@ -168,9 +174,9 @@ def _shard_source(name, files, tokenizer, eos_id, packer, heldout, fraction, see
 
     def flush() -> None:
         nonlocal tokens
-        for encoding in tokenizer.encode_batch(batch, add_special_tokens=False):
-            packer.add(encoding.ids + [eos_id])
-            tokens += len(encoding.ids) + 1
+        for ids in tokenizer.encode_batch(batch):
+            packer.add([*ids, eos_id])
+            tokens += len(ids) + 1
         batch.clear()
 
     for doc_id, text in tqdm(iter_documents(files), desc=f"shard {name}", unit="doc"):

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 # 256 byte symbols form the initial alphabet of a byte-level BPE.
 BYTE_ALPHABET_SIZE = 256
+# The stack's one definition of the end-of-text string (documents are separated by its id).
+DEFAULT_EOS_TOKEN = "<|endoftext|>"
 
 
 @dataclass(kw_only=True)
@@ -28,7 +30,7 @@ class TokenizerConfig:
 
     vocab_size: int = 8192
     min_frequency: int = 2
-    eos_token: str = "<|endoftext|>"
+    eos_token: str = DEFAULT_EOS_TOKEN
     pad_token: str | None = None
     extra_special_tokens: tuple[str, ...] = ()
     max_docs: int | None = None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
 
-DEFAULT_EOS_TOKEN = "<|endoftext|>"
+from llm_tokenize.config import DEFAULT_EOS_TOKEN
 
 
 class Tokenizer:
