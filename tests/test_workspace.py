@@ -1,4 +1,4 @@
-"""Workspace-wide rules from DESIGN.md: the dependency rule between packages, and layout."""
+"""Workspace-wide rules from ARCHITECTURE.md: the dependency rule, layout, self-contained docs."""
 
 import ast
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["llm_kernels", "llm_model", "llm_tokenize", "llm_data", "llm_train", "llm_eval"]
-ALLOWED = {  # package -> siblings it may import (DESIGN.md, "Dependency rule")
+ALLOWED = {  # package -> siblings it may import (ARCHITECTURE.md, "Dependency rule")
     "llm_kernels": set(),
     "llm_model": {"llm_kernels"},
     "llm_tokenize": set(),
@@ -37,7 +37,7 @@ def test_no_forbidden_sibling_imports(package):
     for path in sorted(src.rglob("*.py")):
         forbidden = (imported_roots(path) & set(PACKAGES)) - ALLOWED[package] - {package}
         bad += [f"{path.relative_to(ROOT)} imports {name}" for name in sorted(forbidden)]
-    assert not bad, "DESIGN.md dependency rule broken:\n" + "\n".join(bad)
+    assert not bad, "ARCHITECTURE.md dependency rule broken:\n" + "\n".join(bad)
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -69,7 +69,7 @@ def test_lockfile_is_not_tracked():
     )
     if tracked.returncode != 0:
         pytest.skip("not a git checkout")
-    assert tracked.stdout.strip() == "", "uv.lock must not be committed (DESIGN.md)"
+    assert tracked.stdout.strip() == "", "uv.lock must not be committed (ARCHITECTURE.md)"
 
 
 def test_sample_corpus_is_small_and_licensed():
@@ -79,3 +79,19 @@ def test_sample_corpus_is_small_and_licensed():
     readme = (sample / "README.md").read_text()
     for needle in ("GPL-2.0+", "public domain", "PSF License", "CC-BY-SA-4.0"):
         assert needle in readme
+
+
+def test_docs_stay_inside_the_repository():
+    # A clone holds no ../shared and no DESIGN.md: docs must point at ARCHITECTURE.md instead.
+    tracked = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    docs = tracked.stdout.split()
+    assert "ARCHITECTURE.md" in docs
+    bad = [
+        f"{name}:{i}: {line.strip()}"
+        for name in docs
+        for i, line in enumerate((ROOT / name).read_text().splitlines(), 1)
+        if "../shared" in line or "DESIGN.md" in line
+    ]
+    assert not bad, "docs point outside the repository:\n" + "\n".join(bad)

@@ -1,5 +1,6 @@
 """The whole pipeline on a slice of the shipped sample, with a tiny model, end to end."""
 
+import dataclasses
 import gzip
 import json
 import math
@@ -7,8 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
+from pretrain import stages
 from pretrain.cli import main
 from pretrain.config import load_pretrain_config
 from pretrain.pipeline import run_pipeline
@@ -109,6 +112,28 @@ def test_training_loss_falls(finished_run):
     assert len(losses) == 9  # step 1, then every 5 of 40 steps
     assert losses[0] == pytest.approx(math.log(512), abs=0.3)  # untrained: about uniform
     assert losses[-1] < losses[0] - 0.6
+
+
+def test_metrics_mirrored_to_tensorboard_without_mfu_on_cpu(finished_run):
+    _, run = finished_run
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))  # run.tensorboard: default
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("tokens_per_s" in r for r in records)
+    assert not any("mfu" in r for r in records)  # a CPU has no peak FLOP/s
+    assert json.loads((run / "stages.json").read_text())["train"]["peak_flops"] == 0.0
+
+
+def test_tensorboard_switch_and_device_peak(tmp_path, monkeypatch):
+    config = load_pretrain_config(None, ["run.tensorboard=false"])
+    assert stages.tensorboard_dir(config, tmp_path) is None
+    config = load_pretrain_config(None, [])
+    assert stages.tensorboard_dir(config, tmp_path) == tmp_path / "tensorboard"
+    cpu = torch.device("cpu")
+    assert stages.with_device_peak(config.train, cpu).peak_flops == 0.0
+    given = dataclasses.replace(config.train, peak_flops=1e12)
+    assert stages.with_device_peak(given, cpu).peak_flops == 1e12
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H100 80GB HBM3")
+    assert stages.with_device_peak(config.train, torch.device("cuda")).peak_flops == 989e12
 
 
 def test_report_and_eval_have_real_numbers(finished_run):

@@ -75,8 +75,8 @@ def test_qk_norm_normalises_queries_and_keys(mode):
     # with RMS-normed q and k, scaling wq and wk changes nothing (without, it sharpens softmax)
     torch.manual_seed(0)
     for qk_norm, invariant in ((mode, True), ("none", False)):
-        model = Transformer(cfg(qk_norm=qk_norm, position="none"))
-        attn = model.blocks[0].attn
+        # GQA, so that "full" norms differ in width: q over 4 heads, k over 2
+        attn = Transformer(cfg(qk_norm=qk_norm, n_kv_heads=2, position="none")).blocks[0].attn
         x = torch.randn(1, 5, 64)
         inputs = AttentionInputs()
         y0 = attn(x, inputs)
@@ -84,8 +84,12 @@ def test_qk_norm_normalises_queries_and_keys(mode):
             attn.wq.weight.mul_(7.0)
             attn.wk.weight.mul_(3.0)
         assert torch.allclose(attn(x, inputs), y0, atol=1e-4) == invariant
-    width = 16 if mode == "head" else 64
-    assert attn.q_norm is None or attn.q_norm.weight.shape == (width,)
+        if qk_norm == "none":
+            assert attn.q_norm is None and attn.k_norm is None
+        else:  # "head" normalises each head (16 wide), "full" the whole projection
+            q_width, k_width = (16, 16) if mode == "head" else (64, 32)
+            assert attn.q_norm.weight.shape == (q_width,)
+            assert attn.k_norm.weight.shape == (k_width,)
 
 
 def test_sliding_window_equals_truncated_context():

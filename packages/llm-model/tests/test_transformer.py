@@ -111,9 +111,16 @@ def test_learned_positions_change_with_position():
     ids = torch.full((1, 4), 3)
     out = model(ids)
     assert not torch.allclose(out[0, 1], out[0, 2])
-    none = Transformer(cfg(position="none"))
-    # without positions a causal model still differs by context length only
+    # One layer: deeper, each earlier token's state depends on its own prefix, so order leaks in.
+    none = Transformer(cfg(position="none", n_layers=1)).eval()
     assert none.pos_emb is None
+    # Without positions a token's output depends on the tokens it sees, not on their order:
+    # a run of one token gives the same output everywhere, and so does a shuffled prefix.
+    same = none(ids)
+    torch.testing.assert_close(same[0, 1], same[0, 2], atol=1e-5, rtol=0)
+    ids = torch.tensor([[5, 9, 11, 2, 7]])
+    shuffled = torch.tensor([[11, 2, 5, 9, 7]])
+    torch.testing.assert_close(none(ids)[0, -1], none(shuffled)[0, -1], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("bias", [True, False])

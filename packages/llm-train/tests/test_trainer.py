@@ -102,6 +102,14 @@ def test_metrics_jsonl_and_callbacks(toy, tmp_path):
         torch.tensor(torch.pi * 7 / 8)).item())))  # lr of step index 9  # fmt: skip
 
 
+def test_tensorboard_mirror_of_a_run(toy, tmp_path):
+    pytest.importorskip("tensorboard")
+    config = _config(steps=2, checkpoint_every=0)
+    Trainer(toy.Model(), toy.Loader(), config, tmp_path, tensorboard_dir=tmp_path / "tb").fit()
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
+
+
 def test_nan_skipped_and_counted_in_trainer(toy, tmp_path):
     torch.manual_seed(0)
     model = toy.Model()

@@ -40,12 +40,15 @@ class RunConfig:
         root: parent folder of run directories.
         device: "auto" picks CUDA when available.
         threads: torch CPU threads (0 = torch's default).
+        tensorboard: mirror the training metrics to ``<run>/tensorboard/`` when the
+            ``tensorboard`` package is installed (``metrics.jsonl`` stays the source of truth).
     """
 
     name: str = "sample"
     root: str = "runs"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0
+    tensorboard: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):

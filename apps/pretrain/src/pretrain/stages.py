@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import importlib.util
 import json
 import logging
 import shutil
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 
+from llm_train import TrainConfig
 from pretrain.config import PretrainConfig
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,15 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         seed=config.loader.seed,
     )
     callbacks = [in_loop_eval(config, run_dir, device)] if config.eval.every else []
-    trainer = Trainer(model, loader, config.train, run_dir, callbacks=callbacks)
+    train_config = with_device_peak(config.train, device)
+    trainer = Trainer(
+        model,
+        loader,
+        train_config,
+        run_dir,
+        callbacks=callbacks,
+        tensorboard_dir=tensorboard_dir(config, run_dir),
+    )
     final = trainer.fit()
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
     return {
@@ -121,6 +131,7 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         "tokens": trainer.tokens,
         "final_loss": final.get("loss"),
         "device": str(device),
+        "peak_flops": train_config.peak_flops,
     }
 
 
@@ -163,6 +174,28 @@ def pick_device(config: PretrainConfig) -> torch.device:
         config.run.device == "auto" and torch.cuda.is_available()
     )
     return torch.device("cuda" if use_cuda else "cpu")
+
+
+def with_device_peak(train: TrainConfig, device: torch.device) -> TrainConfig:
+    """``train`` with the device's peak FLOP/s for MFU, unless set; a CPU has none (no MFU)."""
+    from llm_train.hardware import peak_flops_for_device
+
+    if train.peak_flops or device.type != "cuda":
+        return train
+    peak = peak_flops_for_device(torch.cuda.get_device_name(device))
+    if not peak:
+        log.info("no peak FLOP/s known for %s: set train.peak_flops to log MFU", device)
+    return dataclasses.replace(train, peak_flops=peak)
+
+
+def tensorboard_dir(config: PretrainConfig, run_dir: Path) -> Path | None:
+    """``<run>/tensorboard`` when asked for and the package is installed, else None."""
+    if not config.run.tensorboard:
+        return None
+    if importlib.util.find_spec("tensorboard") is None:
+        log.warning("run.tensorboard is set but tensorboard is not installed: JSONL only")
+        return None
+    return run_dir / "tensorboard"
 
 
 def model_config(config: PretrainConfig, run_dir: Path):
@@ -233,6 +266,7 @@ def _clear_stale_training(config: PretrainConfig, run_dir: Path) -> None:
     if marker.is_file() and marker.read_text() == digest:
         return  # same config: resume from the newest checkpoint
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
     (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     marker.parent.mkdir(parents=True)
     marker.write_text(digest)

@@ -55,6 +55,7 @@ class Trainer:
         callbacks: Objects meeting the ``Callback`` protocol.
         resume: Continue from the newest valid checkpoint in ``run_dir`` if there is one.
         mesh: Data-parallel mesh; if given, the model is sharded with FSDP2.
+        tensorboard_dir: If given, rank 0 mirrors the metrics there (``[tensorboard]`` extra).
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         resume: bool = True,
         mesh: DeviceMesh | None = None,
+        tensorboard_dir: str | Path | None = None,
     ) -> None:
         self.config, self.loader, self.callbacks, self.resume = config, loader, callbacks, resume
         self.model = parallelize(model, config, mesh)
@@ -79,7 +81,10 @@ class Trainer:
         self.rank = dist.get_rank() if distributed else 0
         self.world_size = dist.get_world_size() if distributed else 1
         self.step, self.tokens, self.skipped_total, self.consecutive_skips = 0, 0, 0, 0
-        self.metrics = MetricsWriter(self.run_dir / "metrics.jsonl") if self.rank == 0 else None
+        self.metrics = None
+        if self.rank == 0:
+            path = self.run_dir / "metrics.jsonl"
+            self.metrics = MetricsWriter(path, tensorboard_dir=tensorboard_dir)
         self.last_metrics: dict[str, float] = {}
 
     def fit(self) -> dict[str, float]:
