@@ -46,6 +46,10 @@ class TrainConfig:
         spike_k: Skip the update when loss > running mean + k * std; 0 disables the guard.
         spike_window: Number of recent (accepted) losses forming the running mean and std.
         max_consecutive_skips: Stop the run after this many skipped updates in a row.
+        step_timeout_s: If > 0, a step (after the first, which compiles and warms up) that takes
+            longer dumps every thread's stack to ``<run_dir>/hang-rank<R>.txt`` and exits 1.
+        gc_every: If > 0, Python's automatic GC is off during training and ``gc.collect()``
+            runs every this many steps on every rank (``gc_s`` in the metrics).
     """
 
     steps: int
@@ -72,6 +76,8 @@ class TrainConfig:
     spike_k: float = 6.0
     spike_window: int = 100
     max_consecutive_skips: int = 20
+    step_timeout_s: float = 0.0
+    gc_every: int = 0
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # OmegaConf hands back a ListConfig
@@ -100,9 +106,15 @@ class TrainConfig:
             self.precision in _PRECISIONS, "precision", self.precision, f"one of {_PRECISIONS}"
         )
         _require(self.log_every >= 1, "log_every", self.log_every, "an integer >= 1")
-        for name in ("checkpoint_every", "keep_checkpoints", "eval_every", "seed"):
+        for name in ("checkpoint_every", "keep_checkpoints", "eval_every", "seed", "gc_every"):
             _require(getattr(self, name) >= 0, name, getattr(self, name), "an integer >= 0")
         _require(self.peak_flops >= 0, "peak_flops", self.peak_flops, "a float >= 0 (0 = off)")
+        _require(
+            _finite(self.step_timeout_s) and self.step_timeout_s >= 0,
+            "step_timeout_s",
+            self.step_timeout_s,
+            "a float >= 0 (0 = off)",
+        )
         _require(
             self.nan_policy in _NAN_POLICIES,
             "nan_policy",

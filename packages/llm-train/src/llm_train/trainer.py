@@ -28,6 +28,7 @@ from llm_train.provenance import provenance
 from llm_train.rng import get_rng_state, set_rng_state
 from llm_train.schedule import build_scheduler
 from llm_train.step import train_step
+from llm_train.watchdog import StepWatchdog, SyncedGC
 
 if TYPE_CHECKING:
     from torch.distributed.device_mesh import DeviceMesh
@@ -91,14 +92,31 @@ class Trainer:
         """Train until ``config.steps``; returns the last step's metrics (and callback results)."""
         self._start()
         self.model.train()
+        watchdog = StepWatchdog(self.config.step_timeout_s, self.run_dir, self.rank)
+        try:
+            with SyncedGC(self.config.gc_every) as collector:
+                self._loop(watchdog, collector)
+        finally:
+            watchdog.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        return self.last_metrics
+
+    def _loop(self, watchdog: StepWatchdog, collector: SyncedGC) -> None:
         batches, clock = self._batches(), _Throughput(self.tokens)
         bar = tqdm(total=self.config.steps, initial=self.step, disable=self.rank != 0, desc="train")
+        first = self.step
         while self.step < self.config.steps:
+            if self.step > first:  # the first step of a process compiles and warms up: not timed
+                watchdog.arm(self.step + 1)
             micro = [next(batches) for _ in range(self.config.grad_accum_steps)]
             metrics = train_step(
                 self.model, micro, self.optimizer, self.scheduler, self.config, guard=self.guard
             )
+            watchdog.disarm()
             self._advance(micro, metrics)
+            if (gc_s := collector.maybe_collect(self.step)) is not None:
+                metrics["gc_s"] = gc_s
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
             last = self.step == self.config.steps
@@ -115,9 +133,6 @@ class Trainer:
             if evals or saving:
                 clock.restart(self.tokens)  # eval and checkpoint time is not training throughput
         bar.close()
-        if self.metrics is not None:
-            self.metrics.close()
-        return self.last_metrics
 
     def _advance(self, micro: list[dict[str, torch.Tensor]], metrics: dict[str, float]) -> None:
         self.step += 1
