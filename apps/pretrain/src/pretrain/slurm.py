@@ -1,0 +1,99 @@
+"""`pretrain launch --slurm`: an sbatch script that runs the train stage on N nodes with torchrun.
+
+One task per node starts torchrun, which starts one process per GPU; the nodes meet at a c10d
+rendezvous on the job's first node. `--max-restarts` lets torchrun restart every process after
+a failure (a killed rank, the step watchdog's exit), and the train stage resumes from the run's
+newest valid checkpoint, so a restart costs the steps since that checkpoint, never the run.
+
+The run directory must be on a filesystem every node sees (checkpoints are written by every
+rank and read back after a restart): the script writes a token there before starting and each
+node checks that it sees it, else the job stops before training.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["SlurmJob", "sbatch_script"]
+
+RDZV_PORT = 29500
+
+
+@dataclass
+class SlurmJob:
+    """What the sbatch script needs; `overrides` are the app's key=value config overrides."""
+
+    run_dir: Path
+    nodes: int
+    gpus_per_node: int
+    config: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    max_restarts: int = 3
+    time: str = "24:00:00"
+    partition: str | None = None
+    account: str | None = None
+    cpus_per_gpu: int = 8
+    job_name: str = "pretrain"
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1 or self.gpus_per_node < 1:
+            raise ValueError(
+                f"--nodes and --gpus-per-node must be >= 1, got {self.nodes}, {self.gpus_per_node}"
+            )
+        if self.max_restarts < 0:
+            raise ValueError(f"--max-restarts must be >= 0, got {self.max_restarts}")
+
+
+def _headers(job: SlurmJob) -> list[str]:
+    lines = [
+        f"#SBATCH --job-name={job.job_name}",
+        f"#SBATCH --nodes={job.nodes}",
+        "#SBATCH --ntasks-per-node=1",  # one torchrun per node; it starts the per-GPU processes
+        f"#SBATCH --gpus-per-node={job.gpus_per_node}",
+        f"#SBATCH --cpus-per-task={job.cpus_per_gpu * job.gpus_per_node}",
+        f"#SBATCH --time={job.time}",
+        f"#SBATCH --output={job.run_dir}/slurm-%j.out",
+    ]
+    if job.partition:
+        lines.append(f"#SBATCH --partition={job.partition}")
+    if job.account:
+        lines.append(f"#SBATCH --account={job.account}")
+    return lines
+
+
+def _pretrain_args(job: SlurmJob) -> str:
+    args = ["train", *job.overrides]
+    if job.config:
+        args += ["--config", str(Path(job.config).resolve())]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def sbatch_script(job: SlurmJob) -> str:
+    """The sbatch script text (bash) for `job`."""
+    run_dir = shlex.quote(str(job.run_dir.resolve()))
+    body = f"""set -euo pipefail
+RUN_DIR={run_dir}
+mkdir -p "$RUN_DIR"
+
+# Every node must see the run directory: checkpoints are written by all ranks and read back
+# after a restart. A token written here must be visible from each node.
+TOKEN="$RUN_DIR/.shared-fs-check-$SLURM_JOB_ID"
+date > "$TOKEN"
+if ! srun --ntasks-per-node=1 bash -c "test -f '$TOKEN'"; then
+    echo "pretrain: $RUN_DIR is not on a filesystem shared by all nodes" >&2
+    exit 1
+fi
+rm -f "$TOKEN"
+
+HEAD_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+export OMP_NUM_THREADS={job.cpus_per_gpu}
+srun --ntasks-per-node=1 --kill-on-bad-exit=1 torchrun \\
+    --nnodes={job.nodes} --nproc-per-node={job.gpus_per_node} \\
+    --rdzv-id="$SLURM_JOB_ID" --rdzv-backend=c10d --rdzv-endpoint="$HEAD_NODE:{RDZV_PORT}" \\
+    --max-restarts={job.max_restarts} \\
+    --no-python pretrain {_pretrain_args(job)}
+"""
+    head = "#!/usr/bin/env bash\n# Written by `pretrain launch --slurm`; submit with `sbatch`.\n"
+    return head + "\n".join(_headers(job)) + "\n\n" + body

@@ -1,0 +1,44 @@
+"""`pretrain launch --slurm` as a dry run: the sbatch script parses and holds the right launch."""
+
+import subprocess
+
+import pytest
+
+from pretrain.slurm import SlurmJob, sbatch_script
+
+
+def test_sbatch_script_parses_and_launches_torchrun_on_every_node(tmp_path):
+    job = SlurmJob(tmp_path / "runs" / "big", nodes=4, gpus_per_node=8, config=str(tmp_path / "my.yaml"),
+                   overrides=["train.steps=1000"], max_restarts=2, partition="gpu")  # fmt: skip
+    text = sbatch_script(job)
+    script = tmp_path / "job.sbatch"
+    script.write_text(text)
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    for line in ("#SBATCH --nodes=4", "#SBATCH --gpus-per-node=8", "#SBATCH --ntasks-per-node=1",
+                 "#SBATCH --partition=gpu"):  # fmt: skip
+        assert line in text.splitlines()
+    assert "--nnodes=4 --nproc-per-node=8" in text
+    assert '--rdzv-backend=c10d --rdzv-endpoint="$HEAD_NODE:29500"' in text
+    assert "--max-restarts=2" in text
+    assert f"--no-python pretrain train train.steps=1000 --config {tmp_path / 'my.yaml'}" in text
+    assert "shared by all nodes" in text and str((tmp_path / "runs" / "big").resolve()) in text
+
+
+def test_shared_filesystem_check_stops_the_job(tmp_path):
+    # Run the script's preamble with stand-ins for srun/scontrol: a node that cannot see the token.
+    job = SlurmJob(tmp_path / "run", nodes=2, gpus_per_node=1)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/usr/bin/env bash\nexit 1\n")  # the check fails on a node
+    (bin_dir / "srun").chmod(0o755)
+    proc = subprocess.run(
+        ["bash", "-c", sbatch_script(job)], capture_output=True, text=True,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_ID": "42"},
+    )  # fmt: skip
+    assert proc.returncode == 1 and "not on a filesystem shared by all nodes" in proc.stderr
+
+
+@pytest.mark.parametrize("kw", [dict(nodes=0, gpus_per_node=8), dict(nodes=1, gpus_per_node=0)])
+def test_bad_sizes_are_errors(tmp_path, kw):
+    with pytest.raises(ValueError, match="must be >= 1"):
+        SlurmJob(tmp_path, **kw)
