@@ -8,8 +8,9 @@ from pretrain.slurm import SlurmJob, sbatch_script
 
 
 def test_sbatch_script_parses_and_launches_torchrun_on_every_node(tmp_path):
-    job = SlurmJob(tmp_path / "runs" / "big", nodes=4, gpus_per_node=8, config=str(tmp_path / "my.yaml"),
-                   overrides=["train.steps=1000"], max_restarts=2, partition="gpu")  # fmt: skip
+    job = SlurmJob(tmp_path / "runs" / "big", nodes=4, gpus_per_node=8,
+                   config=str(tmp_path / "my.yaml"), overrides=["train.steps=1000"],
+                   max_restarts=2, partition="gpu")  # fmt: skip
     text = sbatch_script(job)
     script = tmp_path / "job.sbatch"
     script.write_text(text)
