@@ -74,3 +74,31 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     path = tmp_path / "resolved.yaml"
     path.write_text(to_yaml(config))
     assert load_pretrain_config(str(path), []) == config
+
+
+def test_a_preset_gives_the_presets_model():
+    config = load_pretrain_config(None, ["model_preset=llama-1b"])
+    model = config.model
+    assert (model.d_model, model.n_layers, model.n_heads, model.n_kv_heads) == (2048, 16, 32, 8)
+    config = load_pretrain_config(None, ["model_preset=llama-1b", "model.n_layers=2"])
+    assert (config.model.d_model, config.model.n_layers) == (2048, 2)  # explicit keys on top
+    with pytest.raises(ConfigError, match="n_heads=32 must divide d_model=100"):
+        load_pretrain_config(None, ["model_preset=llama-1b", "model.d_model=100"])
+
+
+def test_model_keys_of_the_file_give_way_to_a_preset_on_the_command_line(tmp_path, caplog):
+    path = tmp_path / "c.yaml"
+    path.write_text("model_preset: debug\nmodel:\n  d_model: 64\n  n_heads: 2\n")
+    with caplog.at_level("WARNING"):
+        config = load_pretrain_config(str(path), ["model_preset=gpt2-124m"])
+    assert (config.model.d_model, config.model.n_heads) == (768, 12)
+    assert "model.d_model, model.n_heads" in caplog.text  # said, not silent
+
+
+def test_the_recorded_model_is_the_one_that_runs():
+    config = load_pretrain_config(None, ["tokenizer.vocab_size=1000", "shards.seq_len=64"])
+    assert (config.model.vocab_size, config.model.max_seq_len) == (1000, 64)
+    with pytest.raises(ConfigError, match="model.vocab_size.*tokenizer.vocab_size"):
+        load_pretrain_config(None, ["model.vocab_size=123"])
+    with pytest.raises(ConfigError, match="model.max_seq_len.*shards.seq_len"):
+        load_pretrain_config(None, ["model.max_seq_len=99"])

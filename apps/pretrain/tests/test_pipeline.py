@@ -14,7 +14,7 @@ import yaml
 from pretrain import stages
 from pretrain.cli import main
 from pretrain.config import load_pretrain_config
-from pretrain.pipeline import run_pipeline
+from pretrain.pipeline import STAGES, run_pipeline
 
 SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample"
 
@@ -93,6 +93,8 @@ def test_run_directory_holds_every_stage_output(finished_run):
         "curated",
     ):
         assert (run / name).exists(), name
+    recorded = yaml.safe_load((run / "config.yaml").read_text())  # what ran, not the preset's
+    assert recorded["model"]["vocab_size"] == 512 and recorded["model"]["max_seq_len"] == 64
     stages = json.loads((run / "stages.json").read_text())
     assert list(stages) == ["curate", "tokenizer", "shards", "train", "eval", "report"]
     web = stages["curate"]["counts"]["web"]
@@ -141,8 +143,10 @@ def test_report_and_eval_have_real_numbers(finished_run):
     ev = json.loads((run / "eval.json").read_text())
     assert 0 < ev["bpb"] < 8
     assert ev["tasks"]["arc_easy"]["n"] == 10 and 0 <= ev["tasks"]["arc_easy"]["acc"] <= 1
+    assert ev["step"] == 40 and ev["checkpoint"] == "checkpoints/step_000040"  # what it scored
     report = (run / "report.md").read_text()
     assert "bits per byte" in report and "arc_easy" in report and "Curation" in report
+    assert "checkpoint `checkpoints/step_000040` (step 40)" in report
 
 
 def test_second_run_skips_finished_stages(finished_run, caplog):
@@ -180,3 +184,123 @@ def test_config_typo_is_a_clear_error(tmp_path, capsys):
     assert "train.stpes" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# --- a finished run, copied, then run again with another config --------------------------------
+
+
+def _copy_run(finished_run, tmp_path: Path) -> tuple[Path, list[str]]:
+    """A copy of the finished run under tmp_path, and the CLI options that address it."""
+    config_path, run = finished_run
+    shutil.copytree(run, tmp_path / "runs" / "tiny")
+    return tmp_path / "runs" / "tiny", ["--config", str(config_path), f"run.root={tmp_path}/runs"]
+
+
+def _steps(run: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _checkpoints(run: Path) -> list[str]:
+    return sorted(p.name for p in (run / "checkpoints").glob("step_*"))
+
+
+def _corrupt(checkpoint: Path) -> None:
+    data = next(checkpoint.glob("*.distcp"))
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+
+
+def test_raising_steps_resumes_the_finished_run(finished_run, tmp_path, caplog):
+    run, args = _copy_run(finished_run, tmp_path)
+    before = (run / "metrics.jsonl").read_text().splitlines()
+    with caplog.at_level("INFO"):
+        assert main(["train", *args, "train.steps=50"]) == 0
+    assert "resumed from" in caplog.text and "steps changed from 40 to 50" in caplog.text
+    assert _steps(run) == [1, *range(5, 51, 5)]  # every logged step exactly once
+    assert (run / "metrics.jsonl").read_text().splitlines()[: len(before)] == before
+    assert _checkpoints(run) == ["step_000020", "step_000040", "step_000050"]
+
+
+def test_settings_that_keep_the_trajectory_keep_the_checkpoints(finished_run, tmp_path, caplog):
+    run, args = _copy_run(finished_run, tmp_path)
+    before = (run / "metrics.jsonl").read_text()
+    runtime = ["train.log_every=7", "train.checkpoint_every=10", "train.keep_checkpoints=5"]
+    with caplog.at_level("INFO"):
+        assert main([*args, *runtime]) == 0
+    assert "stage train: up to date" in caplog.text
+    with caplog.at_level("INFO"):
+        assert main(["train", *args, *runtime]) == 0  # forced: resumes, nothing left to do
+    assert "resumed from" in caplog.text
+    assert (run / "metrics.jsonl").read_text() == before
+    assert _checkpoints(run) == ["step_000020", "step_000040"]
+
+
+def test_changing_the_trajectory_is_an_error_not_a_deletion(finished_run, tmp_path, capsys, caplog):
+    run, args = _copy_run(finished_run, tmp_path)
+    before = (run / "metrics.jsonl").read_text()
+    assert main(["train", *args, "train.lr=0.02", "model.n_layers=3"]) == 1
+    err = capsys.readouterr().err
+    assert "train.lr: 0.01 -> 0.02" in err and "model.n_layers: 2 -> 3" in err
+    assert "run.name" in err and "--restart" in err
+    assert (run / "metrics.jsonl").read_text() == before
+    assert _checkpoints(run) == ["step_000020", "step_000040"]
+    with caplog.at_level("INFO"):  # asked for: start again, and say what was deleted
+        assert main(["train", *args, "train.lr=0.02", "train.steps=10", "--restart"]) == 0
+    assert "--restart: deleted" in caplog.text and "step_000040" in caplog.text
+    assert _steps(run) == [1, 5, 10] and _checkpoints(run) == ["step_000010"]
+
+
+def test_every_checkpoint_corrupt_is_an_error(finished_run, tmp_path, capsys):
+    run, args = _copy_run(finished_run, tmp_path)
+    before = (run / "metrics.jsonl").read_text()
+    for checkpoint in (run / "checkpoints").glob("step_*"):
+        _corrupt(checkpoint)
+    assert main(["train", *args, "train.steps=50"]) == 1
+    err = capsys.readouterr().err
+    assert "step_000020" in err and "step_000040" in err and "--restart" in err
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_eval_with_a_corrupt_newest_checkpoint_is_an_error(finished_run, tmp_path, capsys):
+    run, args = _copy_run(finished_run, tmp_path)
+    before = (run / "eval.json").read_text()
+    _corrupt(run / "checkpoints" / "step_000040")
+    assert main(["eval", *args]) == 1
+    err = capsys.readouterr().err
+    assert "step_000040" in err and "sha256 mismatch" in err
+    assert (run / "eval.json").read_text() == before
+
+
+def test_reader_stages_need_an_existing_run(finished_run, tmp_path, capsys):
+    config_path, _ = finished_run
+    for stage in ("report", "eval"):
+        args = [stage, "--config", str(config_path), f"run.root={tmp_path}", "run.name=tiyn"]
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert "tiyn" in err and "does not exist" in err
+        assert not (tmp_path / "tiyn").exists()
+
+
+def test_a_stage_whose_outputs_are_missing_runs_again(finished_run, tmp_path, caplog):
+    run, args = _copy_run(finished_run, tmp_path)
+    (run / "tokenizer.json").unlink()
+    config = load_pretrain_config(args[1], args[2:])
+    with caplog.at_level("INFO"):
+        run_pipeline(config, ["curate", "tokenizer"])
+    assert "stage curate: up to date" in caplog.text
+    assert "stage tokenizer: missing outputs (tokenizer.json), running it again" in caplog.text
+    assert (run / "tokenizer.json").is_file()
+    before = (run / "metrics.jsonl").read_text()
+    with caplog.at_level("INFO"):  # the same tokenizer and shards again: training resumes
+        run_pipeline(config, list(STAGES))
+    assert "resumed from" in caplog.text and (run / "metrics.jsonl").read_text() == before
+
+
+def test_training_refuses_a_tokenizer_other_than_its_own(finished_run, tmp_path, capsys):
+    run, args = _copy_run(finished_run, tmp_path)
+    tokenizer = json.loads((run / "tokenizer.json").read_text())
+    tokenizer["model"]["vocab"]["zzz-new"] = len(tokenizer["model"]["vocab"])
+    (run / "tokenizer.json").write_text(json.dumps(tokenizer))
+    assert main(["train", *args, "train.steps=50"]) == 1
+    assert "trained_on.tokenizer.json" in capsys.readouterr().err

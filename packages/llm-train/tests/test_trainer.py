@@ -1,10 +1,15 @@
+import dataclasses
 import json
+import logging
+from pathlib import Path
 
 import pytest
 import torch
 
-from llm_train.config import TrainConfig
+from llm_train.checkpoint import CheckpointError, list_checkpoints
+from llm_train.config import TrainConfig, trajectory_changes
 from llm_train.metrics import read_metrics
+from llm_train.schedule import lr_at
 from llm_train.trainer import Trainer
 
 
@@ -122,3 +127,57 @@ def test_nan_skipped_and_counted_in_trainer(toy, tmp_path):
     config = _config(steps=5, checkpoint_every=0, max_consecutive_skips=2)
     with pytest.raises(RuntimeError, match="2 updates skipped in a row"):
         Trainer(model, toy.Loader(), config, tmp_path / "b").fit()
+
+
+def _corrupt(checkpoint: Path) -> None:
+    data = next(checkpoint.glob("*.distcp"))
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+
+
+def test_every_checkpoint_corrupt_is_an_error_not_a_fresh_start(toy, tmp_path):
+    _run(toy, tmp_path)
+    for checkpoint in list_checkpoints(tmp_path / "checkpoints"):
+        _corrupt(checkpoint)
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(CheckpointError, match=r"step_000010.*sha256 mismatch.*step_000005"):
+        _run(toy, tmp_path, steps=15)
+    assert (tmp_path / "metrics.jsonl").read_text() == before  # nothing truncated
+    fresh, _ = _run(toy, tmp_path / "other")  # no checkpoints at all: a fresh run, as before
+    assert fresh.step == 10
+
+
+def test_raising_steps_continues_and_says_what_the_schedule_does(toy, tmp_path, caplog):
+    _run(toy, tmp_path)
+    with caplog.at_level(logging.INFO, logger="llm_train.trainer"):
+        longer, _ = _run(toy, tmp_path, steps=15)
+    assert longer.step == 15 and "resumed from" in caplog.text
+    assert "steps changed from 10 to 15" in caplog.text and "recomputed" in caplog.text
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(1, 16))  # every step exactly once
+    assert records[10]["lr"] == pytest.approx(lr_at(10, _config(steps=15)))
+
+
+def test_resuming_past_the_configured_steps_is_an_error(toy, tmp_path):
+    _run(toy, tmp_path)
+    with pytest.raises(ValueError, match=r"step 10.*steps=5"):
+        _run(toy, tmp_path, steps=5)
+
+
+def test_resume_warns_about_settings_that_change_the_updates(toy, tmp_path, caplog):
+    _run(toy, tmp_path, steps=5)
+    with caplog.at_level(logging.WARNING, logger="llm_train.trainer"):
+        _run(toy, tmp_path, steps=5, log_every=2, checkpoint_every=3)  # runtime only: quiet
+    assert not [r for r in caplog.records if r.name == "llm_train.trainer"]
+    with caplog.at_level(logging.WARNING, logger="llm_train.trainer"):
+        _run(toy, tmp_path, steps=5, lr=2e-2)
+    assert "lr: 0.01 -> 0.02" in caplog.text
+
+
+def test_trajectory_changes_ignore_runtime_fields():
+    recorded = json.loads(json.dumps(dataclasses.asdict(_config())))
+    assert trajectory_changes(recorded, _config(log_every=7, steps=99, compile=True)) == {}
+    assert trajectory_changes(recorded, _config(betas=(0.8, 0.95))) == {
+        "betas": ([0.9, 0.95], [0.8, 0.95])
+    }

@@ -2,11 +2,13 @@
 
 The defaults here are the sample run (the shipped corpus, a tiny model, CPU-sized); `default.yaml`
 beside this file spells them out. The model section starts from the preset named by `model_preset`
-and the YAML / command line override its fields.
+and the YAML / command line override its fields (see `load_pretrain_config`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,6 +20,8 @@ from llm_model.presets import PRESETS, get_preset
 from llm_tokenize import TokenizerConfig
 from llm_train import TrainConfig
 from pretrain.loading import ConfigError, merge_into, parse_override, read_yaml
+
+log = logging.getLogger(__name__)
 
 SAMPLE = "data/sample"
 SAMPLE_TASKS = ("arc_easy", "piqa", "sciq", "hellaswag", "lambada")
@@ -144,15 +148,25 @@ def default_yaml() -> Path:
 
 
 def load_pretrain_config(path: str | None, overrides: list[str]) -> PretrainConfig:
-    """Defaults <- YAML file <- `key=value` overrides, checked against the dataclasses."""
+    """Defaults <- YAML file <- `key=value` overrides, checked against the dataclasses.
+
+    The model section is the preset's, with the `model` keys given on top. A preset named on the
+    command line that differs from the file's replaces the file's `model` keys too (they were
+    written for the other preset; a warning names them). `model.vocab_size` and
+    `model.max_seq_len` are set from `tokenizer.vocab_size` and `shards.seq_len`, so the
+    resolved config is the model that trains.
+    """
     source = path or str(default_yaml())
-    layers: list[tuple[str, dict[str, Any]]] = [(f"config file {source}", read_yaml(source))]
+    file_layer = (f"config file {source}", read_yaml(source))
+    cli_layers = []
     for text in overrides:
         key, value = parse_override(text)
-        layers.append((f"override {text!r}", _nest(key, value)))
-    preset = _preset_name(layers)
+        cli_layers.append((f"override {text!r}", _nest(key, value)))
+    preset = _preset_name([file_layer, *cli_layers])
+    file_layer = _drop_model_keys_of_another_preset(file_layer, preset)
+    layers = [file_layer, *cli_layers]
     schema = PretrainConfig(model_preset=preset, model=get_preset(preset))
-    return merge_into(schema, layers)
+    return _sized_model(merge_into(schema, layers), layers)
 
 
 def _preset_name(layers: list[tuple[str, dict[str, Any]]]) -> str:
@@ -162,6 +176,44 @@ def _preset_name(layers: list[tuple[str, dict[str, Any]]]) -> str:
     if name not in PRESETS:
         raise ConfigError(f"model_preset={name!r} is not one of {sorted(PRESETS)}")
     return name
+
+
+def _drop_model_keys_of_another_preset(
+    layer: tuple[str, dict[str, Any]], preset: str
+) -> tuple[str, dict[str, Any]]:
+    source, mapping = layer
+    model = mapping.get("model")
+    if mapping.get("model_preset", "debug") == preset or not isinstance(model, dict) or not model:
+        return layer
+    log.warning(
+        "model_preset=%s from the command line: ignoring %s of %s (written for preset %s); "
+        "give them on the command line to apply them to %s",
+        preset,
+        ", ".join(f"model.{key}" for key in model),
+        source,
+        mapping.get("model_preset", "debug"),
+        preset,
+    )
+    return source, {k: v for k, v in mapping.items() if k != "model"}
+
+
+def _sized_model(config: PretrainConfig, layers: list[tuple[str, dict[str, Any]]]) -> Any:
+    """The model's vocabulary and context are the tokenizer's and the shards'; say so if asked
+    for others rather than record one model and train another."""
+    sizes = {"vocab_size": config.tokenizer.vocab_size, "max_seq_len": config.shards.seq_len}
+    owners = {"vocab_size": "tokenizer.vocab_size", "max_seq_len": "shards.seq_len"}
+    for source, mapping in layers:
+        for key, value in (mapping.get("model") or {}).items():
+            if key in sizes and value != sizes[key]:
+                raise ConfigError(
+                    f"{source}: model.{key}={value} disagrees with {owners[key]}={sizes[key]}; "
+                    f"the model follows {owners[key]}: set that instead"
+                )
+    try:
+        config.model = dataclasses.replace(config.model, **sizes)
+    except ValueError as e:
+        raise ConfigError(f"invalid config: {e}") from None
+    return config
 
 
 def _nest(key: str, value: Any) -> dict[str, Any]:

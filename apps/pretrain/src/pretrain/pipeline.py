@@ -1,10 +1,17 @@
 """Run the stages in order inside one run directory, make-style.
 
 Each stage records, in `stages.json`, a hash of the config sections it depends on. A stage whose
-record matches the current config (and whose upstream stages are up to date) is skipped, so a
-second `pretrain` resumes where the first stopped; a changed section re-runs that stage and the
-ones after it. Each stage writes its outputs atomically, and a fresh run directory that fails
-before any stage finished is removed, so `runs/` never holds half-written results.
+record matches the current config, whose outputs are still there, and whose upstream stages are
+up to date is skipped, so a second `pretrain` resumes where the first stopped; a changed section
+re-runs that stage and the ones after it. Settings that do not change results (how often to log
+or checkpoint, progress bars) are left out of the hashes.
+
+Training state is never thrown away silently: `checkpoints/config.json` records the config
+sections the checkpoints were trained with (all but `train.steps` and the runtime settings), and a
+run whose config differs from it stops with an error naming each change, unless `--restart` asks
+for the checkpoints and metrics to be deleted (logged). One `pretrain` at a time holds a run
+directory (see `rundir.py`). Each stage writes its outputs atomically, and a fresh run directory
+that fails before any stage finished is removed, so `runs/` never holds half-written results.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from llm_train.checkpoint import list_checkpoints
+from llm_train.config import RUNTIME_FIELDS
 from pretrain import stages
 from pretrain.config import PretrainConfig
 from pretrain.loading import as_dict, to_yaml
+from pretrain.rundir import RunError, RunLock, require_existing_run
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +45,39 @@ _STAGES: dict[str, tuple[Callable[[PretrainConfig, Path], dict[str, Any]], tuple
 }
 STAGES = tuple(_STAGES)
 
+# What a finished stage leaves in the run directory (glob patterns); if one is gone it runs again.
+_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "curate": ("curated/*",),
+    "tokenizer": ("tokenizer.json",),
+    "shards": ("shards/shard_stats.json",),
+    "train": ("metrics.jsonl", "checkpoints/step_??????"),
+    "eval": ("eval.json",),
+    "report": (),
+}
+# Settings that change neither a stage's results nor the training trajectory.
+_NOT_HASHED = {"tokenizer.show_progress", *(f"train.{name}" for name in RUNTIME_FIELDS)}
+# Also not part of what the checkpoints were trained with: a longer run continues, on any device.
+_NOT_TRAINING_STATE = _NOT_HASHED | {"train.steps", "run.device"}
+TRAINING_RECORD = "config.json"  # in checkpoints/
+_TRAINED_ON = ("tokenizer.json", "shards/shard_stats.json")
 
-def run_pipeline(config: PretrainConfig, names: list[str]) -> Path:
-    """Run `names` (in pipeline order) for `config`; return the run directory."""
+
+def run_pipeline(config: PretrainConfig, names: list[str], *, restart: bool = False) -> Path:
+    """Run `names` (in pipeline order) for `config`; return the run directory.
+
+    With `restart`, the run's training state is deleted first (needs the train stage).
+    """
     stages.check_inputs(config, names)
     run_dir = Path(config.run.root) / config.run.name
+    if restart and "train" not in names:
+        raise RunError("--restart deletes the training state to train again: add the train stage")
+    if "curate" not in names:
+        require_existing_run(run_dir)
     fresh = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        _write_atomic(run_dir / "config.yaml", to_yaml(config))
-        for name in names:
-            _run_stage(name, config, run_dir, forced=len(names) == 1)
+        with RunLock(run_dir):
+            _run_locked(config, names, run_dir, restart=restart)
     except BaseException:
         if fresh and not _read_records(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -54,13 +86,33 @@ def run_pipeline(config: PretrainConfig, names: list[str]) -> Path:
     return run_dir
 
 
+def _run_locked(config: PretrainConfig, names: list[str], run_dir: Path, *, restart: bool) -> None:
+    if restart:
+        discard_training_state(run_dir)
+    elif names != ["report"]:
+        check_training_state(config, run_dir)  # before any stage overwrites what it was built on
+    if names != ["report"]:  # the report reads the run; it does not run this config
+        _write_atomic(run_dir / "config.yaml", to_yaml(config))
+    for name in names:
+        _run_stage(name, config, run_dir, forced=len(names) == 1)
+
+
 def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool) -> None:
     records = _read_records(run_dir)
     digest = stage_hash(config, name)
     if not forced and name != "report" and records.get(name, {}).get("hash") == digest:
-        log.info("stage %s: up to date, skipped (delete %s to redo it)", name, run_dir)
-        return
-    log.info("stage %s: running", name)
+        missing = [p for p in _OUTPUTS[name] if not any(run_dir.glob(p))]
+        if not missing:
+            log.info("stage %s: up to date, skipped (delete %s to redo it)", name, run_dir)
+            return
+        log.warning("stage %s: missing outputs (%s), running it again", name, ", ".join(missing))
+    else:
+        log.info("stage %s: running", name)
+    if name == "train":
+        check_training_state(config, run_dir)
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
+        state = json.dumps(_training_state(config, run_dir), indent=1, sort_keys=True)
+        _write_atomic(run_dir / "checkpoints" / TRAINING_RECORD, state)
     start = time.perf_counter()
     summary = _STAGES[name][0](config, run_dir)
     records = _read_records(run_dir)
@@ -72,10 +124,106 @@ def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool
 
 def stage_hash(config: PretrainConfig, name: str) -> str:
     """Hash of every config section this stage and its upstream stages read."""
-    tree = as_dict(config)
-    keys = [key for stage in STAGES[: STAGES.index(name) + 1] for key in _STAGES[stage][1]]
-    picked = {key: _lookup(tree, key) for key in keys}
+    picked = _sections(config, name, _NOT_HASHED)
     return hashlib.sha256(json.dumps(picked, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _sections(config: PretrainConfig, name: str, leave_out: set[str]) -> dict[str, Any]:
+    """`{section: value}` read by `name` and the stages before it, without `leave_out` keys."""
+    tree = json.loads(json.dumps(as_dict(config), default=str))  # plain JSON, as recorded
+    keys = [key for stage in STAGES[: STAGES.index(name) + 1] for key in _STAGES[stage][1]]
+    picked = {key: _lookup(tree, key) for key in keys if key not in leave_out}
+    for dotted in leave_out:
+        section, _, field = dotted.partition(".")
+        if isinstance(picked.get(section), dict):
+            picked[section].pop(field, None)
+    return picked
+
+
+# --- training state: what the checkpoints were trained with -----------------------------------
+
+
+def check_training_state(config: PretrainConfig, run_dir: Path) -> None:
+    """Refuse to run a config the run's checkpoints were not trained with (nothing is deleted)."""
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        return  # nothing to lose: a fresh run, or one that stopped before its first checkpoint
+    record = run_dir / "checkpoints" / TRAINING_RECORD
+    fix = (
+        f"To keep them, run with the config they were trained with ({run_dir / 'config.yaml'}); "
+        "for a new run use another run.name; to delete them and train from step 0, add --restart"
+    )
+    if not record.is_file():
+        raise RunError(f"{run_dir}: checkpoints without a record of their config ({record}). {fix}")
+    changed = _changes(json.loads(record.read_text()), _training_state(config, run_dir))
+    if changed:
+        raise RunError(
+            f"{run_dir} holds checkpoints (newest {found[0].name}) trained with other settings "
+            "or data: "
+            f"{'; '.join(changed)}. {fix}"
+        )
+    done = int(found[0].name.removeprefix("step_"))
+    if done > config.train.steps:
+        raise RunError(
+            f"{run_dir} has trained {done} steps, more than train.steps={config.train.steps}: "
+            f"a shorter run cannot continue it. {fix}"
+        )
+
+
+def discard_training_state(run_dir: Path) -> None:
+    """--restart: delete checkpoints, metrics and what was computed from them, saying what."""
+    found = list_checkpoints(run_dir / "checkpoints")
+    files = [run_dir / n for n in ("metrics.jsonl", "loss.png", "eval.json", "run.json")]
+    files = [p for p in files if p.exists()]
+    mirror = run_dir / "tensorboard"  # the metrics' TensorBoard copy goes with them
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    if mirror.exists():
+        shutil.rmtree(mirror)
+        files.append(mirror)
+    for path in files:
+        if path.is_file():
+            path.unlink()
+    records = _read_records(run_dir)
+    if records:
+        for stale in STAGES[STAGES.index("train") :]:
+            records.pop(stale, None)
+        _write_atomic(run_dir / "stages.json", json.dumps(records, indent=2))
+    names = ", ".join([p.name for p in found] + [p.name for p in files]) or "nothing (none there)"
+    log.warning("--restart: deleted %s from %s", names, run_dir)
+
+
+def _training_state(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
+    """The config sections the checkpoints depend on, and digests of the tokenizer and shards
+    they were trained on: a stage re-run for missing outputs must rebuild the same ones."""
+    digests = {
+        name: hashlib.sha256((run_dir / name).read_bytes()).hexdigest()[:16]
+        for name in _TRAINED_ON
+        if (run_dir / name).is_file()  # not yet made, or gone and about to be made again
+    }
+    return {**_sections(config, "train", _NOT_TRAINING_STATE), "trained_on": digests}
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """`key: old -> new` for every leaf that differs (lists compared whole)."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    for name in _TRAINED_ON:  # a file not (yet) there again is compared when it is
+        key = f"trained_on.{name}"
+        if key not in flat_new:
+            flat_old.pop(key, None)
+    return [
+        f"{key}: {flat_old.get(key, '(unset)')} -> {flat_new.get(key, '(unset)')}"
+        for key in sorted(flat_old.keys() | flat_new.keys())
+        if flat_old.get(key) != flat_new.get(key)
+    ]
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out |= _flatten(value, f"{prefix}.{key}" if prefix else key)
+    return out
 
 
 def _lookup(tree: dict[str, Any], dotted: str) -> Any:

@@ -112,6 +112,8 @@ def _eval_section(ev: dict[str, Any]) -> list[str]:
     if not ev:
         return []
     lines = ["## Evaluation", ""]
+    if "checkpoint" in ev:
+        lines.append(f"- scored checkpoint `{ev['checkpoint']}` (step {ev.get('step')})")
     if "bpb" in ev:
         lines.append(f"- bits per byte on held-out text: {ev['bpb']:.3f}")
     tasks = ev.get("tasks", {})

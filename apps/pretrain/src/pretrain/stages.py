@@ -11,7 +11,6 @@ import gzip
 import importlib.util
 import json
 import logging
-import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from llm_train import TrainConfig
 from pretrain.config import PretrainConfig
+from pretrain.rundir import RunError
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,9 @@ def shards(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_data import build_loader
     from llm_train import Trainer
+    from llm_train.checkpoint import CheckpointError
     from llm_train.plots import plot_loss
 
-    _clear_stale_training(config, run_dir)
     device = pick_device(config)
     model = build_model(config, run_dir, device)
     loader = build_loader(
@@ -122,7 +122,10 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         callbacks=callbacks,
         tensorboard_dir=tensorboard_dir(config, run_dir),
     )
-    final = trainer.fit()
+    try:
+        final = trainer.fit()
+    except CheckpointError as e:
+        raise RunError(f"{e}; or run `pretrain train --restart` to delete them") from None
     plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
     return {
         "params": model.num_params(),
@@ -140,12 +143,13 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_tokenize import Tokenizer
 
     device = pick_device(config)
-    model = load_trained_model(config, run_dir, device)
+    model, path, step = load_trained_model(config, run_dir, device)
     tok = Tokenizer.from_file(run_dir / "tokenizer.json")
     texts = heldout_texts(run_dir, config.eval.heldout_docs)
     seq_len = config.shards.seq_len
     kwargs = {"batch_size": config.eval.batch_size, "device": device}
-    result: dict[str, Any] = {}
+    # Which weights were scored: the newest checkpoint, named relative to the run.
+    result: dict[str, Any] = {"step": step, "checkpoint": path.relative_to(run_dir).as_posix()}
     if texts:
         result.update(bits_per_byte(model, tok, texts, seq_len=seq_len, **kwargs))
     limit = config.eval.limit or None
@@ -199,11 +203,17 @@ def tensorboard_dir(config: PretrainConfig, run_dir: Path) -> Path | None:
 
 
 def model_config(config: PretrainConfig, run_dir: Path):
-    """The configured model, sized to the trained tokenizer and the shard sequence length."""
+    """The configured model (sized to the tokenizer by the config), checked against the trained
+    tokenizer: it may have fewer tokens than asked for (too little text), never more."""
     from llm_tokenize import Tokenizer
 
     vocab = Tokenizer.from_file(run_dir / "tokenizer.json").vocab_size
-    return dataclasses.replace(config.model, vocab_size=vocab, max_seq_len=config.shards.seq_len)
+    if vocab > config.model.vocab_size:
+        raise ValueError(
+            f"{run_dir / 'tokenizer.json'} has {vocab} tokens, more than "
+            f"model.vocab_size={config.model.vocab_size}: re-run the tokenizer stage"
+        )
+    return config.model
 
 
 def build_model(config: PretrainConfig, run_dir: Path, device: torch.device):
@@ -214,15 +224,33 @@ def build_model(config: PretrainConfig, run_dir: Path, device: torch.device):
 
 
 def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.device):
+    """(model, checkpoint path, step) of the newest checkpoint; a corrupt one is an error, not a
+    quiet fall back to an older step."""
     from llm_train import build_optimizer
-    from llm_train.checkpoint import latest_checkpoint, load_checkpoint
+    from llm_train.checkpoint import list_checkpoints, load_checkpoint, verify_checkpoint
 
-    path = latest_checkpoint(run_dir / "checkpoints")
-    if path is None:
-        raise FileNotFoundError(f"no valid checkpoint under {run_dir / 'checkpoints'}: train first")
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        raise FileNotFoundError(f"no checkpoint under {run_dir / 'checkpoints'}: train first")
+    reason = verify_checkpoint(found[0])
+    if reason is not None:
+        older = f", or move it away to evaluate {found[1].name}" if len(found) > 1 else ""
+        raise RunError(
+            f"newest checkpoint {found[0]} is invalid ({reason}); not evaluating an older one "
+            f"in its place. Run `pretrain train` to train from the newest valid checkpoint "
+            f"and write it again{older}"
+        )
+    _warn_if_not_final(run_dir, found[0])
     model = build_model(config, run_dir, device)
-    load_checkpoint(path, model, build_optimizer(model, config.train))
-    return model.eval()
+    manifest = load_checkpoint(found[0], model, build_optimizer(model, config.train))
+    return model.eval(), found[0], manifest["step"]
+
+
+def _warn_if_not_final(run_dir: Path, checkpoint: Path) -> None:
+    trained = json.loads((run_dir / "stages.json").read_text()).get("train", {}).get("steps")
+    step = int(checkpoint.name.removeprefix("step_"))
+    if trained is not None and step != trained:
+        log.warning("evaluating %s, but the train stage recorded %d steps", checkpoint, trained)
 
 
 def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
@@ -256,17 +284,3 @@ def heldout_texts(run_dir: Path, limit: int) -> list[str]:
         return []
     texts = [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
     return texts[:limit] if limit else texts
-
-
-def _clear_stale_training(config: PretrainConfig, run_dir: Path) -> None:
-    """Checkpoints from a different model/train config must not be resumed from."""
-    from pretrain.pipeline import stage_hash
-
-    marker, digest = run_dir / "checkpoints" / "config_hash", stage_hash(config, "train")
-    if marker.is_file() and marker.read_text() == digest:
-        return  # same config: resume from the newest checkpoint
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-    marker.parent.mkdir(parents=True)
-    marker.write_text(digest)

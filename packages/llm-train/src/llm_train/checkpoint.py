@@ -29,11 +29,22 @@ from llm_train.provenance import provenance
 # torch.distributed.checkpoint is imported inside the functions that use it: it pulls in DTensor
 # and takes seconds to import, which `import llm_train` (e.g. for TrainConfig) should not pay.
 
-__all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint", "verify_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "save_checkpoint",
+    "verify_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """Checkpoints exist but none can be resumed from; the message names them and why."""
 
 
 def _distributed() -> bool:
@@ -166,6 +177,11 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     if _distributed():
         dist.broadcast_object_list(found, src=0)
     return found[0]
+
+
+def list_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
+    """Every ``step_NNNNNN`` directory under ``checkpoint_dir``, valid or not, newest first."""
+    return _step_dirs(Path(checkpoint_dir), newest_first=True)
 
 
 def _find_latest(checkpoint_dir: Path) -> Path | None:

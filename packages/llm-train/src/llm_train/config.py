@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["TrainConfig"]
+__all__ = ["RUNTIME_FIELDS", "TrainConfig", "trajectory_changes"]
 
 Schedule = Literal["cosine", "linear", "wsd", "constant"]
 Precision = Literal["fp32", "bf16"]
 NanPolicy = Literal["skip", "stop"]
+
+# Fields that change what is logged, saved or evaluated, or how fast a step runs, but not which
+# updates are taken: a run may resume under new values of these. ``steps`` is neither: raising it
+# continues the run, and the schedule is recomputed for the new length (see ``Trainer``).
+RUNTIME_FIELDS = frozenset(
+    {
+        "log_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "eval_every",
+        "peak_flops",
+        "compile",
+        "activation_checkpointing",
+        "max_consecutive_skips",
+        "step_timeout_s",
+        "gc_every",
+    }
+)
 
 _SCHEDULES = ("cosine", "linear", "wsd", "constant")
 _PRECISIONS = ("fp32", "bf16")
@@ -134,6 +154,21 @@ class TrainConfig:
     def min_lr(self) -> float:
         """The learning rate that decaying schedules end at."""
         return self.lr * self.min_lr_ratio
+
+
+def trajectory_changes(recorded: dict, config: TrainConfig) -> dict[str, tuple[object, object]]:
+    """``{field: (recorded value, new value)}`` for fields that change the updates a run takes.
+
+    ``recorded`` is ``dataclasses.asdict`` of an earlier config, as stored in a checkpoint's
+    manifest (JSON, so tuples are lists); ``steps`` and ``RUNTIME_FIELDS`` are not compared.
+    """
+    new = json.loads(json.dumps(dataclasses.asdict(config)))
+    skip = RUNTIME_FIELDS | {"steps"}
+    return {
+        key: (recorded.get(key), value)
+        for key, value in new.items()
+        if key not in skip and recorded.get(key) != value
+    }
 
 
 def _finite(x: float) -> bool:

@@ -43,14 +43,19 @@ class MetricsWriter:
                 if key != "step" and value is not None:
                     self._tb.add_scalar(key, value, global_step=step)
 
-    def truncate_after(self, step: int) -> None:
-        """Drop lines with ``"step" > step`` (written after the checkpoint a run resumes from)."""
+    def truncate_after(self, step: int) -> int:
+        """Drop lines with ``"step" > step`` (written after the checkpoint a run resumes from).
+
+        Returns the number of records dropped, so the caller can say so.
+        """
         self._file.close()
-        kept = [r for r in read_metrics(self.path) if r["step"] <= step]
+        records = read_metrics(self.path)
+        kept = [r for r in records if r["step"] <= step]
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
         os.replace(tmp, self.path)
         self._file = self.path.open("a")
+        return len(records) - len(kept)
 
     def close(self) -> None:
         self._file.close()

@@ -18,15 +18,22 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from llm_train.callback import Callback
-from llm_train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from llm_train.config import TrainConfig
+from llm_train.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from llm_train.config import TrainConfig, trajectory_changes
 from llm_train.guard import SpikeGuard
 from llm_train.metrics import MetricsWriter
 from llm_train.optimizer import build_optimizer
 from llm_train.parallel import parallelize
 from llm_train.provenance import provenance
 from llm_train.rng import get_rng_state, set_rng_state
-from llm_train.schedule import build_scheduler
+from llm_train.schedule import build_scheduler, lr_at
 from llm_train.step import train_step
 from llm_train.watchdog import StepWatchdog, SyncedGC
 
@@ -44,7 +51,11 @@ class Trainer:
     Writes ``<run_dir>/metrics.jsonl`` and ``<run_dir>/checkpoints/step_NNNNNN/``. With
     ``resume=True`` it continues from the newest valid checkpoint: model, optimizer, LR schedule,
     loader position, step and token counters, spike-guard window and RNG states are restored, so
-    the resumed run takes the same steps on the same data as an uninterrupted one.
+    the resumed run takes the same steps on the same data as an uninterrupted one. If checkpoints
+    exist but none is valid, it raises ``CheckpointError`` instead of starting again at step 0.
+    Resuming under a larger ``steps`` continues the run with the LR schedule recomputed for the
+    new length (logged); a checkpoint past ``steps`` is an error; other changed settings that
+    alter the updates (``trajectory_changes``) are logged as warnings.
 
     Args:
         model: ``forward(input_ids, labels)`` -> dict with ``"loss"``; ``blocks``;
@@ -184,13 +195,16 @@ class Trainer:
             _write_run_info(self.run_dir, self.config, self.world_size)
         path = latest_checkpoint(self.checkpoint_dir) if self.resume else None
         if path is None:
+            if self.resume:
+                _refuse_unusable_checkpoints(self.checkpoint_dir)
             torch.manual_seed(self.config.seed)
             random.seed(self.config.seed)
-            if self.metrics is not None:
-                self.metrics.truncate_after(0)
+            self._truncate_metrics()
             return
         manifest = load_checkpoint(path, self.model, self.optimizer)
+        self._check_resumed_config(path, manifest)
         self.scheduler.load_state_dict(manifest["scheduler"])
+        _apply_schedule(self.scheduler)
         self.guard.load_state_dict(manifest["guard"])
         self.step, self.tokens = manifest["step"], manifest["tokens"]
         self.skipped_total = manifest["skipped_total"]
@@ -199,9 +213,56 @@ class Trainer:
         if state["loader"] is not None:
             self.loader.load_state_dict(state["loader"])
         set_rng_state(state["rng"])
-        if self.metrics is not None:
-            self.metrics.truncate_after(self.step)
+        self._truncate_metrics()
         log.info("resumed from %s at step %d", path, self.step)
+
+    def _truncate_metrics(self) -> None:
+        """Drop metric lines past the resumed step, saying so: those steps are taken again."""
+        if self.metrics is None:
+            return
+        dropped = self.metrics.truncate_after(self.step)
+        if dropped:
+            log.warning(
+                "dropped %d metrics records after step %d from %s: no checkpoint covers them, "
+                "so those steps are trained again",
+                dropped,
+                self.step,
+                self.metrics.path,
+            )
+
+    def _check_resumed_config(self, path: Path, manifest: dict) -> None:
+        """Refuse a checkpoint past ``steps``; log a new length and changed settings."""
+        done, recorded = manifest["step"], manifest.get("config", {})
+        if done > self.config.steps:
+            raise ValueError(
+                f"{path} is at step {done}, past steps={self.config.steps}: a shorter run "
+                "cannot continue this one; start it in a new run directory"
+            )
+        changed = trajectory_changes(recorded, self.config)
+        if changed:
+            log.warning(
+                "resuming %s with settings that change the updates: %s",
+                path,
+                ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items()),
+            )
+        old_steps = recorded.get("steps", self.config.steps)
+        if old_steps != self.config.steps and done < self.config.steps:
+            # The schedule is a pure function of (step, config): the new length reshapes the
+            # rest of the decay, which can raise the LR above the one the last step used.
+            before = lr_at(done - 1, dataclasses.replace(self.config, steps=old_steps))
+            log.warning(
+                "steps changed from %d to %d since %s: the %s LR schedule is recomputed for %d "
+                "steps, so step %d trains at lr=%.4g (step %d used lr=%.4g)",
+                old_steps,
+                self.config.steps,
+                path,
+                self.config.schedule,
+                self.config.steps,
+                done + 1,
+                lr_at(done, self.config),
+                done,
+                before,
+            )
 
     def save(self) -> Path:
         """Checkpoint everything needed to resume at the current step (collective)."""
@@ -225,6 +286,29 @@ class Trainer:
             rank_state=rank_state,
             keep=self.config.keep_checkpoints,
         )
+
+
+def _apply_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """Set the restored optimizer's LRs from the schedule at the resumed step.
+
+    The optimizer state holds the LR the old schedule gave; under a new ``steps`` the first
+    resumed step would otherwise still use it. Unchanged configs get the same value back.
+    """
+    groups = scheduler.optimizer.param_groups
+    for group, base, fn in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+        group["lr"] = base * fn(scheduler.last_epoch)
+
+
+def _refuse_unusable_checkpoints(checkpoint_dir: Path) -> None:
+    """Checkpoints that all fail verification are an error, never a silent restart at step 0."""
+    found = list_checkpoints(checkpoint_dir)
+    if not found:
+        return
+    reasons = "; ".join(f"{path} ({verify_checkpoint(path)})" for path in found)
+    raise CheckpointError(
+        f"no valid checkpoint to resume from, every one is invalid: {reasons}. Move them "
+        "away to start again from step 0 (or pass resume=False)"
+    )
 
 
 def _write_run_info(run_dir: Path, config: TrainConfig, world_size: int) -> None:

@@ -1,0 +1,99 @@
+"""The run directory: one `pretrain` at a time (a lock), and runs that must already exist.
+
+The lock is `flock` on `<run>/pretrain.lock`, which records who holds it (pid, host, start time,
+command). The OS releases a flock when its process dies, however it dies, so a crashed run never
+leaves a lock behind that blocks the next one; the file itself stays and is overwritten by the
+next holder. flock works on local file systems; on NFS it depends on the mount.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from types import TracebackType
+
+LOCK_FILE = "pretrain.lock"
+
+
+class RunError(Exception):
+    """The run directory cannot be used as asked; the message says why and what to do."""
+
+
+class RunLock:
+    """Exclusive lock on a run directory for the life of a `with` block; fails at once if held."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        while self._fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunError(self._held_message()) from None
+            if _same_file(fd, self.path):
+                self._fd = fd
+            else:  # the file was removed or replaced while we waited: lock the current one
+                os.close(fd)
+        _write_holder(self._fd)
+        return self
+
+    def __exit__(
+        self, kind: type | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+    def _held_message(self) -> str:
+        try:
+            holder = json.loads(self.path.read_text())
+            who = (
+                f"pid {holder['pid']} on host {holder['host']}, started {holder['started']}: "
+                f"{holder.get('command', '?')}"
+            )
+        except (OSError, ValueError, KeyError):
+            who = "another process (it has not written its details yet)"
+        return (
+            f"run directory {self.path.parent} is in use by {who}. Two runs in one directory "
+            "would overwrite each other's checkpoints and metrics: wait for it to finish, stop "
+            "it, or give this run another run.name"
+        )
+
+
+def require_existing_run(run_dir: Path) -> None:
+    """Stages that only read a run (eval, report) must not create an empty one from a typo."""
+    if (run_dir / "stages.json").is_file():
+        return
+    others = sorted(p.parent.name for p in run_dir.parent.glob("*/stages.json"))
+    known = ", ".join(others) or "none"
+    raise RunError(
+        f"run {run_dir} does not exist (no stages.json): check run.name and run.root "
+        f"(existing runs under {run_dir.parent}: {known}), or run the earlier stages first"
+    )
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _write_holder(fd: int) -> None:
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(holder).encode(), 0)
