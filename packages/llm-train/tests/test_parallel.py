@@ -14,7 +14,7 @@ from llm_train.checkpoint import latest_checkpoint, load_checkpoint, save_checkp
 from llm_train.config import TrainConfig
 from llm_train.metrics import read_metrics
 from llm_train.optimizer import build_optimizer
-from llm_train.parallel import apply_activation_checkpointing, apply_fsdp
+from llm_train.parallel import apply_activation_checkpointing, apply_fsdp, materialize
 from llm_train.schedule import build_scheduler
 from llm_train.step import train_step
 from llm_train.trainer import Trainer
@@ -59,9 +59,18 @@ def _rank_main(rank, init_file, out, model_cls, loader_cls, batch):
         )
         loader = loader_cls(batch_size=2, seed=rank)
         Trainer(model_cls(), loader, run_config, out / "run", mesh=mesh).fit()
+        # Built on meta, sharded, then materialised from rank 0's seeded full weights.
+        torch.manual_seed(0)
+        full = model_cls(dropout=0.0).state_dict() if rank == 0 else None
+        with torch.device("meta"):
+            meta = model_cls(dropout=0.0)
+        apply_fsdp(meta, mesh, param_dtype="fp32")
+        materialize(meta, torch.device("cpu"), full)
+        initial = _full(meta)
         if rank == 0:
             torch.save({"metrics": metrics, "params": params, "restored": restored,
-                        "rank_states": manifest["rank_states"]}, out / "rank0.pt")  # fmt: skip
+                        "rank_states": manifest["rank_states"], "initial": initial},
+                       out / "rank0.pt")  # fmt: skip
     finally:
         dist.destroy_process_group()
 
@@ -87,6 +96,10 @@ def test_fsdp_two_ranks_match_single_process(toy, tmp_path):
         torch.testing.assert_close(value, single[name].detach(), rtol=1e-5, atol=1e-6)
         assert torch.equal(value, result["restored"][name])  # DCP round trip under FSDP
     assert result["rank_states"] == [{"rank": 0}, {"rank": 1}]
+    torch.manual_seed(0)
+    seeded = dict(toy.Model(dropout=0.0).named_parameters())
+    for name, value in result["initial"].items():  # meta-built shards hold the seeded weights
+        assert torch.equal(value, seeded[name].detach()), name
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in records] == [1, 2] and records[-1]["tokens"] == 2 * WORLD * 2 * 8
     last = tmp_path / "run" / "checkpoints" / "step_000002" / "manifest.json"

@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Literal
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from llm_train.config import TrainConfig
@@ -87,3 +88,30 @@ def parallelize(model: nn.Module, config: TrainConfig, mesh: DeviceMesh | None =
         bf16 = config.precision == "bf16" and mesh.device_type == "cuda"
         apply_fsdp(model, mesh, param_dtype="bf16" if bf16 else "fp32")
     return model
+
+
+def materialize(
+    model: nn.Module, device: torch.device, full_state_dict: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Allocate a model built on the meta device (and sharded) on ``device``, then initialise it.
+
+    Under ``torch.distributed`` the weights come from rank 0's ``full_state_dict`` (a model built
+    whole on the CPU with the run's seed), broadcast and sharded: every world size starts from
+    the exact weights one process would. Single-process, or without a state dict, the model's
+    own ``init_weights()`` runs (the trainable-model protocol's initialiser).
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    model.to_empty(device=device)
+    distributed = dist.is_available() and dist.is_initialized()
+    if distributed:
+        if dist.get_rank() == 0 and full_state_dict is None:
+            raise ValueError("materialize: rank 0 needs the full state dict to broadcast")
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        state = full_state_dict if dist.get_rank() == 0 else {}
+        set_model_state_dict(model, state, options=options)
+    elif full_state_dict is not None:
+        model.load_state_dict(full_state_dict)
+    else:
+        with torch.no_grad():
+            model.init_weights()

@@ -30,7 +30,7 @@ from llm_train.config import TrainConfig, trajectory_changes
 from llm_train.guard import SpikeGuard
 from llm_train.metrics import MetricsWriter
 from llm_train.optimizer import build_optimizer
-from llm_train.parallel import parallelize
+from llm_train.parallel import materialize, parallelize
 from llm_train.provenance import provenance
 from llm_train.rng import get_rng_state, set_rng_state
 from llm_train.schedule import build_scheduler, lr_at
@@ -67,6 +67,9 @@ class Trainer:
         callbacks: Objects meeting the ``Callback`` protocol.
         resume: Continue from the newest valid checkpoint in ``run_dir`` if there is one.
         mesh: Data-parallel mesh; if given, the model is sharded with FSDP2.
+        init_device: For a model built on the meta device: where to materialise it after
+            sharding (see ``parallel.materialize``).
+        init_state: With ``init_device``, on rank 0: the full state dict to start from.
         tensorboard_dir: If given, rank 0 mirrors the metrics there (``[tensorboard]`` extra).
     """
 
@@ -80,10 +83,14 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         resume: bool = True,
         mesh: DeviceMesh | None = None,
+        init_device: torch.device | None = None,
+        init_state: dict[str, torch.Tensor] | None = None,
         tensorboard_dir: str | Path | None = None,
     ) -> None:
         self.config, self.loader, self.callbacks, self.resume = config, loader, callbacks, resume
         self.model = parallelize(model, config, mesh)
+        if init_device is not None:  # built on meta: allocate the shards, then the weights
+            materialize(self.model, init_device, init_state)
         self.optimizer = build_optimizer(self.model, config)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.guard = SpikeGuard(config.spike_k, config.spike_window)
