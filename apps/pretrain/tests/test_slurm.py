@@ -43,3 +43,19 @@ def test_shared_filesystem_check_stops_the_job(tmp_path):
 def test_bad_sizes_are_errors(tmp_path, kw):
     with pytest.raises(ValueError, match="must be >= 1"):
         SlurmJob(tmp_path, **kw)
+
+
+def test_cli_writes_the_script_into_an_existing_run(tmp_path, capsys):
+    from pretrain.cli import main
+
+    assert main(["launch-slurm", f"run.root={tmp_path}", "run.name=nope"]) == 1
+    assert "nope" in capsys.readouterr().err  # no run to train: curate first
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / "stages.json").write_text("{}")
+    argv = ["launch-slurm", f"run.root={tmp_path}", "run.name=big", "--nodes", "2",
+            "--gpus-per-node", "4", "train.steps=100"]  # fmt: skip
+    assert main(argv) == 0
+    script = (tmp_path / "big" / "train.sbatch").read_text()
+    subprocess.run(["bash", "-n", str(tmp_path / "big" / "train.sbatch")], check=True)
+    assert "--nnodes=2 --nproc-per-node=4" in script and "pretrain train" in script
+    assert "train.steps=100" in script

@@ -2,6 +2,8 @@
 
 pretrain                              # every stage with the default config
 pretrain train train.steps=50         # one stage, with an override
+pretrain curate tokenizer shards      # several stages, in pipeline order
+torchrun --nproc-per-node 2 --no-python pretrain train   # the train stage on 2 processes
 pretrain train --config my.yaml train.steps=50   # options go before or after the stage
 pretrain show-config                  # print the resolved config and exit
 """
@@ -39,6 +41,14 @@ model_preset gives the preset's model; model.* keys apply on top. model.vocab_si
 model.max_seq_len follow tokenizer.vocab_size and shards.seq_len. Stages other than curate need
 an existing run; eval scores the newest checkpoint (an error if it is corrupt) and records its
 step in eval.json.
+
+Under torchrun (WORLD_SIZE > 1) only the train stage runs: one process per device, FSDP2 over
+all of them, the same weights at start as one process, each micro-batch per rank (the global
+batch is loader.batch_size x grad_accum_steps x WORLD_SIZE, recorded in stages.json); rank 0
+writes metrics, run.json and stages.json, every rank its checkpoint shard. Run curate,
+tokenizer and shards before it and eval and report after it, each in one process.
+`pretrain launch-slurm --nodes N --gpus-per-node G [--submit]` writes <run>/train.sbatch: torchrun
+on every node, c10d rendezvous on the first, --max-restarts, resume from the newest checkpoint.
 """
 
 
@@ -49,8 +59,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    choices = ["all", *STAGES, "show-config"]
-    parser.add_argument("stage", nargs="?", default="all", help=f"one of {', '.join(choices)}")
+    choices = ["all", *STAGES, "show-config", "launch-slurm"]
+    parser.add_argument(
+        "stage", nargs="?", default="all", help=f"one or more of {', '.join(choices)}"
+    )
     parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
     parser.add_argument("--config", help="YAML config (default: the packaged default.yaml)")
     parser.add_argument(
@@ -60,12 +72,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "from step 0; needs the train stage",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    slurm = parser.add_argument_group("launch-slurm (writes <run>/train.sbatch)")
+    slurm.add_argument("--nodes", type=int, default=1)
+    slurm.add_argument("--gpus-per-node", type=int, default=8)
+    slurm.add_argument("--max-restarts", type=int, default=3, help="torchrun restarts")
+    slurm.add_argument("--time", default="24:00:00", help="sbatch --time")
+    slurm.add_argument("--partition", help="sbatch --partition")
+    slurm.add_argument("--account", help="sbatch --account")
+    slurm.add_argument("--submit", action="store_true", help="run sbatch on the script")
     args = parser.parse_intermixed_args(argv)  # options before or after the stage
     if "=" in args.stage:  # `pretrain train.steps=5` means all stages with an override
         args.overrides.insert(0, args.stage)
         args.stage = "all"
     if args.stage not in choices:
         parser.error(f"unknown stage {args.stage!r}; choose from {', '.join(choices)}")
+    args.stages = [args.stage]
+    while args.overrides and "=" not in args.overrides[0]:  # `pretrain curate tokenizer ...`
+        name = args.overrides.pop(0)
+        if name not in STAGES:
+            parser.error(f"unknown stage {name!r}; choose from {', '.join(STAGES)}")
+        args.stages.append(name)
+    if len(args.stages) > 1 and not set(args.stages) <= set(STAGES):
+        parser.error(f"{' '.join(args.stages)}: list stages from {', '.join(STAGES)}")
     return args
 
 
@@ -81,12 +109,14 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         config = load_pretrain_config(args.config, args.overrides)
+        if args.stage == "launch-slurm":
+            return launch_slurm(config, args)
         if args.stage == "show-config":
             from pretrain.loading import to_yaml
 
             print(to_yaml(config), end="")
             return 0
-        stages = list(STAGES) if args.stage == "all" else [args.stage]
+        stages = list(STAGES) if args.stage == "all" else sorted(args.stages, key=STAGES.index)
         run_dir = run_pipeline(config, stages, restart=args.restart)
     except ConfigError as e:
         print(f"pretrain: config error: {e}", file=sys.stderr)
@@ -95,6 +125,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pretrain: error: {e}", file=sys.stderr)
         return 1
     log.info("done: %s", run_dir)
+    return 0
+
+
+def launch_slurm(config, args: argparse.Namespace) -> int:
+    """Write the sbatch script that trains this run on `--nodes` nodes; submit it if asked."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from pretrain.rundir import require_existing_run
+    from pretrain.slurm import SlurmJob, sbatch_script
+
+    run_dir = (Path(config.run.root) / config.run.name).resolve()
+    require_existing_run(run_dir)  # curate, tokenizer and shards come first, in one process
+    job = SlurmJob(run_dir, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                   config=args.config, overrides=args.overrides, max_restarts=args.max_restarts,
+                   time=args.time, partition=args.partition, account=args.account,
+                   job_name=f"pretrain-{config.run.name}")  # fmt: skip
+    script = run_dir / "train.sbatch"
+    script.write_text(sbatch_script(job))
+    print(f"wrote {script}")
+    if args.submit:
+        if shutil.which("sbatch") is None:
+            raise RunError("--submit: sbatch is not on PATH (is this a Slurm login node?)")
+        subprocess.run(["sbatch", str(script)], check=True)
     return 0
 
 

@@ -16,6 +16,7 @@ that fails before any stage finished is removed, so `runs/` never holds half-wri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from typing import Any
 
 from llm_train.checkpoint import list_checkpoints
 from llm_train.config import RUNTIME_FIELDS
-from pretrain import stages
+from pretrain import distributed, stages
 from pretrain.config import PretrainConfig
 from pretrain.loading import as_dict, to_yaml
 from pretrain.rundir import RunError, RunLock, require_existing_run
@@ -67,6 +68,8 @@ def run_pipeline(config: PretrainConfig, names: list[str], *, restart: bool = Fa
 
     With `restart`, the run's training state is deleted first (needs the train stage).
     """
+    if distributed.launched_world_size() > 1:
+        return _run_distributed(config, names, restart=restart)
     stages.check_inputs(config, names)
     run_dir = Path(config.run.root) / config.run.name
     if restart and "train" not in names:
@@ -86,13 +89,44 @@ def run_pipeline(config: PretrainConfig, names: list[str], *, restart: bool = Fa
     return run_dir
 
 
-def _run_locked(config: PretrainConfig, names: list[str], run_dir: Path, *, restart: bool) -> None:
+def _run_distributed(config: PretrainConfig, names: list[str], *, restart: bool) -> Path:
+    """The train stage on every rank of a torchrun job; rank 0 holds the lock and writes."""
+    distributed.refuse_undistributed(names)
+    stages.check_inputs(config, names)
+    run_dir = Path(config.run.root) / config.run.name
+    require_existing_run(run_dir)
+    with distributed.process_group(config.run.device) as job:  # noqa: SIM117 (the lock needs job)
+        with RunLock(run_dir) if job.main else contextlib.nullcontext():
+            _on_main(job, lambda: _prepare(config, names, run_dir, restart=restart))
+            _run_stage("train", config, run_dir, forced=True)
+    return run_dir
+
+
+def _on_main(job: distributed.Dist, fn: Callable[[], Any]) -> None:
+    """Run ``fn`` on rank 0 only; a RunError there stops every rank with the same message
+    (instead of leaving the others waiting at the next collective)."""
+    error = None
+    if job.main:
+        try:
+            fn()
+        except RunError as e:
+            error = str(e)
+    error = job.broadcast(error)
+    if error is not None:
+        raise RunError(error)
+
+
+def _prepare(config: PretrainConfig, names: list[str], run_dir: Path, *, restart: bool) -> None:
     if restart:
         discard_training_state(run_dir)
     elif names != ["report"]:
         check_training_state(config, run_dir)  # before any stage overwrites what it was built on
     if names != ["report"]:  # the report reads the run; it does not run this config
         _write_atomic(run_dir / "config.yaml", to_yaml(config))
+
+
+def _run_locked(config: PretrainConfig, names: list[str], run_dir: Path, *, restart: bool) -> None:
+    _prepare(config, names, run_dir, restart=restart)
     for name in names:
         _run_stage(name, config, run_dir, forced=len(names) == 1)
 
@@ -108,18 +142,25 @@ def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool
         log.warning("stage %s: missing outputs (%s), running it again", name, ", ".join(missing))
     else:
         log.info("stage %s: running", name)
+    job = distributed.current()
     if name == "train":
-        check_training_state(config, run_dir)
-        (run_dir / "checkpoints").mkdir(exist_ok=True)
-        state = json.dumps(_training_state(config, run_dir), indent=1, sort_keys=True)
-        _write_atomic(run_dir / "checkpoints" / TRAINING_RECORD, state)
+        _on_main(job, lambda: _record_training_state(config, run_dir))
     start = time.perf_counter()
     summary = _STAGES[name][0](config, run_dir)
+    if not job.main:  # rank 0 alone records the stage
+        return
     records = _read_records(run_dir)
     for later in STAGES[STAGES.index(name) + 1 :]:  # downstream results are now stale
         records.pop(later, None)
     records[name] = {**summary, "hash": digest, "seconds": round(time.perf_counter() - start, 2)}
     _write_atomic(run_dir / "stages.json", json.dumps(records, indent=2))
+
+
+def _record_training_state(config: PretrainConfig, run_dir: Path) -> None:
+    check_training_state(config, run_dir)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    state = json.dumps(_training_state(config, run_dir), indent=1, sort_keys=True)
+    _write_atomic(run_dir / "checkpoints" / TRAINING_RECORD, state)
 
 
 def stage_hash(config: PretrainConfig, name: str) -> str:

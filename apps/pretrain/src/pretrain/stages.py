@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from llm_train import TrainConfig
+from pretrain import distributed
 from pretrain.config import PretrainConfig
 from pretrain.rundir import RunError
 
@@ -103,9 +104,11 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_train.checkpoint import CheckpointError
     from llm_train.plots import plot_loss
 
-    device = pick_device(config)
-    model = build_model(config, run_dir, device)
-    loader = build_loader(
+    job = distributed.current()
+    device = job.device or pick_device(config)
+    model, init_state = _model_to_train(config, run_dir, device, job)
+    params, flops = model.num_params(), model.flops_per_token(config.shards.seq_len)
+    loader = build_loader(  # rank and world size come from torchrun's environment
         run_dir / "shards",
         seq_len=config.shards.seq_len,
         batch_size=config.loader.batch_size,
@@ -120,22 +123,44 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         train_config,
         run_dir,
         callbacks=callbacks,
-        tensorboard_dir=tensorboard_dir(config, run_dir),
+        mesh=job.mesh,
+        init_device=device if job.world > 1 else None,
+        init_state=init_state,
+        tensorboard_dir=tensorboard_dir(config, run_dir) if job.main else None,
     )
     try:
         final = trainer.fit()
     except CheckpointError as e:
         raise RunError(f"{e}; or run `pretrain train --restart` to delete them") from None
-    plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    if job.main:
+        plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
     return {
-        "params": model.num_params(),
-        "flops_per_token": model.flops_per_token(config.shards.seq_len),
+        "params": params,
+        "flops_per_token": flops,
         "steps": trainer.step,
         "tokens": trainer.tokens,
         "final_loss": final.get("loss"),
         "device": str(device),
+        "world_size": job.world,
+        "global_batch": config.loader.batch_size * config.train.grad_accum_steps * job.world,
         "peak_flops": train_config.peak_flops,
     }
+
+
+def _model_to_train(config: PretrainConfig, run_dir: Path, device: torch.device, job):
+    """(model, rank 0's initial state dict or None). One process: the model, built and seeded
+    on ``device``. Under torchrun: every rank builds it on the meta device (the trainer shards
+    and materialises it); rank 0 also builds it whole on the CPU with the same seed, whose
+    weights the trainer broadcasts, so every world size starts from the same weights."""
+    from llm_model import Transformer
+
+    if job.world == 1:
+        return build_model(config, run_dir, device), None
+    init_state = None
+    if job.main:
+        init_state = build_model(config, run_dir, torch.device("cpu")).state_dict()
+    with torch.device("meta"):
+        return Transformer(model_config(config, run_dir)), init_state
 
 
 def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:

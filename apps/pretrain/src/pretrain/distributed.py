@@ -1,0 +1,100 @@
+"""The app under torchrun: process group, device, mesh, and the rule for what runs distributed.
+
+Only the train stage runs on several processes. torchrun's environment (RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR/PORT) gives the process group: NCCL on CUDA, gloo on CPU; each process
+takes the GPU of its local rank; the mesh is 1-D data parallel over all processes (FSDP2).
+The other stages are single-process work on shared files: under torchrun they refuse with a
+message naming the command to run instead, rather than running N times on the same files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from pretrain.rundir import RunError
+
+__all__ = ["Dist", "current", "launched_world_size", "process_group"]
+
+DISTRIBUTED_STAGES = ("train",)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in the job; world 1 and no mesh in a plain single process."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device | None = None
+    mesh: Any = None  # torch DeviceMesh
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (e.g. an error rank 0 found, so all ranks stop)."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+_CURRENT = Dist()
+
+
+def current() -> Dist:
+    """The job this process belongs to (set inside ``process_group``)."""
+    return _CURRENT
+
+
+def launched_world_size() -> int:
+    """WORLD_SIZE from torchrun's environment (1 when not launched by it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@contextlib.contextmanager
+def process_group(device_pref: str, timeout_s: float = 1800.0) -> Iterator[Dist]:
+    """Join torchrun's process group for the body; leave it (and reset ``current``) after."""
+    global _CURRENT
+    from torch.distributed.device_mesh import init_device_mesh
+
+    world = launched_world_size()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    timeout = datetime.timedelta(seconds=timeout_s)
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
+    try:
+        mesh = init_device_mesh(device.type, (world,), mesh_dim_names=("dp",))
+        _CURRENT = Dist(rank=rank, world=world, device=device, mesh=mesh)
+        yield _CURRENT
+    finally:
+        _CURRENT = Dist()
+        dist.destroy_process_group()
+
+
+def refuse_undistributed(names: list[str]) -> None:
+    """Under torchrun only the train stage runs: say what to run instead for the others."""
+    others = [n for n in names if n not in DISTRIBUTED_STAGES]
+    if others:
+        raise RunError(
+            f"under torchrun (WORLD_SIZE={launched_world_size()}) only the train stage runs; "
+            f"asked for {', '.join(names)}. Run the single-process stages first with "
+            f"`pretrain curate tokenizer shards` (no torchrun), then `torchrun ... pretrain "
+            f"train`, then `pretrain eval report`"
+        )
