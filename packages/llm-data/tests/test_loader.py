@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +61,20 @@ def test_resume_matches_uninterrupted(make_loader, shards, k):
     again = _take(resumed, per_epoch + 2)
     assert all(torch.equal(a, b) for a, b in zip(after, again, strict=True))
     assert len(before) == k and state["epoch"] == (k // per_epoch)
+
+
+def test_load_state_dict_rewinds_a_loader_already_in_a_later_epoch(make_loader, shards):
+    # streaming ignores a resume state older than its own epoch counter: it must not here.
+    per_epoch = sum(s["samples"] for s in shards["stats"]["sources"].values()) // 64
+    loader = make_loader(batch_size=64)
+    it = iter(loader)
+    first = [next(it)["input_ids"].clone() for _ in range(3)]
+    state = loader.state_dict()
+    rest = [next(it)["input_ids"].clone() for _ in range(2 * per_epoch)]
+    assert loader.state_dict()["epoch"] == 2 and len(first) == 3
+    loader.load_state_dict(state)
+    again = _take(loader, 2)
+    assert all(torch.equal(a, b) for a, b in zip(rest[:2], again, strict=True))
 
 
 def test_epochs_reshuffle_same_samples(make_loader, shards):
@@ -124,3 +143,139 @@ def test_damaged_shard_is_an_error_naming_it(shards, tmp_path, how, what):
             next(iter(loader))
         finally:
             loader.close()
+
+
+# --- Several ranks: the position is global (issue 10) ---------------------------------------
+
+WORKER = Path(__file__).with_name("loader_rank_worker.py")
+STEPS = 5  # loader_rank_worker.STEPS
+
+
+def _rows(batch) -> list[tuple]:
+    return sorted(map(tuple, batch))
+
+
+def _as_lists(loader, n):
+    return [b.tolist() for b in _take(loader, n)]
+
+
+def _union_per_step(rank0, rank1):
+    return [_rows(a + b) for a, b in zip(rank0, rank1, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def world1_run(shards):
+    """World size 1, batch 8 (the global batch of 2 ranks x 4): STEPS batches, state, STEPS more."""
+    loader = build_loader(shards["out"], seq_len=32, batch_size=8, seed=7)
+    try:
+        it = iter(loader)
+        [next(it) for _ in range(STEPS)]
+        state = loader.state_dict()
+        return {"state": state, "after": [next(it)["input_ids"].tolist() for _ in range(STEPS)]}
+    finally:
+        loader.close()
+
+
+@pytest.fixture(scope="module")
+def two_ranks(shards, world1_run, tmp_path_factory) -> list[dict]:
+    """Rank 0 and 1 of world size 2 on one node, each a process (see loader_rank_worker.py)."""
+    tmp = tmp_path_factory.mktemp("two_ranks")
+    (tmp / "world1_state.json").write_text(json.dumps(world1_run["state"]))
+    procs = []
+    for rank in range(2):
+        env = os.environ | {
+            "RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_RANK": str(rank),
+            "LOCAL_WORLD_SIZE": "2",
+        }
+        args = [sys.executable, str(WORKER), str(shards["out"]), str(tmp)]
+        procs.append(subprocess.Popen(args, env=env))
+    try:
+        codes = [p.wait(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert codes == [0, 0]
+    return [json.loads((tmp / f"rank{rank}.json").read_text()) for rank in range(2)]
+
+
+def _result(run: dict, scenario: str) -> dict:
+    assert "error" not in run[scenario], run[scenario]["error"]
+    return run[scenario]
+
+
+def test_two_ranks_resume_matches_uninterrupted(two_ranks):
+    for run in two_ranks:
+        interrupted, resumed = _result(run, "interrupted"), _result(run, "resumed")
+        assert resumed["after"] == interrupted["after"]
+    states = [run["interrupted"]["state"] for run in two_ranks]
+    assert states[0] == states[1]  # one global position, whichever rank saves it
+    assert states[0]["sample_in_epoch"] == STEPS * 4 * 2 and states[0]["world_size"] == 2
+    rank0, rank1 = (run["interrupted"]["before"] + run["interrupted"]["after"] for run in two_ranks)
+    assert not set(map(tuple, sum(rank0, []))) & set(map(tuple, sum(rank1, [])))
+
+
+def test_two_ranks_see_each_sample_once_per_epoch(two_ranks, make_loader, shards):
+    samples = sum(s["samples"] for s in shards["stats"]["sources"].values())
+    every = Counter(map(tuple, torch.cat(_take(make_loader(batch_size=1), samples)).tolist()))
+    epochs = [_result(run, "epoch") for run in two_ranks]
+    seen = Counter(tuple(row) for e in epochs for batch in e["batches"] for row in batch)
+    assert len(epochs[0]["batches"]) == len(epochs[1]["batches"]) == samples // 8
+    assert not seen - every  # no sample twice (rows of the epoch, with their multiplicity)
+    assert sum(seen.values()) == samples - samples % 8
+    assert epochs[0]["dropped"] == epochs[1]["dropped"] == samples % 8
+
+
+def test_state_of_two_ranks_resumes_on_one(two_ranks, shards):
+    rank0, rank1 = (_result(run, "interrupted") for run in two_ranks)
+    loader = build_loader(shards["out"], seq_len=32, batch_size=8, seed=7)
+    try:
+        loader.load_state_dict(rank1["state"])
+        resumed = _as_lists(loader, STEPS)
+    finally:
+        loader.close()
+    assert [_rows(b) for b in resumed] == _union_per_step(rank0["after"], rank1["after"])
+
+
+def test_state_of_one_rank_resumes_on_two(two_ranks, world1_run):
+    rank0, rank1 = (_result(run, "from_world1")["after"] for run in two_ranks)
+    assert _union_per_step(rank0, rank1) == [_rows(b) for b in world1_run["after"]]
+
+
+def _state(shards, **kw):
+    loader = build_loader(shards["out"], **(dict(seq_len=32, batch_size=4, seed=7) | kw))
+    try:
+        next(iter(loader))
+        return loader.state_dict()
+    finally:
+        loader.close()
+
+
+@pytest.mark.parametrize(
+    ("saved", "what"),
+    [
+        (dict(batch_size=2), r"batch_size.*2.*4"),
+        (dict(seed=8), r"seed.*8.*7"),
+        (dict(seq_len=16), r"seq_len.*16.*32"),
+        (dict(proportions={"books": 1.0}), r"sources"),
+    ],
+)
+def test_state_that_cannot_be_honoured_is_an_error(shards, make_loader, saved, what):
+    with pytest.raises(ValueError, match=what):
+        make_loader().load_state_dict(_state(shards, **saved))
+
+
+def test_state_of_two_ranks_with_another_global_batch_is_an_error(two_ranks, make_loader):
+    state = two_ranks[0]["interrupted"]["state"]  # world size 2 x batch size 4
+    with pytest.raises(ValueError, match=r"world_size=2 x batch_size=4 .*world_size=1 x batch_si"):
+        make_loader().load_state_dict(state)
+
+
+def test_state_without_world_size_is_an_error(shards, make_loader):
+    state = _state(shards)
+    old = {k: state[k] for k in ("epoch", "sample_in_epoch", "seed", "batch_size", "sources")}
+    with pytest.raises(ValueError, match="world size"):
+        make_loader().load_state_dict(old)
+    with pytest.raises(ValueError, match="num_canonical_nodes"):
+        make_loader().load_state_dict(state | {"num_canonical_nodes": 2})
