@@ -34,18 +34,29 @@ def _losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl")}
 
 
-def test_two_ranks_train_like_one_process_with_the_same_global_batch(prepared):
-    config, runs = prepared
-    _copy(runs, "two")
-    _copy(runs, "one")
-    args = ["--config", str(config), "train", "train.steps=10"]
+def _torchrun(config: Path, *args: str) -> None:
     proc = subprocess.run(
         [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python",
-         str(BIN / "pretrain"), *args, "run.name=two"],
+         str(BIN / "pretrain"), "--config", str(config), "train", *args],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert main([*args, "run.name=one", "loader.batch_size=16"]) == 0
+
+
+@pytest.fixture(scope="module")
+def trained(prepared):
+    """The same 10 steps twice: on 2 ranks with batch 8 each, and in one process with batch 16."""
+    config, runs = prepared
+    _copy(runs, "two")
+    _copy(runs, "one")
+    _torchrun(config, "train.steps=10", "run.name=two")
+    argv = ["--config", str(config), "train", "train.steps=10", "loader.batch_size=16"]
+    assert main([*argv, "run.name=one"]) == 0
+    return config, runs
+
+
+def test_two_ranks_train_like_one_process_with_the_same_global_batch(trained):
+    _, runs = trained
     two, one = runs / "two", runs / "one"
     assert json.loads((two / "run.json").read_text())["world_size"] == 2
     train = json.loads((two / "stages.json").read_text())["train"]
@@ -55,6 +66,23 @@ def test_two_ranks_train_like_one_process_with_the_same_global_batch(prepared):
     steps = [r["step"] for r in read_metrics(two / "metrics.jsonl")]
     assert steps == sorted(set(steps)) and steps[-1] == 10  # each logged step once, rank 0 only
     assert _losses(two) == pytest.approx(_losses(one), rel=1e-4)
+
+
+def test_resume_on_another_world_size_continues_the_same_run(trained):
+    # 2 ranks -> 1 process and 1 process -> 2 ranks, against 1 -> 1: the same next losses.
+    config, runs = trained
+    for src, dst in (("one", "ref"), ("two", "two_to_one"), ("one", "one_to_two")):
+        shutil.copytree(runs / src, runs / dst)
+    argv = ["--config", str(config), "train", "train.steps=15", "loader.batch_size=16"]
+    assert main([*argv, "run.name=ref"]) == 0
+    assert main([*argv, "run.name=two_to_one"]) == 0
+    _torchrun(config, "train.steps=15", "run.name=one_to_two")
+    ref = _losses(runs / "ref")
+    assert ref.keys() >= {10, 15}
+    for name in ("two_to_one", "one_to_two"):
+        got = _losses(runs / name)
+        assert got[15] == pytest.approx(ref[15], rel=1e-4), name
+        assert sorted(got) == sorted(ref)  # every logged step once, none replayed
 
 
 def test_other_stages_refuse_under_torchrun(prepared, monkeypatch, capsys):

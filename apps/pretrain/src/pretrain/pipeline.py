@@ -241,7 +241,13 @@ def _training_state(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         for name in _TRAINED_ON
         if (run_dir / name).is_file()  # not yet made, or gone and about to be made again
     }
-    return {**_sections(config, "train", _NOT_TRAINING_STATE), "trained_on": digests}
+    sections = _sections(config, "train", _NOT_TRAINING_STATE)
+    # The updates depend on the global batch, not on how it is split over processes: a run may
+    # resume on another world size with the same loader.batch_size x WORLD_SIZE.
+    loader = sections.get("loader")
+    if isinstance(loader, dict) and "batch_size" in loader:
+        loader["global_batch"] = loader.pop("batch_size") * distributed.current().world
+    return {**sections, "trained_on": digests}
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -216,7 +216,7 @@ class Trainer:
         self.step, self.tokens = manifest["step"], manifest["tokens"]
         self.skipped_total = manifest["skipped_total"]
         self.last_metrics = manifest.get("metrics", {})
-        state = manifest["rank_states"][self.rank]
+        state = self._rank_state(manifest["rank_states"])
         if state["loader"] is not None:
             self.loader.load_state_dict(state["loader"])
         set_rng_state(state["rng"])
@@ -270,6 +270,19 @@ class Trainer:
                 done,
                 before,
             )
+
+    def _rank_state(self, states: list[dict]) -> dict:
+        """This rank's saved state; from another world size, rank 0's (see below)."""
+        if len(states) == self.world_size:
+            return states[self.rank]
+        # The loader's position is global (the same on every rank), and the loader itself
+        # refuses a state it cannot honour on this world size. RNG streams cannot be split or
+        # merged: every rank continues rank 0's (dropout masks differ from the original run).
+        log.warning(
+            "resuming a %d-rank checkpoint on %d ranks: loader position and RNG state of rank 0",
+            len(states), self.world_size,
+        )  # fmt: skip
+        return states[0]
 
     def save(self) -> Path:
         """Checkpoint everything needed to resume at the current step (collective)."""
