@@ -214,7 +214,8 @@ def check_training_state(config: PretrainConfig, run_dir: Path) -> None:
 def discard_training_state(run_dir: Path) -> None:
     """--restart: delete checkpoints, metrics and what was computed from them, saying what."""
     found = list_checkpoints(run_dir / "checkpoints")
-    files = [run_dir / n for n in ("metrics.jsonl", "loss.png", "eval.json", "run.json")]
+    outputs = ("metrics.jsonl", "spikes.jsonl", "loss.png", "eval.json", "run.json")
+    files = [run_dir / n for n in outputs]
     files = [p for p in files if p.exists()]
     mirror = run_dir / "tensorboard"  # the metrics' TensorBoard copy goes with them
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)

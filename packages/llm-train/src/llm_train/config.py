@@ -13,6 +13,7 @@ __all__ = ["RUNTIME_FIELDS", "TrainConfig", "trajectory_changes"]
 Schedule = Literal["cosine", "linear", "wsd", "constant"]
 Precision = Literal["fp32", "bf16"]
 NanPolicy = Literal["skip", "stop"]
+SpikePolicy = Literal["skip", "log", "rollback"]
 
 # Fields that change what is logged, saved or evaluated, or how fast a step runs, but not which
 # updates are taken: a run may resume under new values of these. ``steps`` is neither: raising it
@@ -27,6 +28,7 @@ RUNTIME_FIELDS = frozenset(
         "compile",
         "activation_checkpointing",
         "max_consecutive_skips",
+        "max_rollbacks",
         "step_timeout_s",
         "gc_every",
     }
@@ -35,6 +37,7 @@ RUNTIME_FIELDS = frozenset(
 _SCHEDULES = ("cosine", "linear", "wsd", "constant")
 _PRECISIONS = ("fp32", "bf16")
 _NAN_POLICIES = ("skip", "stop")
+_SPIKE_POLICIES = ("skip", "log", "rollback")
 
 
 @dataclass(kw_only=True)
@@ -63,8 +66,18 @@ class TrainConfig:
         compile: ``torch.compile`` each block (applied by ``parallelize``).
         activation_checkpointing: Recompute each block's activations in backward.
         nan_policy: On a non-finite loss or gradient norm, skip the update or stop the run.
-        spike_k: Skip the update when loss > running mean + k * std; 0 disables the guard.
+        spike_k: A loss > running mean + k * std is a spike (see ``spike_policy``); 0 disables
+            the guard.
         spike_window: Number of recent (accepted) losses forming the running mean and std.
+        spike_policy: What a spike does: ``skip`` its update; ``log`` it only (the update is
+            taken); ``rollback``: reload the last checkpoint (model, optimizer, schedule, guard,
+            RNG, step) but keep the loader where it is, so the batches since that checkpoint
+            are not trained on again (``skip`` while there is no checkpoint yet). Every spike
+            is counted (``spikes_total``, ``rollbacks_total``) and written by rank 0 to
+            ``<run_dir>/spikes.jsonl`` with the loader positions of the batches involved.
+        spike_lr_factor: Each rollback multiplies the LR schedule by this (saved in checkpoints).
+        max_rollbacks: A spike that would be rollback number ``max_rollbacks + 1`` stops the
+            run with an error (0: the first spike after a checkpoint stops it).
         max_consecutive_skips: Stop the run after this many skipped updates in a row.
         step_timeout_s: If > 0, a step (after the first, which compiles and warms up) that takes
             longer dumps every thread's stack to ``<run_dir>/hang-rank<R>.txt`` and exits 1.
@@ -95,6 +108,9 @@ class TrainConfig:
     nan_policy: NanPolicy = "skip"
     spike_k: float = 6.0
     spike_window: int = 100
+    spike_policy: SpikePolicy = "skip"
+    spike_lr_factor: float = 1.0
+    max_rollbacks: int = 3
     max_consecutive_skips: int = 20
     step_timeout_s: float = 0.0
     gc_every: int = 0
@@ -143,6 +159,19 @@ class TrainConfig:
         )
         _require(self.spike_k >= 0, "spike_k", self.spike_k, "a float >= 0 (0 = off)")
         _require(self.spike_window >= 2, "spike_window", self.spike_window, "an integer >= 2")
+        _require(
+            self.spike_policy in _SPIKE_POLICIES,
+            "spike_policy",
+            self.spike_policy,
+            f"one of {_SPIKE_POLICIES}",
+        )
+        _require(
+            _finite(self.spike_lr_factor) and 0 < self.spike_lr_factor <= 1,
+            "spike_lr_factor",
+            self.spike_lr_factor,
+            "a float in (0, 1]",
+        )
+        _require(self.max_rollbacks >= 0, "max_rollbacks", self.max_rollbacks, "an integer >= 0")
         _require(
             self.max_consecutive_skips >= 1,
             "max_consecutive_skips",

@@ -34,6 +34,7 @@ from llm_train.parallel import materialize, parallelize
 from llm_train.provenance import provenance
 from llm_train.rng import get_rng_state, set_rng_state
 from llm_train.schedule import build_scheduler, lr_at
+from llm_train.spikes import SpikeLog, batch_record
 from llm_train.step import train_step
 from llm_train.watchdog import StepWatchdog, SyncedGC
 
@@ -48,7 +49,8 @@ log = logging.getLogger(__name__)
 class Trainer:
     """Trains a model that meets the trainable-model protocol on batches from ``loader``.
 
-    Writes ``<run_dir>/metrics.jsonl`` and ``<run_dir>/checkpoints/step_NNNNNN/``. With
+    Writes ``<run_dir>/metrics.jsonl``, ``<run_dir>/spikes.jsonl`` (one line per loss spike, see
+    ``TrainConfig.spike_policy``) and ``<run_dir>/checkpoints/step_NNNNNN/``. With
     ``resume=True`` it continues from the newest valid checkpoint: model, optimizer, LR schedule,
     loader position, step and token counters, spike-guard window and RNG states are restored, so
     the resumed run takes the same steps on the same data as an uninterrupted one. If checkpoints
@@ -61,7 +63,8 @@ class Trainer:
         model: ``forward(input_ids, labels)`` -> dict with ``"loss"``; ``blocks``;
             ``flops_per_token(seq_len)``. On its device; not yet parallelized.
         loader: Iterable of ``{"input_ids", "labels"}`` batches with ``state_dict()`` and
-            ``load_state_dict()``; iterated again when an epoch ends.
+            ``load_state_dict()``; iterated again when an epoch ends. A batch may also carry
+            ``"sample_ids"`` (ids of its sequences): they are written to ``spikes.jsonl``.
         config: The training config.
         run_dir: Directory for metrics and checkpoints (shared by all ranks).
         callbacks: Objects meeting the ``Callback`` protocol.
@@ -93,17 +96,22 @@ class Trainer:
             materialize(self.model, init_device, init_state)
         self.optimizer = build_optimizer(self.model, config)
         self.scheduler = build_scheduler(self.optimizer, config)
-        self.guard = SpikeGuard(config.spike_k, config.spike_window)
+        self.guard = SpikeGuard(
+            config.spike_k, config.spike_window, skip=config.spike_policy != "log"
+        )
         self.run_dir = Path(run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if distributed else 0
         self.world_size = dist.get_world_size() if distributed else 1
         self.step, self.tokens, self.skipped_total, self.consecutive_skips = 0, 0, 0, 0
+        self.spikes_total, self.rollbacks_total = 0, 0
+        self.checkpoint: Path | None = None  # the newest one saved or resumed from
         self.metrics = None
         if self.rank == 0:
             path = self.run_dir / "metrics.jsonl"
             self.metrics = MetricsWriter(path, tensorboard_dir=tensorboard_dir)
+        self.spikes = SpikeLog(self.run_dir / "spikes.jsonl" if self.rank == 0 else None)
         self.last_metrics: dict[str, float] = {}
 
     def fit(self) -> dict[str, float]:
@@ -127,11 +135,15 @@ class Trainer:
         while self.step < self.config.steps:
             if self.step > first:  # the first step of a process compiles and warms up: not timed
                 watchdog.arm(self.step + 1)
-            micro = [next(batches) for _ in range(self.config.grad_accum_steps)]
+            micro = self._next_micro(batches)
             metrics = train_step(
                 self.model, micro, self.optimizer, self.scheduler, self.config, guard=self.guard
             )
             watchdog.disarm()
+            if (spike := self.guard.pop_event()) is not None and self._on_spike(spike):
+                bar.n = self.step  # rolled back: the steps since the checkpoint are redone
+                clock.restart(self.tokens)
+                continue
             self._advance(micro, metrics)
             if (gc_s := collector.maybe_collect(self.step)) is not None:
                 metrics["gc_s"] = gc_s
@@ -165,7 +177,75 @@ class Trainer:
                 f"{self.consecutive_skips} updates skipped in a row at step {self.step} "
                 f"(max_consecutive_skips={self.config.max_consecutive_skips})"
             )
-        metrics.update(tokens=float(self.tokens), skipped_total=float(self.skipped_total))
+        metrics.update(
+            tokens=float(self.tokens),
+            skipped_total=float(self.skipped_total),
+            spikes_total=float(self.spikes_total),
+            rollbacks_total=float(self.rollbacks_total),
+        )
+
+    def _next_micro(self, batches: Iterator[dict[str, torch.Tensor]]) -> list[dict]:
+        """The next step's micro-batches, noting where each came from for ``spikes.jsonl``."""
+        micro, records = [], []
+        for _ in range(self.config.grad_accum_steps):
+            position = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
+            micro.append(next(batches))
+            records.append(batch_record(position, micro[-1]))
+        # Only a rollback blames the steps since the checkpoint; other policies need this one.
+        keep = self.config.spike_policy == "rollback" and self.checkpoint is not None
+        self.spikes.record_step(self.step + 1, records, keep=keep)
+        return micro
+
+    def _on_spike(self, spike: dict[str, float]) -> bool:
+        """Count and record a spike of the step just run; True if it rolled the run back."""
+        self.spikes_total += 1
+        policy = self.config.spike_policy
+        action = {"skip": "skipped", "log": "logged", "rollback": "rolled_back"}[policy]
+        if action == "rolled_back" and self.checkpoint is None:
+            log.warning("step %d: loss spike and no checkpoint yet: skipped, not rolled back",
+                        self.step + 1)  # fmt: skip
+            action = "skipped"
+        if action == "rolled_back" and self.rollbacks_total >= self.config.max_rollbacks:
+            action = "stopped"
+        window = (
+            self.spikes.window if action in ("rolled_back", "stopped") else self.spikes.window[-1:]
+        )
+        self.spikes.write(
+            {"step": self.step + 1, **spike, "policy": policy, "action": action, "window": window}
+        )
+        if action == "stopped":
+            raise RuntimeError(
+                f"loss spike at step {self.step + 1} (loss={spike['loss']:.4g} > "
+                f"{spike['threshold']:.4g}) after {self.rollbacks_total} rollbacks "
+                f"(max_rollbacks={self.config.max_rollbacks}); see {self.spikes.path}"
+            )
+        if action == "logged":
+            log.warning("step %d: loss spike (loss=%.4g > %.4g), update taken",
+                        self.step + 1, spike["loss"], spike["threshold"])  # fmt: skip
+        if action != "rolled_back":
+            return False
+        self._rollback()
+        return True
+
+    def _rollback(self) -> None:
+        """Restore the last checkpoint except the loader, which goes on after the spike's batch:
+        the window of batches since the checkpoint is not trained on again."""
+        spike_step, bases = self.step + 1, list(self.scheduler.base_lrs)
+        manifest = load_checkpoint(self.checkpoint, self.model, self.optimizer)
+        self._restore(manifest, self._rank_state(manifest["rank_states"]))
+        # Scale the schedule in force (earlier rollbacks included), not the checkpoint's.
+        self.scheduler.base_lrs = [base * self.config.spike_lr_factor for base in bases]
+        _apply_schedule(self.scheduler)
+        self.rollbacks_total += 1
+        self.consecutive_skips = 0
+        self.spikes.clear()
+        log.warning(
+            "step %d: loss spike, rolled back to %s (rollback %d of at most %d); the loader "
+            "goes on after the spike, lr schedule now x%.4g",
+            spike_step, self.checkpoint, self.rollbacks_total, self.config.max_rollbacks,
+            self.scheduler.base_lrs[0] / self.config.lr,
+        )  # fmt: skip
+        self._truncate_metrics("they are trained again on new data after a rollback")
 
     def _run_callbacks(self, *, final: bool) -> dict[str, float]:
         results: dict[str, float] = {}
@@ -210,31 +290,40 @@ class Trainer:
             return
         manifest = load_checkpoint(path, self.model, self.optimizer)
         self._check_resumed_config(path, manifest)
-        self.scheduler.load_state_dict(manifest["scheduler"])
+        state = self._rank_state(manifest["rank_states"])
+        self._restore(manifest, state)
         _apply_schedule(self.scheduler)
+        self.spikes_total = manifest.get("spikes_total", 0)
+        self.rollbacks_total = manifest.get("rollbacks_total", 0)
+        if state["loader"] is not None:
+            self.loader.load_state_dict(state["loader"])
+        self.checkpoint = path
+        self._truncate_metrics()
+        log.info("resumed from %s at step %d", path, self.step)
+
+    def _restore(self, manifest: dict, state: dict) -> None:
+        """Scheduler, guard, counters and RNG from a loaded checkpoint (not the loader)."""
+        self.scheduler.load_state_dict(manifest["scheduler"])
         self.guard.load_state_dict(manifest["guard"])
         self.step, self.tokens = manifest["step"], manifest["tokens"]
         self.skipped_total = manifest["skipped_total"]
         self.last_metrics = manifest.get("metrics", {})
-        state = self._rank_state(manifest["rank_states"])
-        if state["loader"] is not None:
-            self.loader.load_state_dict(state["loader"])
         set_rng_state(state["rng"])
-        self._truncate_metrics()
-        log.info("resumed from %s at step %d", path, self.step)
 
-    def _truncate_metrics(self) -> None:
-        """Drop metric lines past the resumed step, saying so: those steps are taken again."""
+    def _truncate_metrics(
+        self, why: str = "no checkpoint covers them, so they are trained again"
+    ) -> None:
+        """Drop metric lines past the current step, saying so: those steps are taken again."""
         if self.metrics is None:
             return
         dropped = self.metrics.truncate_after(self.step)
         if dropped:
             log.warning(
-                "dropped %d metrics records after step %d from %s: no checkpoint covers them, "
-                "so those steps are trained again",
+                "dropped %d metrics records after step %d from %s: %s",
                 dropped,
                 self.step,
                 self.metrics.path,
+                why,
             )
 
     def _check_resumed_config(self, path: Path, manifest: dict) -> None:
@@ -290,6 +379,8 @@ class Trainer:
         manifest = {
             "tokens": self.tokens,
             "skipped_total": self.skipped_total,
+            "spikes_total": self.spikes_total,
+            "rollbacks_total": self.rollbacks_total,
             "config": dataclasses.asdict(self.config),
             "scheduler": self.scheduler.state_dict(),
             "guard": self.guard.state_dict(),
@@ -297,7 +388,7 @@ class Trainer:
             "world_size": self.world_size,
         }
         rank_state = {"loader": loader_state, "rng": get_rng_state()}
-        return save_checkpoint(
+        self.checkpoint = save_checkpoint(
             self.checkpoint_dir,
             self.step,
             self.model,
@@ -306,6 +397,8 @@ class Trainer:
             rank_state=rank_state,
             keep=self.config.keep_checkpoints,
         )
+        self.spikes.clear()  # a rollback now returns here: earlier batches are not to blame
+        return self.checkpoint
 
 
 def _apply_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
