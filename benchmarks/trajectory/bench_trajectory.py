@@ -84,7 +84,7 @@ def train(args, tokens, device, precision: str, kernels: bool, init: dict) -> li
     losses = []
     for micro in batches(tokens, args.steps, args.batch_size, args.seq_len, args.seed):
         micro = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in micro]
-        losses.append(train_step(model, micro, optimizer, scheduler, config)["loss"])
+        losses.append(float(train_step(model, micro, optimizer, scheduler, config)["loss"]))
     return losses
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -42,7 +44,10 @@ class ToyModel(nn.Module):
         if labels is None:
             return logits
         ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
-        z_loss = 1e-4 * torch.logsumexp(logits.float(), dim=-1).pow(2).mean()
+        # Like llm_model: every part is a mean over the target tokens (labels != -100).
+        valid = (labels != -100).float()
+        lse2 = torch.logsumexp(logits.float(), dim=-1).pow(2)
+        z_loss = 1e-4 * (lse2 * valid).sum() / valid.sum().clamp(min=1)
         return {"loss": ce + z_loss, "ce": ce, "z_loss": z_loss}
 
     def flops_per_token(self, seq_len: int) -> float:
@@ -93,3 +98,24 @@ def one_thread():
 def toy() -> SimpleNamespace:
     """The toy classes (fixtures, since tests are imported with --import-mode=importlib)."""
     return SimpleNamespace(Model=ToyModel, Loader=ToyLoader, vocab=VOCAB, seq_len=SEQ_LEN)
+
+
+_READS = ("item", "tolist", "__float__", "__int__", "__bool__", "__format__", "__index__")
+
+
+@pytest.fixture
+def host_reads(monkeypatch) -> list[tuple[str, str]]:
+    """Calls from llm_train's own code that read a tensor's value on the host (a device sync
+    on an accelerator). Torch's internals are not counted: AdamW reads its CPU step counter."""
+    calls = []
+    for name in _READS:
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, _original=original, _name=name, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if f"{os.sep}llm_train{os.sep}" in caller:
+                calls.append((_name, caller))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+    return calls

@@ -16,7 +16,7 @@ from llm_train.metrics import read_metrics
 from llm_train.optimizer import build_optimizer
 from llm_train.parallel import apply_activation_checkpointing, apply_fsdp, materialize
 from llm_train.schedule import build_scheduler
-from llm_train.step import train_step
+from llm_train.step import to_floats, train_step
 from llm_train.trainer import Trainer
 
 WORLD = 2
@@ -44,7 +44,7 @@ def _rank_main(rank, init_file, out, model_cls, loader_cls, batch):
         mesh = init_device_mesh("cpu", (WORLD,))
         model, optimizer, scheduler, config = _setup(model_cls, mesh)
         half = {k: v.chunk(WORLD)[rank] for k, v in batch.items()}  # this rank's rows
-        metrics = train_step(model, [half], optimizer, scheduler, config)
+        metrics = to_floats(train_step(model, [half], optimizer, scheduler, config))
         params = _full(model)
         path = save_checkpoint(
             out / "ckpt", 1, model, optimizer, manifest={}, rank_state={"rank": rank}
@@ -79,7 +79,7 @@ def test_fsdp_two_ranks_match_single_process(toy, tmp_path):
     batch = toy.Loader(batch_size=4).batch(0, 0)
     # Reference first: it also imports what the forks would otherwise each import again.
     model, optimizer, scheduler, config = _setup(toy.Model)
-    reference = train_step(model, [batch], optimizer, scheduler, config)
+    reference = to_floats(train_step(model, [batch], optimizer, scheduler, config))
     mp.start_processes(
         _rank_main,
         args=(tmp_path / "pg_init", tmp_path, toy.Model, toy.Loader, batch),
@@ -109,3 +109,45 @@ def test_fsdp_two_ranks_match_single_process(toy, tmp_path):
     assert sorted(n for n in manifest["files"] if n.endswith(".distcp")) == [
         "__0_0.distcp", "__1_0.distcp",
     ]  # fmt: skip
+
+
+def _uneven_batch(loader_cls):
+    """Four rows whose target tokens differ a lot: rank 0 gets rows 0-1, rank 1 rows 2-3."""
+    batch = loader_cls(batch_size=4).batch(0, 0)
+    batch["labels"][0, 1:] = -100  # rank 0: 1 + 8 targets; rank 1: 5 + 8
+    batch["labels"][2, :3] = -100
+    return batch
+
+
+def _uneven_rank_main(rank, init_file, out, model_cls, batch):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        model, optimizer, scheduler, config = _setup(model_cls, init_device_mesh("cpu", (WORLD,)))
+        config.grad_clip, config.grad_accum_steps = 0.0, 2
+        rows = {k: v.chunk(WORLD)[rank] for k, v in batch.items()}
+        micro = [{k: v[i : i + 1] for k, v in rows.items()} for i in range(2)]  # one row each
+        metrics = to_floats(train_step(model, micro, optimizer, scheduler, config))
+        grads = {n: p.grad.full_tensor().clone() for n, p in model.named_parameters()}
+        if rank == 0:
+            torch.save({"metrics": metrics, "grads": grads}, out / "uneven.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_and_micro_batches_weighted_by_target_tokens(toy, tmp_path):
+    batch = _uneven_batch(toy.Loader)
+    model, optimizer, scheduler, config = _setup(toy.Model)
+    config.grad_clip = 0.0
+    reference = to_floats(train_step(model, [batch], optimizer, scheduler, config))
+    mp.start_processes(
+        _uneven_rank_main,
+        args=(tmp_path / "pg_init", tmp_path, toy.Model, batch),
+        nprocs=WORLD,
+        start_method="fork",
+    )
+    result = torch.load(tmp_path / "uneven.pt")
+    for key in ("loss", "ce", "z_loss", "grad_norm"):
+        assert result["metrics"][key] == pytest.approx(reference[key], rel=1e-5), key
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(result["grads"][name], param.grad, rtol=1e-5, atol=1e-7)

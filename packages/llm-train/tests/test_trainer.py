@@ -181,3 +181,38 @@ def test_trajectory_changes_ignore_runtime_fields():
     assert trajectory_changes(recorded, _config(betas=(0.8, 0.95))) == {
         "betas": ([0.9, 0.95], [0.8, 0.95])
     }
+
+
+class Probe:
+    """Records, at each step's callbacks, how many host reads llm_train made so far."""
+
+    every = 1
+
+    def __init__(self, calls, poison_at=0, report_at=0):
+        self.calls, self.at, self.poison_at, self.report_at = calls, {}, poison_at, report_at
+
+    def __call__(self, step, model):
+        self.at[step] = len(self.calls)
+        if step == self.poison_at:
+            with torch.no_grad():
+                model.head.weight[0, 0] = float("nan")
+        return {"eval/x": 1.0} if step == self.report_at else {}
+
+
+def test_steps_that_do_not_log_do_not_sync(toy, tmp_path, host_reads):
+    calls = host_reads
+    probe = Probe(calls)
+    config = _config(steps=4, log_every=4, checkpoint_every=0, spike_k=0, nan_policy="stop")
+    Trainer(toy.Model(), toy.Loader(), config, tmp_path, callbacks=[probe]).fit()
+    assert probe.at[3] == probe.at[2]  # step 3: no log, no checkpoint, no eval result
+    assert probe.at[2] > 0 and len(calls) > probe.at[3]  # steps 1 and 4 do read
+
+
+def test_stop_policy_checks_unlogged_steps_at_the_next_sync(toy, tmp_path):
+    probe = Probe([], poison_at=1, report_at=3)
+    config = _config(steps=6, log_every=6, checkpoint_every=0, spike_k=0, nan_policy="stop")
+    trainer = Trainer(toy.Model(), toy.Loader(), config, tmp_path, callbacks=[probe])
+    with pytest.raises(FloatingPointError, match="at step 2"):
+        trainer.fit()
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1]
+    assert not list_checkpoints(tmp_path / "checkpoints")

@@ -35,7 +35,7 @@ from llm_train.provenance import provenance
 from llm_train.rng import get_rng_state, set_rng_state
 from llm_train.schedule import build_scheduler, lr_at
 from llm_train.spikes import SpikeLog, batch_record
-from llm_train.step import train_step
+from llm_train.step import finite, to_floats, train_step
 from llm_train.watchdog import StepWatchdog, SyncedGC
 
 if TYPE_CHECKING:
@@ -113,6 +113,7 @@ class Trainer:
             self.metrics = MetricsWriter(path, tensorboard_dir=tensorboard_dir)
         self.spikes = SpikeLog(self.run_dir / "spikes.jsonl" if self.rank == 0 else None)
         self.last_metrics: dict[str, float] = {}
+        self.unchecked: list[tuple[int, torch.Tensor]] = []  # (step, finite flag) not yet read
 
     def fit(self) -> dict[str, float]:
         """Train until ``config.steps``; returns the last step's metrics (and callback results)."""
@@ -136,28 +137,33 @@ class Trainer:
             if self.step > first:  # the first step of a process compiles and warms up: not timed
                 watchdog.arm(self.step + 1)
             micro = self._next_micro(batches)
+            step, every = self.step + 1, self.config.checkpoint_every
+            last = step == self.config.steps
+            # Step 1 is always logged: the curve starts at the untrained loss.
+            due = last or step == 1 or step % self.config.log_every == 0
+            saving = last or (every > 0 and step % every == 0)
             metrics = train_step(
-                self.model, micro, self.optimizer, self.scheduler, self.config, guard=self.guard
-            )
+                self.model, micro, self.optimizer, self.scheduler, self.config, guard=self.guard,
+                sync=due or saving,
+            )  # fmt: skip
             watchdog.disarm()
             if (spike := self.guard.pop_event()) is not None and self._on_spike(spike):
                 bar.n = self.step  # rolled back: the steps since the checkpoint are redone
                 clock.restart(self.tokens)
                 continue
+            if self.config.nan_policy == "stop" and not (due or saving):
+                self.unchecked.append((step, finite(metrics)))  # read at the next sync
             self._advance(micro, metrics)
             if (gc_s := collector.maybe_collect(self.step)) is not None:
                 metrics["gc_s"] = gc_s
             bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}")
-            last = self.step == self.config.steps
-            # Step 1 is always logged: the curve starts at the untrained loss.
-            due = last or self.step == 1 or self.step % self.config.log_every == 0
             if due:
                 metrics |= clock.measure(self.tokens, self._mfu_per_token_rate(micro))
             evals = self._run_callbacks(final=last)
+            if due or saving or evals:  # the only host sync of a step without guard or skip
+                metrics = self._read(metrics)
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}")
             self._log(metrics | evals, write=due or bool(evals))
-            every = self.config.checkpoint_every
-            saving = last or (every > 0 and self.step % every == 0)
             if saving:
                 self.save()
             if evals or saving:
@@ -171,7 +177,7 @@ class Trainer:
         self.skipped_total += skipped
         self.consecutive_skips = self.consecutive_skips + 1 if skipped else 0
         if skipped:
-            log.warning("step %d: update skipped (loss=%s)", self.step, metrics["loss"])
+            log.warning("step %d: update skipped (loss=%s)", self.step, float(metrics["loss"]))
         if self.consecutive_skips >= self.config.max_consecutive_skips:
             raise RuntimeError(
                 f"{self.consecutive_skips} updates skipped in a row at step {self.step} "
@@ -246,6 +252,19 @@ class Trainer:
             self.scheduler.base_lrs[0] / self.config.lr,
         )  # fmt: skip
         self._truncate_metrics("they are trained again on new data after a rollback")
+
+    def _read(self, metrics: dict[str, torch.Tensor | float]) -> dict[str, float]:
+        """The step's metrics as floats, after checking the steps that skipped the NaN check."""
+        self._check_finite()
+        return to_floats(metrics)
+
+    def _check_finite(self) -> None:
+        """``nan_policy="stop"``: raise if a step since the last check had a non-finite loss."""
+        unchecked, self.unchecked = self.unchecked, []
+        if not unchecked or bool(torch.stack([ok for _, ok in unchecked]).all()):
+            return
+        bad = next(step for step, ok in unchecked if not ok)
+        raise FloatingPointError(f"non-finite loss or grad_norm at step {bad} (nan_policy=stop)")
 
     def _run_callbacks(self, *, final: bool) -> dict[str, float]:
         results: dict[str, float] = {}
@@ -375,6 +394,7 @@ class Trainer:
 
     def save(self) -> Path:
         """Checkpoint everything needed to resume at the current step (collective)."""
+        self._check_finite()  # never checkpoint weights updated by a non-finite step
         loader_state = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
         manifest = {
             "tokens": self.tokens,
