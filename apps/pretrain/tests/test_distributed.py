@@ -91,3 +91,41 @@ def test_other_stages_refuse_under_torchrun(prepared, monkeypatch, capsys):
     assert main(["--config", str(config), "eval"]) == 1
     err = capsys.readouterr().err
     assert "only the train stage runs" in err and "pretrain curate tokenizer shards" in err
+
+
+_KILL_ONE_RANK = """
+import os, signal, sys
+from llm_train.trainer import Trainer
+from pretrain.cli import main
+
+advance = Trainer._advance
+
+def advance_then_die(self, micro, metrics):  # rank 1 dies at step 7 of the first attempt
+    advance(self, micro, metrics)
+    first = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+    if first and self.rank == 1 and self.step == 7:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+Trainer._advance = advance_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_rank_restarts_the_job_which_finishes_like_an_uninterrupted_one(trained, tmp_path):
+    config, runs = trained
+    shutil.copytree(runs / "tiny", runs / "killed")  # prepared, not trained
+    script = tmp_path / "kill_one_rank.py"
+    script.write_text(_KILL_ONE_RANK)
+    proc = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--max-restarts", "1",
+         str(script), "--config", str(config), "train", "train.steps=10",
+         "train.checkpoint_every=5", "run.name=killed"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    (tmp_path / "torchrun.log").write_text(proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exitcode: -9" in proc.stderr  # rank 1 did die once (SIGKILL)
+    killed = runs / "killed"
+    assert _losses(killed) == pytest.approx(_losses(runs / "two"), rel=1e-5)
+    steps = [r["step"] for r in read_metrics(killed / "metrics.jsonl")]
+    assert steps == sorted(set(steps)) and steps[-1] == 10

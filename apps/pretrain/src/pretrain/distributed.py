@@ -78,7 +78,10 @@ def process_group(device_pref: str, timeout_s: float = 1800.0) -> Iterator[Dist]
     if cuda:
         torch.cuda.set_device(device)
     timeout = datetime.timedelta(seconds=timeout_s)
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout)
+    dist.init_process_group(
+        "nccl" if cuda else "gloo", store=_attempt_store(rank, world, timeout),
+        rank=rank, world_size=world, timeout=timeout,
+    )  # fmt: skip
     try:
         mesh = init_device_mesh(device.type, (world,), mesh_dim_names=("dp",))
         _CURRENT = Dist(rank=rank, world=world, device=device, mesh=mesh)
@@ -86,6 +89,23 @@ def process_group(device_pref: str, timeout_s: float = 1800.0) -> Iterator[Dist]
     finally:
         _CURRENT = Dist()
         dist.destroy_process_group()
+
+
+def _attempt_store(rank: int, world: int, timeout: datetime.timedelta) -> dist.Store:
+    """torchrun's store, under a prefix of this restart attempt.
+
+    After a restart (``--max-restarts``) the store can still hold the addresses the previous
+    attempt's processes published; a rank that read one before its peer wrote the new one
+    connected to a dead process ("Connection refused"). Each attempt gets its own keys.
+    """
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":  # torchrun's agent serves it
+        base = dist.TCPStore(host, port, world, is_master=False, timeout=timeout)
+    else:
+        base = dist.TCPStore(host, port, world, is_master=rank == 0, timeout=timeout,
+                             multi_tenant=True)  # fmt: skip
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"pretrain/attempt_{attempt}", base)
 
 
 def refuse_undistributed(names: list[str]) -> None:
