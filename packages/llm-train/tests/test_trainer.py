@@ -101,6 +101,8 @@ def test_metrics_jsonl_and_callbacks(toy, tmp_path):
     assert first["mfu"] == pytest.approx(
         first["tokens_per_s"] * trainer.model.flops_per_token(8) / 1e9
     )
+    assert first["hfu"] == first["mfu"]  # no recomputation without activation checkpointing
+    assert first["tokens_per_s_per_device"] == first["tokens_per_s"]  # one device
     assert records[2]["eval/step_x2"] == 8.0 and "tokens_per_s" not in records[2]
     assert records[-1]["eval/step_x2"] == 20.0 and final["eval/step_x2"] == 20.0
     assert records[-1]["lr"] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 * (1 + torch.cos(
@@ -216,3 +218,10 @@ def test_stop_policy_checks_unlogged_steps_at_the_next_sync(toy, tmp_path):
         trainer.fit()
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1]
     assert not list_checkpoints(tmp_path / "checkpoints")
+
+
+def test_hfu_counts_the_recomputed_forward(toy, tmp_path):
+    _, _ = _run(toy, tmp_path, activation_checkpointing=True, peak_flops=1e9, steps=3,
+                log_every=1, spike_k=0)  # fmt: skip
+    for record in read_metrics(tmp_path / "metrics.jsonl"):
+        assert record["hfu"] == pytest.approx(record["mfu"] * 4 / 3)  # 8N / 6N

@@ -130,7 +130,8 @@ class Trainer:
         return self.last_metrics
 
     def _loop(self, watchdog: StepWatchdog, collector: SyncedGC) -> None:
-        batches, clock = self._batches(), _Throughput(self.tokens)
+        batches = self._batches()
+        clock = _Throughput(self.tokens, self.world_size, self.config.activation_checkpointing)
         bar = tqdm(total=self.config.steps, initial=self.step, disable=self.rank != 0, desc="train")
         first = self.step
         while self.step < self.config.steps:
@@ -454,19 +455,28 @@ def _write_run_info(run_dir: Path, config: TrainConfig, world_size: int) -> None
 
 
 class _Throughput:
-    """Tokens/s (and MFU) over the interval since the previous measurement."""
+    """Tokens/s (total and per device), MFU and HFU over the interval since the previous
+    measurement, and the peak GPU memory in it."""
 
-    def __init__(self, tokens: int) -> None:
+    def __init__(self, tokens: int, world_size: int = 1, recompute: bool = False) -> None:
+        self.world_size = world_size
+        # Activation checkpointing runs each block's forward twice: 8N instead of 6N FLOPs.
+        self.hardware_factor = 4 / 3 if recompute else 1.0
         self.restart(tokens)
 
     def restart(self, tokens: int) -> None:
         self.tokens, self.time = tokens, time.perf_counter()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
 
     def measure(self, tokens: int, mfu_per_token_rate: float) -> dict[str, float]:
         now = time.perf_counter()
         rate = (tokens - self.tokens) / max(now - self.time, 1e-9)
-        self.tokens, self.time = tokens, now
-        out = {"tokens_per_s": rate}
+        out = {"tokens_per_s": rate, "tokens_per_s_per_device": rate / self.world_size}
         if mfu_per_token_rate:
             out["mfu"] = rate * mfu_per_token_rate
+            out["hfu"] = out["mfu"] * self.hardware_factor
+        if torch.cuda.is_available():
+            out["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        self.restart(tokens)
         return out
