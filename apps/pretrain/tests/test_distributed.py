@@ -129,3 +129,47 @@ def test_a_killed_rank_restarts_the_job_which_finishes_like_an_uninterrupted_one
     assert _losses(killed) == pytest.approx(_losses(runs / "two"), rel=1e-5)
     steps = [r["step"] for r in read_metrics(killed / "metrics.jsonl")]
     assert steps == sorted(set(steps)) and steps[-1] == 10
+
+
+_HANG_ONE_RANK = """
+import os, sys, threading
+from llm_train.trainer import Trainer
+from pretrain.cli import main
+
+advance = Trainer._advance
+
+def advance_then_hang(self, micro, metrics):  # rank 1 hangs after step 6 of the first attempt
+    advance(self, micro, metrics)
+    first = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+    if first and self.rank == 1 and self.step == 6:
+        hung_in_a_collective()
+
+def hung_in_a_collective():
+    threading.Event().wait()
+
+Trainer._advance = advance_then_hang
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_hung_rank_dumps_stacks_and_the_job_restarts(trained, tmp_path):
+    # Rank 1 hangs after step 6; rank 0 waits for it in step 7's first collective until its
+    # step timer fires (stacks dumped, exit 1); torchrun then stops rank 1 with SIGTERM, which
+    # dumps rank 1's stacks, and restarts the job, which resumes from step 5.
+    config, runs = trained
+    shutil.copytree(runs / "tiny", runs / "hung")
+    script = tmp_path / "hang_one_rank.py"
+    script.write_text(_HANG_ONE_RANK)
+    proc = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--max-restarts", "1",
+         str(script), "--config", str(config), "train", "train.steps=10",
+         "train.checkpoint_every=5", "train.step_timeout_s=5", "run.name=hung"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    (tmp_path / "torchrun.log").write_text(proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hung = runs / "hung"
+    rank0, rank1 = ((hung / f"hang-rank{r}.txt").read_text() for r in (0, 1))
+    assert "Timeout" in rank0  # its step never ended: the timer fired
+    assert "hung_in_a_collective" in rank1  # stopped by torchrun: where it was
+    assert _losses(hung) == pytest.approx(_losses(runs / "two"), rel=1e-5)

@@ -27,7 +27,7 @@ def test_hung_step_dumps_stacks_and_exits_nonzero(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30)
     assert proc.returncode == 1
     dump = (tmp_path / "hang-rank1.txt").read_text()
-    assert "armed for step 7" in dump and "Timeout" in dump and "stuck_in_collective" in dump
+    assert "step timeout 0.5 s" in dump and "Timeout" in dump and "stuck_in_collective" in dump
 
 
 def test_watchdog_off_and_disarmed_leave_no_file(tmp_path):

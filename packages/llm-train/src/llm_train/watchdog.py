@@ -4,8 +4,9 @@ A hung collective (one rank died, a NCCL deadlock) blocks every rank forever wit
 ``StepWatchdog`` arms faulthandler's C-level timer before each step: if the step does not end
 within the timeout, the Python stacks of all threads go to ``<dump_dir>/hang-rank<R>.txt`` and
 the process exits with status 1, so a supervisor (``torchrun --max-restarts``) restarts the job
-from its newest checkpoint. The timer runs in its own thread, so it fires even while the main
-thread waits inside a C call (a collective, a CUDA sync).
+from its newest checkpoint. A SIGTERM once it has been armed (torchrun stopping the other ranks)
+also dumps the stacks there before the process ends. The timer runs in its own thread, so it
+fires even while the main thread waits inside a C call (a collective, a CUDA sync).
 
 Python's automatic GC pauses one rank at a time, at different moments on each, and every other
 rank waits at the next collective. ``SyncedGC`` turns it off and collects every ``every`` steps
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import faulthandler
 import gc
+import os
+import signal
 import time
 from pathlib import Path
 from typing import TextIO
@@ -30,17 +33,26 @@ class StepWatchdog:
         self.timeout_s = timeout_s
         self.path = Path(dump_dir) / f"hang-rank{rank}.txt"
         self._file: TextIO | None = None
+        self._created = False
 
     def arm(self, step: int) -> None:
         """Start (or restart) the timer for ``step``: it must end within the timeout."""
         if self.timeout_s <= 0:
             return
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(f"armed for step {step} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        self._file.flush()
+            self._open()
         faulthandler.dump_traceback_later(self.timeout_s, repeat=False, file=self._file, exit=True)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._created = not self.path.exists()  # an earlier attempt's dump stays
+        self._file = self.path.open("a", encoding="utf-8")
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        self._file.write(f"pid {os.getpid()}, step timeout {self.timeout_s:g} s, {started}\n")
+        self._file.flush()
+        # When a supervisor stops the job (torchrun sends SIGTERM to the other ranks after one
+        # failed), every rank says where it was, not only the one whose timer fired.
+        faulthandler.register(signal.SIGTERM, file=self._file, all_threads=True, chain=True)
 
     def disarm(self) -> None:
         """Stop the timer (before checkpoints, evaluation and at the end of training)."""
@@ -48,12 +60,14 @@ class StepWatchdog:
             faulthandler.cancel_dump_traceback_later()
 
     def close(self) -> None:
+        """Stop watching; a file this process created and nothing was dumped to is removed."""
         self.disarm()
         if self._file is not None:
+            faulthandler.unregister(signal.SIGTERM)
             self._file.close()
             self._file = None
-            if "Timeout" not in self.path.read_text(encoding="utf-8"):
-                self.path.unlink()  # no hang: leave no file that looks like one
+            if self._created:  # still running here: neither the timer nor SIGTERM fired
+                self.path.unlink()
 
 
 class SyncedGC:
