@@ -173,3 +173,46 @@ def test_a_hung_rank_dumps_stacks_and_the_job_restarts(trained, tmp_path):
     assert "Timeout" in rank0  # its step never ended: the timer fired
     assert "hung_in_a_collective" in rank1  # stopped by torchrun: where it was
     assert _losses(hung) == pytest.approx(_losses(runs / "two"), rel=1e-5)
+
+
+_SPIKE_ONCE = """
+import sys
+from llm_train.trainer import Trainer
+from pretrain.cli import main
+
+next_micro, injected = Trainer._next_micro, []
+
+def next_micro_with_a_spike(self, batches):  # step 8's targets all become one unlikely token
+    micro = next_micro(self, batches)
+    if self.step + 1 == 8 and not injected:
+        injected.append(True)
+        for batch in micro:
+            batch["labels"] = batch["labels"].clone().fill_(511)
+    return micro
+
+Trainer._next_micro = next_micro_with_a_spike
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_spike_rolls_back_on_every_rank_and_the_run_finishes(trained, tmp_path):
+    config, runs = trained
+    shutil.copytree(runs / "tiny", runs / "spiked")
+    script = tmp_path / "spike_once.py"
+    script.write_text(_SPIKE_ONCE)
+    proc = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", str(script),
+         "--config", str(config), "train", "train.steps=10", "train.checkpoint_every=5",
+         "train.spike_policy=rollback", "train.spike_k=3", "train.spike_window=3",
+         "run.name=spiked"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    spiked = runs / "spiked"
+    events = [json.loads(line) for line in (spiked / "spikes.jsonl").read_text().splitlines()]
+    assert [(e["step"], e["action"]) for e in events] == [(8, "rolled_back")]
+    assert [w["step"] for w in events[0]["window"]] == [6, 7, 8]  # the steps since step 5
+    records = read_metrics(spiked / "metrics.jsonl")
+    steps = [r["step"] for r in records]
+    assert steps == sorted(set(steps)) and steps[-1] == 10
+    assert records[-1]["rollbacks_total"] == 1
