@@ -112,6 +112,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_a_killed_rank_restarts_the_job_which_finishes_like_an_uninterrupted_one(trained, tmp_path):
+    # With asynchronous checkpoints: the step-5 save is written in the background on 2 ranks.
     config, runs = trained
     shutil.copytree(runs / "tiny", runs / "killed")  # prepared, not trained
     script = tmp_path / "kill_one_rank.py"
@@ -119,7 +120,7 @@ def test_a_killed_rank_restarts_the_job_which_finishes_like_an_uninterrupted_one
     proc = subprocess.run(
         [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--max-restarts", "1",
          str(script), "--config", str(config), "train", "train.steps=10",
-         "train.checkpoint_every=5", "run.name=killed"],
+         "train.checkpoint_every=5", "train.async_checkpoint=true", "run.name=killed"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     (tmp_path / "torchrun.log").write_text(proc.stderr)

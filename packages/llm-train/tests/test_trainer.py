@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from llm_train.checkpoint import CheckpointError, list_checkpoints
+from llm_train.checkpoint import CheckpointError, list_checkpoints, verify_checkpoint
 from llm_train.config import TrainConfig, trajectory_changes
 from llm_train.metrics import read_metrics
 from llm_train.schedule import lr_at
@@ -225,3 +225,17 @@ def test_hfu_counts_the_recomputed_forward(toy, tmp_path):
                 log_every=1, spike_k=0)  # fmt: skip
     for record in read_metrics(tmp_path / "metrics.jsonl"):
         assert record["hfu"] == pytest.approx(record["mfu"] * 4 / 3)  # 8N / 6N
+
+
+def test_async_checkpoints_resume_like_sync_ones(toy, tmp_path):
+    straight, final = _run(toy, tmp_path / "straight")
+    with pytest.raises(Crash):
+        _run(toy, tmp_path / "resumed", callbacks=[CrashAt(7)], async_checkpoint=True)
+    resumed, resumed_final = _run(toy, tmp_path / "resumed", async_checkpoint=True)
+    assert resumed_final["loss"] == pytest.approx(final["loss"], rel=1e-6)
+    for (name, p), q in zip(resumed.model.named_parameters(), straight.model.parameters(),
+                            strict=True):  # fmt: skip
+        torch.testing.assert_close(p, q, msg=name)
+    checkpoints = sorted((tmp_path / "resumed" / "checkpoints").iterdir())
+    assert [c.name for c in checkpoints] == ["step_000005", "step_000010"]  # no .tmp left
+    assert all(verify_checkpoint(c) is None for c in checkpoints)  # hashed in the background

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,8 @@ from llm_train.provenance import provenance
 
 __all__ = [
     "CheckpointError",
+    "PendingCheckpoint",
+    "async_save_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
@@ -92,7 +95,100 @@ def save_checkpoint(
     Returns:
         The final checkpoint directory.
     """
-    checkpoint_dir = Path(checkpoint_dir)
+    import torch.distributed.checkpoint as dcp
+
+    final, tmp = _begin(Path(checkpoint_dir), step)
+    state = _state(model, optimizer)
+    with _single_process_quiet():
+        dcp.save(state, checkpoint_id=tmp, no_dist=not _distributed())
+    rank_states = _gather(rank_state)
+    if _rank() == 0:
+        _finish(tmp, final, {**manifest, "step": step, "rank_states": rank_states}, keep)
+    _barrier()
+    log.info("saved checkpoint %s", final)
+    return final
+
+
+class PendingCheckpoint:
+    """An asynchronous save in flight; ``wait()`` (collective) returns once it is final.
+
+    The state was copied to CPU memory before ``async_save_checkpoint`` returned, so training
+    may go on changing the weights. The files are written in a background thread; rank 0 then
+    hashes them, writes the manifest and renames the directory in another thread: until then
+    the checkpoint is a ``.tmp`` directory that resume ignores.
+    """
+
+    def __init__(self, final: Path, future, finisher: threading.Thread | None) -> None:
+        self.final, self._future, self._finisher = final, future, finisher
+        self._error: BaseException | None = None
+
+    def _finish_after_write(self, tmp: Path, manifest: dict, keep: int) -> None:
+        try:
+            self._future.result()
+            _finish(tmp, self.final, manifest, keep)
+        except BaseException as e:  # re-raised by wait() on the training thread
+            self._error = e
+
+    def wait(self, *, collective: bool = True, timeout: float | None = None) -> Path:
+        """Block until the save is final. ``collective=False`` (after an error on this rank):
+        no barrier, and give up after ``timeout`` seconds (a peer may be gone)."""
+        self._future.result(timeout=timeout)
+        if self._finisher is not None:
+            self._finisher.join(timeout)
+        if self._error is not None:
+            raise CheckpointError(f"asynchronous save of {self.final} failed: {self._error}")
+        if collective:
+            _barrier()  # every rank knows the checkpoint is final
+        log.info("saved checkpoint %s (asynchronously)", self.final)
+        return self.final
+
+
+_ASYNC_GROUP = None
+
+
+def async_save_checkpoint(
+    checkpoint_dir: str | Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    manifest: dict,
+    rank_state: dict,
+    keep: int = 0,
+) -> PendingCheckpoint:
+    """``save_checkpoint`` off the critical path: returns after copying the state to CPU memory.
+
+    Same arguments. Collective; call ``wait()`` on the result (on every rank) before the next
+    save, before loading a checkpoint, and before exiting.
+    """
+    global _ASYNC_GROUP
+    import torch.distributed.checkpoint as dcp
+
+    final, tmp = _begin(Path(checkpoint_dir), step)
+    state = _state(model, optimizer)
+    rank_states = _gather(rank_state)  # a collective: on this thread, not the writer's
+    group = None
+    if _distributed():  # the writer's collectives must not interleave with training's
+        _ASYNC_GROUP = _ASYNC_GROUP or dist.new_group(backend="gloo")
+        group = _ASYNC_GROUP
+    if not _distributed():  # the writer thread warns outside _single_process_quiet's reach
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+    with _single_process_quiet():
+        future = dcp.async_save(
+            state, checkpoint_id=tmp, process_group=group, no_dist=not _distributed()
+        )
+    pending = PendingCheckpoint(final, future, None)
+    if _rank() == 0:
+        full = {**manifest, "step": step, "rank_states": rank_states}
+        pending._finisher = threading.Thread(
+            target=pending._finish_after_write, args=(tmp, full, keep), daemon=True
+        )
+        pending._finisher.start()
+    return pending
+
+
+def _begin(checkpoint_dir: Path, step: int) -> tuple[Path, Path]:
+    """(final, tmp) directories; rank 0 clears what a crash left and makes tmp (collective)."""
     final = checkpoint_dir / f"step_{step:06d}"
     tmp = final.with_name(final.name + ".tmp")
     if _rank() == 0:
@@ -100,32 +196,34 @@ def save_checkpoint(
             shutil.rmtree(stale)
         tmp.mkdir(parents=True)
     _barrier()
-    import torch.distributed.checkpoint as dcp
+    return final, tmp
+
+
+def _state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
-    with _single_process_quiet():
-        dcp.save(
-            {"model": model_sd, "optim": optim_sd}, checkpoint_id=tmp, no_dist=not _distributed()
-        )
-    rank_states = [rank_state]
-    if _distributed():
-        rank_states = [None] * dist.get_world_size()
-        dist.all_gather_object(rank_states, rank_state)
-    if _rank() == 0:
-        files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in _files(tmp)}
-        full = {**manifest, "step": step, "rank_states": rank_states, "files": files}
-        full["provenance"] = provenance()
-        _write_json(tmp / MANIFEST, full)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(checkpoint_dir)
-        if keep > 0:
-            _prune(checkpoint_dir, keep)
-    _barrier()
-    log.info("saved checkpoint %s", final)
-    return final
+    return {"model": model_sd, "optim": optim_sd}
+
+
+def _gather(rank_state: dict) -> list[dict]:
+    if not _distributed():
+        return [rank_state]
+    rank_states = [None] * dist.get_world_size()
+    dist.all_gather_object(rank_states, rank_state)
+    return rank_states
+
+
+def _finish(tmp: Path, final: Path, manifest: dict, keep: int) -> None:
+    """Rank 0: hash the files into the manifest, then make the checkpoint final (atomically)."""
+    files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in _files(tmp)}
+    _write_json(tmp / MANIFEST, {**manifest, "files": files, "provenance": provenance()})
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    if keep > 0:
+        _prune(final.parent, keep)
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:

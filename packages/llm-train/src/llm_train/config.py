@@ -31,6 +31,7 @@ RUNTIME_FIELDS = frozenset(
         "max_rollbacks",
         "step_timeout_s",
         "gc_every",
+        "async_checkpoint",
     }
 )
 
@@ -81,6 +82,9 @@ class TrainConfig:
         max_consecutive_skips: Stop the run after this many skipped updates in a row.
         step_timeout_s: If > 0, a step (after the first, which compiles and warms up) that takes
             longer dumps every thread's stack to ``<run_dir>/hang-rank<R>.txt`` and exits 1.
+        async_checkpoint: Save checkpoints with DCP's ``async_save``: training goes on once the
+            state is copied to CPU memory; writing, hashing and the manifest happen in the
+            background (``.tmp`` until final; one save in flight; the last is waited for).
         gc_every: If > 0, Python's automatic GC is off during training and ``gc.collect()``
             runs every this many steps on every rank (``gc_s`` in the metrics).
     """
@@ -113,6 +117,7 @@ class TrainConfig:
     max_rollbacks: int = 3
     max_consecutive_skips: int = 20
     step_timeout_s: float = 0.0
+    async_checkpoint: bool = False
     gc_every: int = 0
 
     def __post_init__(self) -> None:

@@ -20,6 +20,8 @@ from tqdm.auto import tqdm
 from llm_train.callback import Callback
 from llm_train.checkpoint import (
     CheckpointError,
+    PendingCheckpoint,
+    async_save_checkpoint,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -107,6 +109,7 @@ class Trainer:
         self.step, self.tokens, self.skipped_total, self.consecutive_skips = 0, 0, 0, 0
         self.spikes_total, self.rollbacks_total = 0, 0
         self.checkpoint: Path | None = None  # the newest one saved or resumed from
+        self._pending: PendingCheckpoint | None = None  # an asynchronous save in flight
         self.metrics = None
         if self.rank == 0:
             path = self.run_dir / "metrics.jsonl"
@@ -123,6 +126,10 @@ class Trainer:
         try:
             with SyncedGC(self.config.gc_every) as collector:
                 self._loop(watchdog, collector)
+            self._wait_checkpoint()  # the last save is final before fit() returns
+        except BaseException:
+            self._finish_local_save()
+            raise
         finally:
             watchdog.close()
         if self.metrics is not None:
@@ -238,6 +245,7 @@ class Trainer:
         """Restore the last checkpoint except the loader, which goes on after the spike's batch:
         the window of batches since the checkpoint is not trained on again."""
         spike_step, bases = self.step + 1, list(self.scheduler.base_lrs)
+        self._wait_checkpoint()
         manifest = load_checkpoint(self.checkpoint, self.model, self.optimizer)
         self._restore(manifest, self._rank_state(manifest["rank_states"]))
         # Scale the schedule in force (earlier rollbacks included), not the checkpoint's.
@@ -393,6 +401,22 @@ class Trainer:
         )  # fmt: skip
         return states[0]
 
+    def _wait_checkpoint(self) -> None:
+        """Block until an asynchronous save in flight is final (collective)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.wait()
+
+    def _finish_local_save(self) -> None:
+        """On an error: let this rank's save in flight end (no collective; a peer may be gone),
+        so a resume finds it; a save that cannot end stays a ``.tmp`` that resume ignores."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            try:
+                pending.wait(collective=False, timeout=60)
+            except Exception as e:  # the original error matters more
+                log.warning("checkpoint %s not completed: %s", pending.final, e)
+
     def save(self) -> Path:
         """Checkpoint everything needed to resume at the current step (collective)."""
         self._check_finite()  # never checkpoint weights updated by a non-finite step
@@ -409,7 +433,9 @@ class Trainer:
             "world_size": self.world_size,
         }
         rank_state = {"loader": loader_state, "rng": get_rng_state()}
-        self.checkpoint = save_checkpoint(
+        self._wait_checkpoint()  # one save in flight at a time
+        save = async_save_checkpoint if self.config.async_checkpoint else save_checkpoint
+        saved = save(
             self.checkpoint_dir,
             self.step,
             self.model,
@@ -418,6 +444,9 @@ class Trainer:
             rank_state=rank_state,
             keep=self.config.keep_checkpoints,
         )
+        if isinstance(saved, PendingCheckpoint):
+            self._pending, saved = saved, saved.final
+        self.checkpoint = saved
         self.spikes.clear()  # a rollback now returns here: earlier batches are not to blame
         return self.checkpoint
 
