@@ -217,3 +217,22 @@ def test_a_spike_rolls_back_on_every_rank_and_the_run_finishes(trained, tmp_path
     steps = [r["step"] for r in records]
     assert steps == sorted(set(steps)) and steps[-1] == 10
     assert records[-1]["rollbacks_total"] == 1
+
+
+def test_hybrid_sharding_trains_like_one_process(trained):
+    # run.replicas=2 on 2 processes: a 2 x 1 (replicate x shard) mesh, the degenerate HSDP.
+    config, runs = trained
+    shutil.copytree(runs / "tiny", runs / "hsdp")
+    _torchrun(config, "train.steps=10", "run.replicas=2", "run.name=hsdp")
+    assert _losses(runs / "hsdp") == pytest.approx(_losses(runs / "one"), rel=1e-4)
+
+
+def test_replicas_must_divide_the_world(trained, capsys):
+    config, runs = trained
+    proc = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python",
+         str(BIN / "pretrain"), "--config", str(config), "train", "run.replicas=3",
+         "run.name=one"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "run.replicas=3 does not divide WORLD_SIZE=2" in proc.stderr

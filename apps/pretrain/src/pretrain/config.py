@@ -46,6 +46,9 @@ class RunConfig:
         threads: torch CPU threads (0 = torch's default).
         tensorboard: mirror the training metrics to ``<run>/tensorboard/`` when the
             ``tensorboard`` package is installed (``metrics.jsonl`` stays the source of truth).
+        replicas: under torchrun, hybrid sharding (HSDP): the mesh is replicas x (WORLD_SIZE /
+            replicas); parameters are sharded within a group (e.g. a node) and replicated
+            across groups. 1 shards over every process (FSDP).
     """
 
     name: str = "sample"
@@ -53,12 +56,15 @@ class RunConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0
     tensorboard: bool = True
+    replicas: int = 1
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError(f"run.name={self.name!r} must be a plain folder name")
         if self.threads < 0:
             raise ValueError(f"run.threads={self.threads} must be >= 0")
+        if self.replicas < 1:
+            raise ValueError(f"run.replicas={self.replicas} must be >= 1")
 
 
 @dataclass(kw_only=True)

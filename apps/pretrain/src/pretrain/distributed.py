@@ -66,11 +66,13 @@ def launched_world_size() -> int:
 
 
 @contextlib.contextmanager
-def process_group(device_pref: str, timeout_s: float = 1800.0) -> Iterator[Dist]:
-    """Join torchrun's process group for the body; leave it (and reset ``current``) after."""
-    global _CURRENT
-    from torch.distributed.device_mesh import init_device_mesh
+def process_group(device_pref: str, replicas: int = 1, timeout_s: float = 1800.0) -> Iterator[Dist]:
+    """Join torchrun's process group for the body; leave it (and reset ``current``) after.
 
+    The mesh is 1-D over all processes (FSDP), or ``replicas x WORLD_SIZE / replicas``
+    (hybrid sharding: FSDP2 shards over the second dimension and replicates over the first).
+    """
+    global _CURRENT
     world = launched_world_size()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
@@ -83,12 +85,23 @@ def process_group(device_pref: str, timeout_s: float = 1800.0) -> Iterator[Dist]
         rank=rank, world_size=world, timeout=timeout,
     )  # fmt: skip
     try:
-        mesh = init_device_mesh(device.type, (world,), mesh_dim_names=("dp",))
+        mesh = _mesh(device.type, world, replicas)
         _CURRENT = Dist(rank=rank, world=world, device=device, mesh=mesh)
         yield _CURRENT
     finally:
         _CURRENT = Dist()
         dist.destroy_process_group()
+
+
+def _mesh(device_type: str, world: int, replicas: int):
+    from torch.distributed.device_mesh import init_device_mesh
+
+    if replicas == 1:
+        return init_device_mesh(device_type, (world,), mesh_dim_names=("dp",))
+    if world % replicas:
+        raise RunError(f"run.replicas={replicas} does not divide WORLD_SIZE={world}")
+    shape = (replicas, world // replicas)
+    return init_device_mesh(device_type, shape, mesh_dim_names=("replicate", "shard"))
 
 
 def _attempt_store(rank: int, world: int, timeout: datetime.timedelta) -> dist.Store:

@@ -95,7 +95,7 @@ def _run_distributed(config: PretrainConfig, names: list[str], *, restart: bool)
     stages.check_inputs(config, names)
     run_dir = Path(config.run.root) / config.run.name
     require_existing_run(run_dir)
-    with distributed.process_group(config.run.device) as job:  # noqa: SIM117 (the lock needs job)
+    with distributed.process_group(config.run.device, config.run.replicas) as job:  # noqa: SIM117 (the lock needs job)
         with RunLock(run_dir) if job.main else contextlib.nullcontext():
             _on_main(job, lambda: _prepare(config, names, run_dir, restart=restart))
             _run_stage("train", config, run_dir, forced=True)

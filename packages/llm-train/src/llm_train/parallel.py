@@ -54,7 +54,7 @@ def apply_fsdp(
 
     Args:
         model: Module with a ``blocks`` ModuleList, on its target device (or meta).
-        mesh: 1-D data-parallel device mesh.
+        mesh: 1-D data-parallel device mesh (FSDP), or 2-D replicate x shard (HSDP).
         param_dtype: ``bf16`` computes in bf16 with fp32 master weights and fp32 gradient
             reduction; ``fp32`` computes in fp32.
         reshard_after_forward: Free gathered block parameters after forward (ZeRO-3); False keeps
