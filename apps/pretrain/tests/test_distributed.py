@@ -34,12 +34,32 @@ def _losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl")}
 
 
-def _torchrun(config: Path, *args: str) -> None:
-    proc = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python",
-         str(BIN / "pretrain"), "--config", str(config), "train", *args],
+def _launch(config: Path, *args: str, script: Path | None = None, restarts: int = 0):
+    """`torchrun` of 2 processes running `pretrain train` (or `script`, a wrapper of it)."""
+    program = [str(script)] if script else ["--no-python", str(BIN / "pretrain")]
+    return subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2",
+         "--max-restarts", str(restarts), *program, "--config", str(config), "train", *args],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
+
+
+def _run_wrapped(trained, tmp_path: Path, name: str, wrapper: str, *args: str, restarts=0):
+    """Train run `name` (a copy of the prepared run) for 10 steps under torchrun through the
+    `wrapper` script (it patches the trainer to inject a failure); returns (run dir, stderr)."""
+    config, runs = trained
+    shutil.copytree(runs / "tiny", runs / name)
+    script = tmp_path / f"{name}.py"
+    script.write_text(wrapper)
+    proc = _launch(config, "train.steps=10", "train.checkpoint_every=5", f"run.name={name}",
+                   *args, script=script, restarts=restarts)  # fmt: skip
+    (tmp_path / "torchrun.log").write_text(proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return runs / name, proc.stderr
+
+
+def _torchrun(config: Path, *args: str) -> None:
+    proc = _launch(config, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -113,21 +133,10 @@ sys.exit(main(sys.argv[1:]))
 
 def test_a_killed_rank_restarts_the_job_which_finishes_like_an_uninterrupted_one(trained, tmp_path):
     # With asynchronous checkpoints: the step-5 save is written in the background on 2 ranks.
-    config, runs = trained
-    shutil.copytree(runs / "tiny", runs / "killed")  # prepared, not trained
-    script = tmp_path / "kill_one_rank.py"
-    script.write_text(_KILL_ONE_RANK)
-    proc = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--max-restarts", "1",
-         str(script), "--config", str(config), "train", "train.steps=10",
-         "train.checkpoint_every=5", "train.async_checkpoint=true", "run.name=killed"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    (tmp_path / "torchrun.log").write_text(proc.stderr)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "exitcode: -9" in proc.stderr  # rank 1 did die once (SIGKILL)
-    killed = runs / "killed"
-    assert _losses(killed) == pytest.approx(_losses(runs / "two"), rel=1e-5)
+    killed, stderr = _run_wrapped(trained, tmp_path, "killed", _KILL_ONE_RANK,
+                                  "train.async_checkpoint=true", restarts=1)  # fmt: skip
+    assert "exitcode: -9" in stderr  # rank 1 did die once (SIGKILL)
+    assert _losses(killed) == pytest.approx(_losses(trained[1] / "two"), rel=1e-5)
     steps = [r["step"] for r in read_metrics(killed / "metrics.jsonl")]
     assert steps == sorted(set(steps)) and steps[-1] == 10
 
@@ -157,23 +166,12 @@ def test_a_hung_rank_dumps_stacks_and_the_job_restarts(trained, tmp_path):
     # Rank 1 hangs after step 6; rank 0 waits for it in step 7's first collective until its
     # step timer fires (stacks dumped, exit 1); torchrun then stops rank 1 with SIGTERM, which
     # dumps rank 1's stacks, and restarts the job, which resumes from step 5.
-    config, runs = trained
-    shutil.copytree(runs / "tiny", runs / "hung")
-    script = tmp_path / "hang_one_rank.py"
-    script.write_text(_HANG_ONE_RANK)
-    proc = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--max-restarts", "1",
-         str(script), "--config", str(config), "train", "train.steps=10",
-         "train.checkpoint_every=5", "train.step_timeout_s=5", "run.name=hung"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    (tmp_path / "torchrun.log").write_text(proc.stderr)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    hung = runs / "hung"
+    hung, _ = _run_wrapped(trained, tmp_path, "hung", _HANG_ONE_RANK, "train.step_timeout_s=5",
+                           restarts=1)  # fmt: skip
     rank0, rank1 = ((hung / f"hang-rank{r}.txt").read_text() for r in (0, 1))
     assert "Timeout" in rank0  # its step never ended: the timer fired
     assert "hung_in_a_collective" in rank1  # stopped by torchrun: where it was
-    assert _losses(hung) == pytest.approx(_losses(runs / "two"), rel=1e-5)
+    assert _losses(hung) == pytest.approx(_losses(trained[1] / "two"), rel=1e-5)
 
 
 _SPIKE_ONCE = """
@@ -197,19 +195,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_a_spike_rolls_back_on_every_rank_and_the_run_finishes(trained, tmp_path):
-    config, runs = trained
-    shutil.copytree(runs / "tiny", runs / "spiked")
-    script = tmp_path / "spike_once.py"
-    script.write_text(_SPIKE_ONCE)
-    proc = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", str(script),
-         "--config", str(config), "train", "train.steps=10", "train.checkpoint_every=5",
-         "train.spike_policy=rollback", "train.spike_k=3", "train.spike_window=3",
-         "run.name=spiked"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    spiked = runs / "spiked"
+    spiked, _ = _run_wrapped(trained, tmp_path, "spiked", _SPIKE_ONCE,
+                             "train.spike_policy=rollback", "train.spike_k=3",
+                             "train.spike_window=3")  # fmt: skip
     events = [json.loads(line) for line in (spiked / "spikes.jsonl").read_text().splitlines()]
     assert [(e["step"], e["action"]) for e in events] == [(8, "rolled_back")]
     assert [w["step"] for w in events[0]["window"]] == [6, 7, 8]  # the steps since step 5
@@ -229,10 +217,5 @@ def test_hybrid_sharding_trains_like_one_process(trained):
 
 def test_replicas_must_divide_the_world(trained, capsys):
     config, runs = trained
-    proc = subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python",
-         str(BIN / "pretrain"), "--config", str(config), "train", "run.replicas=3",
-         "run.name=one"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    proc = _launch(config, "run.replicas=3", "run.name=one")
     assert proc.returncode != 0 and "run.replicas=3 does not divide WORLD_SIZE=2" in proc.stderr
