@@ -11,16 +11,19 @@ Formulas:
                    N* = G (C/6)^(b/(a+b)),  D* = (C/6)^(a/(a+b)) / G,  G = (a A / (b B))^(1/(a+b))
   time           GPU-seconds = C / (peak FLOP/s x MFU); wall-clock = GPU-seconds / GPUs
 
-Standard library only, so it runs anywhere. ``PEAK_FLOPS``, ``peak_flops_for_device`` and
+Standard library only, so it runs anywhere in a checkout (the peak table is read from
+``packages/llm-train/src/llm_train/hardware.py``). ``PEAK_FLOPS``, ``peak_flops_for_device`` and
 ``utilization`` are also used by ``benchmarks/throughput/bench_throughput.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "CHINCHILLA_FIT",
@@ -36,13 +39,20 @@ __all__ = [
     "wall_clock_hours",
 ]
 
+
+def _load_hardware():
+    """llm-train's table of peak FLOP/s, the one the trainer logs MFU with. The file is read
+    directly: it needs only the standard library, and importing ``llm_train`` would need torch."""
+    path = Path(__file__).resolve().parents[1] / "packages/llm-train/src/llm_train/hardware.py"
+    spec = importlib.util.spec_from_file_location("_llm_train_hardware", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_HARDWARE = _load_hardware()
 # Dense bf16 tensor-core peak per GPU (no 2:4 sparsity), from the vendor data sheets.
-PEAK_FLOPS: dict[str, float] = {
-    "h100": 989e12,  # H100 SXM
-    "h100-pcie": 756e12,
-    "h200": 989e12,
-    "a100": 312e12,
-}
+PEAK_FLOPS: dict[str, float] = _HARDWARE.PEAK_FLOPS
 TOKENS_PER_PARAM = 20.0
 
 
@@ -148,13 +158,7 @@ def peak_flops_for_device(name: str) -> float | None:
 
     Returns None when the device is not in ``PEAK_FLOPS`` (a CPU, an unlisted GPU).
     """
-    key = name.lower()
-    for gpu in ("h200", "a100"):
-        if gpu in key:
-            return PEAK_FLOPS[gpu]
-    if "h100" in key:
-        return PEAK_FLOPS["h100-pcie" if "pcie" in key else "h100"]
-    return None
+    return _HARDWARE.peak_flops_for_device(name) or None
 
 
 def hardware_flops_per_token(model_flops: float, activation_checkpointing: bool) -> float:

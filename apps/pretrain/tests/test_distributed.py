@@ -113,22 +113,31 @@ def test_other_stages_refuse_under_torchrun(prepared, monkeypatch, capsys):
     assert "only the train stage runs" in err and "pretrain curate tokenizer shards" in err
 
 
-_KILL_ONE_RANK = """
-import os, signal, sys
+def _rank1_fails_after(step: int, failure: str) -> str:
+    """A wrapper of `pretrain` whose rank 1 runs `failure` (a Python statement) right after
+    step `step`, in torchrun's first attempt only (the restarted job runs clean)."""
+    return f"""
+import os, signal, sys, threading
 from llm_train.trainer import Trainer
 from pretrain.cli import main
 
 advance = Trainer._advance
 
-def advance_then_die(self, micro, metrics):  # rank 1 dies at step 7 of the first attempt
+def hung_in_a_collective():
+    threading.Event().wait()
+
+def advance_then_fail(self, micro, metrics):
     advance(self, micro, metrics)
     first = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
-    if first and self.rank == 1 and self.step == 7:
-        os.kill(os.getpid(), signal.SIGKILL)
+    if first and self.rank == 1 and self.step == {step}:
+        {failure}
 
-Trainer._advance = advance_then_die
+Trainer._advance = advance_then_fail
 sys.exit(main(sys.argv[1:]))
 """
+
+
+_KILL_ONE_RANK = _rank1_fails_after(7, "os.kill(os.getpid(), signal.SIGKILL)")
 
 
 def test_a_killed_rank_restarts_the_job_which_finishes_like_an_uninterrupted_one(trained, tmp_path):
@@ -141,25 +150,7 @@ def test_a_killed_rank_restarts_the_job_which_finishes_like_an_uninterrupted_one
     assert steps == sorted(set(steps)) and steps[-1] == 10
 
 
-_HANG_ONE_RANK = """
-import os, sys, threading
-from llm_train.trainer import Trainer
-from pretrain.cli import main
-
-advance = Trainer._advance
-
-def advance_then_hang(self, micro, metrics):  # rank 1 hangs after step 6 of the first attempt
-    advance(self, micro, metrics)
-    first = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
-    if first and self.rank == 1 and self.step == 6:
-        hung_in_a_collective()
-
-def hung_in_a_collective():
-    threading.Event().wait()
-
-Trainer._advance = advance_then_hang
-sys.exit(main(sys.argv[1:]))
-"""
+_HANG_ONE_RANK = _rank1_fails_after(6, "hung_in_a_collective()")
 
 
 def test_a_hung_rank_dumps_stacks_and_the_job_restarts(trained, tmp_path):

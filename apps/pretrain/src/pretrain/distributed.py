@@ -66,8 +66,13 @@ def launched_world_size() -> int:
 
 
 @contextlib.contextmanager
-def process_group(device_pref: str, replicas: int = 1, timeout_s: float = 1800.0) -> Iterator[Dist]:
+def process_group(
+    device: torch.device, replicas: int = 1, timeout_s: float = 1800.0
+) -> Iterator[Dist]:
     """Join torchrun's process group for the body; leave it (and reset ``current``) after.
+
+    ``device`` is the run's device type (``stages.pick_device``); on CUDA each process takes
+    the GPU of its LOCAL_RANK.
 
     The mesh is 1-D over all processes (FSDP), or ``replicas x WORLD_SIZE / replicas``
     (hybrid sharding: FSDP2 shards over the second dimension and replicates over the first).
@@ -75,7 +80,7 @@ def process_group(device_pref: str, replicas: int = 1, timeout_s: float = 1800.0
     global _CURRENT
     world = launched_world_size()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
+    cuda = device.type == "cuda"
     device = torch.device("cuda", local) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)

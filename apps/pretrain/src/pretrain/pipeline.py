@@ -95,8 +95,9 @@ def _run_distributed(config: PretrainConfig, names: list[str], *, restart: bool)
     stages.check_inputs(config, names)
     run_dir = Path(config.run.root) / config.run.name
     require_existing_run(run_dir)
-    with distributed.process_group(config.run.device, config.run.replicas) as job:  # noqa: SIM117 (the lock needs job)
-        with RunLock(run_dir) if job.main else contextlib.nullcontext():
+    with distributed.process_group(stages.pick_device(config), config.run.replicas) as job:
+        lock = RunLock(run_dir) if job.main else contextlib.nullcontext()
+        with lock:
             _on_main(job, lambda: _prepare(config, names, run_dir, restart=restart))
             _run_stage("train", config, run_dir, forced=True)
     return run_dir
@@ -215,16 +216,14 @@ def discard_training_state(run_dir: Path) -> None:
     """--restart: delete checkpoints, metrics and what was computed from them, saying what."""
     found = list_checkpoints(run_dir / "checkpoints")
     outputs = ("metrics.jsonl", "spikes.jsonl", "loss.png", "eval.json", "run.json")
-    files = [run_dir / n for n in outputs]
-    files = [p for p in files if p.exists()]
-    mirror = run_dir / "tensorboard"  # the metrics' TensorBoard copy goes with them
+    files = [run_dir / n for n in outputs if (run_dir / n).exists()]
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    for path in files:
+        path.unlink()
+    mirror = run_dir / "tensorboard"  # the metrics' TensorBoard copy goes with them
     if mirror.exists():
         shutil.rmtree(mirror)
         files.append(mirror)
-    for path in files:
-        if path.is_file():
-            path.unlink()
     records = _read_records(run_dir)
     if records:
         for stale in STAGES[STAGES.index("train") :]:

@@ -1,4 +1,7 @@
-"""Peak FLOP/s of known accelerators, so that MFU can be logged without the user looking it up."""
+"""Peak FLOP/s of known accelerators, so that MFU can be logged without the user looking it up.
+
+Standard library only: ``tools/cost.py`` reads this file directly (the one table of peaks).
+"""
 
 from __future__ import annotations
 

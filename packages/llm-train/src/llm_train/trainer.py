@@ -200,6 +200,8 @@ class Trainer:
 
     def _next_micro(self, batches: Iterator[dict[str, torch.Tensor]]) -> list[dict]:
         """The next step's micro-batches, noting where each came from for ``spikes.jsonl``."""
+        if self.guard.k <= 0:  # no guard, no spikes: the loader's position is not needed
+            return [next(batches) for _ in range(self.config.grad_accum_steps)]
         micro, records = [], []
         for _ in range(self.config.grad_accum_steps):
             position = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
