@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
+from llm_model.position import RopeScaling
+
 Activation = Literal["swiglu", "geglu", "gelu", "relu"]
 Norm = Literal["rmsnorm", "layernorm", "layernorm_np"]
 NormPosition = Literal["pre", "post", "sublayer"]
 Position = Literal["rope", "alibi", "learned", "none"]
+RopeScalingKind = Literal["none", "linear", "yarn", "llama3"]
 QKNorm = Literal["none", "head", "full"]
 Init = Literal["normal", "scaled", "mitchell"]
 AttnBackend = Literal["sdpa", "flash"]
@@ -58,6 +61,16 @@ class ModelConfig:
         rotary_pct: Fraction of head_dim that RoPE rotates (partial rotary, GPT-NeoX).
         rope_interleaved: Rotate pairs (2i, 2i+1) (Meta's original) instead of
             (i, i + rot/2) (GPT-NeoX / Hugging Face Llama layout).
+        rope_scaling: Context extension of RoPE: "none", "linear" (position interpolation),
+            "yarn" or "llama3" (Llama 3.1); see ``llm_model.position.RopeScaling``.
+        rope_factor: Extension factor of ``rope_scaling``.
+        rope_original_max_seq_len: Pretraining context for "yarn" (0 = max_seq_len) and
+            "llama3" (required).
+        rope_low_freq_factor: "llama3": low-frequency bound (Llama 3.1: 1).
+        rope_high_freq_factor: "llama3": high-frequency bound (Llama 3.1: 4).
+        rope_beta_fast: "yarn": rotations bounding the kept dims (YaRN: 32).
+        rope_beta_slow: "yarn": rotations bounding the interpolated dims (YaRN: 1).
+        rope_attention_factor: "yarn": cos/sin multiplier (0 = 0.1 ln(rope_factor) + 1).
         sliding_window: Attend to at most this many most recent tokens (0 = unlimited).
         attn_backend: "sdpa" (torch picks flash / cuDNN / memory-efficient / math) or
             "flash" (flash-attn package, CUDA only).
@@ -101,6 +114,14 @@ class ModelConfig:
     rope_theta: float = 10000.0
     rotary_pct: float = 1.0
     rope_interleaved: bool = False
+    rope_scaling: RopeScalingKind = "none"
+    rope_factor: float = 1.0
+    rope_original_max_seq_len: int = 0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_beta_fast: float = 32.0
+    rope_beta_slow: float = 1.0
+    rope_attention_factor: float = 0.0
     sliding_window: int = 0
     attn_backend: AttnBackend = "sdpa"
     doc_mask_eos_id: int | None = None
@@ -133,6 +154,7 @@ class ModelConfig:
             ("norm_position", NormPosition),
             ("qk_norm", QKNorm),
             ("position", Position),
+            ("rope_scaling", RopeScalingKind),
             ("init", Init),
             ("attn_backend", AttnBackend),
         ):
@@ -140,6 +162,7 @@ class ModelConfig:
         self._check_heads()
         self._check_ranges()
         self._check_moe()
+        self._check_rope_scaling()
 
     def _check_heads(self) -> None:
         if self.head_dim is None and self.d_model % self.n_heads:
@@ -188,6 +211,51 @@ class ModelConfig:
             _check_positive("moe_ffn_hidden", self.moe_ffn_hidden)
         for name in ("moe_aux_coef", "moe_router_z_coef"):
             _check_positive(name, getattr(self, name), allow_zero=True)
+
+    def _check_rope_scaling(self) -> None:
+        if self.rope_scaling == "none":
+            return
+        if self.position != "rope":
+            raise ValueError(
+                f"ModelConfig.rope_scaling={self.rope_scaling!r} needs position='rope', "
+                f"not {self.position!r}"
+            )
+        _check_positive("rope_factor", self.rope_factor)
+        for name in ("rope_original_max_seq_len", "rope_attention_factor"):
+            _check_positive(name, getattr(self, name), allow_zero=True)
+        if self.rope_scaling == "llama3":
+            if self.rope_original_max_seq_len <= 0:
+                raise ValueError(
+                    "ModelConfig.rope_original_max_seq_len must be > 0 (the pretraining "
+                    "context) for rope_scaling='llama3'"
+                )
+            if not 0 < self.rope_low_freq_factor < self.rope_high_freq_factor:
+                raise ValueError(
+                    f"ModelConfig.rope_low_freq_factor={self.rope_low_freq_factor} and "
+                    f"rope_high_freq_factor={self.rope_high_freq_factor} must satisfy "
+                    "0 < low < high"
+                )
+        if self.rope_scaling == "yarn" and not 0 < self.rope_beta_slow < self.rope_beta_fast:
+            raise ValueError(
+                f"ModelConfig.rope_beta_slow={self.rope_beta_slow} and rope_beta_fast="
+                f"{self.rope_beta_fast} must satisfy 0 < beta_slow < beta_fast"
+            )
+
+    @property
+    def rope_scaling_params(self) -> RopeScaling | None:
+        """The RoPE scaling that ``rope_cos_sin`` applies (None when rope_scaling='none')."""
+        if self.rope_scaling == "none":
+            return None
+        return RopeScaling(
+            kind=self.rope_scaling,
+            factor=self.rope_factor,
+            original_max_seq_len=self.rope_original_max_seq_len or self.max_seq_len,
+            low_freq_factor=self.rope_low_freq_factor,
+            high_freq_factor=self.rope_high_freq_factor,
+            beta_fast=self.rope_beta_fast,
+            beta_slow=self.rope_beta_slow,
+            attention_factor=self.rope_attention_factor,
+        )
 
     @property
     def kv_heads(self) -> int:

@@ -1,15 +1,25 @@
-"""Hugging Face Llama checkpoints: export (config.json + model.safetensors) and import.
+"""Hugging Face Llama checkpoints: export (config, sharded safetensors) and import.
 
 Needs the [hf] extra (safetensors). Our RoPE layout (pairs (i, i + D/2)) is Hugging Face's,
 so q/k weights are copied without permutation.
+
+Export streams: ``write_hf_checkpoint`` takes tensors as (name, shape, dtype, load) entries and
+writes each safetensors file header first, then one tensor at a time, so a caller that loads
+tensors lazily (``tools/convert`` from a DCP checkpoint) never holds the whole model. Files above
+``shard_size`` are split as ``model-0000i-of-0000n.safetensors`` with
+``model.safetensors.index.json``, the layout ``from_pretrained`` reads.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,7 +27,26 @@ import torch
 from llm_model.config import ModelConfig
 from llm_model.transformer import Transformer
 
-__all__ = ["export_hf", "import_hf", "check_llama_compatible"]
+__all__ = [
+    "HFExportWarning",
+    "TensorEntry",
+    "check_llama_compatible",
+    "config_from_hf",
+    "export_hf",
+    "hf_config",
+    "hf_name_map",
+    "import_hf",
+    "llama_incompatibilities",
+    "lossy_fields",
+    "parse_size",
+    "warn_or_refuse_lossy",
+    "write_hf_checkpoint",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHARD_SIZE = 5 * 10**9  # transformers' save_pretrained default ("5GB")
+INDEX = "model.safetensors.index.json"
 
 # the fields a Llama checkpoint cannot express, with the value it needs
 _LLAMA_FIXED = {
@@ -33,18 +62,83 @@ _LLAMA_FIXED = {
     "low_precision_norm": False,
 }
 
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}  # fmt: skip
+
+
+class HFExportWarning(UserWarning):
+    """The exported model computes something other than the trained one on some inputs."""
+
+
+def llama_incompatibilities(config: ModelConfig) -> list[str]:
+    """Every field a Llama checkpoint cannot represent, as ``ModelConfig.field=value (...)``."""
+    return [
+        f"ModelConfig.{field}={getattr(config, field)!r} (Llama needs {needed!r})"
+        for field, needed in _LLAMA_FIXED.items()
+        if getattr(config, field) != needed
+    ]
+
 
 def check_llama_compatible(config: ModelConfig) -> None:
-    """Raise ValueError naming the first field a Llama checkpoint cannot represent."""
-    for field, needed in _LLAMA_FIXED.items():
-        value = getattr(config, field)
-        if value != needed:
-            raise ValueError(
-                f"ModelConfig.{field}={value!r} cannot be exported as Llama (needs {needed!r})"
-            )
+    """Raise one ValueError naming every field a Llama checkpoint cannot represent."""
+    problems = llama_incompatibilities(config)
+    if problems:
+        raise ValueError(f"cannot export as Llama: {'; '.join(problems)}")
 
 
-def _hf_config(c: ModelConfig) -> dict:
+def lossy_fields(config: ModelConfig) -> list[str]:
+    """What the export drops that changes outputs on some inputs (warned, or refused if strict).
+
+    Document masking: the trained model lets a token attend only within its document, split
+    after each ``doc_mask_eos_id``; Llama has no such mask. On one document (a prompt without
+    that id inside, the usual generation case) logits are identical; on packed sequences with
+    the id inside they differ.
+    """
+    if config.doc_mask_eos_id is None:
+        return []
+    return [
+        f"ModelConfig.doc_mask_eos_id={config.doc_mask_eos_id}: the model was trained with "
+        "document masking, which Llama has no way to express; logits match on a single "
+        f"document but differ on inputs that contain token {config.doc_mask_eos_id} before "
+        "their end (split packed sequences at it before feeding the exported model)"
+    ]
+
+
+def _rope_scaling(c: ModelConfig) -> dict | None:
+    if c.rope_scaling == "none":
+        return None
+    out: dict = {"rope_type": c.rope_scaling, "factor": float(c.rope_factor)}
+    if c.rope_scaling == "llama3":
+        out |= {
+            "low_freq_factor": float(c.rope_low_freq_factor),
+            "high_freq_factor": float(c.rope_high_freq_factor),
+            "original_max_position_embeddings": c.rope_original_max_seq_len,
+        }
+    elif c.rope_scaling == "yarn":
+        out |= {"beta_fast": float(c.rope_beta_fast), "beta_slow": float(c.rope_beta_slow)}
+        if c.rope_original_max_seq_len:
+            out["original_max_position_embeddings"] = c.rope_original_max_seq_len
+        if c.rope_attention_factor:
+            out["attention_factor"] = float(c.rope_attention_factor)
+    return out
+
+
+def hf_config(
+    c: ModelConfig,
+    *,
+    dtype: torch.dtype = torch.float32,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> dict:
+    """The Hugging Face LlamaConfig dict (config.json) of a Llama-compatible ModelConfig.
+
+    The special-token ids are written even when None: transformers' Llama otherwise assumes
+    bos=1 and eos=2, so ``generate()`` would stop on the wrong token.
+    """
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -58,106 +152,368 @@ def _hf_config(c: ModelConfig) -> dict:
         "max_position_embeddings": c.max_seq_len,
         "rms_norm_eps": c.norm_eps,
         "rope_theta": c.rope_theta,
+        "rope_scaling": _rope_scaling(c),
         "tie_word_embeddings": c.tie_embeddings,
         "attention_bias": c.bias,
         "mlp_bias": c.bias,
         "hidden_act": "silu",
-        "torch_dtype": "float32",
+        "bos_token_id": bos_token_id,
+        "eos_token_id": eos_token_id,
+        "pad_token_id": pad_token_id,
+        "torch_dtype": str(dtype).removeprefix("torch."),
     }
 
 
-def _name_map(n_layers: int) -> dict[str, str]:
-    """Our state-dict names -> Hugging Face Llama names (weights and biases)."""
+def hf_name_map(config: ModelConfig) -> dict[str, str]:
+    """Our state-dict names -> Hugging Face Llama names (weights and biases).
+
+    With tied embeddings there is no ``output.weight`` (Hugging Face ties lm_head itself).
+    """
     names = {"tok_emb.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight"}
-    names["output.weight"] = "lm_head.weight"
+    if not config.tie_embeddings:
+        names["output.weight"] = "lm_head.weight"
     parts = {
         "attn.wq": "self_attn.q_proj", "attn.wk": "self_attn.k_proj",
         "attn.wv": "self_attn.v_proj", "attn.wo": "self_attn.o_proj",
         "ffn.w1": "mlp.gate_proj", "ffn.w3": "mlp.up_proj", "ffn.w2": "mlp.down_proj",
         "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
     }  # fmt: skip
-    for i in range(n_layers):
+    for i in range(config.n_layers):
         for ours, theirs in parts.items():
             for kind in ("weight", "bias"):
                 names[f"blocks.{i}.{ours}.{kind}"] = f"model.layers.{i}.{theirs}.{kind}"
     return names
 
 
-def export_hf(model: Transformer, path: str | os.PathLike, dtype: torch.dtype | None = None):
-    """Write ``path``/config.json and model.safetensors loadable by AutoModelForCausalLM.
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor to write: its Hugging Face name, shape, dtype as stored, and how to load it.
 
-    The directory is written under a temporary name and renamed, so it is never half-written.
+    ``load`` is called once, when the tensor's turn comes; it may return any dtype (the writer
+    casts to ``dtype``).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    load: Callable[[], torch.Tensor]
+
+    @property
+    def nbytes(self) -> int:
+        n = self.dtype.itemsize
+        for s in self.shape:
+            n *= s
+        return n
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in ``"5GB"``, ``"500MB"``, ``"2GiB"`` or a plain integer (transformers' units)."""
+    if isinstance(text, int):
+        return text
+    units = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
+    s = text.strip().upper()
+    for unit, mult in units.items():
+        if s.endswith(unit) and s[: -len(unit)].strip().replace(".", "", 1).isdigit():
+            return int(float(s[: -len(unit)]) * mult)
+    if s.isdigit():
+        return int(s)
+    raise ValueError(f"size {text!r}: expected a number with KB/MB/GB/KiB/MiB/GiB, e.g. '5GB'")
+
+
+def _plan_shards(entries: list[TensorEntry], shard_size: int) -> list[list[TensorEntry]]:
+    """Consecutive groups of at most shard_size bytes (a bigger tensor gets a file alone)."""
+    shards: list[list[TensorEntry]] = [[]]
+    size = 0
+    for e in entries:
+        if shards[-1] and size + e.nbytes > shard_size:
+            shards.append([])
+            size = 0
+        shards[-1].append(e)
+        size += e.nbytes
+    return shards
+
+
+def _write_safetensors(path: Path, entries: list[TensorEntry]) -> None:
+    """A safetensors file written header first, then tensor by tensor.
+
+    Hand-written because safetensors' save_file takes every tensor of the file at once; the
+    format (8-byte little-endian header length, JSON header, raw little-endian data) is fixed.
+    """
+    header: dict = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for e in entries:
+        if e.dtype not in _SAFETENSORS_DTYPES:
+            raise ValueError(f"{e.name}: dtype {e.dtype} has no safetensors code")
+        header[e.name] = {
+            "dtype": _SAFETENSORS_DTYPES[e.dtype],
+            "shape": list(e.shape),
+            "data_offsets": [offset, offset + e.nbytes],
+        }
+        offset += e.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # data starts 8-byte aligned, as safetensors writes it
+    with path.open("wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for e in entries:
+            t = e.load()
+            if tuple(t.shape) != e.shape:
+                raise ValueError(f"{e.name}: loaded shape {tuple(t.shape)}, expected {e.shape}")
+            t = t.detach().to("cpu", e.dtype).contiguous()
+            f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+            del t
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_hf_checkpoint(
+    path: str | os.PathLike,
+    config: dict,
+    entries: Iterable[TensorEntry],
+    *,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    extra_files: dict[str, bytes] | None = None,
+) -> Path:
+    """Write a Hugging Face checkpoint directory atomically (a temporary directory, renamed).
 
     Args:
-        model: A Transformer whose config is Llama-compatible.
         path: Output directory (replaced if it exists).
-        dtype: Cast weights to this dtype (default: keep).
-    """
-    from safetensors.torch import save_file
+        config: config.json contents (``hf_config``); its token ids also go into
+            generation_config.json.
+        entries: Tensors in file order.
+        shard_size: Largest safetensors file in bytes (one tensor larger than this gets a
+            file alone); one file is ``model.safetensors`` without an index.
+        extra_files: More files to write, name -> contents (tokenizer files).
 
-    check_llama_compatible(model.config)
-    names = _name_map(model.config.n_layers)
-    state = {}
-    for key, t in model.state_dict().items():
-        t = t.detach().to("cpu", dtype or t.dtype).contiguous()
-        state[names[key]] = t
-    cfg = _hf_config(model.config)
-    cfg["torch_dtype"] = str(next(iter(state.values())).dtype).removeprefix("torch.")
+    Returns:
+        ``path``.
+    """
+    entries = list(entries)
+    names = [e.name for e in entries]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"duplicate tensor names: {sorted({n for n in names if names.count(n) > 1})}"
+        )
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        shards = _plan_shards(entries, shard_size)
+        files = ["model.safetensors"] if len(shards) == 1 else [
+            f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))
+        ]  # fmt: skip
+        for name, shard in zip(files, shards, strict=True):
+            _write_safetensors(tmp / name, shard)
+        if len(shards) > 1:
+            weight_map = {
+                e.name: name for name, shard in zip(files, shards, strict=True) for e in shard
+            }
+            index = {
+                "metadata": {"total_size": sum(e.nbytes for e in entries)},
+                "weight_map": weight_map,
+            }
+            (tmp / INDEX).write_text(json.dumps(index, indent=2) + "\n")
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        generation = {k: config.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
+        (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
         if path.exists():
             shutil.rmtree(path)
         tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return path
 
 
-def config_from_hf(hf: dict, **overrides) -> ModelConfig:
-    """ModelConfig for a Hugging Face Llama config.json dict."""
+def warn_or_refuse_lossy(config: ModelConfig, strict: bool) -> None:
+    """Warn (HFExportWarning) about each lossy field, or with ``strict`` raise one error."""
+    lossy = lossy_fields(config)
+    if lossy and strict:
+        raise ValueError(f"refusing a lossy export (strict): {'; '.join(lossy)}")
+    for message in lossy:
+        warnings.warn(message, HFExportWarning, stacklevel=3)
+
+
+def export_hf(
+    model: Transformer,
+    path: str | os.PathLike,
+    dtype: torch.dtype | None = None,
+    *,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+    shard_size: int | str = DEFAULT_SHARD_SIZE,
+    extra_files: dict[str, bytes] | None = None,
+    strict: bool = False,
+) -> Path:
+    """Write ``path`` loadable by ``AutoModelForCausalLM.from_pretrained``.
+
+    Args:
+        model: A Transformer whose config is Llama-compatible (else one error naming every
+            field that is not).
+        path: Output directory (replaced if it exists; written atomically).
+        dtype: Cast weights to this dtype (default: keep).
+        bos_token_id, eos_token_id, pad_token_id: Special-token ids for config.json and
+            generation_config.json (give them: transformers' defaults are 1 and 2).
+        shard_size: Largest safetensors file ("5GB", "500MB" or bytes).
+        extra_files: More files for the directory (tokenizer files).
+        strict: Refuse instead of warning when the export changes outputs on some inputs
+            (``lossy_fields``: document masking).
+    """
+    c = model.config
+    check_llama_compatible(c)
+    warn_or_refuse_lossy(c, strict)
+    names = hf_name_map(c)
+    state = model.state_dict()
+    entries = [
+        TensorEntry(names[k], tuple(t.shape), dtype or t.dtype, lambda t=t: t)
+        for k, t in state.items()
+        if k in names
+    ]
+    unmapped = sorted(set(state) - set(names))
+    if unmapped:
+        raise ValueError(f"no Llama name for {unmapped[:5]}")
+    cfg = hf_config(
+        c, dtype=dtype or state["tok_emb.weight"].dtype, bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+    )  # fmt: skip
+    return write_hf_checkpoint(
+        path, cfg, entries, shard_size=parse_size(shard_size), extra_files=extra_files
+    )
+
+
+# --- import -----------------------------------------------------------------------------------
+
+_ROPE_KEYS = {
+    "linear": {"factor"},
+    "llama3": {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"},
+    "yarn": {"factor", "beta_fast", "beta_slow", "original_max_position_embeddings",
+             "attention_factor", "truncate"},
+}  # fmt: skip
+
+
+def _rope_fields(scaling: dict | None, source: str) -> tuple[dict, list[str]]:
+    """(ModelConfig rope_* fields, problems) for a Hugging Face ``rope_scaling`` dict."""
+    if not scaling:
+        return {}, []
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind == "default":
+        return {}, []
+    if kind not in _ROPE_KEYS:
+        return {}, [
+            f"{source}: rope_scaling type {kind!r} is not supported "
+            f"(supported: {sorted(_ROPE_KEYS)}; 'dynamic' and 'longrope' are not)"
+        ]
+    extra = set(scaling) - _ROPE_KEYS[kind] - {"rope_type", "type"}
+    problems = [f"{source}: rope_scaling.{k} is not supported for {kind!r}" for k in sorted(extra)]
+    if kind == "yarn" and scaling.get("truncate", True) is not True:
+        problems.append(f"{source}: rope_scaling.truncate=False is not supported (only True)")
+    missing = {"factor"} | ({"low_freq_factor", "high_freq_factor"} if kind == "llama3" else set())
+    missing |= {"original_max_position_embeddings"} if kind == "llama3" else set()
+    problems += [
+        f"{source}: rope_scaling lacks {k!r} for {kind!r}" for k in sorted(missing - set(scaling))
+    ]
+    if problems:
+        return {}, problems
+    out = {"rope_scaling": kind, "rope_factor": float(scaling["factor"])}
+    renames = {
+        "original_max_position_embeddings": "rope_original_max_seq_len",
+        "low_freq_factor": "rope_low_freq_factor", "high_freq_factor": "rope_high_freq_factor",
+        "beta_fast": "rope_beta_fast", "beta_slow": "rope_beta_slow",
+        "attention_factor": "rope_attention_factor",
+    }  # fmt: skip
+    for theirs, ours in renames.items():
+        if scaling.get(theirs) is not None:
+            out[ours] = scaling[theirs]
+    return out, []
+
+
+def config_from_hf(hf: dict, source: str = "config.json", **overrides) -> ModelConfig:
+    """ModelConfig for a Hugging Face Llama config.json dict.
+
+    Raises one ValueError naming every setting our model cannot reproduce (another model type,
+    another activation, separate attention / MLP biases, unsupported RoPE scaling, ...).
+    """
     if hf.get("model_type") != "llama":
-        raise ValueError(f"config.json model_type={hf.get('model_type')!r}: only 'llama' reads")
+        raise ValueError(f"{source}: model_type={hf.get('model_type')!r}: only 'llama' reads")
+    problems = []
+    if hf.get("hidden_act", "silu") != "silu":
+        problems.append(f"{source}: hidden_act={hf['hidden_act']!r} (only 'silu')")
+    bias = hf.get("attention_bias", False)
+    if hf.get("mlp_bias", bias) != bias:
+        problems.append(
+            f"{source}: attention_bias={bias} and mlp_bias={hf['mlp_bias']} differ "
+            "(ModelConfig.bias sets both)"
+        )
+    rope, rope_problems = _rope_fields(hf.get("rope_scaling"), source)
+    problems += rope_problems
+    if problems:
+        raise ValueError("cannot import: " + "; ".join(problems))
     head_dim = hf.get("head_dim")
     if head_dim == hf["hidden_size"] // hf["num_attention_heads"]:
         head_dim = None  # the default; keeps round-tripped configs equal
     return ModelConfig(
         d_model=hf["hidden_size"], n_layers=hf["num_hidden_layers"],
         n_heads=hf["num_attention_heads"],
-        n_kv_heads=hf.get("num_key_value_heads", hf["num_attention_heads"]),
+        n_kv_heads=hf.get("num_key_value_heads") or hf["num_attention_heads"],
         head_dim=head_dim, vocab_size=hf["vocab_size"],
         max_seq_len=hf.get("max_position_embeddings", 2048),
         ffn_hidden=hf["intermediate_size"], norm_eps=hf.get("rms_norm_eps", 1e-6),
         rope_theta=hf.get("rope_theta", 10000.0),
         tie_embeddings=hf.get("tie_word_embeddings", False),
-        bias=hf.get("attention_bias", False), activation="swiglu", norm="rmsnorm",
-        position="rope", **overrides,
+        bias=bias, activation="swiglu", norm="rmsnorm", position="rope",
+        **{**rope, **overrides},
     )  # fmt: skip
 
 
+def _weight_files(path: Path) -> dict[str, Path]:
+    """Hugging Face name -> safetensors file, from the index if there is one."""
+    index = path / INDEX
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        return {name: path / file for name, file in weight_map.items()}
+    single = path / "model.safetensors"
+    if not single.is_file():
+        raise FileNotFoundError(f"{path} has neither {INDEX} nor model.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(single, "pt") as f:
+        return dict.fromkeys(f.keys(), single)
+
+
+def _read_tensors(files: dict[str, Path], wanted: set[str]) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) for every wanted name, one file open at a time."""
+    from safetensors import safe_open
+
+    by_file: dict[Path, list[str]] = {}
+    for name, file in files.items():
+        if name in wanted:
+            by_file.setdefault(file, []).append(name)
+    for file, names in by_file.items():
+        with safe_open(file, "pt") as f:
+            for name in names:
+                yield name, f.get_tensor(name)
+
+
 def import_hf(path: str | os.PathLike, **overrides) -> Transformer:
-    """Load a Llama checkpoint directory (config.json + model.safetensors) as a Transformer.
+    """Load a Llama checkpoint directory (one safetensors file or sharded with an index).
 
     Args:
-        path: Directory written by ``export_hf`` or a Hugging Face Llama checkpoint with one
-            safetensors file.
+        path: Directory written by ``export_hf`` or a Hugging Face Llama checkpoint.
         **overrides: ModelConfig fields to set on top (e.g. kernels=False).
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
-    config = config_from_hf(json.loads((path / "config.json").read_text()), **overrides)
-    theirs = load_file(path / "model.safetensors")
-    ours = {v: k for k, v in _name_map(config.n_layers).items()}
+    config_file = path / "config.json"
+    config = config_from_hf(json.loads(config_file.read_text()), str(config_file), **overrides)
+    ours = {v: k for k, v in hf_name_map(config).items()}
+    files = _weight_files(path)
     with torch.device("meta"):
         model = Transformer(config)
-    state = {ours[k]: v for k, v in theirs.items() if k in ours}
-    if config.tie_embeddings:
-        state.pop("output.weight", None)
+    state = dict((ours[k], v) for k, v in _read_tensors(files, set(ours)))
     missing = set(model.state_dict()) - set(state)
     if missing:
-        raise ValueError(f"{path}/model.safetensors lacks weights for {sorted(missing)[:5]}")
+        raise ValueError(f"{path}: no weights for {sorted(missing)[:5]} ({len(missing)} missing)")
     model.load_state_dict(state, assign=True)
     return model

@@ -126,7 +126,9 @@ class Transformer(nn.Module):
         c = self.config
         inputs = AttentionInputs(cache=cache, documents=doc_ids is not None)
         if c.position == "rope":
-            inputs.cos, inputs.sin = rope_cos_sin(positions, c.rotary_dim, c.rope_theta)
+            inputs.cos, inputs.sin = rope_cos_sin(
+                positions, c.rotary_dim, c.rope_theta, c.rope_scaling_params
+            )
         plain = key_mask is None and cache is None and doc_ids is None
         if plain and not c.sliding_window and c.position != "alibi":
             return inputs  # is_causal fast path: SDPA picks flash / cuDNN kernels

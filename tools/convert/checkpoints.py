@@ -1,0 +1,260 @@
+"""DCP checkpoint <-> Hugging Face Llama directory.
+
+``dcp_to_hf`` streams: it reads the checkpoint's model tensors one at a time (``tools.convert.dcp``)
+and writes them one at a time (``llm_model.hf.write_hf_checkpoint``), so its memory is about the
+largest tensor, whatever the model size. The model config comes from the run's ``config.yaml``
+(or the manifest of a checkpoint made by ``hf_to_dcp``), the tokenizer files and special-token ids
+from the run's ``tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from llm_model import ModelConfig
+from llm_model.hf import (
+    TensorEntry,
+    check_llama_compatible,
+    hf_config,
+    hf_name_map,
+    import_hf,
+    parse_size,
+    warn_or_refuse_lossy,
+    write_hf_checkpoint,
+)
+from llm_train.checkpoint import latest_checkpoint, verify_checkpoint
+from tools.convert.dcp import model_tensors
+from tools.convert.tokenizer_files import DEFAULT_EOS, read_special_tokens, tokenizer_files
+
+__all__ = ["dcp_to_hf", "find_checkpoint", "hf_to_dcp"]
+
+log = logging.getLogger(__name__)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def find_checkpoint(source: str | os.PathLike, step: int | None = None) -> Path:
+    """The checkpoint directory ``source`` names: itself, or the newest valid (or ``step``'s)
+    one under ``source/checkpoints`` (a run directory) or ``source`` (a checkpoints folder)."""
+    source = Path(source)
+    if (source / ".metadata").is_file():
+        if step is not None and source.name != f"step_{step:06d}":
+            raise ValueError(f"--step {step} given with checkpoint {source}: give one of them")
+        chosen = source
+    else:
+        folder = source / "checkpoints" if (source / "checkpoints").is_dir() else source
+        if step is not None:
+            chosen = folder / f"step_{step:06d}"
+            if not chosen.is_dir():
+                raise FileNotFoundError(f"no checkpoint {chosen}")
+        else:
+            chosen = latest_checkpoint(folder)
+            if chosen is None:
+                raise FileNotFoundError(f"no valid checkpoint under {folder}")
+    if (chosen / "manifest.json").is_file():
+        reason = verify_checkpoint(chosen)
+        if reason is not None:
+            raise ValueError(f"checkpoint {chosen} is not usable: {reason}")
+    return chosen
+
+
+def _run_dir(checkpoint: Path) -> Path | None:
+    run = checkpoint.parent.parent  # <run>/checkpoints/step_NNNNNN
+    return run if (run / "config.yaml").is_file() else None
+
+
+def _model_config(checkpoint: Path) -> tuple[ModelConfig, dict]:
+    """(ModelConfig, the run's tokenizer config section) of ``checkpoint``."""
+    manifest_file = checkpoint / "manifest.json"
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    if "model_config" in manifest:  # written by hf_to_dcp
+        return _build(manifest["model_config"], manifest_file), manifest.get("tokenizer", {})
+    run = _run_dir(checkpoint)
+    if run is None:
+        raise FileNotFoundError(
+            f"no model config for {checkpoint}: neither its manifest.json has 'model_config' "
+            f"nor is there a config.yaml at {checkpoint.parent.parent}"
+        )
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    return _build(config.get("model") or {}, run / "config.yaml"), config.get("tokenizer") or {}
+
+
+def _build(fields: dict, source: Path) -> ModelConfig:
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"{source}: model fields {unknown} are not ModelConfig fields")
+    try:
+        return ModelConfig(**fields)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{source}: invalid model config: {e}") from None
+
+
+def _tokenizer_path(checkpoint: Path, given: str | os.PathLike | None) -> Path:
+    candidates = [Path(given)] if given else [checkpoint / "tokenizer.json"]
+    run = _run_dir(checkpoint)
+    if not given and run is not None:
+        candidates.append(run / "tokenizer.json")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"no tokenizer for {checkpoint}: looked for {', '.join(map(str, candidates))}; "
+        "pass --tokenizer PATH"
+    )
+
+
+def _entries(checkpoint: Path, config: ModelConfig, dtype) -> list[TensorEntry]:
+    """The checkpoint's model tensors under their Llama names, checked against ``config``."""
+    from llm_model import Transformer
+
+    tensors = model_tensors(checkpoint)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in Transformer(config).state_dict().items()}
+    problems = [f"unexpected {k}" for k in sorted(set(tensors) - set(expected))]
+    problems += [f"missing {k}" for k in sorted(set(expected) - set(tensors))]
+    problems += [
+        f"{k} has shape {tensors[k].shape}, the config gives {shape}"
+        for k, shape in expected.items()
+        if k in tensors and tensors[k].shape != shape
+    ]
+    if problems:
+        raise ValueError(
+            f"{checkpoint} does not match its model config ({len(problems)} problems): "
+            + "; ".join(problems[:8])
+        )
+    names = hf_name_map(config)
+    return [TensorEntry(names[k], t.shape, dtype or t.dtype, t.load) for k, t in tensors.items()]
+
+
+def _counted(load, bar: tqdm):
+    def counted_load() -> torch.Tensor:
+        out = load()
+        bar.update(1)
+        return out
+
+    return counted_load
+
+
+def dcp_to_hf(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    step: int | None = None,
+    shard_size: str | int = "5GB",
+    dtype: str | None = None,
+    tokenizer: str | os.PathLike | None = None,
+    eos_token: str | None = None,
+    strict: bool = False,
+) -> Path:
+    """Convert a run's (or one) DCP checkpoint into a Hugging Face Llama directory.
+
+    Args:
+        source: Run directory, its checkpoints folder, or one ``step_NNNNNN`` directory.
+        out: Output directory (written atomically; replaced if it exists).
+        step: Which step (default: the newest valid checkpoint).
+        shard_size: Largest safetensors file.
+        dtype: "float32", "bfloat16" or "float16" (default: as stored).
+        tokenizer: tokenizer.json (default: the checkpoint's, else the run's).
+        eos_token: EOS token (default: the run config's tokenizer.eos_token, else
+            ``<|endoftext|>``).
+        strict: Refuse, rather than warn, when the export changes outputs on some inputs.
+    """
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not one of {sorted(DTYPES)}")
+    checkpoint = find_checkpoint(source, step)
+    config, tok_section = _model_config(checkpoint)
+    check_llama_compatible(config)
+    warn_or_refuse_lossy(config, strict)
+    tok_path = _tokenizer_path(checkpoint, tokenizer)
+    special = read_special_tokens(
+        tok_path, eos_token or tok_section.get("eos_token") or DEFAULT_EOS,
+        tok_section.get("pad_token"),
+    )  # fmt: skip
+    files = tokenizer_files(tok_path, special, config.max_seq_len)
+    target = DTYPES[dtype] if dtype else None
+    entries = _entries(checkpoint, config, target)
+    with tqdm(total=len(entries), desc=f"{checkpoint.name} -> hf", unit="tensor") as bar:
+        entries = [dataclasses.replace(e, load=_counted(e.load, bar)) for e in entries]
+        cfg = hf_config(
+            config, dtype=target or entries[0].dtype, bos_token_id=special.eos_id,
+            eos_token_id=special.eos_id, pad_token_id=special.pad_id,
+        )  # fmt: skip
+        path = write_hf_checkpoint(
+            out, cfg, entries, shard_size=parse_size(shard_size), extra_files=files
+        )
+    log.info("wrote %s from %s", path, checkpoint)
+    return path
+
+
+def hf_to_dcp(source: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Import a Hugging Face Llama directory (sharded or not) as a DCP checkpoint of our model.
+
+    ``out`` becomes a checkpoint directory: DCP files of ``{"model": state_dict}``, the
+    tokenizer.json if the source has one, and a manifest with ``model_config`` and sha256 per
+    file. It loads into any FSDP layout with ``dcp.load({"model": model.state_dict()}, ...)``
+    and converts back with ``dcp_to_hf``. It has no optimizer state, so training does not
+    resume from it.
+    """
+    import torch.distributed.checkpoint as dcp
+
+    source, out = Path(source), Path(out)
+    model = import_hf(source)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with warnings.catch_warnings():  # "torch.distributed is disabled": intended here
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.save({"model": model.state_dict()}, checkpoint_id=tmp, no_dist=True)
+        tokenizer = {}
+        if (source / "tokenizer.json").is_file():
+            shutil.copyfile(source / "tokenizer.json", tmp / "tokenizer.json")
+            tokenizer = _hf_special_tokens(source)
+        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        manifest = {
+            "step": 0, "source": str(source), "model_config": dataclasses.asdict(model.config),
+            "tokenizer": tokenizer, "files": files,
+        }  # fmt: skip
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _hf_special_tokens(source: Path) -> dict:
+    """{"eos_token", "pad_token"} from a Hugging Face tokenizer_config.json (strings only)."""
+    path = source / "tokenizer_config.json"
+    if not path.is_file():
+        return {}
+    config = json.loads(path.read_text())
+    out = {}
+    for key in ("eos_token", "pad_token"):
+        value = config.get(key)
+        if isinstance(value, dict):  # an AddedToken written out
+            value = value.get("content")
+        if isinstance(value, str):
+            out[key] = value
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

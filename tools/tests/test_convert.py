@@ -1,0 +1,199 @@
+"""tools.convert: DCP checkpoint -> Hugging Face directory -> transformers, and back."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tools/ is not an installed package: import it from the checkout
+
+from llm_model import ModelConfig, Transformer  # noqa: E402
+from llm_model.generation import generate  # noqa: E402
+from llm_model.hf import HFExportWarning, import_hf  # noqa: E402
+from llm_train.checkpoint import save_checkpoint  # noqa: E402
+from tools.convert import dcp_to_hf, hf_to_dcp  # noqa: E402
+from tools.convert.__main__ import main  # noqa: E402
+
+transformers = pytest.importorskip("transformers", reason="transformers (dev dependency) missing")
+tokenizers = pytest.importorskip("tokenizers", reason="tokenizers not installed")
+
+EOS = "<|endoftext|>"
+
+
+def small_config(**kw) -> ModelConfig:
+    base = dict(
+        d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=320, max_seq_len=64,
+        ffn_hidden=96, rope_theta=500000.0, norm_eps=1e-5, kernels=False,
+    )  # fmt: skip
+    return ModelConfig(**{**base, **kw})
+
+
+def write_tokenizer(path: Path) -> None:
+    """A small byte-level BPE tokenizer whose EOS is id 0 (as llm_tokenize trains them)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=[EOS], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    tok.train_from_iterator(["the cat sat on the mat", "to be or not to be"] * 20, trainer)
+    tok.save(str(path))
+
+
+def make_run(tmp_path: Path, model: Transformer, step: int = 3) -> Path:
+    """A run directory as `pretrain` leaves it: config.yaml, tokenizer.json, checkpoints/."""
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {"model": dataclasses.asdict(model.config), "tokenizer": {"eos_token": EOS}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    write_tokenizer(run / "tokenizer.json")
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(
+        run / "checkpoints", step, model, optimizer, manifest={"tokens": 0}, rank_state={}
+    )
+    return run
+
+
+def random_model(config: ModelConfig) -> Transformer:
+    torch.manual_seed(0)
+    model = Transformer(config).eval()
+    with torch.no_grad():  # non-trivial norm weights so a name mix-up would show
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    return model
+
+
+def load_hf(path: Path):
+    return transformers.AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_dcp_to_hf_logits_equal_in_transformers(tmp_path, tied):
+    model = random_model(small_config(tie_embeddings=tied))
+    out = dcp_to_hf(make_run(tmp_path, model), tmp_path / "hf")
+    hf = load_hf(out)
+    ids = torch.randint(0, 320, (2, 33))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, model(ids), atol=1e-5, rtol=1e-5)
+    back = import_hf(out, kernels=False).eval()
+    assert back.config == model.config
+    torch.testing.assert_close(back(ids), model(ids), atol=0, rtol=0)
+
+
+def test_sharded_export_has_index_and_round_trips_through_hf_to_dcp(tmp_path):
+    model = random_model(small_config())
+    out = dcp_to_hf(make_run(tmp_path, model), tmp_path / "hf", shard_size="40KB")
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    files = sorted(set(index["weight_map"].values()))
+    assert len(files) > 2 and all((out / f).is_file() for f in files)
+    assert not (out / "model.safetensors").exists()
+    for f in files:  # no file above the limit unless it holds one tensor
+        names = [n for n, file in index["weight_map"].items() if file == f]
+        assert (out / f).stat().st_size <= 40_000 + 1024 or len(names) == 1
+    ids = torch.randint(0, 320, (1, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(load_hf(out)(ids).logits, model(ids), atol=1e-5, rtol=1e-5)
+    # sharded HF -> our DCP checkpoint -> HF again: the same tensors, bit for bit
+    ckpt = hf_to_dcp(out, tmp_path / "imported" / "step_000000")
+    again = dcp_to_hf(ckpt, tmp_path / "hf2")
+    from safetensors.torch import load_file
+
+    first = {k: v for f in files for k, v in load_file(out / f).items()}
+    second = load_file(again / "model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def bigram_model(config: ModelConfig, chain: list[int]) -> Transformer:
+    """Blocks that add nothing and an output head that maps chain[i] to chain[i + 1]."""
+    model = random_model(config)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.wo.weight.zero_()
+            block.ffn.w2.weight.zero_()
+        model.norm.weight.fill_(1.0)
+        model.output.weight.zero_()
+        for cur, nxt in zip(chain, chain[1:], strict=False):
+            h = model.norm(model.tok_emb.weight[cur])
+            model.output.weight[nxt] = 10 * h / h.norm()
+    return model
+
+
+def test_export_carries_tokenizer_and_generate_stops_on_our_eos(tmp_path):
+    eos_id = 0
+    model = bigram_model(small_config(), [10, 11, 12, eos_id])
+    out = dcp_to_hf(make_run(tmp_path, model), tmp_path / "hf")
+    config = json.loads((out / "config.json").read_text())
+    assert (config["eos_token_id"], config["bos_token_id"]) == (eos_id, eos_id)
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert tok.eos_token == EOS and tok.eos_token_id == eos_id
+    ours = tokenizers.Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert tok("the cat sat")["input_ids"] == ours.encode("the cat sat").ids  # adds nothing
+    hf = load_hf(out)
+    got = hf.generate(torch.tensor([[10]]), max_new_tokens=8, do_sample=False)
+    assert got.tolist() == [[10, 11, 12, eos_id]]  # stopped at our EOS, not id 2
+    assert generate(model, [[10]], 8, eos_id=eos_id) == [[11, 12, eos_id]]
+
+
+def test_document_masking_warns_and_strict_refuses(tmp_path):
+    """Warned, not refused: on one document (a prompt without EOS inside) the exported model
+    computes exactly what was trained; only packed inputs with EOS inside differ."""
+    model = random_model(small_config(doc_mask_eos_id=0))
+    run = make_run(tmp_path, model)
+    with pytest.raises(ValueError, match="doc_mask_eos_id=0"):
+        dcp_to_hf(run, tmp_path / "strict", strict=True)
+    assert not (tmp_path / "strict").exists()
+    with pytest.warns(HFExportWarning, match="doc_mask_eos_id=0.*document masking"):
+        out = dcp_to_hf(run, tmp_path / "hf")
+    hf = load_hf(out)
+    single = torch.randint(1, 320, (1, 16))
+    packed = single.clone()
+    packed[0, 6] = 0  # a document boundary inside
+    with torch.no_grad():
+        torch.testing.assert_close(hf(single).logits, model(single), atol=1e-5, rtol=1e-5)
+        diff = (hf(packed).logits - model(packed)).abs()
+    assert diff[0, :7].max() < 1e-4 and diff[0, 7:].max() > 1e-2  # after the EOS they differ
+
+
+def test_incompatible_config_names_every_field(tmp_path):
+    config = small_config(position="alibi", qk_norm="full", activation="gelu", ffn_hidden=None)
+    run = make_run(tmp_path, Transformer(config))
+    with pytest.raises(ValueError) as err:
+        dcp_to_hf(run, tmp_path / "hf")
+    for field in ("position='alibi'", "qk_norm='full'", "activation='gelu'"):
+        assert f"ModelConfig.{field}" in str(err.value)
+    assert not (tmp_path / "hf").exists()
+
+
+def test_cli_converts_a_step_and_reports_errors(tmp_path, capsys):
+    run = make_run(tmp_path, random_model(small_config()), step=5)
+    assert main(["dcp-to-hf", str(run), str(tmp_path / "hf"), "--step", "5"]) == 0
+    assert (tmp_path / "hf" / "model.safetensors").is_file()
+    assert main(["dcp-to-hf", str(run), str(tmp_path / "x"), "--step", "7"]) == 1
+    assert "step_000007" in capsys.readouterr().err
+    assert main(["dcp-to-hf", str(run), str(tmp_path / "y"), "--eos-token", "<eos>"]) == 1
+    assert "'<eos>' is not among its added_tokens" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path):
+    run = make_run(tmp_path, random_model(small_config()))
+    shard = next((run / "checkpoints" / "step_000003").glob("*.distcp"))
+    shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        dcp_to_hf(run / "checkpoints" / "step_000003", tmp_path / "hf")
+    with warnings.catch_warnings():  # the run directory: no valid checkpoint left
+        warnings.simplefilter("ignore")
+        with pytest.raises(FileNotFoundError, match="no valid checkpoint"):
+            dcp_to_hf(run, tmp_path / "hf")
