@@ -1,6 +1,17 @@
+import math
+
+import pytest
 import torch
 
-from llm_model.position import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin
+from llm_model import ModelConfig
+from llm_model.position import (
+    RopeScaling,
+    alibi_bias,
+    alibi_slopes,
+    apply_rope,
+    rope_cos_sin,
+    rope_inv_freq,
+)
 
 
 def complex_rope(x, positions, theta, pairs):
@@ -69,3 +80,35 @@ def test_alibi_bias_is_minus_slope_times_distance():
     assert bias.shape == (1, 4, 5, 5)
     assert bias[0, 1, 4, 1].item() == -slopes[1].item() * 3
     assert bias[0, 2, 3, 3].item() == 0.0
+
+
+def test_linear_rope_scaling_is_position_interpolation():
+    pos = torch.arange(0, 40)
+    scaled = rope_cos_sin(pos, 16, 10000.0, RopeScaling(kind="linear", factor=4.0))
+    plain = rope_cos_sin(pos.float() / 4, 16, 10000.0)
+    for a, b in zip(scaled, plain, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_llama3_and_yarn_keep_high_frequencies_and_stretch_low_ones():
+    plain = rope_inv_freq(64, 500000.0)
+    for s in (
+        RopeScaling(kind="llama3", factor=8.0, original_max_seq_len=8192),
+        RopeScaling(kind="yarn", factor=8.0, original_max_seq_len=8192),
+    ):
+        scaled = rope_inv_freq(64, 500000.0, s)
+        assert torch.equal(scaled[:4], plain[:4])  # short wavelengths: unchanged
+        torch.testing.assert_close(scaled[-4:], plain[-4:] / 8)  # longest: interpolated
+        assert torch.all(scaled <= plain) and torch.all(scaled >= plain / 8 * (1 - 1e-6))
+    yarn = RopeScaling(kind="yarn", factor=8.0, original_max_seq_len=8192)
+    cos, _ = rope_cos_sin(torch.zeros(1), 64, 500000.0, yarn)
+    torch.testing.assert_close(cos, torch.full_like(cos, 0.1 * math.log(8) + 1))  # mscale
+
+
+def test_rope_scaling_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="rope_original_max_seq_len must be > 0"):
+        ModelConfig(d_model=64, n_layers=1, n_heads=4, rope_scaling="llama3", rope_factor=8.0)
+    with pytest.raises(ValueError, match="rope_scaling='linear' needs position='rope'"):
+        ModelConfig(d_model=64, n_layers=1, n_heads=4, position="alibi", rope_scaling="linear")
+    with pytest.raises(ValueError, match="rope_scaling='ntk' is not one of"):
+        ModelConfig(d_model=64, n_layers=1, n_heads=4, rope_scaling="ntk")
