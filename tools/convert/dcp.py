@@ -84,21 +84,22 @@ def model_tensors(checkpoint: str | os.PathLike) -> dict[str, DcpTensor]:
     for fqn, md in metadata.state_dict_metadata.items():
         if not fqn.startswith(PREFIX) or not isinstance(md, TensorStorageMetadata):
             continue
-        infos = [metadata.storage_data[MetadataIndex(fqn, c.offsets)] for c in md.chunks]
+        chunks = [c for c in md.chunks if all(c.sizes)]  # a rank may hold no rows of it
+        infos = [metadata.storage_data[MetadataIndex(fqn, c.offsets)] for c in chunks]
         if any(getattr(i, "transform_descriptors", None) for i in infos):
             load = _dcp_load_fn(checkpoint, fqn, md)
         else:
-            load = _chunks_load_fn(checkpoint, md, infos)
+            load = _chunks_load_fn(checkpoint, md, chunks, infos)
         out[fqn.removeprefix(PREFIX)] = DcpTensor(tuple(md.size), md.properties.dtype, load)
     if not out:
         raise ValueError(f"{checkpoint}/.metadata lists no tensors under {PREFIX!r}")
     return out
 
 
-def _chunks_load_fn(checkpoint: Path, md, infos) -> Callable[[], torch.Tensor]:
+def _chunks_load_fn(checkpoint: Path, md, chunks, infos) -> Callable[[], torch.Tensor]:
     def load() -> torch.Tensor:
         parts = []
-        for chunk, info in zip(md.chunks, infos, strict=True):
+        for chunk, info in zip(chunks, infos, strict=True):
             with (checkpoint / info.relative_path).open("rb", buffering=0) as f:
                 t = torch.load(
                     _FileRange(f, info.offset, info.length), map_location="cpu", weights_only=True

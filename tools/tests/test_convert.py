@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -197,3 +198,47 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(FileNotFoundError, match="no valid checkpoint"):
             dcp_to_hf(run, tmp_path / "hf")
+
+
+def _fsdp_rank(rank: int, init_file: Path, run: Path, config: ModelConfig) -> None:
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from llm_train.parallel import apply_fsdp
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        model = random_model(config)  # same seed on both ranks: the same full weights
+        apply_fsdp(model, init_device_mesh("cpu", (2,)), param_dtype="fp32")
+        optimizer = torch.optim.AdamW(model.parameters())
+        save_checkpoint(run / "checkpoints", 1, model, optimizer, manifest={}, rank_state={})
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp_checkpoint_with_uneven_shards_converts(tmp_path):
+    """Two gloo ranks write one chunk each per tensor (101 rows: 51 + 50); they are joined."""
+    import torch.distributed.checkpoint  # noqa: F401  (imported before the fork, once)
+    import torch.multiprocessing as mp
+
+    config = small_config(vocab_size=101, n_layers=1)
+    model = random_model(config)
+    run = make_run(tmp_path, model, step=1)  # config.yaml and tokenizer.json; replaced below
+    shutil.rmtree(run / "checkpoints")
+    mp.start_processes(
+        _fsdp_rank, args=(tmp_path / "pg", run, config), nprocs=2, start_method="fork"
+    )
+    from torch.distributed.checkpoint import FileSystemReader
+
+    from tools.convert.dcp import model_tensors
+
+    checkpoint = run / "checkpoints" / "step_000001"
+    metadata = FileSystemReader(checkpoint).read_metadata().state_dict_metadata
+    assert [c.sizes[0] for c in metadata["model.tok_emb.weight"].chunks] == [51, 50]
+    shards = model_tensors(checkpoint)
+    out = dcp_to_hf(run, tmp_path / "hf")
+    ids = torch.randint(0, 101, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(load_hf(out)(ids).logits, model(ids), atol=1e-5, rtol=1e-5)
+    assert torch.equal(shards["tok_emb.weight"].load(), model.tok_emb.weight)

@@ -509,6 +509,9 @@ def import_hf(path: str | os.PathLike, **overrides) -> Transformer:
     config = config_from_hf(json.loads(config_file.read_text()), str(config_file), **overrides)
     ours = {v: k for k, v in hf_name_map(config).items()}
     files = _weight_files(path)
+    unknown = sorted(k for k in files if k not in ours and not k.endswith("rotary_emb.inv_freq"))
+    if unknown:  # weights our model has no place for: loading without them would be wrong
+        raise ValueError(f"{path}: tensors with no place in the model: {unknown[:5]}")
     with torch.device("meta"):
         model = Transformer(config)
     state = dict((ours[k], v) for k, v in _read_tensors(files, set(ours)))
