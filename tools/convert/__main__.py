@@ -7,13 +7,14 @@ import logging
 import sys
 import warnings
 
+from llm_model.hf import ARCHITECTURES
 from tools.convert.checkpoints import DTYPES, dcp_to_hf, hf_to_dcp
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.convert", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    to_hf = sub.add_parser("dcp-to-hf", help="DCP checkpoint -> Hugging Face Llama directory")
+    to_hf = sub.add_parser("dcp-to-hf", help="DCP checkpoint -> Hugging Face directory")
     to_hf.add_argument("source", help="run directory, its checkpoints/ or one step_NNNNNN/")
     to_hf.add_argument("out", help="output directory (replaced if it exists)")
     to_hf.add_argument("--step", type=int, help="checkpoint step (default: newest valid)")
@@ -22,9 +23,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     to_hf.add_argument("--tokenizer", help="tokenizer.json (default: the run's)")
     to_hf.add_argument("--eos-token", help="EOS token (default: the run's tokenizer.eos_token)")
     to_hf.add_argument(
+        "--arch", default="auto", choices=["auto", *ARCHITECTURES],
+        help="transformers architecture (auto: llama, else olmo2)",
+    )  # fmt: skip
+    to_hf.add_argument(
         "--strict", action="store_true", help="refuse instead of warning on a lossy export"
     )
-    from_hf = sub.add_parser("hf-to-dcp", help="Hugging Face Llama directory -> DCP checkpoint")
+    from_hf = sub.add_parser(
+        "hf-to-dcp", help="Hugging Face Llama/OLMo 2 directory -> DCP checkpoint"
+    )
     from_hf.add_argument("source", help="directory with config.json and safetensors file(s)")
     from_hf.add_argument("out", help="checkpoint directory to write (replaced if it exists)")
     return parser.parse_args(argv)
@@ -40,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = dcp_to_hf(
                     args.source, args.out, step=args.step, shard_size=args.shard_size,
                     dtype=args.dtype, tokenizer=args.tokenizer, eos_token=args.eos_token,
-                    strict=args.strict,
+                    strict=args.strict, arch=args.arch,
                 )  # fmt: skip
             else:
                 out = hf_to_dcp(args.source, args.out)

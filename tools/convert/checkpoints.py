@@ -1,4 +1,4 @@
-"""DCP checkpoint <-> Hugging Face Llama directory.
+"""DCP checkpoint <-> Hugging Face directory (Llama, or OLMo 2 for OLMo-2-style models).
 
 ``dcp_to_hf`` streams: it reads the checkpoint's model tensors one at a time (``tools.convert.dcp``)
 and writes them one at a time (``llm_model.hf.write_hf_checkpoint``), so its memory is about the
@@ -25,11 +25,11 @@ from tqdm import tqdm
 from llm_model import ModelConfig
 from llm_model.hf import (
     TensorEntry,
-    check_llama_compatible,
     hf_config,
     hf_name_map,
     import_hf,
     parse_size,
+    pick_architecture,
     warn_or_refuse_lossy,
     write_hf_checkpoint,
 )
@@ -114,7 +114,7 @@ def _tokenizer_path(checkpoint: Path, given: str | os.PathLike | None) -> Path:
     )
 
 
-def _entries(checkpoint: Path, config: ModelConfig, dtype) -> list[TensorEntry]:
+def _entries(checkpoint: Path, config: ModelConfig, arch: str, dtype) -> list[TensorEntry]:
     """The checkpoint's model tensors under their Llama names, checked against ``config``."""
     from llm_model import Transformer
 
@@ -133,7 +133,7 @@ def _entries(checkpoint: Path, config: ModelConfig, dtype) -> list[TensorEntry]:
             f"{checkpoint} does not match its model config ({len(problems)} problems): "
             + "; ".join(problems[:8])
         )
-    names = hf_name_map(config)
+    names = hf_name_map(config, arch)
     return [TensorEntry(names[k], t.shape, dtype or t.dtype, t.load) for k, t in tensors.items()]
 
 
@@ -156,8 +156,9 @@ def dcp_to_hf(
     tokenizer: str | os.PathLike | None = None,
     eos_token: str | None = None,
     strict: bool = False,
+    arch: str = "auto",
 ) -> Path:
-    """Convert a run's (or one) DCP checkpoint into a Hugging Face Llama directory.
+    """Convert a run's (or one) DCP checkpoint into a Hugging Face directory.
 
     Args:
         source: Run directory, its checkpoints folder, or one ``step_NNNNNN`` directory.
@@ -169,12 +170,13 @@ def dcp_to_hf(
         eos_token: EOS token (default: the run config's tokenizer.eos_token, else
             ``<|endoftext|>``).
         strict: Refuse, rather than warn, when the export changes outputs on some inputs.
+        arch: "llama", "olmo2" or "auto" (the first that represents the model config).
     """
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not one of {sorted(DTYPES)}")
     checkpoint = find_checkpoint(source, step)
     config, tok_section = _model_config(checkpoint)
-    check_llama_compatible(config)
+    arch = pick_architecture(config, arch)
     warn_or_refuse_lossy(config, strict)
     tok_path = _tokenizer_path(checkpoint, tokenizer)
     special = read_special_tokens(
@@ -183,11 +185,11 @@ def dcp_to_hf(
     )  # fmt: skip
     files = tokenizer_files(tok_path, special, config.max_seq_len)
     target = DTYPES[dtype] if dtype else None
-    entries = _entries(checkpoint, config, target)
+    entries = _entries(checkpoint, config, arch, target)
     with tqdm(total=len(entries), desc=f"{checkpoint.name} -> hf", unit="tensor") as bar:
         entries = [dataclasses.replace(e, load=_counted(e.load, bar)) for e in entries]
         cfg = hf_config(
-            config, dtype=target or entries[0].dtype, bos_token_id=special.eos_id,
+            config, arch=arch, dtype=target or entries[0].dtype, bos_token_id=special.eos_id,
             eos_token_id=special.eos_id, pad_token_id=special.pad_id,
         )  # fmt: skip
         path = write_hf_checkpoint(

@@ -93,6 +93,21 @@ def test_dcp_to_hf_logits_equal_in_transformers(tmp_path, tied):
     torch.testing.assert_close(back(ids), model(ids), atol=0, rtol=0)
 
 
+def test_olmo2_style_model_exports_as_olmo2(tmp_path):
+    model = random_model(small_config(norm_position="sublayer", qk_norm="full", norm_eps=1e-6))
+    out = dcp_to_hf(make_run(tmp_path, model), tmp_path / "hf")
+    assert json.loads((out / "config.json").read_text())["model_type"] == "olmo2"
+    hf = load_hf(out)
+    assert type(hf).__name__ == "Olmo2ForCausalLM"
+    ids = torch.randint(0, 320, (2, 21))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, model(ids), atol=1e-5, rtol=1e-5)
+    back = import_hf(out, kernels=False).eval()
+    assert back.config == model.config
+    with pytest.raises(ValueError, match=r"as llama: ModelConfig.norm_position='sublayer'"):
+        dcp_to_hf(tmp_path / "run", tmp_path / "as-llama", arch="llama")
+
+
 def test_sharded_export_has_index_and_round_trips_through_hf_to_dcp(tmp_path):
     model = random_model(small_config())
     out = dcp_to_hf(make_run(tmp_path, model), tmp_path / "hf", shard_size="40KB")
@@ -173,8 +188,11 @@ def test_incompatible_config_names_every_field(tmp_path):
     run = make_run(tmp_path, Transformer(config))
     with pytest.raises(ValueError) as err:
         dcp_to_hf(run, tmp_path / "hf")
-    for field in ("position='alibi'", "qk_norm='full'", "activation='gelu'"):
-        assert f"ModelConfig.{field}" in str(err.value)
+    for arch in ("llama", "olmo2"):  # per architecture tried, every field it cannot express
+        found = str(err.value).split(f"as {arch}: ")[1].split(" | ")[0]
+        for field in ("position='alibi'", "activation='gelu'"):
+            assert f"ModelConfig.{field} ({arch} needs" in found
+    assert "ModelConfig.qk_norm='full' (llama needs 'none')" in str(err.value)
     assert not (tmp_path / "hf").exists()
 
 

@@ -141,3 +141,23 @@ def test_document_masking_export_warns():
         export_hf(model, Path(tempfile.mkdtemp()) / "ckpt")
     with pytest.raises(ValueError, match="strict"):
         export_hf(model, Path(tempfile.mkdtemp()) / "ckpt", strict=True)
+
+
+def test_import_olmo2_from_transformers(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.Olmo2Config(
+        hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=101, max_position_embeddings=64, rms_norm_eps=1e-6,
+    )  # fmt: skip
+    hf = transformers.Olmo2ForCausalLM(config).eval()
+    with torch.no_grad():  # transformers initialises norms to ones: make a mix-up show
+        for name, p in hf.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)
+    hf.save_pretrained(tmp_path / "hf", max_shard_size="50KB")
+    ours = import_hf(tmp_path / "hf", kernels=False).eval()
+    assert (ours.config.norm_position, ours.config.qk_norm) == ("sublayer", "full")
+    ids = torch.randint(0, 101, (2, 15))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), hf(ids).logits, atol=1e-5, rtol=1e-5)

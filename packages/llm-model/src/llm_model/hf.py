@@ -1,4 +1,4 @@
-"""Hugging Face Llama checkpoints: export (config, sharded safetensors) and import.
+"""Hugging Face checkpoints (Llama, OLMo 2): export (config, sharded safetensors) and import.
 
 Needs the [hf] extra (safetensors). Our RoPE layout (pairs (i, i + D/2)) is Hugging Face's,
 so q/k weights are copied without permutation.
@@ -28,6 +28,7 @@ from llm_model.config import ModelConfig
 from llm_model.transformer import Transformer
 
 __all__ = [
+    "ARCHITECTURES",
     "HFExportWarning",
     "TensorEntry",
     "check_llama_compatible",
@@ -36,9 +37,11 @@ __all__ = [
     "hf_config",
     "hf_name_map",
     "import_hf",
+    "incompatibilities",
     "llama_incompatibilities",
     "lossy_fields",
     "parse_size",
+    "pick_architecture",
     "warn_or_refuse_lossy",
     "write_hf_checkpoint",
 ]
@@ -48,19 +51,33 @@ log = logging.getLogger(__name__)
 DEFAULT_SHARD_SIZE = 5 * 10**9  # transformers' save_pretrained default ("5GB")
 INDEX = "model.safetensors.index.json"
 
-# the fields a Llama checkpoint cannot express, with the value it needs
-_LLAMA_FIXED = {
-    "position": "rope",
-    "norm": "rmsnorm",
-    "norm_position": "pre",
-    "activation": "swiglu",
-    "qk_norm": "none",
-    "rope_interleaved": False,
-    "rotary_pct": 1.0,
-    "sliding_window": 0,
-    "n_experts": 0,
-    "low_precision_norm": False,
-}
+
+@dataclass(frozen=True)
+class _Arch:
+    """A transformers architecture: the ModelConfig values it needs and its block names."""
+
+    model_type: str
+    architecture: str
+    needs: dict
+    norms: tuple[str, str]  # Hugging Face names of our attn_norm and ffn_norm
+
+
+_LLAMA_NEEDS = {
+    "position": "rope", "norm": "rmsnorm", "norm_position": "pre", "activation": "swiglu",
+    "qk_norm": "none", "rope_interleaved": False, "rotary_pct": 1.0, "sliding_window": 0,
+    "n_experts": 0, "low_precision_norm": False,
+}  # fmt: skip
+ARCHITECTURES = {
+    "llama": _Arch(
+        "llama", "LlamaForCausalLM", _LLAMA_NEEDS, ("input_layernorm", "post_attention_layernorm")
+    ),
+    # OLMo 2: norms on the sublayer outputs (x + norm(f(x))), RMSNorm over all of q and of k
+    "olmo2": _Arch(
+        "olmo2", "Olmo2ForCausalLM",
+        {**_LLAMA_NEEDS, "norm_position": "sublayer", "qk_norm": "full", "bias": False},
+        ("post_attention_layernorm", "post_feedforward_layernorm"),
+    ),
+}  # fmt: skip
 
 _SAFETENSORS_DTYPES = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -73,20 +90,47 @@ class HFExportWarning(UserWarning):
     """The exported model computes something other than the trained one on some inputs."""
 
 
-def llama_incompatibilities(config: ModelConfig) -> list[str]:
-    """Every field a Llama checkpoint cannot represent, as ``ModelConfig.field=value (...)``."""
+def incompatibilities(config: ModelConfig, arch: str = "llama") -> list[str]:
+    """Every field ``arch`` cannot represent, as ``ModelConfig.field=value (...)``."""
+    needs = _arch(arch).needs
     return [
-        f"ModelConfig.{field}={getattr(config, field)!r} (Llama needs {needed!r})"
-        for field, needed in _LLAMA_FIXED.items()
+        f"ModelConfig.{field}={getattr(config, field)!r} ({arch} needs {needed!r})"
+        for field, needed in needs.items()
         if getattr(config, field) != needed
     ]
 
 
+def llama_incompatibilities(config: ModelConfig) -> list[str]:
+    """Every field a Llama checkpoint cannot represent."""
+    return incompatibilities(config, "llama")
+
+
 def check_llama_compatible(config: ModelConfig) -> None:
     """Raise one ValueError naming every field a Llama checkpoint cannot represent."""
-    problems = llama_incompatibilities(config)
-    if problems:
-        raise ValueError(f"cannot export as Llama: {'; '.join(problems)}")
+    pick_architecture(config, "llama")
+
+
+def pick_architecture(config: ModelConfig, arch: str = "auto") -> str:
+    """``arch``, or for "auto" the first of ARCHITECTURES that represents ``config``.
+
+    Raises:
+        ValueError: one error naming, per architecture tried, every field it cannot represent.
+    """
+    tried = list(ARCHITECTURES) if arch == "auto" else [_arch(arch).model_type]
+    problems = {name: incompatibilities(config, name) for name in tried}
+    for name, found in problems.items():
+        if not found:
+            return name
+    raise ValueError(
+        "cannot export: "
+        + " | ".join(f"as {name}: {'; '.join(found)}" for name, found in problems.items())
+    )
+
+
+def _arch(name: str) -> _Arch:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"architecture {name!r} is not one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
 
 
 def lossy_fields(config: ModelConfig) -> list[str]:
@@ -129,19 +173,20 @@ def _rope_scaling(c: ModelConfig) -> dict | None:
 def hf_config(
     c: ModelConfig,
     *,
+    arch: str = "llama",
     dtype: torch.dtype = torch.float32,
     bos_token_id: int | None = None,
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
 ) -> dict:
-    """The Hugging Face LlamaConfig dict (config.json) of a Llama-compatible ModelConfig.
+    """The Hugging Face config.json dict of ``c`` as architecture ``arch`` (llama, olmo2).
 
     The special-token ids are written even when None: transformers' Llama otherwise assumes
     bos=1 and eos=2, so ``generate()`` would stop on the wrong token.
     """
     return {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
+        "architectures": [_arch(arch).architecture],
+        "model_type": arch,
         "hidden_size": c.d_model,
         "intermediate_size": c.hidden_dim,
         "num_hidden_layers": c.n_layers,
@@ -164,8 +209,8 @@ def hf_config(
     }
 
 
-def hf_name_map(config: ModelConfig) -> dict[str, str]:
-    """Our state-dict names -> Hugging Face Llama names (weights and biases).
+def hf_name_map(config: ModelConfig, arch: str = "llama") -> dict[str, str]:
+    """Our state-dict names -> Hugging Face names of ``arch`` (weights and biases).
 
     With tied embeddings there is no ``output.weight`` (Hugging Face ties lm_head itself).
     """
@@ -176,7 +221,8 @@ def hf_name_map(config: ModelConfig) -> dict[str, str]:
         "attn.wq": "self_attn.q_proj", "attn.wk": "self_attn.k_proj",
         "attn.wv": "self_attn.v_proj", "attn.wo": "self_attn.o_proj",
         "ffn.w1": "mlp.gate_proj", "ffn.w3": "mlp.up_proj", "ffn.w2": "mlp.down_proj",
-        "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+        "attn_norm": _arch(arch).norms[0], "ffn_norm": _arch(arch).norms[1],
+        "attn.q_norm": "self_attn.q_norm", "attn.k_norm": "self_attn.k_norm",
     }  # fmt: skip
     for i in range(config.n_layers):
         for ours, theirs in parts.items():
@@ -347,12 +393,13 @@ def export_hf(
     shard_size: int | str = DEFAULT_SHARD_SIZE,
     extra_files: dict[str, bytes] | None = None,
     strict: bool = False,
+    arch: str = "auto",
 ) -> Path:
     """Write ``path`` loadable by ``AutoModelForCausalLM.from_pretrained``.
 
     Args:
-        model: A Transformer whose config is Llama-compatible (else one error naming every
-            field that is not).
+        model: A Transformer whose config one of ARCHITECTURES represents (else one error
+            naming every field that is not).
         path: Output directory (replaced if it exists; written atomically).
         dtype: Cast weights to this dtype (default: keep).
         bos_token_id, eos_token_id, pad_token_id: Special-token ids for config.json and
@@ -361,11 +408,12 @@ def export_hf(
         extra_files: More files for the directory (tokenizer files).
         strict: Refuse instead of warning when the export changes outputs on some inputs
             (``lossy_fields``: document masking).
+        arch: "llama", "olmo2" or "auto" (the first that represents the config).
     """
     c = model.config
-    check_llama_compatible(c)
+    arch = pick_architecture(c, arch)
     warn_or_refuse_lossy(c, strict)
-    names = hf_name_map(c)
+    names = hf_name_map(c, arch)
     state = model.state_dict()
     entries = [
         TensorEntry(names[k], tuple(t.shape), dtype or t.dtype, lambda t=t: t)
@@ -374,9 +422,9 @@ def export_hf(
     ]
     unmapped = sorted(set(state) - set(names))
     if unmapped:
-        raise ValueError(f"no Llama name for {unmapped[:5]}")
+        raise ValueError(f"no {arch} name for {unmapped[:5]}")
     cfg = hf_config(
-        c, dtype=dtype or state["tok_emb.weight"].dtype, bos_token_id=bos_token_id,
+        c, arch=arch, dtype=dtype or state["tok_emb.weight"].dtype, bos_token_id=bos_token_id,
         eos_token_id=eos_token_id, pad_token_id=pad_token_id,
     )  # fmt: skip
     return write_hf_checkpoint(
@@ -431,13 +479,14 @@ def _rope_fields(scaling: dict | None, source: str) -> tuple[dict, list[str]]:
 
 
 def config_from_hf(hf: dict, source: str = "config.json", **overrides) -> ModelConfig:
-    """ModelConfig for a Hugging Face Llama config.json dict.
+    """ModelConfig for a Hugging Face Llama or OLMo 2 config.json dict.
 
     Raises one ValueError naming every setting our model cannot reproduce (another model type,
     another activation, separate attention / MLP biases, unsupported RoPE scaling, ...).
     """
-    if hf.get("model_type") != "llama":
-        raise ValueError(f"{source}: model_type={hf.get('model_type')!r}: only 'llama' reads")
+    arch = hf.get("model_type")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"{source}: model_type={arch!r} is not one of {sorted(ARCHITECTURES)}")
     problems = []
     if hf.get("hidden_act", "silu") != "silu":
         problems.append(f"{source}: hidden_act={hf['hidden_act']!r} (only 'silu')")
@@ -447,6 +496,8 @@ def config_from_hf(hf: dict, source: str = "config.json", **overrides) -> ModelC
             f"{source}: attention_bias={bias} and mlp_bias={hf['mlp_bias']} differ "
             "(ModelConfig.bias sets both)"
         )
+    if arch == "olmo2" and bias:
+        problems.append(f"{source}: attention_bias=True (OLMo 2 here has no biases)")
     rope, rope_problems = _rope_fields(hf.get("rope_scaling"), source)
     problems += rope_problems
     if problems:
@@ -464,7 +515,8 @@ def config_from_hf(hf: dict, source: str = "config.json", **overrides) -> ModelC
         rope_theta=hf.get("rope_theta", 10000.0),
         tie_embeddings=hf.get("tie_word_embeddings", False),
         bias=bias, activation="swiglu", norm="rmsnorm", position="rope",
-        **{**rope, **overrides},
+        norm_position=ARCHITECTURES[arch].needs["norm_position"],
+        qk_norm=ARCHITECTURES[arch].needs["qk_norm"], **{**rope, **overrides},
     )  # fmt: skip
 
 
@@ -498,16 +550,17 @@ def _read_tensors(files: dict[str, Path], wanted: set[str]) -> Iterator[tuple[st
 
 
 def import_hf(path: str | os.PathLike, **overrides) -> Transformer:
-    """Load a Llama checkpoint directory (one safetensors file or sharded with an index).
+    """Load a Llama or OLMo 2 checkpoint directory (one safetensors file or sharded).
 
     Args:
-        path: Directory written by ``export_hf`` or a Hugging Face Llama checkpoint.
+        path: Directory written by ``export_hf`` or a Hugging Face Llama / OLMo 2 checkpoint.
         **overrides: ModelConfig fields to set on top (e.g. kernels=False).
     """
     path = Path(path)
     config_file = path / "config.json"
-    config = config_from_hf(json.loads(config_file.read_text()), str(config_file), **overrides)
-    ours = {v: k for k, v in hf_name_map(config).items()}
+    config_json = json.loads(config_file.read_text())
+    config = config_from_hf(config_json, str(config_file), **overrides)
+    ours = {v: k for k, v in hf_name_map(config, config_json["model_type"]).items()}
     files = _weight_files(path)
     unknown = sorted(k for k in files if k not in ours and not k.endswith("rotary_emb.inv_freq"))
     if unknown:  # weights our model has no place for: loading without them would be wrong
