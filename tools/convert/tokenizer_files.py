@@ -71,6 +71,7 @@ def tokenizer_files(path: Path, special: SpecialTokens, max_seq_len: int) -> dic
         "add_bos_token": False,
         "add_eos_token": False,
         "model_max_length": max_seq_len,
+        "model_input_names": ["input_ids", "attention_mask"],  # no token_type_ids for generate()
         "clean_up_tokenization_spaces": False,
         "added_tokens_decoder": decoder,
     }

@@ -325,7 +325,7 @@ def write_hf_checkpoint(
     Args:
         path: Output directory (replaced if it exists).
         config: config.json contents (``hf_config``); its token ids also go into
-            generation_config.json.
+            generation_config.json (pad = eos there when there is no pad token).
         entries: Tensors in file order.
         shard_size: Largest safetensors file in bytes (one tensor larger than this gets a
             file alone); one file is ``model.safetensors`` without an index.
@@ -361,6 +361,8 @@ def write_hf_checkpoint(
             (tmp / INDEX).write_text(json.dumps(index, indent=2) + "\n")
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         generation = {k: config.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
+        if generation["pad_token_id"] is None:  # batched generate() pads finished rows with it
+            generation["pad_token_id"] = generation["eos_token_id"]
         (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
