@@ -198,8 +198,17 @@ def test_incompatible_config_names_every_field(tmp_path):
 
 def test_cli_converts_a_step_and_reports_errors(tmp_path, capsys):
     run = make_run(tmp_path, random_model(small_config()), step=5)
-    assert main(["dcp-to-hf", str(run), str(tmp_path / "hf"), "--step", "5"]) == 0
-    assert (tmp_path / "hf" / "model.safetensors").is_file()
+    argv = ["dcp-to-hf", str(run), str(tmp_path / "hf"), "--step", "5", "--dtype", "bfloat16"]
+    assert main(argv) == 0
+    from safetensors.torch import load_file
+
+    weights = load_file(tmp_path / "hf" / "model.safetensors")
+    model = random_model(small_config())
+    assert torch.equal(
+        weights["model.embed_tokens.weight"], model.tok_emb.weight.detach().to(torch.bfloat16)
+    )
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["torch_dtype"] == "bfloat16"
     assert main(["dcp-to-hf", str(run), str(tmp_path / "x"), "--step", "7"]) == 1
     assert "step_000007" in capsys.readouterr().err
     assert main(["dcp-to-hf", str(run), str(tmp_path / "y"), "--eos-token", "<eos>"]) == 1

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from llm_model import ModelConfig, Transformer
-from llm_model.hf import HFExportWarning, check_llama_compatible, export_hf, import_hf
+from llm_model.hf import (
+    HFExportWarning,
+    check_llama_compatible,
+    export_hf,
+    import_hf,
+    parse_size,
+)
 
 pytest.importorskip("safetensors", reason="needs the [hf] extra (safetensors)")
 
@@ -161,3 +167,10 @@ def test_import_olmo2_from_transformers(tmp_path):
     ids = torch.randint(0, 101, (2, 15))
     with torch.no_grad():
         torch.testing.assert_close(ours(ids), hf(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_parse_size():
+    assert parse_size("5GB") == 5 * 10**9 and parse_size("2GiB") == 2 * 2**30
+    assert parse_size("1.5MB") == 1_500_000 and parse_size("1234") == 1234
+    with pytest.raises(ValueError, match="'5 gigs'"):
+        parse_size("5 gigs")
