@@ -24,7 +24,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     to_hf.add_argument("--eos-token", help="EOS token (default: the run's tokenizer.eos_token)")
     to_hf.add_argument(
         "--arch", default="auto", choices=["auto", *ARCHITECTURES],
-        help="transformers architecture (auto: llama, else olmo2)",
+        help="transformers architecture (auto: the first of llama, olmo2, gpt2 that fits)",
     )  # fmt: skip
     to_hf.add_argument(
         "--strict", action="store_true", help="refuse instead of warning on a lossy export"

@@ -1,4 +1,4 @@
-"""DCP checkpoint <-> Hugging Face directory (Llama, or OLMo 2 for OLMo-2-style models).
+"""DCP checkpoint <-> Hugging Face directory (Llama, OLMo 2 or GPT-2, as the model config allows).
 
 ``dcp_to_hf`` streams: it reads the checkpoint's model tensors one at a time (``tools.convert.dcp``)
 and writes them one at a time (``llm_model.hf.write_hf_checkpoint``), so its memory is about the
@@ -26,7 +26,7 @@ from llm_model import ModelConfig
 from llm_model.hf import (
     TensorEntry,
     hf_config,
-    hf_name_map,
+    hf_entries,
     import_hf,
     parse_size,
     pick_architecture,
@@ -133,8 +133,8 @@ def _entries(checkpoint: Path, config: ModelConfig, arch: str, dtype) -> list[Te
             f"{checkpoint} does not match its model config ({len(problems)} problems): "
             + "; ".join(problems[:8])
         )
-    names = hf_name_map(config, arch)
-    return [TensorEntry(names[k], t.shape, dtype or t.dtype, t.load) for k, t in tensors.items()]
+    ours = {k: TensorEntry(k, t.shape, t.dtype, t.load) for k, t in tensors.items()}
+    return hf_entries(config, arch, ours, dtype)
 
 
 def _counted(load, bar: tqdm):
@@ -170,7 +170,7 @@ def dcp_to_hf(
         eos_token: EOS token (default: the run config's tokenizer.eos_token, else
             ``<|endoftext|>``).
         strict: Refuse, rather than warn, when the export changes outputs on some inputs.
-        arch: "llama", "olmo2" or "auto" (the first that represents the model config).
+        arch: "llama", "olmo2", "gpt2" or "auto" (the first that represents the model config).
     """
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not one of {sorted(DTYPES)}")

@@ -108,6 +108,27 @@ def test_olmo2_style_model_exports_as_olmo2(tmp_path):
         dcp_to_hf(tmp_path / "run", tmp_path / "as-llama", arch="llama")
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_gpt2_style_model_exports_as_gpt2(tmp_path, tied):
+    config = small_config(
+        position="learned", norm="layernorm", activation="gelu", bias=True, n_kv_heads=None,
+        ffn_hidden=None, tie_embeddings=tied,
+    )  # fmt: skip
+    model = random_model(config)
+    with torch.no_grad():  # non-zero biases so a fused-qkv or transpose mix-up shows
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.uniform_(-0.5, 0.5)
+    out = dcp_to_hf(make_run(tmp_path, model), tmp_path / "hf", shard_size="60KB")
+    hf = load_hf(out)
+    assert type(hf).__name__ == "GPT2LMHeadModel"
+    ids = torch.randint(0, 320, (2, 40))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, model(ids), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="model_type='gpt2' does not import"):
+        import_hf(out)
+
+
 def test_sharded_export_has_index_and_round_trips_through_hf_to_dcp(tmp_path):
     model = random_model(small_config())
     out = dcp_to_hf(make_run(tmp_path, model), tmp_path / "hf", shard_size="40KB")

@@ -1,4 +1,4 @@
-"""Hugging Face checkpoints (Llama, OLMo 2): export (config, sharded safetensors) and import.
+"""Hugging Face checkpoints: export as Llama, OLMo 2 or GPT-2 (sharded safetensors); import.
 
 Needs the [hf] extra (safetensors). Our RoPE layout (pairs (i, i + D/2)) is Hugging Face's,
 so q/k weights are copied without permutation.
@@ -12,6 +12,7 @@ tensors lazily (``tools/convert`` from a DCP checkpoint) never holds the whole m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ __all__ = [
     "config_from_hf",
     "export_hf",
     "hf_config",
+    "hf_entries",
     "hf_name_map",
     "import_hf",
     "incompatibilities",
@@ -77,7 +79,17 @@ ARCHITECTURES = {
         {**_LLAMA_NEEDS, "norm_position": "sublayer", "qk_norm": "full", "bias": False},
         ("post_attention_layernorm", "post_feedforward_layernorm"),
     ),
+    # GPT-2: learned positions, LayerNorm, exact GELU ("gelu"), biases, one fused qkv matrix;
+    # export only (its Conv1D weights are stored transposed)
+    "gpt2": _Arch(
+        "gpt2", "GPT2LMHeadModel",
+        {"position": "learned", "norm": "layernorm", "norm_position": "pre", "activation": "gelu",
+         "qk_norm": "none", "bias": True, "sliding_window": 0, "n_experts": 0,
+         "low_precision_norm": False},
+        ("ln_1", "ln_2"),
+    ),
 }  # fmt: skip
+IMPORTABLE = ("llama", "olmo2")
 
 _SAFETENSORS_DTYPES = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -93,11 +105,16 @@ class HFExportWarning(UserWarning):
 def incompatibilities(config: ModelConfig, arch: str = "llama") -> list[str]:
     """Every field ``arch`` cannot represent, as ``ModelConfig.field=value (...)``."""
     needs = _arch(arch).needs
-    return [
+    problems = [
         f"ModelConfig.{field}={getattr(config, field)!r} ({arch} needs {needed!r})"
         for field, needed in needs.items()
         if getattr(config, field) != needed
     ]
+    if arch == "gpt2" and config.kv_heads != config.n_heads:
+        problems.append(f"ModelConfig.n_kv_heads={config.n_kv_heads!r} (gpt2 needs n_heads)")
+    if arch == "gpt2" and config.dim_per_head * config.n_heads != config.d_model:
+        problems.append(f"ModelConfig.head_dim={config.head_dim!r} (gpt2 needs d_model/n_heads)")
+    return problems
 
 
 def llama_incompatibilities(config: ModelConfig) -> list[str]:
@@ -179,11 +196,26 @@ def hf_config(
     eos_token_id: int | None = None,
     pad_token_id: int | None = None,
 ) -> dict:
-    """The Hugging Face config.json dict of ``c`` as architecture ``arch`` (llama, olmo2).
+    """The Hugging Face config.json dict of ``c`` as architecture ``arch`` (llama, olmo2, gpt2).
 
     The special-token ids are written even when None: transformers' Llama otherwise assumes
     bos=1 and eos=2, so ``generate()`` would stop on the wrong token.
     """
+    tokens = {
+        "bos_token_id": bos_token_id,
+        "eos_token_id": eos_token_id,
+        "pad_token_id": pad_token_id,
+        "torch_dtype": str(dtype).removeprefix("torch."),
+    }
+    if arch == "gpt2":
+        return {
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+            "vocab_size": c.vocab_size, "n_positions": c.max_seq_len, "n_embd": c.d_model,
+            "n_layer": c.n_layers, "n_head": c.n_heads, "n_inner": c.hidden_dim,
+            "activation_function": "gelu", "layer_norm_epsilon": c.norm_eps,
+            "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
+            "tie_word_embeddings": c.tie_embeddings, **tokens,
+        }  # fmt: skip
     return {
         "architectures": [_arch(arch).architecture],
         "model_type": arch,
@@ -202,10 +234,7 @@ def hf_config(
         "attention_bias": c.bias,
         "mlp_bias": c.bias,
         "hidden_act": "silu",
-        "bos_token_id": bos_token_id,
-        "eos_token_id": eos_token_id,
-        "pad_token_id": pad_token_id,
-        "torch_dtype": str(dtype).removeprefix("torch."),
+        **tokens,
     }
 
 
@@ -250,6 +279,64 @@ class TensorEntry:
         for s in self.shape:
             n *= s
         return n
+
+
+def hf_entries(
+    config: ModelConfig, arch: str, ours: dict[str, TensorEntry], dtype: torch.dtype | None = None
+) -> list[TensorEntry]:
+    """Our tensors (by state-dict name, loaded lazily) as ``arch``'s tensors, still lazy.
+
+    Llama and OLMo 2 rename; GPT-2 also transposes (Conv1D) and fuses q, k, v into c_attn.
+    Raises one error naming our tensors that have no place in ``arch``.
+    """
+    if arch == "gpt2":
+        out = _gpt2_entries(config, ours)
+    else:
+        names = hf_name_map(config, arch)
+        unmapped = sorted(set(ours) - set(names))
+        if unmapped:
+            raise ValueError(f"no {arch} name for {unmapped[:5]} ({len(unmapped)} in all)")
+        out = [dataclasses.replace(e, name=names[k]) for k, e in ours.items()]
+    return [dataclasses.replace(e, dtype=dtype or e.dtype) for e in out]
+
+
+def _gpt2_entries(config: ModelConfig, ours: dict[str, TensorEntry]) -> list[TensorEntry]:
+    def rename(src: str, dst: str) -> TensorEntry:
+        return dataclasses.replace(ours[src], name=dst)
+
+    def transposed(src: str, dst: str) -> TensorEntry:
+        e = ours[src]
+        return TensorEntry(dst, e.shape[::-1], e.dtype, lambda: e.load().T)
+
+    def fused(srcs: list[str], dst: str) -> TensorEntry:  # q, k, v stacked, then transposed
+        parts = [ours[k] for k in srcs]
+        shape = (sum(e.shape[0] for e in parts), *parts[0].shape[1:])[::-1]
+        return TensorEntry(
+            dst, shape, parts[0].dtype, lambda: torch.cat([e.load() for e in parts]).T
+        )
+
+    out = [rename("tok_emb.weight", "transformer.wte.weight"),
+           rename("pos_emb.weight", "transformer.wpe.weight")]  # fmt: skip
+    for i in range(config.n_layers):
+        b, h = f"blocks.{i}.", f"transformer.h.{i}."
+        for kind in ("weight", "bias"):
+            out.append(rename(f"{b}attn_norm.{kind}", f"{h}ln_1.{kind}"))
+            out.append(rename(f"{b}ffn_norm.{kind}", f"{h}ln_2.{kind}"))
+        out += [
+            fused([f"{b}attn.w{x}.weight" for x in "qkv"], f"{h}attn.c_attn.weight"),
+            fused([f"{b}attn.w{x}.bias" for x in "qkv"], f"{h}attn.c_attn.bias"),
+            transposed(f"{b}attn.wo.weight", f"{h}attn.c_proj.weight"),
+            rename(f"{b}attn.wo.bias", f"{h}attn.c_proj.bias"),
+            transposed(f"{b}ffn.w1.weight", f"{h}mlp.c_fc.weight"),
+            rename(f"{b}ffn.w1.bias", f"{h}mlp.c_fc.bias"),
+            transposed(f"{b}ffn.w2.weight", f"{h}mlp.c_proj.weight"),
+            rename(f"{b}ffn.w2.bias", f"{h}mlp.c_proj.bias"),
+        ]
+    out += [rename("norm.weight", "transformer.ln_f.weight"),
+            rename("norm.bias", "transformer.ln_f.bias")]  # fmt: skip
+    if not config.tie_embeddings:
+        out.append(rename("output.weight", "lm_head.weight"))
+    return out
 
 
 def parse_size(text: str | int) -> int:
@@ -410,21 +497,14 @@ def export_hf(
         extra_files: More files for the directory (tokenizer files).
         strict: Refuse instead of warning when the export changes outputs on some inputs
             (``lossy_fields``: document masking).
-        arch: "llama", "olmo2" or "auto" (the first that represents the config).
+        arch: "llama", "olmo2", "gpt2" or "auto" (the first that represents the config).
     """
     c = model.config
     arch = pick_architecture(c, arch)
     warn_or_refuse_lossy(c, strict)
-    names = hf_name_map(c, arch)
     state = model.state_dict()
-    entries = [
-        TensorEntry(names[k], tuple(t.shape), dtype or t.dtype, lambda t=t: t)
-        for k, t in state.items()
-        if k in names
-    ]
-    unmapped = sorted(set(state) - set(names))
-    if unmapped:
-        raise ValueError(f"no {arch} name for {unmapped[:5]}")
+    ours = {k: TensorEntry(k, tuple(t.shape), t.dtype, lambda t=t: t) for k, t in state.items()}
+    entries = hf_entries(c, arch, ours, dtype)
     cfg = hf_config(
         c, arch=arch, dtype=dtype or state["tok_emb.weight"].dtype, bos_token_id=bos_token_id,
         eos_token_id=eos_token_id, pad_token_id=pad_token_id,
@@ -487,8 +567,8 @@ def config_from_hf(hf: dict, source: str = "config.json", **overrides) -> ModelC
     another activation, separate attention / MLP biases, unsupported RoPE scaling, ...).
     """
     arch = hf.get("model_type")
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"{source}: model_type={arch!r} is not one of {sorted(ARCHITECTURES)}")
+    if arch not in IMPORTABLE:
+        raise ValueError(f"{source}: model_type={arch!r} does not import (only {list(IMPORTABLE)})")
     problems = []
     if hf.get("hidden_act", "silu") != "silu":
         problems.append(f"{source}: hidden_act={hf['hidden_act']!r} (only 'silu')")
