@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -47,8 +46,6 @@ __all__ = [
     "warn_or_refuse_lossy",
     "write_hf_checkpoint",
 ]
-
-log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_SIZE = 5 * 10**9  # transformers' save_pretrained default ("5GB")
 INDEX = "model.safetensors.index.json"
@@ -154,17 +151,17 @@ def lossy_fields(config: ModelConfig) -> list[str]:
     """What the export drops that changes outputs on some inputs (warned, or refused if strict).
 
     Document masking: the trained model lets a token attend only within its document, split
-    after each ``doc_mask_eos_id``; Llama has no such mask. On one document (a prompt without
-    that id inside, the usual generation case) logits are identical; on packed sequences with
-    the id inside they differ.
+    after each ``doc_mask_eos_id``; no exported architecture has such a mask. On one document
+    (a prompt without that id inside, the usual generation case) logits are identical; on
+    packed sequences with the id inside they differ.
     """
     if config.doc_mask_eos_id is None:
         return []
     return [
         f"ModelConfig.doc_mask_eos_id={config.doc_mask_eos_id}: the model was trained with "
-        "document masking, which Llama has no way to express; logits match on a single "
-        f"document but differ on inputs that contain token {config.doc_mask_eos_id} before "
-        "their end (split packed sequences at it before feeding the exported model)"
+        "document masking, which the exported architecture cannot express; logits match on a "
+        f"single document but differ on inputs that contain token {config.doc_mask_eos_id} "
+        "before their end (split packed sequences at it before feeding the exported model)"
     ]
 
 
