@@ -185,6 +185,10 @@ def test_trajectory_changes_ignore_runtime_fields():
     assert trajectory_changes(recorded, _config(betas=(0.8, 0.95))) == {
         "betas": ([0.9, 0.95], [0.8, 0.95])
     }
+    # A record from before a field existed: compared as that field's default.
+    older = {k: v for k, v in recorded.items() if k not in ("optimizer", "anneal_fraction")}
+    assert trajectory_changes(older, _config()) == {}
+    assert trajectory_changes(older, _config(optimizer="lion")) == {"optimizer": ("adamw", "lion")}
 
 
 class Probe:

@@ -262,14 +262,25 @@ def trajectory_changes(recorded: dict, config: TrainConfig) -> dict[str, tuple[o
     """``{field: (recorded value, new value)}`` for fields that change the updates a run takes.
 
     ``recorded`` is ``dataclasses.asdict`` of an earlier config, as stored in a checkpoint's
-    manifest (JSON, so tuples are lists); ``steps`` and ``RUNTIME_FIELDS`` are not compared.
+    manifest (JSON, so tuples are lists); ``steps`` and ``RUNTIME_FIELDS`` are not compared. A
+    field the record lacks (added to ``TrainConfig`` since) is compared as its default.
     """
     new = json.loads(json.dumps(dataclasses.asdict(config)))
+    defaults = json.loads(json.dumps(_defaults()))
     skip = RUNTIME_FIELDS | {"steps"}
+    old = {key: recorded.get(key, defaults.get(key)) for key in new}
     return {
-        key: (recorded.get(key), value)
+        key: (old[key], value)
         for key, value in new.items()
-        if key not in skip and recorded.get(key) != value
+        if key not in skip and old[key] != value
+    }
+
+
+def _defaults() -> dict[str, object]:
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(TrainConfig)
+        if f.default is not dataclasses.MISSING
     }
 
 
