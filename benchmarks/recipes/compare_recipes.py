@@ -57,7 +57,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def variants(base: TrainConfig, tokens_per_step: int) -> dict[str, TrainConfig]:
     """The recipes, each a ``TrainConfig`` over the same number of tokens as ``base``."""
     lion = dataclasses.replace(
-        base, optimizer="lion", lr=base.lr / 3, weight_decay=base.weight_decay * 3,
+        base, optimizer="lion", lr=base.lr / 3, weight_decay=round(base.weight_decay * 3, 6),
         betas=(0.9, 0.99),
     )  # fmt: skip
     wsd = dataclasses.replace(base, schedule="wsd", decay_fraction=0.2, anneal_fraction=0.1)
@@ -213,13 +213,14 @@ def plot(rows: dict[str, dict], path: Path, title: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=50, help="steps of the baseline")
+    p.add_argument("--steps", type=int, default=100, help="steps of the baseline")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per micro-batch")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--accum", type=int, default=2, help="micro-batches per full step")
     p.add_argument("--only", nargs="*", help="run only these recipes")
     p.add_argument("--work", type=Path, help="shards and runs (default: a temporary folder)")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     p.add_argument("--smoke", action="store_true", help="3 steps per recipe, tiny batches")
     return p
 
@@ -230,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.steps, args.batch_size, args.seq_len = 3, 2, 64
     device = torch.device("cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     os.chdir(ROOT)  # the config's paths (data/sample) are relative to the repository
     config = load_pretrain_config(None, [
         f"shards.seq_len={args.seq_len}", f"loader.batch_size={args.batch_size}",
@@ -244,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         configs = {k: v for k, v in configs.items() if k in args.only or k == "adamw"}
     work = args.work or Path(tempfile.mkdtemp(prefix="recipes-"))
-    load_before = os.getloadavg()
+    load_before, start = os.getloadavg(), time.perf_counter()
     base = build_shards(config, work)
     rows = {}
     for name, train_config in configs.items():
@@ -253,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s: loss %.4f, bpb %.4f", name, rows[name]["final_loss"],
                  rows[name]["heldout_bpb"])  # fmt: skip
     load = f"{load_before} before, {os.getloadavg()} after (1, 5, 15 min)"
-    meta = header(device_name(device), [("load average", load)])
+    total = f"{time.perf_counter() - start:.0f} s (shards included)"
+    meta = header(device_name(device), [("load average", load), ("total wall time", total)])
     stem = ("recipes-smoke-" if args.smoke else "recipes-") + device_slug(device)
     out = args.out if not args.smoke or args.out != RESULTS else work
     out.mkdir(parents=True, exist_ok=True)
