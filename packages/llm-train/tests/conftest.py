@@ -15,11 +15,11 @@ VOCAB, D_MODEL, SEQ_LEN = 32, 16, 8
 
 
 class ToyBlock(nn.Module):
-    def __init__(self, d: int, dropout: float) -> None:
+    def __init__(self, d: int, dropout: float, hidden: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(d)
-        self.w1 = nn.Linear(d, 2 * d)
-        self.w2 = nn.Linear(2 * d, d)
+        self.w1 = nn.Linear(d, hidden)
+        self.w2 = nn.Linear(hidden, d)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -27,12 +27,14 @@ class ToyBlock(nn.Module):
 
 
 class ToyModel(nn.Module):
-    """Embedding -> residual MLP blocks -> norm -> head; dropout makes RNG state matter."""
+    """Embedding -> residual MLP blocks -> norm -> head; dropout makes RNG state matter.
 
-    def __init__(self, n_layers: int = 2, dropout: float = 0.1) -> None:
+    ``hidden=256`` gives 4096-value MLP matrices: the smallest torchao quantizes to 8 bits."""
+
+    def __init__(self, n_layers: int = 2, dropout: float = 0.1, hidden: int = 2 * D_MODEL) -> None:
         super().__init__()
         self.embed = nn.Embedding(VOCAB, D_MODEL)
-        self.blocks = nn.ModuleList(ToyBlock(D_MODEL, dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(ToyBlock(D_MODEL, dropout, hidden) for _ in range(n_layers))
         self.norm = nn.LayerNorm(D_MODEL)
         self.head = nn.Linear(D_MODEL, VOCAB, bias=False)
 
@@ -98,6 +100,14 @@ def one_thread():
 def toy() -> SimpleNamespace:
     """The toy classes (fixtures, since tests are imported with --import-mode=importlib)."""
     return SimpleNamespace(Model=ToyModel, Loader=ToyLoader, vocab=VOCAB, seq_len=SEQ_LEN)
+
+
+@pytest.fixture
+def eager_torchao(monkeypatch):
+    """Run torchao's optimizer step eagerly: it ``torch.compile``s its per-parameter step, which
+    costs ~50 s of C++ builds on 2 busy CPU cores (measured) for the same math on toy tensors."""
+    pytest.importorskip("torchao", reason="torchao not installed (the [ao] extra)")
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
 
 
 _READS = ("item", "tolist", "__float__", "__int__", "__bool__", "__format__", "__index__")

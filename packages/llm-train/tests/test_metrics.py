@@ -38,3 +38,18 @@ def test_tensorboard_mirror(tmp_path):
     writer.write(1, {"loss": 1.0})
     writer.close()
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_wandb_offline_writes_a_run_dir(toy, tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="wandb not installed (the [wandb] extra)")
+    from llm_train.config import TrainConfig
+    from llm_train.trainer import Trainer
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the config's offline mode applies
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = TrainConfig(steps=2, precision="fp32", log_every=1, wandb=True, wandb_project="t")
+    Trainer(toy.Model(), toy.Loader(), config, tmp_path / "run").fit()
+    runs = list((tmp_path / "run" / "wandb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    assert list(runs[0].glob("*.wandb"))  # the run's records, for `wandb sync` later
+    assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2]

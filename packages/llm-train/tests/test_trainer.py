@@ -105,8 +105,10 @@ def test_metrics_jsonl_and_callbacks(toy, tmp_path):
     assert first["tokens_per_s_per_device"] == first["tokens_per_s"]  # one device
     assert records[2]["eval/step_x2"] == 8.0 and "tokens_per_s" not in records[2]
     assert records[-1]["eval/step_x2"] == 20.0 and final["eval/step_x2"] == 20.0
-    assert records[-1]["lr"] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 * (1 + torch.cos(
-        torch.tensor(torch.pi * 7 / 8)).item())))  # lr of step index 9  # fmt: skip
+    assert records[-2]["lr"] == pytest.approx(
+        1e-2 * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 6 / 7)).item()))
+    )  # step index 8: decay over indices 2..9
+    assert records[-1]["lr"] == pytest.approx(1e-3)  # the last update uses min_lr  # fmt: skip
 
 
 def test_tensorboard_mirror_of_a_run(toy, tmp_path):
@@ -183,6 +185,10 @@ def test_trajectory_changes_ignore_runtime_fields():
     assert trajectory_changes(recorded, _config(betas=(0.8, 0.95))) == {
         "betas": ([0.9, 0.95], [0.8, 0.95])
     }
+    # A record from before a field existed: compared as that field's default.
+    older = {k: v for k, v in recorded.items() if k not in ("optimizer", "anneal_fraction")}
+    assert trajectory_changes(older, _config()) == {}
+    assert trajectory_changes(older, _config(optimizer="lion")) == {"optimizer": ("adamw", "lion")}
 
 
 class Probe:

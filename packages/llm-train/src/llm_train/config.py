@@ -11,6 +11,8 @@ from typing import Literal
 __all__ = ["RUNTIME_FIELDS", "TrainConfig", "trajectory_changes"]
 
 Schedule = Literal["cosine", "linear", "wsd", "constant"]
+Optimizer = Literal["adamw", "lion", "adamw8bit"]
+WandbMode = Literal["offline", "online"]
 Precision = Literal["fp32", "bf16"]
 NanPolicy = Literal["skip", "stop"]
 SpikePolicy = Literal["skip", "log", "rollback"]
@@ -32,10 +34,15 @@ RUNTIME_FIELDS = frozenset(
         "step_timeout_s",
         "gc_every",
         "async_checkpoint",
+        "wandb",
+        "wandb_project",
+        "wandb_mode",
     }
 )
 
 _SCHEDULES = ("cosine", "linear", "wsd", "constant")
+_OPTIMIZERS = ("adamw", "lion", "adamw8bit")
+_WANDB_MODES = ("offline", "online")
 _PRECISIONS = ("fp32", "bf16")
 _NAN_POLICIES = ("skip", "stop")
 _SPIKE_POLICIES = ("skip", "log", "rollback")
@@ -48,15 +55,29 @@ class TrainConfig:
     Attributes:
         steps: Number of optimizer steps to train for.
         lr: Peak learning rate.
-        min_lr_ratio: Final learning rate as a fraction of ``lr`` (schedules decay to it).
+        min_lr_ratio: Floor of the learning rate as a fraction of ``lr``: decaying schedules
+            reach it at the last update (or where the final anneal starts).
         warmup_steps: Linear warmup length; ``lr`` is reached at step ``warmup_steps - 1``.
         schedule: Shape after warmup: cosine or linear decay, warmup-stable-decay, or constant.
-        decay_fraction: For ``wsd``: fraction of ``steps`` spent in the final linear decay.
-        weight_decay: AdamW decoupled weight decay for matrices (never norms, biases, embeddings).
-        betas: AdamW betas.
-        eps: AdamW epsilon.
+        decay_fraction: For ``wsd``: fraction of ``steps`` spent in the linear decay.
+        anneal_fraction: If > 0, the last ``max(1, round(anneal_fraction * steps))`` updates
+            anneal linearly from the schedule's value to exactly 0 at the last update.
+        optimizer: ``adamw`` (torch), ``lion`` (sign updates, one state: use a 3-10x smaller
+            ``lr``, larger ``weight_decay`` and ``betas=(0.9, 0.99)``) or ``adamw8bit``
+            (torchao's block-wise 8-bit states; the ``[ao]`` extra).
+        weight_decay: Decoupled weight decay for matrices (never norms, biases, embeddings).
+        betas: Optimizer betas (AdamW: moment decays; Lion: interpolation, state decay).
+        eps: AdamW epsilon (unused by Lion).
         grad_clip: Clip the global gradient norm to this value; 0 disables clipping.
-        grad_accum_steps: Micro-batches per optimizer step.
+        grad_accum_steps: Micro-batches per optimizer step: the target global batch.
+        batch_warmup_tokens: If > 0, the global batch ramps up over the first this many
+            training tokens (see ``llm_train.batch_warmup``); 0 is off.
+        batch_warmup_start_tokens: Global batch size in tokens at the start of the ramp
+            (rounded up to whole micro-batches; at least one).
+        float8: Train the linear layers with float8 matmuls (torchao; CUDA compute capability
+            8.9+ only, an error elsewhere). Layers whose dimensions are not multiples of 16 and
+            names containing one of ``float8_skip`` keep their dtype.
+        float8_skip: Module-name substrings left out of the float8 conversion (e.g. the head).
         precision: ``bf16`` autocasts on CUDA; on CPU it falls back to fp32 (see ``precision.py``).
         seed: Seed for torch RNGs at the start of a fresh run.
         log_every: Write a metrics line every this many steps (and at the last step).
@@ -87,6 +108,11 @@ class TrainConfig:
             background (``.tmp`` until final; one save in flight; the last is waited for).
         gc_every: If > 0, Python's automatic GC is off during training and ``gc.collect()``
             runs every this many steps on every rank (``gc_s`` in the metrics).
+        wandb: Rank 0 also logs the metrics to Weights & Biases (the ``[wandb]`` extra) under
+            ``<run_dir>/wandb``; ``metrics.jsonl`` stays the source of truth.
+        wandb_project: The W&B project name.
+        wandb_mode: ``offline`` (default: no network; upload later with ``wandb sync``) or
+            ``online``. The ``WANDB_MODE`` environment variable, if set, wins.
     """
 
     steps: int
@@ -95,11 +121,17 @@ class TrainConfig:
     warmup_steps: int = 0
     schedule: Schedule = "cosine"
     decay_fraction: float = 0.2
+    anneal_fraction: float = 0.0
+    optimizer: Optimizer = "adamw"
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     grad_clip: float = 1.0
     grad_accum_steps: int = 1
+    batch_warmup_tokens: int = 0
+    batch_warmup_start_tokens: int = 0
+    float8: bool = False
+    float8_skip: tuple[str, ...] = ()
     precision: Precision = "bf16"
     seed: int = 0
     log_every: int = 10
@@ -119,9 +151,13 @@ class TrainConfig:
     step_timeout_s: float = 0.0
     async_checkpoint: bool = False
     gc_every: int = 0
+    wandb: bool = False
+    wandb_project: str = "llm-train"
+    wandb_mode: WandbMode = "offline"
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # OmegaConf hands back a ListConfig
+        self.float8_skip = tuple(self.float8_skip)
         _require(self.steps >= 1, "steps", self.steps, "an integer >= 1")
         _require(_finite(self.lr) and self.lr > 0, "lr", self.lr, "a finite float > 0")
         _require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", self.min_lr_ratio, "in [0, 1]")
@@ -133,6 +169,19 @@ class TrainConfig:
         )
         _require(self.schedule in _SCHEDULES, "schedule", self.schedule, f"one of {_SCHEDULES}")
         _require(0 < self.decay_fraction <= 1, "decay_fraction", self.decay_fraction, "in (0, 1]")
+        _require(
+            0 <= self.anneal_fraction < 1, "anneal_fraction", self.anneal_fraction, "in [0, 1)"
+        )
+        _require(
+            self.warmup_steps + self.anneal_steps <= self.steps,
+            "anneal_fraction",
+            self.anneal_fraction,
+            f"an anneal of at most steps - warmup_steps = {self.steps - self.warmup_steps} "
+            f"steps (it is {self.anneal_steps})",
+        )
+        _require(
+            self.optimizer in _OPTIMIZERS, "optimizer", self.optimizer, f"one of {_OPTIMIZERS}"
+        )
         _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a float >= 0")
         _require(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
@@ -143,6 +192,18 @@ class TrainConfig:
         _require(self.eps > 0, "eps", self.eps, "a float > 0")
         _require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "a float >= 0 (0 = off)")
         _require(self.grad_accum_steps >= 1, "grad_accum_steps", self.grad_accum_steps, ">= 1")
+        for name in ("batch_warmup_tokens", "batch_warmup_start_tokens"):
+            _require(getattr(self, name) >= 0, name, getattr(self, name), "an integer >= 0")
+        _require(
+            self.batch_warmup_tokens == 0 or self.grad_accum_steps > 1,
+            "batch_warmup_tokens",
+            self.batch_warmup_tokens,
+            "0 unless grad_accum_steps > 1 (the ramp grows the micro-batches per step up to it)",
+        )
+        _require(
+            self.wandb_mode in _WANDB_MODES, "wandb_mode", self.wandb_mode, f"one of {_WANDB_MODES}"
+        )
+        _require(bool(self.wandb_project), "wandb_project", self.wandb_project, "a name")
         _require(
             self.precision in _PRECISIONS, "precision", self.precision, f"one of {_PRECISIONS}"
         )
@@ -186,22 +247,40 @@ class TrainConfig:
 
     @property
     def min_lr(self) -> float:
-        """The learning rate that decaying schedules end at."""
+        """The learning rate that decaying schedules end at (before any final anneal)."""
         return self.lr * self.min_lr_ratio
+
+    @property
+    def anneal_steps(self) -> int:
+        """Number of final updates in the linear anneal to 0 (0 when ``anneal_fraction`` is 0)."""
+        if self.anneal_fraction <= 0:
+            return 0
+        return max(1, round(self.anneal_fraction * self.steps))
 
 
 def trajectory_changes(recorded: dict, config: TrainConfig) -> dict[str, tuple[object, object]]:
     """``{field: (recorded value, new value)}`` for fields that change the updates a run takes.
 
     ``recorded`` is ``dataclasses.asdict`` of an earlier config, as stored in a checkpoint's
-    manifest (JSON, so tuples are lists); ``steps`` and ``RUNTIME_FIELDS`` are not compared.
+    manifest (JSON, so tuples are lists); ``steps`` and ``RUNTIME_FIELDS`` are not compared. A
+    field the record lacks (added to ``TrainConfig`` since) is compared as its default.
     """
     new = json.loads(json.dumps(dataclasses.asdict(config)))
+    defaults = json.loads(json.dumps(_defaults()))
     skip = RUNTIME_FIELDS | {"steps"}
+    old = {key: recorded.get(key, defaults.get(key)) for key in new}
     return {
-        key: (recorded.get(key), value)
+        key: (old[key], value)
         for key, value in new.items()
-        if key not in skip and recorded.get(key) != value
+        if key not in skip and old[key] != value
+    }
+
+
+def _defaults() -> dict[str, object]:
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(TrainConfig)
+        if f.default is not dataclasses.MISSING
     }
 
 

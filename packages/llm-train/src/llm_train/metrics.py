@@ -1,4 +1,6 @@
-"""Metrics: one JSONL file per run (the source of truth), mirrored to TensorBoard if asked."""
+"""Metrics: one JSONL file per run (the source of truth), mirrored to TensorBoard and Weights &
+Biases if asked. The mirrors are append-only: lines that a resume drops from the JSONL (steps
+trained again) stay in them, and the new values of those steps follow."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 __all__ = ["MetricsWriter", "read_metrics"]
 
@@ -18,9 +21,18 @@ class MetricsWriter:
     Args:
         path: The JSONL file (created with its parent directories; appended to if it exists).
         tensorboard_dir: If given, also write scalars there (needs the ``tensorboard`` extra).
+        wandb: If given, keyword arguments of ``wandb.init`` (``dir``, ``project``, ``name``,
+            ``mode``, ``config``): also log there (needs the ``wandb`` extra). The mode is
+            ``offline`` unless given or set in ``WANDB_MODE``; upload later with ``wandb sync``.
     """
 
-    def __init__(self, path: str | Path, *, tensorboard_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        tensorboard_dir: str | Path | None = None,
+        wandb: dict[str, Any] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a")
@@ -29,6 +41,7 @@ class MetricsWriter:
             from torch.utils.tensorboard import SummaryWriter  # lazy: optional extra
 
             self._tb = SummaryWriter(str(tensorboard_dir))
+        self._wandb = _wandb_run(wandb) if wandb is not None else None
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         """Write one line for ``step``."""
@@ -42,6 +55,9 @@ class MetricsWriter:
             for key, value in record.items():
                 if key != "step" and value is not None:
                     self._tb.add_scalar(key, value, global_step=step)
+        if self._wandb is not None:
+            values = {k: v for k, v in record.items() if k != "step" and v is not None}
+            self._wandb.log(values, step=int(step))
 
     def truncate_after(self, step: int) -> int:
         """Drop lines with ``"step" > step`` (written after the checkpoint a run resumes from).
@@ -61,6 +77,24 @@ class MetricsWriter:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+
+def _wandb_run(kwargs: dict[str, Any]) -> Any:
+    try:
+        import wandb
+    except ImportError as err:
+        raise ImportError(
+            f"W&B logging (TrainConfig.wandb) needs wandb: install llm-train[wandb] ({err})"
+        ) from err
+    kwargs = dict(kwargs)
+    kwargs["mode"] = os.environ.get("WANDB_MODE") or kwargs.get("mode") or "offline"
+    if kwargs.get("dir") is not None:
+        Path(kwargs["dir"]).mkdir(parents=True, exist_ok=True)
+        kwargs["dir"] = str(kwargs["dir"])
+    return wandb.init(**kwargs)
 
 
 def read_metrics(path: str | Path) -> list[dict]:

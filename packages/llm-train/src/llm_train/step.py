@@ -12,6 +12,7 @@ from torch import nn
 from llm_train.config import TrainConfig
 from llm_train.guard import SpikeGuard
 from llm_train.precision import autocast
+from llm_train.schedule import group_lr
 
 __all__ = ["IGNORE_INDEX", "finite", "to_floats", "train_step"]
 
@@ -45,7 +46,8 @@ def train_step(
         model: Meets the trainable-model protocol: ``model(input_ids, labels=labels)`` returns a
             dict with ``"loss"`` (and parts to log), each a mean over the micro-batch's target
             tokens, or that scalar loss tensor.
-        batches: ``grad_accum_steps`` dicts with ``input_ids`` and ``labels`` LongTensor[B, T].
+        batches: Dicts with ``input_ids`` and ``labels`` LongTensor[B, T]: ``grad_accum_steps``
+            of them, fewer during a batch-size warmup (the same number on every rank).
         optimizer: Built by ``build_optimizer``.
         scheduler: Built by ``build_scheduler``.
         config: Supplies ``grad_clip``, ``precision``, ``nan_policy``.
@@ -62,7 +64,7 @@ def train_step(
             checked (see above).
     """
     device = next(model.parameters()).device
-    lr = optimizer.param_groups[0]["lr"]
+    lr = group_lr(optimizer.param_groups[0])
     optimizer.zero_grad(set_to_none=True)
     parts = _accumulate(model, batches, device, config.precision)
     grad_norm = _clip(model, config.grad_clip, device)

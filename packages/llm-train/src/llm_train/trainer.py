@@ -17,6 +17,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from llm_train.batch_warmup import micro_batches_at
 from llm_train.callback import Callback
 from llm_train.checkpoint import (
     CheckpointError,
@@ -35,7 +36,7 @@ from llm_train.optimizer import build_optimizer
 from llm_train.parallel import materialize, parallelize
 from llm_train.provenance import provenance
 from llm_train.rng import get_rng_state, set_rng_state
-from llm_train.schedule import build_scheduler, lr_at
+from llm_train.schedule import build_scheduler, lr_at, set_lr
 from llm_train.spikes import SpikeLog, batch_record
 from llm_train.step import finite, to_floats, train_step
 from llm_train.watchdog import StepWatchdog, SyncedGC
@@ -113,7 +114,8 @@ class Trainer:
         self.metrics = None
         if self.rank == 0:
             path = self.run_dir / "metrics.jsonl"
-            self.metrics = MetricsWriter(path, tensorboard_dir=tensorboard_dir)
+            wandb = _wandb_kwargs(config, self.run_dir) if config.wandb else None
+            self.metrics = MetricsWriter(path, tensorboard_dir=tensorboard_dir, wandb=wandb)
         self.spikes = SpikeLog(self.run_dir / "spikes.jsonl" if self.rank == 0 else None)
         self.last_metrics: dict[str, float] = {}
         self.unchecked: list[tuple[int, torch.Tensor]] = []  # (step, finite flag) not yet read
@@ -196,17 +198,25 @@ class Trainer:
             skipped_total=float(self.skipped_total),
             spikes_total=float(self.spikes_total),
             rollbacks_total=float(self.rollbacks_total),
+            micro_batches=float(len(micro)),
         )
 
     def _next_micro(self, batches: Iterator[dict[str, torch.Tensor]]) -> list[dict]:
-        """The next step's micro-batches, noting where each came from for ``spikes.jsonl``."""
-        if self.guard.k <= 0:  # no guard, no spikes: the loader's position is not needed
-            return [next(batches) for _ in range(self.config.grad_accum_steps)]
-        micro, records = [], []
-        for _ in range(self.config.grad_accum_steps):
-            position = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
+        """The next step's micro-batches (``grad_accum_steps``, fewer during a batch-size
+        warmup), noting where each came from for ``spikes.jsonl``."""
+        guarded = self.guard.k > 0  # no guard, no spikes: the loader's position is not needed
+        stateful = hasattr(self.loader, "state_dict")
+        micro, records, count = [], [], 1
+        while len(micro) < count:
+            position = self.loader.state_dict() if guarded and stateful else None
             micro.append(next(batches))
-            records.append(batch_record(position, micro[-1]))
+            if guarded:
+                records.append(batch_record(position, micro[-1]))
+            if len(micro) == 1:  # the step's size is counted in micro-batches of this many tokens
+                tokens = micro[0]["input_ids"].numel() * self.world_size
+                count = micro_batches_at(self.tokens, tokens, self.config)
+        if not guarded:
+            return micro
         # Only a rollback blames the steps since the checkpoint; other policies need this one.
         keep = self.config.spike_policy == "rollback" and self.checkpoint is not None
         self.spikes.record_step(self.step + 1, records, keep=keep)
@@ -461,7 +471,18 @@ def _apply_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
     """
     groups = scheduler.optimizer.param_groups
     for group, base, fn in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
-        group["lr"] = base * fn(scheduler.last_epoch)
+        set_lr(group, base * fn(scheduler.last_epoch))
+
+
+def _wandb_kwargs(config: TrainConfig, run_dir: Path) -> dict:
+    """``wandb.init`` arguments: the run's folder name and config, files under ``run_dir``."""
+    return {
+        "dir": run_dir / "wandb",
+        "project": config.wandb_project,
+        "name": run_dir.name,
+        "mode": config.wandb_mode,
+        "config": dataclasses.asdict(config),
+    }
 
 
 def _refuse_unusable_checkpoints(checkpoint_dir: Path) -> None:
