@@ -26,7 +26,7 @@ def test_round_trips_through_omegaconf_structured():
 def test_omegaconf_rejects_bad_format_literal():
     base = OmegaConf.structured(_config())
     with pytest.raises(Exception, match="format"):
-        OmegaConf.merge(base, {"sources": [{"name": "x", "path": "p", "format": "parquet"}]})
+        OmegaConf.merge(base, {"sources": [{"name": "x", "path": "p", "format": "csv"}]})
 
 
 @pytest.mark.parametrize(

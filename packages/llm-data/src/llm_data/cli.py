@@ -59,14 +59,25 @@ class _HFTokenizer:
         return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
 
 
-def _shards(args: argparse.Namespace) -> int:
-    try:
-        from llm_data.shards import tokenize_to_shards
-    except ImportError as err:
+def _require_shards_extra() -> None:
+    """Exit with the install line when a module of the [shards] extra is missing (shards.py
+    imports torch and streaming only when it runs, so importing it proves nothing)."""
+    import importlib.util
+
+    missing = [
+        m for m in ("streaming", "torch", "tokenizers") if importlib.util.find_spec(m) is None
+    ]
+    if missing:
         raise SystemExit(
-            f"llm-data shards needs the [shards] extra ({err.name or err} is missing): "
+            f"llm-data shards needs the [shards] extra ({', '.join(missing)} not installed): "
             f"{SHARDS_EXTRA_HINT}"
-        ) from err
+        )
+
+
+def _shards(args: argparse.Namespace) -> int:
+    _require_shards_extra()
+    from llm_data.shards import tokenize_to_shards
+
     stats = tokenize_to_shards(
         args.curated,
         _HFTokenizer(args.tokenizer, args.eos_token),
