@@ -36,7 +36,7 @@ def _looks_english(text: str) -> bool:
 def evaluate(corpus: Path) -> list[dict]:
     from tqdm import tqdm
 
-    from llm_data.language import LanguageIdFilter
+    from llm_data.language import LABEL_ALIASES, LanguageIdFilter
 
     identifier = LanguageIdFilter()
     rows = []
@@ -50,9 +50,10 @@ def evaluate(corpus: Path) -> list[dict]:
         for page in _pages.extracted_pages(path):
             if not page["text"].strip():
                 continue
-            language, score = identifier.classify(page["text"])
+            label, score = identifier.identifier.classify(page["text"][:10_000])
+            language = LABEL_ALIASES.get(label, label)  # as LanguageIdFilter.classify does
             english_checked += language == "en" and _looks_english(page["text"])
-            raw[identifier.identifier.classify(page["text"][:10_000])[0]] += 1
+            raw[label] += 1
             labels[language] += 1
             scores.append(score)
         pages = sum(labels.values())

@@ -49,6 +49,22 @@ def test_curate_and_inspect(tmp_path, capsys):
     assert removed["examples"][0]["reason"] == "gopher_too_many_hashes"
 
 
+def test_curate_to_an_object_store_url(tmp_path, capsys):
+    import fsspec
+
+    config = _inputs(tmp_path)
+    config.write_text(config.read_text().replace(str(tmp_path / "out"), "memory://bucket/cur"))
+    fs = fsspec.filesystem("memory")
+    try:
+        assert main(["curate", str(config), "--no-progress"]) == 0
+        assert fs.exists("/bucket/cur/curation_stats.json")
+        assert fs.glob("/bucket/cur/docs/*.jsonl.gz")
+        assert main(["curate", str(config), "--no-progress"]) == 2  # exists, no --overwrite
+        assert "exists" in capsys.readouterr().err
+    finally:
+        fs.rm("/bucket", recursive=True)
+
+
 def test_unknown_key_is_an_error_naming_it(tmp_path, capsys):
     config = _inputs(tmp_path)
     config.write_text(config.read_text() + "gopher: {min_word: 3}\n")

@@ -30,7 +30,10 @@ def _curate(args: argparse.Namespace) -> int:
     if overrides:
         config = dataclasses.replace(config, **overrides)
     readers.SHOW_PROGRESS = not args.no_progress
-    stats = run_curation(config)
+    if readers.is_url(config.output_dir):
+        stats = _curate_to_store(config, run_curation)
+    else:
+        stats = run_curation(config)
     for source, result in stats.items():
         print(f"{source}: {result['documents_out']} documents out, {result['seconds']} s")
         for row in result["stages"]:
@@ -38,6 +41,32 @@ def _curate(args: argparse.Namespace) -> int:
             print(f"  {row['stage']:<28} in {row['in']:>7}  kept {row['kept']:>7}  {why}")
     print(f"curated into {config.output_dir}")
     return 0
+
+
+def _curate_to_store(config, run_curation) -> dict:
+    """Curate into a local temp folder, then upload it to the object store `output_dir`.
+
+    run_curation writes atomically by renaming a folder, which object stores cannot do; so the
+    upload puts `curation_stats.json` last: a folder without it is an unfinished upload.
+    """
+    import tempfile
+
+    from fsspec.core import url_to_fs
+
+    from llm_data.curation import STATS_FILE
+
+    fs, remote = url_to_fs(config.output_dir)
+    if fs.exists(remote) and not config.overwrite:
+        raise FileExistsError(f"output_dir={config.output_dir!r} exists; use --overwrite")
+    with tempfile.TemporaryDirectory(prefix="llm-data-") as tmp:
+        local = Path(tmp) / "curated"
+        stats = run_curation(dataclasses.replace(config, output_dir=str(local)))
+        if fs.exists(remote):
+            fs.rm(remote, recursive=True)
+        files = sorted(p for p in local.rglob("*") if p.is_file() and p.name != STATS_FILE)
+        for path in [*files, local / STATS_FILE]:
+            fs.put_file(str(path), f"{remote}/{path.relative_to(local).as_posix()}")
+    return stats
 
 
 class _HFTokenizer:
