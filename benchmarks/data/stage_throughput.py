@@ -1,14 +1,16 @@
 """Documents per second per core for each curation stage, next to stock datatrove steps.
 
-Every stage runs in this one process on the same handbook pages: the reader and Trafilatura on
-the raw WARC records of `--pages-per-file` pages per file, the filters on the extracted pages of
-every file (labelled with their language first, as the pipeline does). "per core" is documents
+Every stage runs in this one process on the same handbook pages: the reader on every record,
+Trafilatura on the raw WARC records of `--pages-per-file` pages per file, the filters on the
+first `--filter-pages-per-file` extracted pages of every file (labelled with their language
+first, as the pipeline does). "per core" is documents
 over CPU seconds (this process plus the children that finished, i.e. Trafilatura's sandbox), so
 other jobs on a shared machine slow the wall clock more than this number; the wall-clock rate is
 in the table too. Stock rows are datatrove's own steps with their defaults (English word
 tokenizer for every page; its language filter needs a fastText model download, so none).
 
     uv run python benchmarks/data/stage_throughput.py [--corpus DIR] [--pages-per-file N]
+        [--filter-pages-per-file N]
 
 Writes `results/stage_throughput.{md,json,png}`.
 """
@@ -55,7 +57,7 @@ def _raw_pages(corpus: Path, per_file: int) -> tuple[list, list[Path]]:
     return docs, files
 
 
-def _labelled_pages(files: list[Path]) -> list:
+def _labelled_pages(files: list[Path], per_file: int) -> list:
     from datatrove.data import Document
 
     from llm_data.language import LanguageIdFilter
@@ -63,7 +65,7 @@ def _labelled_pages(files: list[Path]) -> list:
     identifier = LanguageIdFilter()
     docs = []
     for path in files:
-        for page in _pages.extracted_pages(path):
+        for page in [p for p in _pages.extracted_pages(path) if p["text"].strip()][:per_file]:
             if page["text"].strip():
                 doc = Document(text=page["text"], id=page["id"], metadata={"source": "web"})
                 identifier.filter(doc)  # the filters dispatch on metadata["language"]
@@ -83,7 +85,7 @@ def _warm(step, docs: list) -> None:
         pass
 
 
-def stages(corpus: Path, per_file: int) -> list[dict]:
+def stages(corpus: Path, per_file: int, filter_per_file: int) -> list[dict]:
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.filters import (
         C4QualityFilter,
@@ -102,7 +104,7 @@ def stages(corpus: Path, per_file: int) -> list[dict]:
     from llm_data.readers import StrictWarcReader
 
     raw, files = _raw_pages(corpus, per_file)
-    labelled = _labelled_pages(files)
+    labelled = _labelled_pages(files, filter_per_file)
     rows = []
 
     def reader_rows():
@@ -146,11 +148,12 @@ def stages(corpus: Path, per_file: int) -> list[dict]:
     return rows
 
 
-def render(rows: list[dict], corpus: Path, per_file: int) -> str:
+def render(rows: list[dict], corpus: Path, per_file: int, filter_per_file: int) -> str:
     lines = [f"- {k}: {v}" for k, v in _pages.provenance()]
     lines += [
-        f"- corpus: {corpus.name}/, 23 languages; reader and extraction on the first {per_file} "
-        "pages of each file, filters on every extracted non-empty page",
+        f"- corpus: {corpus.name}/, 23 languages; reader on every record, extraction on the "
+        f"first {per_file} pages of each file, filters on the first {filter_per_file} "
+        "non-empty extracted pages of each file",
         "- one process; docs/s per core = documents / CPU seconds (own + finished children)",
         "",
         "| stage | implementation | docs | kept | wall s | docs/s (wall) | docs/s per core |",
@@ -187,11 +190,12 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=_pages.DEFAULT_CORPUS)
-    parser.add_argument("--pages-per-file", type=int, default=20)
+    parser.add_argument("--pages-per-file", type=int, default=10)
+    parser.add_argument("--filter-pages-per-file", type=int, default=40)
     parser.add_argument("--out", type=Path, default=_pages.RESULTS)
     args = parser.parse_args()
-    rows = stages(args.corpus, args.pages_per_file)
-    table = render(rows, args.corpus, args.pages_per_file)
+    rows = stages(args.corpus, args.pages_per_file, args.filter_pages_per_file)
+    table = render(rows, args.corpus, args.pages_per_file, args.filter_pages_per_file)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     _pages.write_atomic(args.out / "stage_throughput.md", "# Curation stages\n\n" + table)
