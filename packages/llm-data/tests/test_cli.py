@@ -99,15 +99,13 @@ def test_installed_alone_without_torch(tmp_path):
     config = _inputs(tmp_path)
     uv = ["uv", "run", "--isolated", "--no-dev", "--package", "llm-data"]
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    check = "import importlib.util as u; print(u.find_spec('torch') is None)"
     run = lambda *args: subprocess.run(  # noqa: E731
         [*uv, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
-    probe = run("python", "-c", check)
-    assert probe.returncode == 0 and probe.stdout.strip() == "True", probe.stderr[-2000:]
     curate = run("llm-data", "curate", str(config), "--no-progress")
     assert curate.returncode == 0, curate.stderr[-2000:]
     assert "docs: 1 documents out" in curate.stdout
     shards = run("llm-data", "shards", str(tmp_path / "out"), "--tokenizer", "t.json",
                  "--out", str(tmp_path / "s"), "--seq-len", "8")  # fmt: skip
     assert shards.returncode != 0 and "pip install 'llm-data[shards]'" in shards.stderr
+    assert "torch" in shards.stderr.split("not installed")[0]  # the extra's torch is absent
