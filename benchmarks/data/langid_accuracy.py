@@ -117,12 +117,21 @@ def render(rows: list[dict], corpus: Path) -> str:
             f"| {r['file']} | {r['expected']} | {r['pages']} | {r['right']} | "
             f"{r['labelled_en']} | {r['english_by_check']} | "
             f"{'-' if own is None else f'{own:.0%}'} ({r['in_its_language_by_check']} pages) | "
-            f"{r['labelled_en_in_its_language']} | {r['mean_score']:.2f} | {other} | {raw} |"
+            f"{r['labelled_en_in_its_language'] if r['expected'] != 'en' else '-'} | "
+            f"{r['mean_score']:.2f} | {other} | {raw} |"
         )
     total = sum(r["pages"] for r in rows)
     right = sum(r["right"] for r in rows)
+    own = sum(r["in_its_language_by_check"] for r in rows if r["expected"] != "en")
+    own_right = sum(
+        r["accuracy_in_its_language"] * r["in_its_language_by_check"]
+        for r in rows
+        if r["expected"] != "en" and r["in_its_language_by_check"]
+    )
     lines.append(
-        f"\nAll files: {right}/{total} pages ({right / total:.1%}) labelled as their file."
+        f"\nAll files: {right}/{total} pages ({right / total:.1%}) labelled as their file. "
+        f"Non-English files: {own_right:.0f}/{own} pages ({own_right / own:.1%}) that the check "
+        "puts in the file's language are labelled so."
     )
     return "\n".join(lines) + "\n"
 
