@@ -33,17 +33,23 @@ def _inputs(root: Path) -> Path:
     return config
 
 
-def test_curate_and_inspect(tmp_path, capsys):
+def test_curate_and_inspect(tmp_path, capsys, tokenizer_json, helpers):
     config = _inputs(tmp_path)
     assert main(["curate", str(config), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "docs: 1 documents out" in out  # "b" is an exact duplicate after normalization
-    assert main(["inspect", str(tmp_path / "out"), "--json"]) == 0
+    args = ["inspect", str(tmp_path / "out"), "--json", "--tokenizer", str(tokenizer_json)]
+    assert main(args) == 0
     report = json.loads(capsys.readouterr().out)
     docs = report["sources"]["docs"]
     assert docs["documents"] == 1 and docs["languages"] == {"en": 1}
     assert docs["pii_masked"] == {"email": 12}
     assert docs["words"] == len(PROSE.split())
+    from tokenizers import Tokenizer
+
+    (kept,) = helpers.read_curated(tmp_path / "out" / "docs")
+    expected = len(Tokenizer.from_file(str(tokenizer_json)).encode(kept["text"]).ids)
+    assert docs["tokens"] == expected
     removed = report["removed"]["gopher"]
     assert removed["documents"] == 1 and removed["examples"][0]["id"] == "junk"
     assert removed["examples"][0]["reason"] == "gopher_too_many_hashes"

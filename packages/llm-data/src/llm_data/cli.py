@@ -125,7 +125,7 @@ def _shards(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from llm_data.inspect import inspect_curated, render_report
 
-    report = inspect_curated(args.path, examples=args.examples)
+    report = inspect_curated(args.path, examples=args.examples, tokenizer=args.tokenizer)
     print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else render_report(report))
     return 0
 
@@ -157,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("path", type=Path, help="output_dir of `llm-data curate`")
     inspect.add_argument("--examples", type=int, default=3, help="removed documents to show")
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.add_argument("--tokenizer", type=Path, help="a tokenizer.json: count tokens too")
     inspect.set_defaults(run=_inspect)
     return parser
 

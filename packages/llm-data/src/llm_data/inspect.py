@@ -25,12 +25,13 @@ def _documents(path: Path):
             yield json.loads(line)
 
 
-def _source_summary(files: list[Path], progress) -> dict:
+def _source_summary(files: list[Path], progress, tokenizer=None) -> dict:
     languages: collections.Counter = collections.Counter()
     pii: collections.Counter = collections.Counter()
     unfiltered: collections.Counter = collections.Counter()
-    docs = words = chars = 0
+    docs = words = chars = tokens = 0
     for path in files:
+        batch = []
         for doc in _documents(path):
             meta = doc.get("metadata") or {}
             docs += 1
@@ -39,11 +40,15 @@ def _source_summary(files: list[Path], progress) -> dict:
             languages[meta.get("language", "-")] += 1
             pii.update(meta.get("pii", {}))
             unfiltered.update(meta.get("unfiltered", []))
+            batch.append(doc["text"])
+        if tokenizer is not None and batch:
+            tokens += sum(len(e.ids) for e in tokenizer.encode_batch(batch))
         progress.update(1)
     return {
         "documents": docs,
         "words": words,  # whitespace-separated: CJK text counts few, see characters
         "characters": chars,
+        **({"tokens": tokens} if tokenizer is not None else {}),
         "languages": dict(languages.most_common()),
         "pii_masked": dict(pii),
         "not_quality_filtered": dict(unfiltered),  # step -> documents in unsupported languages
@@ -75,8 +80,9 @@ def _removed(root: Path, examples: int, progress) -> dict:
     return steps
 
 
-def inspect_curated(path: Path | str, examples: int = 3) -> dict:
-    """Counts, languages, words and removed documents of a curated folder.
+def inspect_curated(path: Path | str, examples: int = 3, tokenizer: Path | None = None) -> dict:
+    """Counts, languages, words (and tokens, given a `tokenizer.json`) and removed documents of
+    a curated folder.
 
     Raises:
         FileNotFoundError: `path` has no `curation_stats.json` (not a finished curation).
@@ -90,6 +96,11 @@ def inspect_curated(path: Path | str, examples: int = 3) -> dict:
             f"{root}: no {STATS_FILE}; not the output_dir of a finished curation"
         )
     stats = json.loads(stats_file.read_text())
+    hf_tokenizer = None
+    if tokenizer is not None:
+        from tokenizers import Tokenizer  # a dependency of datatrove
+
+        hf_tokenizer = Tokenizer.from_file(str(tokenizer))
     sources = {
         p.name: sorted(p.glob("*.jsonl.gz"))
         for p in sorted(root.iterdir())
@@ -97,7 +108,9 @@ def inspect_curated(path: Path | str, examples: int = 3) -> dict:
     }
     n_files = sum(len(f) for f in sources.values()) + len(list(root.glob("excluded/**/*.jsonl.gz")))
     with tqdm(total=n_files, desc="reading", unit="file", disable=n_files < 20) as progress:
-        report = {name: _source_summary(files, progress) for name, files in sources.items()}
+        report = {
+            name: _source_summary(files, progress, hf_tokenizer) for name, files in sources.items()
+        }
         removed = _removed(root, examples, progress)
     for name, summary in report.items():
         summary["stages"] = stats.get(name, {}).get("stages", [])
@@ -109,8 +122,10 @@ def render_report(report: dict) -> str:
     lines = [f"curated folder {report['path']}"]
     for name, s in report["sources"].items():
         langs = ", ".join(f"{k} {v}" for k, v in list(s["languages"].items())[:12])
+        tokens = f", {s['tokens']} tokens" if "tokens" in s else ""
         lines += [
-            f"\n{name}: {s['documents']} documents, {s['words']} words, {s['characters']} chars",
+            f"\n{name}: {s['documents']} documents, {s['words']} words, {s['characters']} chars"
+            f"{tokens}",
             f"  languages: {langs}",
         ]
         if s["pii_masked"]:
