@@ -42,6 +42,10 @@ def test_phone_numbers_when_enabled():
     (german,) = _run(PIIMasker(PIIConfig(phones=True, phone_region="DE")), local)
     assert german.text == "Ring til os på <PHONE> i dag."
     assert german.metadata["pii"] == {"phone": 1}
+    # Integers in code are valid US numbers to libphonenumber; only formatted numbers count.
+    code = "assertEqual(f(-2147483648), -715827882)  # or call (650) 253-0000"
+    (masked,) = _run(PIIMasker(PIIConfig(phones=True, phone_region="US")), code)
+    assert masked.text == "assertEqual(f(-2147483648), -715827882)  # or call <PHONE>"
 
 
 def test_switches():

@@ -8,6 +8,8 @@ each kind per document (`metadata["pii"]`) and in the stats (`pii_email`, `pii_i
 
 from __future__ import annotations
 
+import re
+
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.formatters.pii import PIIFormatter, PIIReplacer
@@ -15,6 +17,8 @@ from datatrove.pipeline.formatters.pii import PIIFormatter, PIIReplacer
 from llm_data.config import PIIConfig
 
 __all__ = ["PIIMasker", "mask_pii"]
+
+_WRITTEN_AS_PHONE = re.compile(r"^\+|\d[\s.\-/)]+\(?\d")
 
 
 def _replace_counted(replacer: PIIReplacer, text: str) -> tuple[str, int]:
@@ -38,9 +42,10 @@ def _mask_phones(text: str, region: str, replacement: str) -> tuple[str, int]:
     import phonenumbers
 
     # VALID leniency: the number must be a possible, assigned number range of its region.
-    matches = list(
-        phonenumbers.PhoneNumberMatcher(text, region or None, phonenumbers.Leniency.VALID)
-    )
+    found = phonenumbers.PhoneNumberMatcher(text, region or None, phonenumbers.Leniency.VALID)
+    # libphonenumber also takes bare digit runs ("2147483648" in code is a valid US number);
+    # a number written as one (with "+", a space, "-", "." or "()") is kept to, on top of it.
+    matches = [m for m in found if _WRITTEN_AS_PHONE.search(m.raw_string)]
     for match in reversed(matches):  # from the end, so earlier offsets stay right
         text = text[: match.start] + replacement + text[match.end :]
     return text, len(matches)
