@@ -26,7 +26,7 @@ def test_round_trips_through_omegaconf_structured():
 def test_omegaconf_rejects_bad_format_literal():
     base = OmegaConf.structured(_config())
     with pytest.raises(Exception, match="format"):
-        OmegaConf.merge(base, {"sources": [{"name": "x", "path": "p", "format": "parquet"}]})
+        OmegaConf.merge(base, {"sources": [{"name": "x", "path": "p", "format": "csv"}]})
 
 
 @pytest.mark.parametrize(
@@ -49,7 +49,7 @@ def test_sources_must_be_unique_and_valid():
             sources=[SourceConfig(name="a", path="x", format="warc")] * 2, output_dir="out"
         )
     with pytest.raises(ValueError, match="format"):
-        SourceConfig(name="a", path="x", format="parquet")  # type: ignore[arg-type]
+        SourceConfig(name="a", path="x", format="csv")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="source.name"):
         SourceConfig(name="a/b", path="x", format="warc")
     with pytest.raises(ValueError, match="gopher.max_symbol_word_ratio"):

@@ -53,6 +53,8 @@ def test_chinese_is_segmented_into_words(gopher):
 
 
 def test_unsupported_language_passes_and_is_counted(gopher):
-    doc = Document(text="x " * 10, id="ko", metadata={"language": "ko"})
+    doc = Document(text="x " * 10, id="pt", metadata={"language": "pt"})
     assert gopher.filter(doc) is True
     assert gopher.stats.stats["unsupported_language"].total >= 1
+    assert gopher.stats.stats["unsupported_pt"].total == 1
+    assert doc.metadata["unfiltered"] == ["gopher"]

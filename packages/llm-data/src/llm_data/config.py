@@ -7,15 +7,22 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
+    "C4Config",
     "CurationConfig",
     "DecontaminationConfig",
+    "FineWebConfig",
     "GopherConfig",
+    "PIIConfig",
     "ShardConfig",
     "SourceConfig",
 ]
 
-# Languages with a stop-word list and a datatrove word tokenizer in `quality.py`.
-SUPPORTED_LANGUAGES = ("en", "de", "fr", "es", "ja", "zh")
+# Languages with a word tokenizer and stop words in `quality.py` (ko needs the [korean] extra);
+# every language of the handbook corpus. Others are kept and counted as unsupported.
+SUPPORTED_LANGUAGES = (
+    "ar", "ca", "cs", "da", "de", "el", "en", "es", "fa", "fr", "hr", "id", "it", "ja", "ko",
+    "nb", "nl", "pl", "ro", "sv", "tr", "zh",
+)  # fmt: skip
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -25,27 +32,36 @@ def _fail(field_name: str, value: object, allowed: str) -> None:
 
 @dataclass(kw_only=True)
 class SourceConfig:
-    """One input source: a file, a directory or a glob of WARC or JSONL files.
+    """One input source: a file, a directory or a glob of WARC, JSONL or Parquet files.
 
     Attributes:
         name: output sub-directory and stream name (letters, digits, `_ . -`).
-        path: a file, a directory (searched recursively for the format's files) or a glob.
-        format: "warc" (HTML pages, extracted with Trafilatura) or "jsonl" ({"id", "text"} lines).
-        quality_filters: run language ID and Gopher quality rules (web: yes; books/code: no).
+        path: a file, a directory (searched recursively for the format's files) or a glob;
+            local, or an fsspec URL (`s3://bucket/crawl/`, `memory://...`).
+        format: "warc" (HTML pages, extracted with Trafilatura), "jsonl" ({"id", "text"}
+            lines) or "parquet" (one document per row).
+        quality_filters: run language ID and the quality filters (web: yes; books/code: no).
+        text_column: the column (JSONL/Parquet key) holding the text.
+        id_column: the column holding the document id (Parquet/JSONL; missing: file + row).
     """
 
     name: str
     path: str
-    format: Literal["warc", "jsonl"]
+    format: Literal["warc", "jsonl", "parquet"]
     quality_filters: bool = True
+    text_column: str = "text"
+    id_column: str = "id"
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
             _fail("source.name", self.name, "letters, digits, '_', '.', '-' (no '/')")
         if not self.path:
             _fail(f"source[{self.name}].path", self.path, "a non-empty file, directory or glob")
-        if self.format not in ("warc", "jsonl"):
-            _fail(f"source[{self.name}].format", self.format, "'warc' or 'jsonl'")
+        if self.format not in ("warc", "jsonl", "parquet"):
+            _fail(f"source[{self.name}].format", self.format, "'warc', 'jsonl' or 'parquet'")
+        for key in ("text_column", "id_column"):
+            if not getattr(self, key):
+                _fail(f"source[{self.name}].{key}", getattr(self, key), "a column name")
 
 
 @dataclass(kw_only=True)
@@ -82,6 +98,86 @@ class GopherConfig:
 
 
 @dataclass(kw_only=True)
+class C4Config:
+    """C4's rules (Raffel et al. 2020), datatrove's C4QualityFilter: keep lines that end in
+    terminal punctuation and have `min_words_per_line` words, then drop the page if fewer than
+    `min_sentences` sentences are left or it contains "lorem ipsum" or a curly bracket.
+
+    Not applied to ja/zh (C4's punctuation list has no `。`); those pages are kept and counted.
+    """
+
+    enabled: bool = False
+    min_sentences: int = 5
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+    filter_no_terminal_punct: bool = True
+    filter_lorem_ipsum: bool = True
+    filter_javascript: bool = True
+    filter_curly_bracket: bool = True
+    filter_policy: bool = True
+    remove_citations: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("min_sentences", "min_words_per_line", "max_word_length"):
+            if getattr(self, name) < 0:
+                _fail(f"c4.{name}", getattr(self, name), "an integer >= 0 (0 turns it off)")
+
+
+@dataclass(kw_only=True)
+class FineWebConfig:
+    """FineWeb's own rules (Penedo et al. 2024), datatrove's FineWebQualityFilter.
+
+    Attributes:
+        line_punct_ratio: drop when fewer lines than this end in terminal punctuation.
+        short_line_ratio: drop when more lines than this have at most `short_line_length` chars.
+        char_duplicates_ratio: drop when more characters than this sit in duplicated lines.
+        new_line_ratio: drop when there are more newlines per word than this (lists).
+    """
+
+    enabled: bool = False
+    line_punct_ratio: float = 0.12
+    short_line_ratio: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("line_punct_ratio", "short_line_ratio", "char_duplicates_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                _fail(f"fineweb.{name}", getattr(self, name), "a ratio in [0, 1]")
+        if self.short_line_length < 0:
+            _fail("fineweb.short_line_length", self.short_line_length, "an integer >= 0")
+        if self.new_line_ratio < 0:
+            _fail("fineweb.new_line_ratio", self.new_line_ratio, "a number >= 0")
+
+
+@dataclass(kw_only=True)
+class PIIConfig:
+    """Mask personal data in every source (after the quality filters, before dedup).
+
+    Attributes:
+        enabled: run the masking step.
+        emails: replace e-mail addresses (datatrove's pattern) with `email@example.com`.
+        ips: replace public IP addresses (private/loopback ones are kept) with unused ones.
+        phones: replace phone numbers (found with `phonenumbers`) with `phone_replacement`.
+        phone_region: ISO region for numbers written without `+country` (e.g. "US");
+            empty: only international `+...` numbers are found.
+        phone_replacement: what a phone number becomes.
+    """
+
+    enabled: bool = True
+    emails: bool = True
+    ips: bool = True
+    phones: bool = False
+    phone_region: str = ""
+    phone_replacement: str = "<PHONE>"
+
+    def __post_init__(self) -> None:
+        if self.phone_region and not re.fullmatch(r"[A-Z]{2}", self.phone_region):
+            _fail("pii.phone_region", self.phone_region, "'' or an ISO region such as 'US'")
+
+
+@dataclass(kw_only=True)
 class DecontaminationConfig:
     """Drop documents that share a word n-gram with an eval item (GPT-3's 13-gram test).
 
@@ -115,6 +211,10 @@ class CurationConfig:
         languages: language codes kept by the language-ID filter; empty keeps every language.
         min_language_score: minimum py3langid probability of the top language.
         gopher: Gopher quality rules (only on sources with quality_filters=True).
+        c4: C4 quality rules (only on sources with quality_filters=True; off by default).
+        fineweb: FineWeb quality rules (only on sources with quality_filters=True; off by
+            default).
+        pii: e-mail / IP / phone masking (every source).
         exact_dedup: drop documents whose normalized text was already seen (within a task).
         decontamination: drop documents containing eval items (every source; off by default).
         tasks: datatrove tasks per source (files are split between tasks).
@@ -127,6 +227,9 @@ class CurationConfig:
     languages: tuple[str, ...] = SUPPORTED_LANGUAGES
     min_language_score: float = 0.5
     gopher: GopherConfig = field(default_factory=GopherConfig)
+    c4: C4Config = field(default_factory=C4Config)
+    fineweb: FineWebConfig = field(default_factory=FineWebConfig)
+    pii: PIIConfig = field(default_factory=PIIConfig)
     exact_dedup: bool = True
     decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
     tasks: int = 1

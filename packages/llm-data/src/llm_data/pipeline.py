@@ -11,9 +11,8 @@ from datatrove.pipeline.writers import JsonlWriter
 from llm_data.config import CurationConfig, SourceConfig
 from llm_data.decontamination import DecontaminationFilter, EvalIndex
 from llm_data.dedup import ExactDedupFilter
-from llm_data.language import LanguageIdFilter
-from llm_data.quality import MultilingualGopherFilter
-from llm_data.readers import StrictJsonlReader, StrictWarcReader
+from llm_data.filters import quality_steps
+from llm_data.readers import make_reader
 
 __all__ = ["build_source_pipeline"]
 
@@ -43,30 +42,17 @@ def build_source_pipeline(
         skipped_dir: where the JSONL reader records the lines it skipped (file, line, reason).
     """
     metadata = {"source": source.name}
-    steps: list[PipelineStep] = []
+    steps: list[PipelineStep] = [make_reader(source, base_dir, paths_file, metadata, skipped_dir)]
     if source.format == "warc":
-        reader = StrictWarcReader(
-            str(base_dir), paths_file=str(paths_file), default_metadata=metadata
-        )
         # deduplicate=False: Trafilatura's own dedup is an LRU cache of paragraphs per process,
         # so what it cut depended on document order and on how files were split into tasks
         # (1 task: 32 sample pages emptied; 2 tasks: none). Dedup is the dedup steps' job.
         extractor = Trafilatura(
             favour_precision=True, timeout=_EXTRACT_TIMEOUT_S, deduplicate=False
         )
-        steps += [reader, extractor]
-    else:
-        reader = StrictJsonlReader(
-            str(base_dir),
-            paths_file=str(paths_file),
-            default_metadata=metadata,
-            skipped_dir=None if skipped_dir is None else str(skipped_dir),
-        )
-        steps.append(reader)
-    if source.quality_filters:
-        steps.append(LanguageIdFilter(config.languages, config.min_language_score))
-        if config.gopher.enabled:
-            steps.append(MultilingualGopherFilter(config.gopher))
+        steps.append(extractor)
+    # language ID, Gopher, C4, FineWeb, PII masking (llm_data.filters)
+    steps += quality_steps(source, config, excluded_dir=out_dir.parent / "excluded")
     if config.exact_dedup:
         steps.append(ExactDedupFilter())
     if eval_index is not None:

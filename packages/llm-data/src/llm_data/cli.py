@@ -1,0 +1,179 @@
+"""`llm-data`: curate, shard and inspect from the command line (no torch unless `shards`).
+
+llm-data curate CONFIG.yaml [--overwrite] [--workers N] [--tasks N]
+llm-data shards CURATED_DIR --tokenizer tokenizer.json --out SHARDS_DIR --seq-len N
+llm-data inspect CURATED_DIR [--examples N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+SHARDS_EXTRA_HINT = "pip install 'llm-data[shards]'"
+
+
+def _curate(args: argparse.Namespace) -> int:
+    from llm_data import readers
+    from llm_data.curation import run_curation
+    from llm_data.yaml_config import load_curation_config
+
+    config = load_curation_config(args.config)
+    given = {"overwrite": args.overwrite, "workers": args.workers, "tasks": args.tasks}
+    overrides = {key: value for key, value in given.items() if value}
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
+    readers.SHOW_PROGRESS = not args.no_progress
+    if readers.is_url(config.output_dir):
+        stats = _curate_to_store(config, run_curation)
+    else:
+        stats = run_curation(config)
+    for source, result in stats.items():
+        print(f"{source}: {result['documents_out']} documents out, {result['seconds']} s")
+        for row in result["stages"]:
+            why = ", ".join(f"{k} {v}" for k, v in row.get("removed_by", {}).items())
+            print(f"  {row['stage']:<28} in {row['in']:>7}  kept {row['kept']:>7}  {why}")
+    print(f"curated into {config.output_dir}")
+    return 0
+
+
+def _curate_to_store(config, run_curation) -> dict:
+    """Curate into a local temp folder, then upload it to the object store `output_dir`.
+
+    run_curation writes atomically by renaming a folder, which object stores cannot do; so the
+    upload puts `curation_stats.json` last: a folder without it is an unfinished upload.
+    """
+    import tempfile
+
+    from fsspec.core import url_to_fs
+
+    from llm_data.curation import STATS_FILE
+
+    fs, remote = url_to_fs(config.output_dir)
+    if fs.exists(remote) and not config.overwrite:
+        raise FileExistsError(f"output_dir={config.output_dir!r} exists; use --overwrite")
+    with tempfile.TemporaryDirectory(prefix="llm-data-") as tmp:
+        local = Path(tmp) / "curated"
+        stats = run_curation(dataclasses.replace(config, output_dir=str(local)))
+        if fs.exists(remote):
+            fs.rm(remote, recursive=True)
+        files = sorted(p for p in local.rglob("*") if p.is_file() and p.name != STATS_FILE)
+        for path in [*files, local / STATS_FILE]:
+            fs.put_file(str(path), f"{remote}/{path.relative_to(local).as_posix()}")
+    return stats
+
+
+class _HFTokenizer:
+    """A `tokenizer.json` behind the protocol `tokenize_to_shards` takes (special-token strings
+    in text encode as text; EOS only between documents)."""
+
+    def __init__(self, path: Path, eos_token: str):
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(path))
+        self._tok.encode_special_tokens = True
+        eos = self._tok.token_to_id(eos_token)
+        if eos is None:
+            raise SystemExit(f"{path}: no token {eos_token!r} (set --eos-token)")
+        self.eos_id = eos
+        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode_batch(self, texts):
+        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+
+def _require_shards_extra() -> None:
+    """Exit with the install line when a module of the [shards] extra is missing (shards.py
+    imports torch and streaming only when it runs, so importing it proves nothing)."""
+    import importlib.util
+
+    missing = [
+        m for m in ("streaming", "torch", "tokenizers") if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        raise SystemExit(
+            f"llm-data shards needs the [shards] extra ({', '.join(missing)} not installed): "
+            f"{SHARDS_EXTRA_HINT}"
+        )
+
+
+def _shards(args: argparse.Namespace) -> int:
+    _require_shards_extra()
+    from llm_data.shards import tokenize_to_shards
+
+    stats = tokenize_to_shards(
+        args.curated,
+        _HFTokenizer(args.tokenizer, args.eos_token),
+        args.out,
+        seq_len=args.seq_len,
+        heldout_fraction=args.heldout_fraction,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    for name, s in stats["sources"].items():
+        print(f"{name}: {s}")
+    print(f"shards in {args.out}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from llm_data.inspect import inspect_curated, render_report
+
+    report = inspect_curated(args.path, examples=args.examples, tokenizer=args.tokenizer)
+    print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else render_report(report))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-data", description="Curate pretraining data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    curate = sub.add_parser("curate", help="run a curation config (YAML of CurationConfig)")
+    curate.add_argument("config", type=Path, help="YAML file: CurationConfig fields")
+    curate.add_argument("--overwrite", action="store_true", help="replace output_dir")
+    curate.add_argument("--workers", type=int, help="override the config's workers")
+    curate.add_argument("--tasks", type=int, help="override the config's tasks")
+    curate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    curate.set_defaults(run=_curate)
+
+    shards = sub.add_parser("shards", help="tokenize a curated folder into MDS shards [shards]")
+    shards.add_argument("curated", type=Path, help="output_dir of `llm-data curate`")
+    shards.add_argument("--tokenizer", type=Path, required=True, help="a tokenizer.json")
+    shards.add_argument("--out", type=Path, required=True, help="shards folder to write")
+    shards.add_argument("--seq-len", type=int, required=True)
+    shards.add_argument("--heldout-fraction", type=float, default=0.01)
+    shards.add_argument("--seed", type=int, default=0)
+    shards.add_argument("--eos-token", default="<|endoftext|>")
+    shards.add_argument("--overwrite", action="store_true")
+    shards.set_defaults(run=_shards)
+
+    inspect = sub.add_parser("inspect", help="summarize a curated folder")
+    inspect.add_argument("path", type=Path, help="output_dir of `llm-data curate`")
+    inspect.add_argument("--examples", type=int, default=3, help="removed documents to show")
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.add_argument("--tokenizer", type=Path, help="a tokenizer.json: count tokens too")
+    inspect.set_defaults(run=_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from llm_data.readers import InputError
+    from llm_data.yaml_config import ConfigError
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except (ConfigError, InputError, FileExistsError, FileNotFoundError) as err:
+        print(f"llm-data {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
