@@ -258,7 +258,7 @@ def _state(shards, **kw):
         (dict(batch_size=2), r"batch_size.*2.*4"),
         (dict(seed=8), r"seed.*8.*7"),
         (dict(seq_len=16), r"seq_len.*16.*32"),
-        (dict(proportions={"books": 1.0}), r"sources"),
+        (dict(proportions={"books": 1.0}), r"mixture"),
     ],
 )
 def test_state_that_cannot_be_honoured_is_an_error(shards, make_loader, saved, what):
@@ -272,10 +272,13 @@ def test_state_of_two_ranks_with_another_global_batch_is_an_error(two_ranks, mak
         make_loader().load_state_dict(state)
 
 
-def test_state_without_world_size_is_an_error(shards, make_loader):
+def test_state_of_an_older_version_is_an_error(shards, make_loader):
     state = _state(shards)
-    old = {k: state[k] for k in ("epoch", "sample_in_epoch", "seed", "batch_size", "sources")}
+    v1 = {k: state[k] for k in ("epoch", "sample_in_epoch", "seed", "batch_size")}
     with pytest.raises(ValueError, match="world size"):
-        make_loader().load_state_dict(old)
+        make_loader().load_state_dict(v1)
+    v2 = v1 | {"version": 2, "world_size": 1, "sources": {"books": 0.0, "code": 0.0}}
+    with pytest.raises(ValueError, match="version 2 .*no global batch count"):
+        make_loader().load_state_dict(v2)
     with pytest.raises(ValueError, match="num_canonical_nodes"):
         make_loader().load_state_dict(state | {"num_canonical_nodes": 2})
