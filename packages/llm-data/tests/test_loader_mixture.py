@@ -142,3 +142,28 @@ def test_state_of_another_schedule_or_an_edited_one_is_an_error(make_loader):
 def test_seq_len_schedule_must_divide_seq_len(make_loader):
     with pytest.raises(ValueError, match="seq_len=12 .until step 2. must divide"):
         make_loader(mixture=MixtureConfig(seq_len_schedule=[SeqLenPhase(until_step=2, seq_len=12)]))
+
+
+def test_more_steps_resume_exactly_before_the_last_phase_and_go_on_in_it(make_loader, caplog):
+    # The last phase's budget is the run's steps: raising them changes only that phase.
+    args = dict(mixture=SCHEDULE, batches_per_step=2)
+    loader = make_loader(**args, steps=8)
+    it = iter(loader)
+    [next(it) for _ in range(3)]
+    early = loader.state_dict()
+    [next(it) for _ in range(5)]
+    late = loader.state_dict()  # batch 8: in the last phase
+    loader.close()
+    longer = make_loader(**args, steps=16)
+    reference = _batches(longer, 8)
+    longer.close()
+    resumed = make_loader(**args, steps=16)
+    resumed.load_state_dict(early)
+    assert all(torch.equal(a, b) for a, b in zip(reference[3:], _batches(resumed, 5), strict=True))
+    with caplog.at_level("WARNING", logger="llm_data.loader"):
+        resumed.load_state_dict(late)
+    assert "another budget" in caplog.text and resumed.state_dict()["batch"] == 8
+    assert _batches(resumed, 1)[0].shape == (4, SEQ_LEN)
+    shorter = make_loader(mixture=MixtureConfig(schedule=SCHEDULE.schedule[1:]), batches_per_step=2)
+    with pytest.raises(ValueError, match="mixture phases up to 0"):
+        shorter.load_state_dict(early | {"seq_len_schedule": []})

@@ -77,7 +77,7 @@ def test_phase_validation_names_the_field(kwargs, what):
             dict(schedule=[MixturePhase(until_step=5), MixturePhase(until_step=5), MixturePhase()]),
             r"must increase",
         ),
-        (dict(schedule=[MixturePhase()], proportions={"web": 1}), r"not both"),
+        (dict(proportions={"web": -1}), r"^proportions\.web=-1 is invalid"),
         (dict(seq_len_schedule=[SeqLenPhase(until_step=9, seq_len=8)] * 2), r"must increase"),
         (dict(max_epochs=0), r"max_epochs"),
     ],
@@ -99,6 +99,12 @@ def test_schedule_phases_have_their_own_budgets():
     assert (last.start_step, last.end_step, last.choose) == (8, None, {"books": 20, "code": 20})
     assert (first.run_samples, last.run_samples) == (80, 40)
     assert mix.seq_len_at(1, 64) == 64
+    default_first = MixtureConfig(
+        proportions={"code": 1},
+        schedule=[MixturePhase(until_step=8), MixturePhase(epochs={"web": 1})],
+    )
+    first, last = resolve_mixture(AVAILABLE, default_first, samples_per_step=10, steps=12)
+    assert (first.choose, last.choose) == ({"code": 80}, {"web": 1000})
 
 
 def test_table_reports_tokens_proportions_epochs_and_warns(caplog):

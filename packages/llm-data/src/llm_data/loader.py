@@ -32,6 +32,7 @@ trained silently and a truncated or deleted one failed later without naming the 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -43,6 +44,8 @@ from llm_data.readers import InputError
 from llm_data.shards import SHARD_STATS_FILE
 
 __all__ = ["TokenLoader", "build_loader"]
+
+log = logging.getLogger(__name__)
 
 STATE_VERSION = 3  # 2: one dataset, (epoch, sample_in_epoch); 1 (no "version"): per-rank counts
 # Fixed, so the sample order never depends on the node count: with 1 canonical node streaming
@@ -299,22 +302,57 @@ class TokenLoader:
         differ = [
             f"{key}={state.get(key)!r} (now {mine[key]!r})"
             for key in _MUST_MATCH
-            if state.get(key) != mine[key]
+            if key != "mixture" and state.get(key) != mine[key]
         ]
         if state["batch_size"] * state["world_size"] != self.global_batch_size:
             differ.append(
                 f"global batch world_size={state['world_size']} x batch_size={state['batch_size']}"
                 f" (now world_size={self.world_size} x batch_size={self.batch_size})"
             )
+        rebudgeted = False
+        if not differ:
+            differ, rebudgeted = self._mixture_differences(state)
         if differ:
             raise ValueError("loader state cannot resume exactly, saved with " + ", ".join(differ))
-        self.batch = self._checked_batch(state)
+        self.batch = self._checked_batch(state, positioned=not rebudgeted)
 
-    def _checked_batch(self, state: dict) -> int:
+    def _mixture_differences(self, state: dict) -> tuple[list[str], bool]:
+        """What differs in the phases drawn so far, and whether it is only the budget (`steps`)
+        of the open-ended last phase the state is in.
+
+        Phases after the state's are not drawn yet and may change: an uninterrupted run with the
+        new ones took the same batches so far. A new budget changes the last phase's `choose`:
+        the loader goes on from the same batch count in the new phase's order (not the batches
+        an uninterrupted run would take: that run's last phase was another mix from its start).
+        """
+        saved, mine = state.get("mixture") or [], [p.to_dict() for p in self.phases]
+        phase = state.get("phase")
+        if not isinstance(phase, int) or not 0 <= phase < min(len(saved), len(mine)):
+            return [f"mixture={saved!r} (now {mine!r})"], False
+        if saved[: phase + 1] == mine[: phase + 1]:
+            return [], False
+        last = phase == len(saved) - 1 == len(mine) - 1
+        if last and saved[:phase] == mine[:phase] and saved[phase]["until_step"] is None:
+            log.warning(
+                "loader: resuming at batch %d in the last mixture phase with another budget "
+                "(steps): its samples per source change from %s to %s; from here the order is "
+                "the new phase's, not what an uninterrupted run would draw",
+                state["batch"], saved[phase]["choose"], mine[phase]["choose"],
+            )  # fmt: skip
+            return [], True
+        return [
+            f"mixture phases up to {phase} {saved[: phase + 1]!r} (now {mine[: phase + 1]!r})"
+        ], False
+
+    def _checked_batch(self, state: dict, positioned: bool) -> int:
+        """`state["batch"]`, checked to lie where the state says (its phase only, when the
+        phase's epoch size changed with the budget)."""
         batch = state["batch"]
         if not isinstance(batch, int) or batch < 0:
             raise ValueError(f"loader state batch={batch!r} is invalid: expected an integer >= 0")
         where = dict(zip(("phase", "epoch", "sample_in_epoch"), self._locate(batch), strict=True))
+        if not positioned:
+            where = {"phase": where["phase"]}
         wrong = {k: state.get(k) for k, v in where.items() if state.get(k) != v}
         if wrong:
             raise ValueError(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 __all__ = [
@@ -48,7 +48,7 @@ DEFAULT_MAX_EPOCHS = 4.0
 def _check_weights(where: str, kind: str, weights: dict[str, float]) -> None:
     for name, value in weights.items():
         if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"{where}.{kind}.{name}={value!r} is invalid: expected a number >= 0")
+            raise ValueError(f"{where}{kind}.{name}={value!r} is invalid: expected a number >= 0")
 
 
 @dataclass(kw_only=True)
@@ -61,7 +61,8 @@ class MixturePhase:
             after the `epochs` sources took theirs); 0 leaves a source out.
         epochs: source -> passes over the source's samples in the phase (2.5: every sample
             twice and half of them a third time); 0 leaves a source out.
-    Both maps empty: every source once per epoch, mixed by size.
+    Both maps empty: the mixture's top-level `proportions` / `epochs`, or, if those are empty
+    too, every source once per epoch (mixed by size).
     """
 
     until_step: int | None = None
@@ -69,20 +70,21 @@ class MixturePhase:
     epochs: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        where = f"phase until_step={self.until_step}"
+        where = "" if self.until_step is None else f"schedule phase until_step={self.until_step}: "
         if self.until_step is not None and self.until_step < 1:
-            raise ValueError(f"{where}: until_step must be >= 1 or null (to the end of the run)")
+            raise ValueError(f"{where}until_step must be >= 1 or null (to the end of the run)")
         _check_weights(where, "proportions", self.proportions)
         _check_weights(where, "epochs", self.epochs)
-        both = sorted(set(self.proportions) & set(self.epochs))
+        given = lambda weights: {s for s, w in weights.items() if w > 0}  # noqa: E731  (0: left out)
+        both = sorted(given(self.proportions) & given(self.epochs))
         if both:
             raise ValueError(
-                f"{where}: sources {both} have both a proportion and epochs; give each source one"
+                f"{where}sources {both} have both a proportion and epochs; give each source one"
             )
         if (self.proportions or self.epochs) and not any(
             v > 0 for v in [*self.proportions.values(), *self.epochs.values()]
         ):
-            raise ValueError(f"{where}: every weight is 0; give at least one source a weight > 0")
+            raise ValueError(f"{where}every weight is 0; give at least one source a weight > 0")
 
 
 @dataclass(kw_only=True)
@@ -111,7 +113,8 @@ class MixtureConfig:
     Attributes:
         proportions: source -> proportion (one phase for the whole run).
         epochs: source -> epochs over the run (exclusive with `proportions` per source).
-        schedule: phases by step instead (then `proportions` and `epochs` stay empty).
+        schedule: phases by step instead; a phase that gives neither map uses `proportions` and
+            `epochs` (e.g. the usual mix, then an annealing mix).
         seq_len_schedule: shorter sequences first, by step; each `seq_len` must divide the
             loader's; after the last phase the loader's `seq_len`.
         max_epochs: the table warns about sources repeated more often than this.
@@ -124,19 +127,18 @@ class MixtureConfig:
     max_epochs: float = DEFAULT_MAX_EPOCHS
 
     def __post_init__(self) -> None:
-        if self.schedule and (self.proportions or self.epochs):
-            raise ValueError(
-                "mixture: give either proportions/epochs (one mix) or schedule (phases), not both"
-            )
-        self.phases()  # validates
+        MixturePhase(proportions=self.proportions, epochs=self.epochs)  # validates the maps
+        self.phases()  # validates the schedule
         _check_increasing("seq_len_schedule", [p.until_step for p in self.seq_len_schedule])
         if not self.max_epochs > 0:
             raise ValueError(f"max_epochs={self.max_epochs!r} is invalid: expected > 0")
 
     def phases(self) -> list[MixturePhase]:
-        """The schedule, or the one mix as a single phase; checked to be in order."""
+        """The schedule (phases without a mix take the top-level one), or the one mix as a
+        single phase; checked to be in order."""
+        default = MixturePhase(proportions=dict(self.proportions), epochs=dict(self.epochs))
         if not self.schedule:
-            return [MixturePhase(proportions=dict(self.proportions), epochs=dict(self.epochs))]
+            return [default]
         ends = [p.until_step for p in self.schedule]
         if ends[-1] is not None or None in ends[:-1]:
             raise ValueError(
@@ -144,7 +146,10 @@ class MixtureConfig:
                 "until_step null (to the end of the run)"
             )
         _check_increasing("schedule", ends[:-1])
-        return list(self.schedule)
+        return [
+            p if p.proportions or p.epochs else replace(default, until_step=p.until_step)
+            for p in self.schedule
+        ]
 
     def seq_len_at(self, step: int, seq_len: int) -> int:
         """Sequence length of training step `step` (from 1)."""
