@@ -147,6 +147,10 @@ def test_report_and_eval_have_real_numbers(finished_run):
     report = (run / "report.md").read_text()
     assert "bits per byte" in report and "arc_easy" in report and "Curation" in report
     assert "checkpoint `checkpoints/step_000040` (step 40)" in report
+    mixture = json.loads((run / "stages.json").read_text())["train"]["mixture"]
+    assert "## Data mixture" in report and "Token budget: 20,480 tokens." in report  # 40x8x64
+    assert sum(row["tokens_used"] for row in mixture["total"]) == 20_480
+    assert "| source | tokens available | proportion | epochs | tokens used |" in report
 
 
 def test_second_run_skips_finished_stages(finished_run, caplog):
