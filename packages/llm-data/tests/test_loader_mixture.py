@@ -7,6 +7,7 @@ import itertools
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 
 pytest.importorskip("streaming", reason="needs the [shards] extra")
@@ -167,3 +168,20 @@ def test_more_steps_resume_exactly_before_the_last_phase_and_go_on_in_it(make_lo
     shorter = make_loader(mixture=MixtureConfig(schedule=SCHEDULE.schedule[1:]), batches_per_step=2)
     with pytest.raises(ValueError, match="mixture phases up to 0"):
         shorter.load_state_dict(early | {"seq_len_schedule": []})
+
+
+def test_mapped_reads_equal_streamings_reads(shards):
+    from streaming import Stream, StreamingDataset
+
+    from llm_data.mapped import MappedStreamingDataset
+
+    streams = [Stream(local=str(shards["out"] / s)) for s in ("books", "code")]
+    dataset = MappedStreamingDataset(streams=streams, batch_size=1, num_canonical_nodes=1)
+    try:
+        for i in range(dataset.num_samples):
+            mine, theirs = dataset.get_item(i), StreamingDataset.get_item(dataset, i)
+            assert mine.keys() == theirs.keys() == {"tokens"}
+            assert mine["tokens"].dtype == theirs["tokens"].dtype
+            assert np.array_equal(mine["tokens"], theirs["tokens"])
+    finally:
+        dataset.close_maps()

@@ -332,7 +332,8 @@ class TokenLoader:
         if saved[: phase + 1] == mine[: phase + 1]:
             return [], False
         last = phase == len(saved) - 1 == len(mine) - 1
-        if last and saved[:phase] == mine[:phase] and saved[phase]["until_step"] is None:
+        same_spec = {**saved[phase], "choose": None} == {**mine[phase], "choose": None}
+        if last and same_spec and saved[:phase] == mine[:phase]:
             log.warning(
                 "loader: resuming at batch %d in the last mixture phase with another budget "
                 "(steps): its samples per source change from %s to %s; from here the order is "
@@ -378,6 +379,8 @@ class TokenLoader:
         dataset, self.dataset, self._dataset_phase = self.dataset, None, None
         if dataset is not None and hasattr(dataset, "_iterator"):
             dataset._iterator.exit()
+        if dataset is not None:
+            dataset.close_maps()
         del dataset
 
 
@@ -448,14 +451,17 @@ def verify_shards(folder: Path) -> None:
 
 
 def _build_dataset(streams: dict[Path, int], batch_size: int, seed: int, shuffle: bool):
-    """A StreamingDataset drawing `n` samples per epoch from each MDS folder (`choose`)."""
-    from streaming import Stream, StreamingDataset
+    """A StreamingDataset drawing `n` samples per epoch from each MDS folder (`choose`),
+    reading samples through memory maps (see `llm_data.mapped`)."""
+    from streaming import Stream
+
+    from llm_data.mapped import MappedStreamingDataset
 
     # No clean_stale_shared_memory(): it unlinks the shared memory of every streaming job on the
     # machine, live ones included (under torchrun, what another local rank just created).
     # Streams here are local-only, for which streaming never refuses a folder because of stale
     # memory: it takes the next free prefix, so a crashed run costs a few small /dev/shm files.
-    return StreamingDataset(
+    return MappedStreamingDataset(
         streams=[Stream(local=str(path), choose=n) for path, n in streams.items()],
         batch_size=batch_size,
         shuffle=shuffle,

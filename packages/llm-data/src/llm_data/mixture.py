@@ -170,19 +170,27 @@ class ResolvedPhase:
         end_step: its last step, or None (to the end).
         choose: samples drawn from each source per streaming epoch of the phase.
         run_samples: samples the run trains in the phase (None without a step budget).
+        spec: the phase as configured.
     """
 
     start_step: int
     end_step: int | None
     choose: dict[str, int]
     run_samples: int | None
+    spec: MixturePhase = field(default_factory=MixturePhase)
 
     @property
     def epoch_size(self) -> int:
         return sum(self.choose.values())
 
     def to_dict(self) -> dict:
-        return {"until_step": self.end_step, "choose": dict(self.choose)}
+        """JSON-able: the phase as configured and as resolved."""
+        return {
+            "until_step": self.end_step,
+            "proportions": dict(self.spec.proportions),
+            "epochs": dict(self.spec.epochs),
+            "choose": dict(self.choose),
+        }
 
 
 def resolve_mixture(
@@ -214,7 +222,7 @@ def resolve_mixture(
         run = None
         if steps is not None:
             run = max(0, min(end if end is not None else steps, steps) - start) * samples_per_step
-        resolved.append(ResolvedPhase(start, end, choose, run))
+        resolved.append(ResolvedPhase(start, end, choose, run, phase))
         start = end if end is not None else start
     return resolved
 
