@@ -110,7 +110,7 @@ def time_loader(shards: Path, seq_len: int, batch_size: int, n_samples: int, **k
         loader.close()
 
 
-def measure(args, shards: Path) -> list[dict]:
+def measure(args, shards: Path, seq_len: int) -> list[dict]:
     from llm_data.mixture import MixtureConfig, SeqLenPhase
 
     stats = json.loads((shards / "shard_stats.json").read_text())
@@ -122,17 +122,17 @@ def measure(args, shards: Path) -> list[dict]:
     total = sum(stats["sources"][s]["samples"] for s in sources)
     mix = MixtureConfig(proportions=dict.fromkeys(rest, 1.0), epochs={first: 2.0})
     short = MixtureConfig(
-        seq_len_schedule=[SeqLenPhase(until_step=10**9, seq_len=args.seq_len // 4)]
+        seq_len_schedule=[SeqLenPhase(until_step=10**9, seq_len=seq_len // 4)]
     )
     steps = 2 * total // args.batch_size
     cases = {
         "streaming": lambda: time_streaming(shards, sources, args.batch_size, args.samples),
-        "loader": lambda: time_loader(shards, args.seq_len, args.batch_size, args.samples),
+        "loader": lambda: time_loader(shards, seq_len, args.batch_size, args.samples),
         "loader mix": lambda: time_loader(
-            shards, args.seq_len, args.batch_size, args.samples, mixture=mix, steps=steps
+            shards, seq_len, args.batch_size, args.samples, mixture=mix, steps=steps
         ),
         "loader short": lambda: time_loader(
-            shards, args.seq_len, args.batch_size, args.samples, mixture=short
+            shards, seq_len, args.batch_size, args.samples, mixture=short
         ),
     }
     rates = {name: [] for name in cases}
@@ -146,7 +146,7 @@ def measure(args, shards: Path) -> list[dict]:
         rows.append(
             {
                 "reader": name,
-                "seq_len": args.seq_len,
+                "seq_len": seq_len,
                 "batch_size": args.batch_size,
                 "samples/s": round(rate),
                 "tokens/s": round(rate * sample_len),
@@ -175,9 +175,10 @@ def write_results(rows: list[dict], info: list[tuple[str, str]], slug: str) -> N
     writer.writerows(rows)
     write_atomic(RESULTS / f"loader-{slug}.csv", buf.getvalue())
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.barh([r["reader"] for r in rows][::-1], [r["tokens/s"] / 1e6 for r in rows][::-1])
-    ax.set_xlabel("million tokens / s (one process)")
-    ax.set_title(f"seq_len {rows[0]['seq_len']}: " + dict(info)["device"], fontsize=8)
+    labels = [f"{r['reader']} ({r['seq_len']})" for r in rows][::-1]
+    ax.barh(labels, [r["tokens/s"] / 1e6 for r in rows][::-1])
+    ax.set_xlabel("million tokens / s, one process (reader (seq_len))")
+    ax.set_title(dict(info)["device"], fontsize=8)
     fig.tight_layout()
     tmp = RESULTS / f".loader-{slug}.png.tmp.png"
     fig.savefig(tmp, dpi=120)
@@ -188,7 +189,7 @@ def write_results(rows: list[dict], info: list[tuple[str, str]], slug: str) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=Path, help="a tokenize_to_shards folder (default: sample)")
-    parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--seq-len", type=int, nargs="+", default=[2048], help="one row set each")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--samples", type=int, default=6000, help="samples timed per case")
     parser.add_argument("--repeats", type=int, default=3, help="median of this many runs")
@@ -198,9 +199,11 @@ def main() -> None:
 
     torch.set_num_threads(1)  # one process, one core: what a data-loading worker gets
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp:
-        shards = args.shards or sample_shards(Path(tmp), args.seq_len, args.copies)
-        rows = measure(args, shards)
+    rows = []
+    for seq_len in args.seq_len:
+        with tempfile.TemporaryDirectory() as tmp:
+            shards = args.shards or sample_shards(Path(tmp), seq_len, args.copies)
+            rows += measure(args, shards, seq_len)
     load_after = os.getloadavg()
     machine = f"{device_name(torch.device('cpu'))}, {os.cpu_count()} cores"
     info = [
