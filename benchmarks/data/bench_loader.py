@@ -2,7 +2,8 @@
 
 Tokens per second in one process: samples read x (seq_len + 1) tokens (the shards' sample
 length) per second of wall time, after the first batch (dataset build and shard opening are not
-counted). Rows:
+counted); also per second of CPU time of the process (all its threads), which a loaded shared
+machine disturbs less than wall time. Medians of `--repeats` runs, interleaved. Rows:
 
 - `streaming` : iterate a plain `streaming.StreamingDataset` (one Stream per source, shuffled),
   reading each sample's `tokens` array: the floor any loader on these shards pays;
@@ -68,6 +69,18 @@ def sample_shards(out: Path, seq_len: int, copies: int) -> Path:
     return shards
 
 
+class _Clock:
+    """Wall and CPU time (all threads of this process: streaming reads ahead in threads)."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def rates(self, samples: int) -> tuple[float, float]:
+        """(samples per wall second, samples per CPU second)."""
+        wall, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        return samples / wall, samples / cpu
+
+
 def time_streaming(shards: Path, sources: list[str], batch_size: int, n_samples: int) -> float:
     """Samples per second of a plain shuffled StreamingDataset (all sources once per epoch).
 
@@ -79,7 +92,7 @@ def time_streaming(shards: Path, sources: list[str], batch_size: int, n_samples:
     try:
         it, read = iter(dataset), 0
         next(it)  # build, open shards
-        start = time.perf_counter()
+        clock = _Clock()
         while read < n_samples:
             for sample in it:
                 sample["tokens"]
@@ -88,7 +101,7 @@ def time_streaming(shards: Path, sources: list[str], batch_size: int, n_samples:
                     break
             else:
                 it = iter(dataset)
-        return n_samples / (time.perf_counter() - start)
+        return clock.rates(n_samples)
     finally:
         dataset._iterator.exit()
 
@@ -102,10 +115,10 @@ def time_loader(shards: Path, seq_len: int, batch_size: int, n_samples: int, **k
         it = iter(loader)
         next(it)
         batches = n_samples // batch_size
-        start = time.perf_counter()
+        clock = _Clock()
         for _ in range(batches):
             next(it)
-        return batches * batch_size / (time.perf_counter() - start)
+        return clock.rates(batches * batch_size)
     finally:
         loader.close()
 
@@ -121,9 +134,7 @@ def measure(args, shards: Path, seq_len: int) -> list[dict]:
     first, *rest = sources
     total = sum(stats["sources"][s]["samples"] for s in sources)
     mix = MixtureConfig(proportions=dict.fromkeys(rest, 1.0), epochs={first: 2.0})
-    short = MixtureConfig(
-        seq_len_schedule=[SeqLenPhase(until_step=10**9, seq_len=seq_len // 4)]
-    )
+    short = MixtureConfig(seq_len_schedule=[SeqLenPhase(until_step=10**9, seq_len=seq_len // 4)])
     steps = 2 * total // args.batch_size
     cases = {
         "streaming": lambda: time_streaming(shards, sources, args.batch_size, args.samples),
@@ -139,10 +150,12 @@ def measure(args, shards: Path, seq_len: int) -> list[dict]:
     for _ in range(args.repeats):  # interleaved, so a burst of load hits every reader alike
         for name, run in cases.items():
             rates[name].append(run())
-            print(name, f"{rates[name][-1] * sample_len / 1e6:.2f}M tokens/s", flush=True)
+            wall, cpu = rates[name][-1]
+            print(name, f"{wall * mega:.2f}M tokens/s, {cpu * mega:.2f}M per CPU-s", flush=True)
     rows = []
-    for name, rate_list in rates.items():
-        rate = statistics.median(rate_list)
+    for name, pairs in rates.items():
+        walls, cpus = [w for w, _ in pairs], [c for _, c in pairs]
+        rate = statistics.median(walls)
         rows.append(
             {
                 "reader": name,
@@ -150,7 +163,8 @@ def measure(args, shards: Path, seq_len: int) -> list[dict]:
                 "batch_size": args.batch_size,
                 "samples/s": round(rate),
                 "tokens/s": round(rate * sample_len),
-                "spread (M tokens/s)": f"{min(rate_list) * mega:.2f}-{max(rate_list) * mega:.2f}",
+                "spread (M tokens/s)": f"{min(walls) * mega:.2f}-{max(walls) * mega:.2f}",
+                "tokens/CPU-s": round(statistics.median(cpus) * sample_len),
             }
         )
     return rows
