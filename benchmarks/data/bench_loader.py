@@ -6,7 +6,9 @@ counted); also per second of CPU time of the process (all its threads), which a 
 machine disturbs less than wall time. Medians of `--repeats` runs, interleaved. Rows:
 
 - `streaming` : iterate a plain `streaming.StreamingDataset` (one Stream per source, shuffled),
-  reading each sample's `tokens` array: the floor any loader on these shards pays;
+  reading each sample's `tokens` array, with streaming's defaults;
+- `streaming ahead`: the same with the loader's read-ahead (`predownload=4096` samples instead
+  of 8 batches), to separate that setting's gain from the memory-mapped reads;
 - `loader`    : `llm_data.build_loader`, by size (every sample once per epoch), batches of
   `--batch-size` as int64 tensors (input_ids / labels views);
 - `loader mix`: the same with proportions and epochs (`Stream(choose=...)`);
@@ -39,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import ROOT, device_name, device_slug, header, write_atomic  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PREDOWNLOAD = 4096  # llm_data.loader.PREDOWNLOAD
 SAMPLE = ROOT / "data" / "sample"
 
 
@@ -81,14 +84,23 @@ class _Clock:
         return samples / wall, samples / cpu
 
 
-def time_streaming(shards: Path, sources: list[str], batch_size: int, n_samples: int) -> float:
+def time_streaming(
+    shards: Path, sources: list[str], batch_size: int, n_samples: int, predownload=None
+) -> float:
     """Samples per second of a plain shuffled StreamingDataset (all sources once per epoch).
 
-    `batch_size` as the loader's: streaming sizes its read-ahead by it (8 batches)."""
+    `batch_size` as the loader's: streaming sizes its read-ahead by it (8 batches) unless
+    `predownload` is given."""
     from streaming import Stream, StreamingDataset
 
     streams = [Stream(local=str(shards / s)) for s in sources]
-    dataset = StreamingDataset(streams=streams, shuffle=True, shuffle_seed=0, batch_size=batch_size)
+    dataset = StreamingDataset(
+        streams=streams,
+        shuffle=True,
+        shuffle_seed=0,
+        batch_size=batch_size,
+        predownload=predownload or 8 * batch_size,
+    )
     try:
         it, read = iter(dataset), 0
         next(it)  # build, open shards
@@ -138,6 +150,9 @@ def measure(args, shards: Path, seq_len: int) -> list[dict]:
     steps = 2 * total // args.batch_size
     cases = {
         "streaming": lambda: time_streaming(shards, sources, args.batch_size, args.samples),
+        "streaming ahead": lambda: time_streaming(
+            shards, sources, args.batch_size, args.samples, predownload=PREDOWNLOAD
+        ),
         "loader": lambda: time_loader(shards, seq_len, args.batch_size, args.samples),
         "loader mix": lambda: time_loader(
             shards, seq_len, args.batch_size, args.samples, mixture=mix, steps=steps
