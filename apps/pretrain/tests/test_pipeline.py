@@ -147,6 +147,10 @@ def test_report_and_eval_have_real_numbers(finished_run):
     report = (run / "report.md").read_text()
     assert "bits per byte" in report and "arc_easy" in report and "Curation" in report
     assert "checkpoint `checkpoints/step_000040` (step 40)" in report
+    mixture = json.loads((run / "stages.json").read_text())["train"]["mixture"]
+    assert "## Data mixture" in report and "Token budget: 20,480 tokens." in report  # 40x8x64
+    assert sum(row["tokens_used"] for row in mixture["total"]) == 20_480
+    assert "| source | tokens available | proportion | epochs | tokens used |" in report
 
 
 def test_second_run_skips_finished_stages(finished_run, caplog):
@@ -304,3 +308,20 @@ def test_training_refuses_a_tokenizer_other_than_its_own(finished_run, tmp_path,
     (run / "tokenizer.json").write_text(json.dumps(tokenizer))
     assert main(["train", *args, "train.steps=50"]) == 1
     assert "trained_on.tokenizer.json" in capsys.readouterr().err
+
+
+def test_mixture_and_seq_len_schedules_train(finished_run, tmp_path):
+    run, args = _copy_run(finished_run, tmp_path)
+    schedule = "loader.schedule=[{until_step: 6}, {until_step: null, proportions: {code: 1}}]"
+    short = "loader.seq_len_schedule=[{until_step: 4, seq_len: 16}]"  # 4 x 8 rows of 16 tokens
+    assert main(["train", *args, "train.steps=10", schedule, short, "--restart"]) == 0
+    mixture = json.loads((run / "stages.json").read_text())["train"]["mixture"]
+    assert [title for title, _ in mixture["phases"]] == [
+        "phase 0, steps 1-6",
+        "phase 1, steps 7-end",
+    ]
+    assert [row["source"] for row in mixture["phases"][1][1]] == ["code"]
+    tokens = [
+        json.loads(line)["tokens"] for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert tokens[-1] == 10 * 8 * 64  # as many tokens per step with the short rows

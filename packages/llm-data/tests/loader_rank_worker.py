@@ -19,8 +19,17 @@ from pathlib import Path
 import torch.distributed as dist
 
 from llm_data import build_loader
+from llm_data.mixture import MixtureConfig, MixturePhase, SeqLenPhase
 
 BATCH_SIZE, SEED, SEQ_LEN, STEPS = 4, 7, 32, 5
+# test_loader.PHASES: books only for 3 steps, then both; 8-token rows for 2 steps
+PHASES = MixtureConfig(
+    schedule=[
+        MixturePhase(until_step=3, proportions={"books": 1}),
+        MixturePhase(proportions={"books": 1, "code": 1}),
+    ],
+    seq_len_schedule=[SeqLenPhase(until_step=2, seq_len=8)],
+)
 
 
 def _rows(batch) -> list[list[int]]:
@@ -66,6 +75,20 @@ def one_epoch(shards):
         loader.close()
 
 
+def phases(shards):
+    """A run through both mixture phases: 4 batches, the state, 4 more."""
+    loader = build_loader(
+        shards, seq_len=SEQ_LEN, batch_size=BATCH_SIZE, seed=SEED, mixture=PHASES, steps=8
+    )
+    try:
+        it = iter(loader)
+        before = _take(it, 4)
+        state = loader.state_dict()
+        return {"before": before, "state": state, "after": _take(it, 4)}
+    finally:
+        loader.close()
+
+
 def main() -> None:
     shards, work = sys.argv[1], Path(sys.argv[2]).resolve()
     rank = int(os.environ["RANK"])
@@ -78,6 +101,7 @@ def main() -> None:
         "resumed": lambda: resumed(shards, results["interrupted"]["state"]),
         "epoch": lambda: one_epoch(shards),
         "from_world1": lambda: resumed(shards, world1_state),
+        "phases": lambda: phases(shards),
     }
     for name, run in scenarios.items():
         try:

@@ -16,6 +16,7 @@ pytest.importorskip("torch", reason="needs the [shards] extra")
 import torch
 
 from llm_data import InputError, build_loader
+from llm_data.mixture import MixtureConfig, MixturePhase, SeqLenPhase
 
 
 @pytest.fixture
@@ -192,7 +193,7 @@ def two_ranks(shards, world1_run, tmp_path_factory) -> list[dict]:
         args = [sys.executable, str(WORKER), str(shards["out"]), str(tmp)]
         procs.append(subprocess.Popen(args, env=env))
     try:
-        codes = [p.wait(timeout=180) for p in procs]
+        codes = [p.wait(timeout=400) for p in procs]  # a hang guard; a loaded machine is slow
     finally:
         for p in procs:
             p.kill()
@@ -243,6 +244,33 @@ def test_state_of_one_rank_resumes_on_two(two_ranks, world1_run):
     assert _union_per_step(rank0, rank1) == [_rows(b) for b in world1_run["after"]]
 
 
+PHASES = MixtureConfig(  # loader_rank_worker.PHASES
+    schedule=[
+        MixturePhase(until_step=3, proportions={"books": 1}),
+        MixturePhase(proportions={"books": 1, "code": 1}),
+    ],
+    seq_len_schedule=[SeqLenPhase(until_step=2, seq_len=8)],
+)
+
+
+def test_two_ranks_draw_the_phases_of_one_rank_and_resume_on_one(two_ranks, shards):
+    rank0, rank1 = (_result(run, "phases") for run in two_ranks)
+    args = dict(seq_len=32, batch_size=8, seed=7, mixture=PHASES, steps=8)
+    loader = build_loader(shards["out"], **args)
+    try:
+        one_rank = [_rows(b) for b in _as_lists(loader, 8)]
+    finally:
+        loader.close()
+    both = _union_per_step(rank0["before"] + rank0["after"], rank1["before"] + rank1["after"])
+    assert both == one_rank and len(rank0["before"][0]) == 4 * 4  # 8-token rows first
+    loader = build_loader(shards["out"], **args)
+    try:
+        loader.load_state_dict(rank1["state"])
+        assert [_rows(b) for b in _as_lists(loader, 4)] == one_rank[4:]
+    finally:
+        loader.close()
+
+
 def _state(shards, **kw):
     loader = build_loader(shards["out"], **(dict(seq_len=32, batch_size=4, seed=7) | kw))
     try:
@@ -258,7 +286,7 @@ def _state(shards, **kw):
         (dict(batch_size=2), r"batch_size.*2.*4"),
         (dict(seed=8), r"seed.*8.*7"),
         (dict(seq_len=16), r"seq_len.*16.*32"),
-        (dict(proportions={"books": 1.0}), r"sources"),
+        (dict(proportions={"books": 1.0}), r"mixture"),
     ],
 )
 def test_state_that_cannot_be_honoured_is_an_error(shards, make_loader, saved, what):
@@ -272,10 +300,13 @@ def test_state_of_two_ranks_with_another_global_batch_is_an_error(two_ranks, mak
         make_loader().load_state_dict(state)
 
 
-def test_state_without_world_size_is_an_error(shards, make_loader):
+def test_state_of_an_older_version_is_an_error(shards, make_loader):
     state = _state(shards)
-    old = {k: state[k] for k in ("epoch", "sample_in_epoch", "seed", "batch_size", "sources")}
+    v1 = {k: state[k] for k in ("epoch", "sample_in_epoch", "seed", "batch_size")}
     with pytest.raises(ValueError, match="world size"):
-        make_loader().load_state_dict(old)
+        make_loader().load_state_dict(v1)
+    v2 = v1 | {"version": 2, "world_size": 1, "sources": {"books": 0.0, "code": 0.0}}
+    with pytest.raises(ValueError, match="version 2 .*no global batch count"):
+        make_loader().load_state_dict(v2)
     with pytest.raises(ValueError, match="num_canonical_nodes"):
         make_loader().load_state_dict(state | {"num_canonical_nodes": 2})

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llm_data import CurationConfig, GopherConfig, SourceConfig
+from llm_data.mixture import MixtureConfig
 from llm_model import ModelConfig
 from llm_model.presets import PRESETS, get_preset
 from llm_tokenize import TokenizerConfig
@@ -83,19 +84,21 @@ class ShardsConfig:
 
 
 @dataclass(kw_only=True)
-class LoaderConfig:
-    """Batches from the shards; ``proportions`` maps source name -> mixture weight."""
+class LoaderConfig(MixtureConfig):
+    """Batches from the shards, and the data mixture: llm-data's ``MixtureConfig`` fields
+    (``proportions`` or ``epochs`` per source, a ``schedule`` of phases by step, a shorter-first
+    ``seq_len_schedule``, ``max_epochs`` for the warning) plus the batch size and seed."""
 
     batch_size: int = 16
-    proportions: dict[str, float] = field(default_factory=dict)
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"loader.batch_size={self.batch_size} must be >= 1")
-        bad = {k: v for k, v in self.proportions.items() if not v > 0}
-        if bad:
-            raise ValueError(f"loader.proportions={bad} must all be > 0")
+        try:
+            super().__post_init__()
+        except ValueError as e:
+            raise ValueError(f"loader.{e}") from None
 
 
 @dataclass(kw_only=True)

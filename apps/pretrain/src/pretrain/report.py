@@ -23,6 +23,7 @@ def write_report(run_dir: Path) -> Path:
     lines = [f"# Run `{run_dir.name}`", ""]
     lines += _curation_section(stages.get("curate", {}))
     lines += _tokens_section(stages.get("tokenizer", {}), stages.get("shards", {}))
+    lines += _mixture_section(stages.get("train", {}))
     lines += _training_section(stages.get("train", {}), read_metrics(run_dir / "metrics.jsonl"))
     lines += _eval_section(stages.get("eval", {}))
     lines += ["## Time per stage", "", "| stage | seconds |", "| --- | ---: |"]
@@ -106,6 +107,14 @@ def _training_section(train: dict[str, Any], metrics: list[dict[str, Any]]) -> l
             lines.append(f"- {key}: {train[key]:,}")
     lines.append("- loss curve: `loss.png`")
     return lines + [""]
+
+
+def _mixture_section(train: dict[str, Any]) -> list[str]:
+    if "mixture" not in train:
+        return []
+    from llm_data.mixture import MixtureTable
+
+    return ["## Data mixture", "", MixtureTable.from_dict(train["mixture"]).markdown()]
 
 
 def _eval_section(ev: dict[str, Any]) -> list[str]:

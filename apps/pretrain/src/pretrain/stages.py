@@ -112,9 +112,12 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         run_dir / "shards",
         seq_len=config.shards.seq_len,
         batch_size=config.loader.batch_size,
-        proportions=dict(config.loader.proportions) or None,
+        mixture=config.loader,  # a MixtureConfig: proportions / epochs, schedules
+        steps=config.train.steps,  # the budget the mixture table is for
+        batches_per_step=config.train.grad_accum_steps,
         seed=config.loader.seed,
     )
+    mixture = loader.mixture_table()  # logs a warning per source past loader.max_epochs
     callbacks = [in_loop_eval(config, run_dir, device)] if config.eval.every else []
     train_config = with_device_peak(config.train, device)
     trainer = Trainer(
@@ -144,6 +147,7 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         "world_size": job.world,
         "global_batch": config.loader.batch_size * config.train.grad_accum_steps * job.world,
         "peak_flops": train_config.peak_flops,
+        "mixture": mixture.to_dict(),
     }
 
 
