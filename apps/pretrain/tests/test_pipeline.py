@@ -85,6 +85,7 @@ def test_run_directory_holds_every_stage_output(finished_run):
         "config.yaml",
         "stages.json",
         "tokenizer.json",
+        "tokenizer_card.json",
         "metrics.jsonl",
         "loss.png",
         "report.md",
@@ -147,6 +148,12 @@ def test_report_and_eval_have_real_numbers(finished_run):
     report = (run / "report.md").read_text()
     assert "bits per byte" in report and "arc_easy" in report and "Curation" in report
     assert "checkpoint `checkpoints/step_000040` (step 40)" in report
+    card = json.loads((run / "tokenizer_card.json").read_text())
+    assert [s["path"] for f in card["training"]["sources"].values() for s in f["files"]] == [
+        str(run / "curated" / name / "00000.jsonl.gz") for name in ("web", "books", "code")
+    ]
+    assert "round trip decode(encode(text)) == text: every curated document" in report
+    assert "| en | " in report and "| code | 30 | " in report  # per language and per source
 
 
 def test_second_run_skips_finished_stages(finished_run, caplog):
