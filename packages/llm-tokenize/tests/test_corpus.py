@@ -4,7 +4,7 @@ import json
 import pytest
 
 from llm_tokenize import CorpusError, TrainingSource
-from llm_tokenize.corpus import Document, load_source, read_documents, sample_mixture
+from llm_tokenize.corpus import Document, load_source, read_documents, sample_mixture, stats_sample
 
 
 def write_jsonl(path, records, compress=False):
@@ -76,3 +76,20 @@ def test_mixture_of_an_empty_source_is_an_error():
     docs = {"a": docs_of("a", [10]), "b": docs_of("b", [0])}
     with pytest.raises(CorpusError, match="source 'b': no text"):
         sample_mixture(docs, {"a": 0.5, "b": 0.5}, 100)
+
+
+def test_stats_sample_bounds_each_source_and_language():
+    docs = docs_of("web", [100] * 50) + docs_of("code", [1000] * 3)
+    for d in docs[:20]:
+        d.language = "ja"
+    sample = stats_sample(docs, max_bytes_per_group=1000)
+    by_group = {}
+    for d in sample:
+        by_group.setdefault((d.source, d.language), []).append(d)
+    assert {k: len(v) for k, v in by_group.items()} == {
+        ("web", "ja"): 10,
+        ("web", None): 10,
+        ("code", None): 1,
+    }
+    assert sample == [d for d in docs if d in sample]  # original order
+    assert stats_sample(docs, max_bytes_per_group=10**9) == docs

@@ -19,7 +19,14 @@ import tokenizers
 
 from llm_tokenize.atomic import write_text_atomic
 from llm_tokenize.config import TokenizerConfig
-from llm_tokenize.corpus import CorpusError, Document, SourceStats, load_source, sample_mixture
+from llm_tokenize.corpus import (
+    CorpusError,
+    Document,
+    SourceStats,
+    load_source,
+    sample_mixture,
+    stats_sample,
+)
 from llm_tokenize.report import corpus_report
 from llm_tokenize.tokenizer import Tokenizer
 from llm_tokenize.training import _limited, train_tokenizer
@@ -28,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer.json"
 CARD_FILE = "tokenizer_card.json"
+# The card's statistics encode at most this much text per source and language (evenly spaced
+# documents): encoding is ~2 MB/s per core, so a full multi-GB training corpus would take hours.
+# `llm-tokenize stats` measures every document it is given.
+CARD_STATS_BYTES = 4_000_000
 
 
 def select_training_docs(
@@ -56,8 +67,12 @@ def select_training_docs(
     return texts
 
 
-def train_from_config(config: TokenizerConfig, out_dir: str | Path) -> tuple[Tokenizer, dict]:
+def train_from_config(
+    config: TokenizerConfig, out_dir: str | Path, *, stats_bytes: int = CARD_STATS_BYTES
+) -> tuple[Tokenizer, dict]:
     """Read ``config.sources``, train, write ``tokenizer.json`` and ``tokenizer_card.json``.
+
+    The card's statistics cover up to ``stats_bytes`` of text per source and per language.
 
     Returns:
         The tokenizer and the card (as written).
@@ -82,7 +97,8 @@ def train_from_config(config: TokenizerConfig, out_dir: str | Path) -> tuple[Tok
     out = Path(out_dir)
     tok.save(out / TOKENIZER_FILE)
     all_docs = [d for source in docs.values() for d in source]
-    card = make_card(tok, config, stats, seconds, corpus_report(tok, all_docs))
+    sample = stats_sample(all_docs, stats_bytes)
+    card = make_card(tok, config, stats, seconds, corpus_report(tok, sample))
     card["tokenizer_sha256"] = hashlib.sha256((out / TOKENIZER_FILE).read_bytes()).hexdigest()
     write_card(card, out / CARD_FILE)
     return tok, read_card(out / TOKENIZER_FILE)  # as written: JSON types (lists, not tuples)

@@ -136,7 +136,22 @@ def sample_mixture(
     return chosen
 
 
-def _evenly_spaced(docs: list[Document], fraction: float) -> list[Document]:
+def stats_sample(docs: list[Document], max_bytes_per_group: int) -> list[Document]:
+    """Evenly spaced documents of each source and of each language, each group within about
+    ``max_bytes_per_group`` UTF-8 bytes (at least one document), in their original order."""
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for i, doc in enumerate(docs):
+        groups.setdefault((doc.source, doc.language), []).append(i)
+    keep: set[int] = set()
+    for members in groups.values():
+        size = sum(len(docs[i].text.encode("utf-8")) for i in members)
+        fraction = min(1.0, max_bytes_per_group / size) if size else 1.0
+        chosen = _evenly_spaced(members, fraction) or members[:1]
+        keep.update(chosen)
+    return [docs[i] for i in sorted(keep)]
+
+
+def _evenly_spaced(docs: list, fraction: float) -> list:
     """About ``fraction`` of ``docs`` by count, spread over the whole list."""
     count = round(fraction * len(docs))
     if count == 0:

@@ -155,7 +155,7 @@ def plot(rows: Sequence[Row], path: Path) -> Path:
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))], groups, rotation=60)
         ax.set_ylabel(METRICS[metric][0] + (" (/char for ja, zh)" if metric == "fertility" else ""))
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8, ncols=min(4, len(names)))
+    axes[0].legend(fontsize=8, ncols=min(5, len(names)), loc="lower left", bbox_to_anchor=(0, 1))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
