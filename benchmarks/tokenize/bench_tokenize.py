@@ -155,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     base = f"{BASELINE}-{size_name(mid)}"
     names = {n: t["path"] for n, t in trained.items()} | {base: base_path}
     toks = {n: Tokenizer.from_file(p, eos_token="<|endoftext|>") for n, p in names.items()}
-    log.info("statistics of %d tokenizers on %d held-out documents", len(toks), len(held))
-    rows = compare(toks, held)  # also the round trip of every held-out document
+    rows = []  # statistics of the held-out documents, with their round trip
+    for name, tok in tqdm(toks.items(), desc=f"statistics of {len(held)} held-out documents"):
+        rows += compare({name: tok}, held)
     at_mid = [f"{p}-{size_name(mid)}" for p in PRESETS] + [base]
     trips = round_trip_all({n: names[n] for n in at_mid}, args.corpus, args.cache, args.workers)
     texts = [d.text for d in stats_sample(held, THROUGHPUT_BYTES_PER_GROUP)]

@@ -109,3 +109,14 @@ def test_token_id_names_a_missing_token(tokenizer_4k):
     assert tokenizer_4k.token_id("<|pad|>") == 1
     with pytest.raises(KeyError, match="<|bos|>"):
         tokenizer_4k.token_id("<|bos|>")
+
+
+def test_saved_file_has_the_usual_mode(tokenizer_4k, tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = tokenizer_4k.save(tmp_path / "tokenizer.json")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
