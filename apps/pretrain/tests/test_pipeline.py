@@ -85,6 +85,7 @@ def test_run_directory_holds_every_stage_output(finished_run):
         "config.yaml",
         "stages.json",
         "tokenizer.json",
+        "tokenizer_card.json",
         "metrics.jsonl",
         "loss.png",
         "report.md",
@@ -151,6 +152,12 @@ def test_report_and_eval_have_real_numbers(finished_run):
     assert "## Data mixture" in report and "Token budget: 20,480 tokens." in report  # 40x8x64
     assert sum(row["tokens_used"] for row in mixture["total"]) == 20_480
     assert "| source | tokens available | proportion | epochs | tokens used |" in report
+    card = json.loads((run / "tokenizer_card.json").read_text())
+    assert [s["path"] for f in card["training"]["sources"].values() for s in f["files"]] == [
+        str(run / "curated" / name / "00000.jsonl.gz") for name in ("web", "books", "code")
+    ]
+    assert "round trip decode(encode(text)) == text: every curated document" in report
+    assert "| en | " in report and "| code | 30 | " in report  # per language and per source
 
 
 def test_second_run_skips_finished_stages(finished_run, caplog):

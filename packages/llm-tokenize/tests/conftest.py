@@ -60,3 +60,10 @@ def tokenizer_4k(shakespeare, python_code):
     """4096-token BPE trained on even-indexed Shakespeare and stdlib documents (~3 s)."""
     config = TokenizerConfig(vocab_size=4096, pad_token="<|pad|>", show_progress=False)
     return train_tokenizer(shakespeare[::2] + python_code[::2], config)
+
+
+@pytest.fixture
+def at_repo_root(monkeypatch) -> Path:
+    """Run the test from the repository root, so that "data/sample/..." paths resolve."""
+    monkeypatch.chdir(SAMPLE.parents[1])
+    return SAMPLE.parents[1]

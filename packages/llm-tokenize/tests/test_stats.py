@@ -32,7 +32,10 @@ def test_report_on_real_pages(tokenizer_4k, shakespeare, web_pages):
         docs[lang] = web_pages(lang, 3)
         assert len(docs[lang]) == 3
     report = tokenizer_report(tokenizer_4k, docs)
-    assert report["ja-JP"]["fertility"] is None and report["zh-CN"]["words"] is None
+    # ja, zh: tokens per character, not per whitespace word; Korean would stay per word.
+    assert report["ja-JP"]["fertility_unit"] == "char" == report["zh-CN"]["fertility_unit"]
+    assert report["ja-JP"]["fertility"] == pytest.approx(1 / report["ja-JP"]["chars_per_token"])
+    assert report["en-US"]["fertility_unit"] == "word"
     assert report["de-DE"]["fertility"] > report["en-US"]["fertility"] > 1.0
     # Trained on English only. Measured: en-US 2.70 bytes/token (fertility 2.31), de-DE 2.05
     # (3.50), ja-JP 1.34 bytes/token = 0.85 chars/token (3-byte kana/kanji mostly unmerged; the
@@ -42,4 +45,5 @@ def test_report_on_real_pages(tokenizer_4k, shakespeare, web_pages):
     assert report["en-US"]["bytes_per_token"] > 2.4
     assert report["en-shakespeare"]["bytes_per_token"] > 2.8
     table = format_report(report)
-    assert "ja-JP" in table and "n/a" in table
+    assert "ja-JP" in table and "/char" in table
+    assert all(row["round_trip_failures"] == 0 for row in report.values())

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from llm_tokenize import Tokenizer
+from llm_tokenize import Tokenizer, TokenizerFileError, load_hf_tokenizer
 
 
 def test_save_and_load_round_trip(tokenizer_4k, tmp_path):
@@ -49,3 +49,74 @@ def test_package_does_not_import_torch():
 
     code = "import sys, llm_tokenize; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def other_family_files(tmp_path):
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers
+
+    wordpiece = HFTokenizer(models.WordPiece({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    unigram = HFTokenizer(models.Unigram([("<unk>", 0.0), ("a", -1.0)], unk_id=0))
+    metaspace_bpe = HFTokenizer(models.BPE({"<unk>": 0, "▁a": 1}, [], unk_token="<unk>"))
+    metaspace_bpe.pre_tokenizer = pre_tokenizers.Metaspace()
+    metaspace_bpe.decoder = decoders.Metaspace()
+    no_byte_decoder = HFTokenizer(models.BPE())
+    no_byte_decoder.pre_tokenizer = pre_tokenizers.ByteLevel()
+    files = {}
+    for name, tok in [("wordpiece", wordpiece), ("unigram", unigram),
+                      ("metaspace", metaspace_bpe), ("nodecoder", no_byte_decoder)]:  # fmt: skip
+        files[name] = tmp_path / f"{name}.json"
+        tok.save(str(files[name]))
+    return files
+
+
+@pytest.mark.parametrize(
+    ("family", "error"),
+    [
+        ("wordpiece", r"wordpiece.json: model type 'WordPiece' is not supported"),
+        ("unigram", r"unigram.json: model type 'Unigram' is not supported"),
+        ("metaspace", r"metaspace.json: pre_tokenizer \['Metaspace'\] has no ByteLevel"),
+        ("nodecoder", r"nodecoder.json: decoder None has no ByteLevel"),
+    ],
+)
+def test_other_model_families_are_refused_by_name(tmp_path, family, error):
+    path = other_family_files(tmp_path)[family]
+    with pytest.raises(TokenizerFileError, match=error):
+        Tokenizer.from_file(path)
+
+
+def test_special_token_text_stays_text_only_through_our_loader(tokenizer_4k, tmp_path):
+    """tokenizers' default splits added tokens out of text: a literal "<|endoftext|>" in a code
+    file would become the EOS id. `Tokenizer` and `load_hf_tokenizer` switch that off, both for
+    a trained tokenizer and one loaded from the file (the switch is not stored in it)."""
+    from tokenizers import Tokenizer as HFTokenizer
+
+    path = tokenizer_4k.save(tmp_path / "tokenizer.json")
+    text = 'eos = "<|endoftext|>"  # <|pad|>'
+    assert 0 in HFTokenizer.from_file(str(path)).encode(text).ids  # the hazard
+    for tok in (tokenizer_4k, Tokenizer.from_file(path)):
+        ids = tok.encode(text)
+        assert tok.eos_id not in ids and tok.token_id("<|pad|>") not in ids
+        assert tok.decode(ids) == text
+        assert tok.encode_batch([text]) == [ids]
+    assert load_hf_tokenizer(path).encode(text).ids == ids
+    # Put by id, a special token decodes to its string (and can be skipped).
+    assert tokenizer_4k.decode([*ids, 0]) == text + "<|endoftext|>"
+    assert tokenizer_4k.decode([*ids, 0], skip_special_tokens=True) == text
+
+
+def test_token_id_names_a_missing_token(tokenizer_4k):
+    assert tokenizer_4k.token_id("<|pad|>") == 1
+    with pytest.raises(KeyError, match="<|bos|>"):
+        tokenizer_4k.token_id("<|bos|>")
+
+
+def test_saved_file_has_the_usual_mode(tokenizer_4k, tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = tokenizer_4k.save(tmp_path / "tokenizer.json")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -31,7 +31,7 @@ def test_round_trip_multilingual_and_code(tokenizer_4k, text):
 def test_round_trip_real_code(tokenizer_4k, python_code):
     held_out = python_code[1::2][:10]
     for text, ids in zip(held_out, tokenizer_4k.encode_batch(held_out), strict=True):
-        assert tokenizer_4k.decode(ids) == unicodedata.normalize("NFC", text)
+        assert tokenizer_4k.decode(ids).encode("utf-8") == text.encode("utf-8")
 
 
 def test_special_token_text_is_not_eos(tokenizer_4k):
@@ -40,9 +40,19 @@ def test_special_token_text_is_not_eos(tokenizer_4k):
     assert len(ids) > 3
 
 
-def test_nfc_normalisation(tokenizer_4k):
-    decomposed = "cafe\u0301"  # e + combining acute
-    assert tokenizer_4k.encode(decomposed) == tokenizer_4k.encode("caf\u00e9")
+def test_nfc_is_off_by_default_so_bytes_round_trip(tokenizer_4k):
+    decomposed = "cafe\u0301"  # e + combining acute: not NFC
+    assert tokenizer_4k.encode(decomposed) != tokenizer_4k.encode("caf\u00e9")
+    assert tokenizer_4k.decode(tokenizer_4k.encode(decomposed)) == decomposed
+
+
+def test_nfc_on_round_trips_to_the_normal_form(shakespeare):
+    config = TokenizerConfig(vocab_size=400, nfc=True, show_progress=False)
+    tok = train_tokenizer(shakespeare[:2], config)
+    decomposed = "cafe\u0301"
+    assert tok.encode(decomposed) == tok.encode("caf\u00e9")
+    assert tok.decode(tok.encode(decomposed)) == unicodedata.normalize("NFC", decomposed)
+    assert tok.decode(tok.encode(decomposed)) != decomposed
 
 
 def test_digits_split_individually(tokenizer_4k):
@@ -63,6 +73,18 @@ def test_limits_and_empty_input():
     assert train_tokenizer(iter(texts), config).vocab_size <= 300
     with pytest.raises(ValueError, match="no training text"):
         train_tokenizer([], TokenizerConfig(show_progress=False))
+    with pytest.raises(ValueError, match="all 2 training documents are empty"):
+        train_tokenizer(["", ""], TokenizerConfig(show_progress=False))
+
+
+def test_two_trainings_give_byte_identical_files(shakespeare, python_code, tmp_path):
+    config = TokenizerConfig(vocab_size=1000, show_progress=False, fim=True)
+    texts = shakespeare[:1] + python_code[:30]
+    a = train_tokenizer(texts, config).save(tmp_path / "a.json").read_bytes()
+    b = train_tokenizer(texts, config).save(tmp_path / "b.json").read_bytes()
+    assert a == b
+    other = TokenizerConfig(vocab_size=1000, show_progress=False, pre_tokenizer="code")
+    assert train_tokenizer(texts, other).save(tmp_path / "c.json").read_bytes() != a
 
 
 def test_max_bytes_keeps_a_prefix_of_the_first_text():

@@ -62,18 +62,31 @@ def _tokens_section(tok: dict[str, Any], shards: dict[str, Any]) -> list[str]:
     if tok:
         lines.append(
             f"- vocabulary: {tok.get('vocab_size')} tokens, "
-            f"{tok.get('bytes_per_token', float('nan')):.3f} bytes/token on curated text"
+            f"{tok.get('bytes_per_token', float('nan')):.3f} bytes/token on curated text; "
+            f"settings, training files and hashes in `tokenizer_card.json`"
         )
-    groups = tok.get("per_group", {})
+    if "round_trip_failures" in tok:
+        failed = tok["round_trip_failures"]
+        lines.append(
+            "- round trip decode(encode(text)) == text: "
+            + ("every curated document" if failed == 0 else f"{failed} documents DIFFER")
+        )
+    groups = {**tok.get("per_source", {}), **tok.get("per_language", {})}
     if groups:
-        lines += ["", "| language / source | docs | bytes/token | chars/token | tokens/word |"]
-        lines.append("| --- | ---: | ---: | ---: | ---: |")
+        lines += [
+            "",
+            "| source / language | docs | bytes/token | fertility | vocabulary used | "
+            "byte fallback |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for group, g in groups.items():
+            unit = " /char" if g.get("fertility_unit") == "char" else ""
             lines.append(
                 f"| {group} | {g.get('docs')} | {_fmt(g.get('bytes_per_token'))} | "
-                f"{_fmt(g.get('chars_per_token'))} | {_fmt(g.get('fertility'))} |"
+                f"{_fmt(g.get('fertility'))}{unit} | {_pct(g.get('vocab_used'))} | "
+                f"{_pct(g.get('byte_fallback'))} |"
             )
-        lines.append("")
+        lines += ["", "Fertility: tokens per whitespace word, per character (/char) in ja, zh.", ""]
     for source, s in shards.get("sources", {}).items():
         lines.append(
             f"- {source}: {s.get('documents')} documents, {s.get('tokens')} tokens, "
@@ -138,3 +151,7 @@ def _eval_section(ev: dict[str, Any]) -> list[str]:
 
 def _fmt(x: Any) -> str:
     return f"{x:.3f}" if isinstance(x, float) else ""
+
+
+def _pct(x: Any) -> str:
+    return f"{x:.1%}" if isinstance(x, float) else ""

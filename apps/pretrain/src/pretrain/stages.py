@@ -11,7 +11,7 @@ import gzip
 import importlib.util
 import json
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,24 +57,48 @@ def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def tokenizer(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
-    from llm_tokenize import bytes_per_token, tokenizer_report, train_tokenizer
+    """Train on the curated text; writes tokenizer.json and tokenizer_card.json (settings, files
+    and their hashes, statistics per source and language, which the report shows)."""
+    from llm_tokenize import train_from_config
 
-    by_group: dict[str, list[str]] = defaultdict(list)  # a sample per language / source
-
-    def texts() -> Iterator[str]:
-        for text, group in iter_curated(run_dir):
-            if len(by_group[group]) < 50:
-                by_group[group].append(text)
-            yield text
-
-    tok = train_tokenizer(texts(), config.tokenizer)
-    tok.save(run_dir / "tokenizer.json")
-    sample = [t for group in by_group.values() for t in group]
+    tok_config = dataclasses.replace(
+        config.tokenizer, sources=tokenizer_sources(config, run_dir / "curated")
+    )
+    tok, card = train_from_config(tok_config, run_dir)
+    stats = card["statistics"]
+    sources = stats["source"].values()
     return {
         "vocab_size": tok.vocab_size,
-        "bytes_per_token": bytes_per_token(tok, sample),
-        "per_group": tokenizer_report(tok, dict(by_group)),
+        "bytes_per_token": sum(s["bytes"] for s in sources) / sum(s["tokens"] for s in sources),
+        "training_bytes": card["training"]["bytes"],
+        "round_trip_failures": sum(s["round_trip_failures"] for s in sources),
+        "per_source": stats["source"],
+        "per_language": stats["language"],
     }
+
+
+def tokenizer_sources(config: PretrainConfig, curated: Path) -> list:
+    """`tokenizer.sources` with empty paths filled in as the curated output of the data source of
+    that name; none given: every curated source, all text once (each written by curation)."""
+    from llm_tokenize import TrainingSource
+
+    names = [s.name for s in config.data.sources]
+    if not config.tokenizer.sources:
+        return [
+            TrainingSource(name=name, paths=[str(curated / name)])
+            for name in names
+            if any((curated / name).glob("*.jsonl.gz"))  # a source curation emptied has none
+        ]
+    filled = []
+    for source in config.tokenizer.sources:
+        if not source.paths and source.name not in names:
+            raise ValueError(
+                f"tokenizer.sources: {source.name!r} has no paths and is not a data source "
+                f"({', '.join(names)}); give paths or a data source's name"
+            )
+        paths = source.paths or [str(curated / source.name)]
+        filled.append(dataclasses.replace(source, paths=paths))
+    return filled
 
 
 def shards(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:

@@ -2,13 +2,72 @@
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer as HFTokenizer
 
+from llm_tokenize.atomic import write_text_atomic
 from llm_tokenize.config import DEFAULT_EOS_TOKEN
+
+
+class TokenizerFileError(ValueError):
+    """A tokenizer.json that llm-tokenize cannot use; the message names the file and why."""
+
+
+def _types(component: dict[str, Any] | None) -> list[str]:
+    """Types of a tokenizer.json component and, for a Sequence, of its parts."""
+    if not component:
+        return []
+    parts = component.get("decoders") or component.get("pretokenizers") or []
+    return [component.get("type", "?"), *(t for p in parts for t in _types(p))]
+
+
+def check_byte_level_bpe(data: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuse tokenizer.json contents that are not byte-level BPE (WordPiece, Unigram, or a BPE
+    without ByteLevel pre-tokenisation and decoding, such as SentencePiece-style files): their
+    statistics and round trips mean something else, and text may map to an unknown token."""
+    model = (data.get("model") or {}).get("type")
+    if model != "BPE":
+        raise TokenizerFileError(
+            f"{path}: model type {model!r} is not supported; llm-tokenize reads byte-level BPE "
+            "tokenizer.json files (model BPE, ByteLevel pre-tokenizer and decoder)"
+        )
+    for part in ("pre_tokenizer", "decoder"):
+        if "ByteLevel" not in _types(data.get(part)):
+            raise TokenizerFileError(
+                f"{path}: {part} {_types(data.get(part)) or None} has no ByteLevel step; "
+                "llm-tokenize reads byte-level BPE tokenizer.json files only"
+            )
+
+
+def load_hf_tokenizer(path: str | os.PathLike) -> HFTokenizer:
+    """Load a byte-level BPE tokenizer.json whose special-token strings in text stay text.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        TokenizerFileError: If it cannot be read, is no tokenizer.json, or is not byte-level BPE.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TokenizerFileError(f"{path}: cannot read a tokenizer.json: {err}") from err
+    if not isinstance(data, dict):
+        raise TokenizerFileError(f"{path}: not a Hugging Face tokenizer.json (not an object)")
+    check_byte_level_bpe(data, path)
+    try:
+        hf = HFTokenizer.from_str(text)
+    except Exception as err:  # tokenizers raises a bare Exception on parse errors
+        raise TokenizerFileError(f"{path}: not a valid Hugging Face tokenizer.json: {err}") from err
+    # Not stored in tokenizer.json: every reader must set it (see `Tokenizer`).
+    hf.encode_special_tokens = True
+    return hf
 
 
 class Tokenizer:
@@ -16,8 +75,9 @@ class Tokenizer:
 
     ``encode`` never adds special tokens, and special-token strings that occur in the text (e.g. a
     literal ``"<|endoftext|>"`` inside a code file) are encoded as ordinary text, so EOS only
-    appears where a caller puts it by id. (The flag behind this, ``encode_special_tokens``, is not
-    stored in tokenizer.json: other readers of the file must set it themselves.)
+    appears where a caller puts it by id (`token_id` gives the ids of BOS, pad, FIM, ...). The
+    flag behind this, `tokenizers`' ``encode_special_tokens``, is not stored in tokenizer.json:
+    `load_hf_tokenizer` and `Tokenizer.from_file` set it, other readers of the file must too.
 
     Args:
         hf_tokenizer: The underlying `tokenizers.Tokenizer`.
@@ -39,30 +99,31 @@ class Tokenizer:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, eos_token: str = DEFAULT_EOS_TOKEN) -> Tokenizer:
-        """Load a HF ``tokenizer.json``.
+        """Load a byte-level BPE ``tokenizer.json`` (see `load_hf_tokenizer`).
 
         Raises:
             FileNotFoundError: If the file does not exist.
-            ValueError: If the file is not a valid tokenizer.json or lacks ``eos_token``.
+            ValueError: If the file is not a byte-level BPE tokenizer.json or lacks ``eos_token``.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"tokenizer file not found: {path}")
-        try:
-            hf = HFTokenizer.from_file(str(path))
-        except Exception as err:  # tokenizers raises a bare Exception on parse errors
-            raise ValueError(f"{path}: not a valid Hugging Face tokenizer.json: {err}") from err
+        hf = load_hf_tokenizer(path)
         try:
             return cls(hf, eos_token)
         except ValueError as err:
-            raise ValueError(f"{path}: {err}") from err
+            raise TokenizerFileError(f"{path}: {err}") from err
+
+    def token_id(self, token: str) -> int:
+        """Id of a (special) token; KeyError naming it when it is not in the vocabulary."""
+        token_id = self.hf.token_to_id(token)
+        if token_id is None:
+            raise KeyError(f"token {token!r} is not in the vocabulary")
+        return token_id
 
     def encode(self, text: str) -> list[int]:
         """Token ids of one text (no special tokens added)."""
         return self.hf.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of many texts, encoded in parallel by `tokenizers`."""
+        """Token ids of many texts, encoded in parallel by `tokenizers` (Rust threads)."""
         # encode_batch_fast skips offset tracking (tokenizers >= 0.21); older versions lack it.
         encode = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)
         encodings = encode(list(texts), add_special_tokens=False)
@@ -78,17 +139,7 @@ class Tokenizer:
         Returns:
             The path written.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.hf.to_str(pretty=True))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_text_atomic(Path(path), self.hf.to_str(pretty=True))
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, eos_id={self.eos_id})"

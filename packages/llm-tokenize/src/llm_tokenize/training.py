@@ -6,40 +6,23 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 
-from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from llm_tokenize.config import TokenizerConfig
+from llm_tokenize.pretokenizer import build_normalizer, build_pre_tokenizer
 from llm_tokenize.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
-# Llama-3 / GPT-4 (cl100k) split regex with one change: numbers split into single digits
-# (`\p{N}` instead of `\p{N}{1,3}`), as in Llama-1/2 and PaLM. With a small vocabulary (4k-32k)
-# this keeps merges for words rather than for ~1000 digit groups, and gives every number the
-# same digit-by-digit form, which helps arithmetic (e.g. Liu & Low 2023, "Goat").
-SPLIT_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)"
-    r"|[^\r\n\p{L}\p{N}]?\p{L}+"
-    r"|\p{N}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+"
-    r"|\s+(?!\S)"
-    r"|\s+"
-)
-
 
 def build_bpe(config: TokenizerConfig) -> HFTokenizer:
-    """An untrained byte-level BPE pipeline: NFC -> regex split -> bytes -> BPE -> bytes."""
+    """An untrained byte-level BPE pipeline: [NFC] -> regex split -> bytes -> BPE -> bytes."""
     tok = HFTokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated", invert=False),
-            # The regex already split the text; ByteLevel only maps bytes to printable symbols.
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
+    normalizer = build_normalizer(config)
+    if normalizer is not None:
+        tok.normalizer = normalizer
+    tok.pre_tokenizer = build_pre_tokenizer(config)
     tok.decoder = decoders.ByteLevel()
     return tok
 
@@ -64,10 +47,11 @@ def _limited(
 
 
 def train_tokenizer(texts: Iterable[str], config: TokenizerConfig | None = None) -> Tokenizer:
-    """Train a byte-level BPE tokenizer.
+    """Train a byte-level BPE tokenizer on ``texts`` (``config.sources`` is not read here).
 
     Every byte is in the initial alphabet, so any UTF-8 text encodes (no unknown token) and
-    ``decode(encode(x)) == NFC(x)``.
+    ``decode(encode(x)) == x`` (``NFC(x)`` when ``config.nfc``). Training is deterministic: the
+    same texts and config give a byte-identical tokenizer.json.
 
     Args:
         texts: Training documents (streamed once; limited by ``max_docs`` / ``max_bytes``).
@@ -77,7 +61,7 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerConfig | None = None)
         The trained tokenizer, with EOS at id 0.
 
     Raises:
-        ValueError: If no text was read.
+        ValueError: If no text was read, or the texts are all empty.
     """
     config = config or TokenizerConfig()
     tok = build_bpe(config)
@@ -92,7 +76,9 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerConfig | None = None)
     start = time.perf_counter()
     tok.train_from_iterator(_limited(texts, config, counts), trainer=trainer)
     if counts["docs"] == 0:
-        raise ValueError("train_tokenizer: no training text was given")
+        raise ValueError("train_tokenizer: no training text was given (the corpus is empty)")
+    if counts["bytes"] == 0:
+        raise ValueError(f"train_tokenizer: all {counts['docs']} training documents are empty")
     result = Tokenizer(tok, config.eos_token)
     logger.info(
         "trained BPE on %d docs / %.1f MB in %.1f s: vocab_size=%d",
