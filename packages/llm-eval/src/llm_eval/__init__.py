@@ -6,6 +6,7 @@ from llm_eval.perplexity import bits_per_byte, bits_per_byte_sets
 from llm_eval.protocols import LanguageModel, TokenizerLike, eval_mode
 from llm_eval.suite import run_suite
 from llm_eval.tasks import TaskItem, load_tasks
+from llm_eval.texts import load_texts
 
 __all__ = [
     "InLoopEval",
@@ -18,6 +19,7 @@ __all__ = [
     "evaluate_lambada",
     "evaluate_multiple_choice",
     "load_tasks",
+    "load_texts",
     "mean_stderr",
     "run_suite",
 ]

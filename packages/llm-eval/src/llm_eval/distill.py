@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,17 +151,6 @@ def distill(select: Sequence[ModelResults], fraction: float, strata: int = 4) ->
     return Distilled(fraction, items)
 
 
-def suite_scores(
-    models: Sequence[ModelResults], items: Mapping[str, Sequence[str]] | None
-) -> np.ndarray:
-    """Per model, the mean over tasks of its mean item score (on ``items`` or on all items)."""
-    per_task = []
-    for task in sorted(items or set.intersection(*(set(m.scores) for m in models))):
-        ids = items[task] if items else sorted(models[0].scores[task])
-        per_task.append([np.mean([m.scores[task][i] for i in ids]) for m in models])
-    return np.mean(per_task, 0)
-
-
 def evaluate_subsets(
     select: Sequence[ModelResults],
     heldout: Sequence[ModelResults],
@@ -174,25 +163,31 @@ def evaluate_subsets(
     """Per fraction: items, and on the held-out models Kendall tau / Spearman between the suite
     score on the distilled subset and on the full set, with the mean over random subsets of the
     same size per task for comparison."""
-    full = suite_scores(heldout, None)
+    tasks = sorted(set.intersection(*(set(m.scores) for m in [*select, *heldout])))
+    matrices = {task: score_matrix(heldout, task) for task in tasks}
+    full = np.mean([m.mean(1) for _, m in matrices.values()], 0)
     rng = np.random.default_rng(seed)
     rows = []
-    total = sum(len(ids) for ids in _common_ids(heldout).values())
     for fraction in fractions:
         chosen = distill(select, fraction, strata)
-        tau, rho = rank_agreement(full, suite_scores(heldout, chosen.items))
+        cols = {}
+        for task in tasks:
+            where = {item: k for k, item in enumerate(matrices[task][0])}
+            cols[task] = [where[i] for i in chosen.items[task] if i in where]
+        subset = np.mean([matrices[t][1][:, c].mean(1) for t, c in cols.items()], 0)
+        tau, rho = rank_agreement(full, subset)
         draws = []
         for _ in range(random_draws):
-            random_items = {
-                task: list(rng.choice(_common_ids(heldout)[task], len(ids), replace=False))
-                for task, ids in chosen.items.items()
-            }
-            draws.append(rank_agreement(full, suite_scores(heldout, random_items)))
+            scores = [
+                m[:, rng.choice(m.shape[1], len(cols[t]), replace=False)].mean(1)
+                for t, (_, m) in matrices.items()
+            ]
+            draws.append(rank_agreement(full, np.mean(scores, 0)))
         rows.append(
             {
                 "fraction": fraction,
-                "items": chosen.size,
-                "of": total,
+                "items": sum(len(c) for c in cols.values()),
+                "of": sum(m.shape[1] for _, m in matrices.values()),
                 "kendall_tau": tau,
                 "spearman": rho,
                 "random_kendall_tau": float(np.mean([d[0] for d in draws])),
@@ -200,11 +195,6 @@ def evaluate_subsets(
             }
         )
     return rows
-
-
-def _common_ids(models: Sequence[ModelResults]) -> dict[str, list[str]]:
-    tasks = set.intersection(*(set(m.scores) for m in models))
-    return {t: sorted(set.intersection(*(set(m.scores[t]) for m in models))) for t in tasks}
 
 
 def write_distilled_tasks(
