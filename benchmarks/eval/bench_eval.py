@@ -50,13 +50,17 @@ def export(run: str, out: Path):
     return loaded, out
 
 
-def harness_requests(task_paths: list[Path], limit: int | None):
-    """[(task, id, choice index, context, continuation)] for every choice of every item."""
+def harness_requests(task_paths: list[Path], limit: int | None, loaded):
+    """[(task, id, choice index, context, continuation)] for every choice of every item that
+    fits the model (the harness asserts on a continuation longer than its max length; llm-eval
+    skips and names those items, so both leave them out here)."""
     from llm_eval import load_tasks
+    from llm_eval.multiple_choice import prepare
 
     out = []
     for path in task_paths:
-        for item in load_tasks(path)[:limit]:
+        prepared = prepare(loaded.tokenizer, load_tasks(path)[:limit], loaded.max_seq_len)
+        for item in prepared.items:
             for k, (ctx, cont) in enumerate(zip(item.contexts, item.choices, strict=True)):
                 out.append((item.task, str(item.id), k, ctx, cont))
     return out
@@ -98,6 +102,8 @@ def run_ours(loaded, task_paths, limit, batch_size, packed, out_dir: Path):
     for path in out_dir.glob("*.jsonl"):
         for line in path.read_text().splitlines():
             r = json.loads(line)
+            if "skipped" in r:
+                continue
             values = r["loglikelihoods"] if "loglikelihoods" in r else [r["loglikelihood"]]
             for k, ll in enumerate(values):
                 lls[(r["task"], str(r["id"]), k)] = ll
@@ -119,12 +125,13 @@ def main() -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         loaded, hf_dir = export(args.run, Path(tmp) / "hf")
-        requests = harness_requests(paths, args.limit)
-        theirs, t_harness = run_harness(hf_dir, requests, args.batch_size)
+        requests = harness_requests(paths, args.limit, loaded)
         ours, t_ours = run_ours(loaded, paths, args.limit, args.batch_size, None, Path(tmp) / "a")
         plain, t_plain = run_ours(
             loaded, paths, args.limit, args.batch_size, False, Path(tmp) / "b"
         )
+        print(f"llm-eval: {t_ours:.1f} s packed, {t_plain:.1f} s plain", flush=True)
+        theirs, t_harness = run_harness(hf_dir, requests, args.batch_size)
     load_after = os.getloadavg()
     rows, lines = compare(requests, theirs, ours)
     n = len(requests)

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -31,8 +32,20 @@ FRACTIONS = [0.02, 0.05, 0.1, 0.2, 0.5]
 METRICS = ["logprob_per_byte", "acc_norm"]
 
 
-def score_checkpoints(runs: list[Path], tasks: list[Path], work: Path) -> list[Path]:
-    """Results directory per checkpoint (scored here unless it already has results.json)."""
+def _complete(out: Path, tasks: list[Path], limit: int | None) -> bool:
+    """Whether ``out`` has results for every task, with at least ``limit`` items each."""
+    path = out / "results.json"
+    if not path.is_file():
+        return False
+    done = json.loads(path.read_text())["tasks"]
+    names = [p.name.removesuffix(".jsonl.gz") for p in tasks]
+    return all(t in done and done[t]["n"] + done[t]["skipped"] >= (limit or 0) for t in names)
+
+
+def score_checkpoints(
+    runs: list[Path], tasks: list[Path], work: Path, limit: int | None
+) -> list[Path]:
+    """Results directory per checkpoint (scored here unless it already has them all)."""
     from llm_eval import run_suite
     from pretrain.stages import eval_model
 
@@ -42,7 +55,7 @@ def score_checkpoints(runs: list[Path], tasks: list[Path], work: Path) -> list[P
             if not (ckpt / "manifest.json").is_file():
                 continue  # still being written
             out = work / f"{run.name}-{ckpt.name}"
-            if not (out / "results.json").is_file():
+            if not _complete(out, tasks, limit):
                 loaded = eval_model(str(ckpt))
                 print(f"scoring {ckpt}", flush=True)
                 run_suite(
@@ -50,6 +63,7 @@ def score_checkpoints(runs: list[Path], tasks: list[Path], work: Path) -> list[P
                     loaded.tokenizer,
                     tasks,
                     max_seq_len=loaded.max_seq_len,
+                    limit=limit,
                     batch_size=32,
                     output_dir=out,
                     metadata={**loaded.metadata, "run": run.name},
@@ -65,6 +79,7 @@ def main() -> int:
     parser.add_argument("--heldout-runs", nargs="*", type=Path, default=[])
     parser.add_argument("--work", type=Path, default=Path("runs/distill-results"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=None, help="items per task")
     parser.add_argument("--score-only", action="store_true", help="score new checkpoints only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -72,7 +87,7 @@ def main() -> int:
     from llm_eval.distill import distill, evaluate_subsets, read_results, write_distilled_tasks
 
     tasks = [ROOT / "data" / "sample" / "eval" / f"{t}.jsonl.gz" for t in TASKS]
-    dirs = score_checkpoints(args.runs, tasks, args.work)
+    dirs = score_checkpoints(args.runs, tasks, args.work, args.limit)
     if args.score_only:
         return 0
     held_names = {r.name for r in args.heldout_runs}
@@ -102,9 +117,10 @@ def main() -> int:
             "",
             *[f"- {k}: {v}" for k, v in meta],
             f"- {len(models)} models (run@step): {names}",
-            f"- tasks: {', '.join(TASKS)} (data/sample/eval, 200 items each); items a model "
-            "skipped (too long) are left out of every model's set",
-            "- `random`: mean over 50 random subsets of the same size per task",
+            f"- tasks: {', '.join(TASKS)} (data/sample/eval, the first {args.limit or 200} "
+            "items of each); items a model skipped (too long) are left out of every model's set",
+            "- `random`: mean over 50 random subsets of the same size per task (nan: every "
+            "model scored the same on the subset, so no ranking; such draws are left out)",
             f"- 10 % subsets chosen with all models: {listing}",
             "",
             *sections,

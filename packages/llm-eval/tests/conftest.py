@@ -92,6 +92,9 @@ class TinyAttention(nn.Module):
         self.qkv, self.out = nn.Linear(dim, 3 * dim), nn.Linear(dim, vocab_size)
 
     def forward(self, input_ids, positions=None, attn_mask=None):
+        return self.out(self.hidden_states(input_ids, positions=positions, attn_mask=attn_mask))
+
+    def hidden_states(self, input_ids, positions=None, attn_mask=None):
         T = input_ids.shape[1]
         if positions is None:
             positions = torch.arange(T).expand_as(input_ids)
@@ -100,7 +103,22 @@ class TinyAttention(nn.Module):
         causal = torch.ones(T, T, dtype=torch.bool).tril()
         mask = causal if attn_mask is None else causal & attn_mask
         y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(x + y)
+        return x + y
+
+    def logits(self, h):
+        return self.out(h)
+
+
+class TinyAttentionNoHead(nn.Module):
+    """The same model behind a plain forward (no ``hidden_states`` / ``logits``): scored through
+    full logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = TinyAttention()
+
+    def forward(self, input_ids, positions=None, attn_mask=None):
+        return self.inner(input_ids, positions=positions, attn_mask=attn_mask)
 
 
 @pytest.fixture
@@ -128,6 +146,7 @@ def bpe_tok():
 
     class Wrapped:
         eos_id = hf.token_to_id("<|endoftext|>")
+        raw = hf
         vocab_size = hf.get_vocab_size()
 
         def encode_batch(self, texts):
@@ -148,4 +167,5 @@ def models() -> SimpleNamespace:
         NextByte=NextByteModel,
         CausalMean=CausalMeanModel,
         TinyAttention=TinyAttention,
+        TinyAttentionNoHead=TinyAttentionNoHead,
     )

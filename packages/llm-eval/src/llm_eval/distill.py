@@ -190,11 +190,17 @@ def evaluate_subsets(
                 "of": sum(m.shape[1] for _, m in matrices.values()),
                 "kendall_tau": tau,
                 "spearman": rho,
-                "random_kendall_tau": float(np.mean([d[0] for d in draws])),
-                "random_spearman": float(np.mean([d[1] for d in draws])),
+                # a subset on which every model scores the same has no defined rank correlation
+                "random_kendall_tau": _nanmean([d[0] for d in draws]),
+                "random_spearman": _nanmean([d[1] for d in draws]),
             }
         )
     return rows
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def write_distilled_tasks(

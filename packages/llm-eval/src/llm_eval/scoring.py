@@ -118,32 +118,41 @@ class _Batch:
 def _build_batch(rows: Sequence[_Row], requests: Sequence[Request]) -> _Batch:
     """Lay out rows as ``context + cont_1[:-1] + cont_2[:-1] + ...`` with their score indices."""
     length = max(_row_length(r, requests) for r in rows)
-    ids, pos, seg, at, targets, owner, members = [], [], [], [], [], [], []
+    ids, pos, seg, targets, members = [], [], [], [], []
+    row_of, context_end, start_of, n_tokens = [], [], [], []  # per request
     for b, row in enumerate(rows):
         c = len(row.context)
         r_ids, r_pos, r_seg = list(row.context), list(range(c)), [0] * c
         for k, i in enumerate(row.members, start=1):
             cont = requests[i].continuation
-            start = len(r_ids)
+            row_of.append(b)
+            context_end.append(c)
+            start_of.append(len(r_ids))
+            n_tokens.append(len(cont))
             r_ids += cont[:-1]
             r_pos += range(c, c + len(cont) - 1)
             r_seg += [k] * (len(cont) - 1)
-            # the last context token predicts cont[0]; cont[j] (at start + j) predicts cont[j+1]
-            at += [(b, c - 1)] + [(b, start + j) for j in range(len(cont) - 1)]
             targets += cont
-            owner += [len(members)] * len(cont)
             members.append(i)
         pad = length - len(r_ids)
         ids.append(r_ids + [0] * pad)
         pos.append(r_pos + [0] * pad)
         seg.append(r_seg + [-1] * pad)
+    # token j of a continuation starting at s is predicted at s + j - 1, except the first,
+    # which the context's last token (c - 1) predicts
+    n = torch.tensor(n_tokens)
+    owner = torch.repeat_interleave(torch.arange(len(members)), n)
+    j = torch.arange(len(owner)) - (torch.cumsum(n, 0) - n)[owner]
+    at_pos = torch.where(
+        j == 0, torch.tensor(context_end)[owner] - 1, torch.tensor(start_of)[owner] + j - 1
+    )
     return _Batch(
         torch.tensor(ids),
         torch.tensor(pos),
         torch.tensor(seg),
-        torch.tensor(at),
+        torch.stack([torch.tensor(row_of)[owner], at_pos], 1),
         torch.tensor(targets),
-        torch.tensor(owner),
+        owner,
         members,
     )
 
@@ -160,19 +169,31 @@ def _tree_mask(segments: torch.Tensor) -> torch.Tensor:
     return causal & ((k == 0) | (k == q)) & (k >= 0)
 
 
-def _forward(model: LanguageModel, batch: _Batch, packed: bool) -> torch.Tensor:
+def splits_head(model: LanguageModel) -> bool:
+    """Whether the model exposes ``hidden_states(input_ids, **kw)`` and ``logits(h)`` (as
+    llm_model.Transformer does): then only the positions that are scored go through the output
+    head, which for a small model with a large vocabulary is much of the work."""
+    return callable(getattr(model, "hidden_states", None)) and callable(
+        getattr(model, "logits", None)
+    )
+
+
+def _scored_logits(model: LanguageModel, batch: _Batch, packed: bool) -> torch.Tensor:
+    """(N, V) logits at the positions in ``batch.at``."""
+    kwargs = {}
     if packed:
-        mask = _tree_mask(batch.segments)
-        out = model(batch.inputs, positions=batch.positions, attn_mask=mask)
-    else:
-        out = model(batch.inputs)
+        kwargs = {"positions": batch.positions, "attn_mask": _tree_mask(batch.segments)}
+    if splits_head(model):
+        h = model.hidden_states(batch.inputs, **kwargs)
+        return model.logits(h[batch.at[:, 0], batch.at[:, 1]])
+    out = model(batch.inputs, **kwargs)
     logits = getattr(out, "logits", out)  # also accept HF-style outputs
     if not isinstance(logits, torch.Tensor) or logits.shape[:2] != batch.inputs.shape:
         shape = getattr(logits, "shape", type(logits).__name__)
         raise ValueError(
             f"model must return logits [B, T, V] for input {tuple(batch.inputs.shape)}, got {shape}"
         )
-    return logits
+    return logits[batch.at[:, 0], batch.at[:, 1]]
 
 
 def _batches(rows: list[_Row], requests: Sequence[Request], batch_size: int, max_tokens: int):
@@ -238,8 +259,7 @@ def score_requests(
         for name in ("inputs", "positions", "segments", "at", "targets", "owner"):
             setattr(batch, name, getattr(batch, name).to(device, non_blocking=True))
         with amp:
-            logits = _forward(model, batch, packed)
-        picked = logits[batch.at[:, 0], batch.at[:, 1]].float()  # (N, V): scored positions only
+            picked = _scored_logits(model, batch, packed).float()  # (N, V): scored positions
         token_lp = picked.log_softmax(-1).gather(1, batch.targets[:, None]).squeeze(1)
         hit = picked.argmax(-1) == batch.targets
         k = len(batch.requests)
