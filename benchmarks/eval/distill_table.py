@@ -73,6 +73,20 @@ def score_checkpoints(
     return dirs
 
 
+def _verdict(rows) -> str:
+    """Whether the target (under 10 % of the items, Kendall tau >= 0.9) is met, and how random
+    subsets of that size do."""
+    met = [r for r in rows if r["fraction"] < 0.1 and r["kendall_tau"] >= 0.9]
+    if not met:
+        return "Target (< 10 % of items, tau >= 0.9 on held-out models): **not met**."
+    r = met[0]
+    return (
+        f"Target (< 10 % of items, tau >= 0.9 on held-out models): met with {r['items']} of "
+        f"{r['of']} items (tau {r['kendall_tau']:.3f}; random subsets of that size: "
+        f"{r['random_kendall_tau']:.3f})."
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", type=Path, required=True)
@@ -104,7 +118,8 @@ def main() -> int:
         for split, (select, heldout) in splits.items():
             rows = evaluate_subsets(select, heldout, FRACTIONS)
             sections += [f"### {metric}, {split} split", ""]
-            sections += [format_distill_table(rows, metric, len(select), len(heldout)), ""]
+            sections += [format_distill_table(rows, metric, len(select), len(heldout))]
+            sections += [_verdict(rows), ""]
     models = [read_results(d, METRICS[0]) for d in dirs]
     out = ROOT / "benchmarks" / "eval" / "results"
     written = write_distilled_tasks(distill(models, 0.1), tasks, out / "distilled")
