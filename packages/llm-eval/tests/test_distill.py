@@ -104,4 +104,12 @@ def test_cli_run_distill_report(tmp_path, monkeypatch, byte_tok, models):
     table = tmp_path / "table.md"
     assert main(["report", *dirs, "--output", str(table)]) == 0
     assert table.read_text().count("| toy") == 4
+    try:
+        import matplotlib  # noqa: F401  (the [plots] extra)
+    except ImportError:
+        pass
+    else:
+        plot = tmp_path / "acc.png"
+        assert main(["report", *dirs, "--plot", str(plot)]) == 0
+        assert plot.stat().st_size > 1000
     assert main(["run", "--model", "nope", "--tasks", *tasks, "--output", "x"]) == 1
