@@ -59,6 +59,7 @@ def tiny_config(tmp_path: Path, web: Path | None = None) -> Path:
             ],
             "limit": 10,
             "batch_size": 16,
+            "bpb_sets": {"fiction": str(SAMPLE / "eval" / "lambada.jsonl.gz")},
         },
     }
     path = tmp_path / "tiny.yaml"
@@ -158,6 +159,11 @@ def test_report_and_eval_have_real_numbers(finished_run):
     ]
     assert "round trip decode(encode(text)) == text: every curated document" in report
     assert "| en | " in report and "| code | 30 | " in report  # per language and per source
+    assert 0 < ev["bpb_sets"]["fiction"] < 12 and "bits per byte, fiction" in report
+    assert any(name.startswith("heldout/") for name in ev["bpb_sets"])
+    lines = (run / "eval" / "arc_easy.jsonl").read_text().splitlines()
+    assert len(lines) == 10 and "loglikelihoods" in json.loads(lines[0])
+    assert "acc_stderr" in ev["tasks"]["arc_easy"] and ev["skipped"] == []
 
 
 def test_second_run_skips_finished_stages(finished_run, caplog):
@@ -332,3 +338,40 @@ def test_mixture_and_seq_len_schedules_train(finished_run, tmp_path):
         json.loads(line)["tokens"] for line in (run / "metrics.jsonl").read_text().splitlines()
     ]
     assert tokens[-1] == 10 * 8 * 64  # as many tokens per step with the short rows
+
+
+def test_eval_skips_and_names_a_too_long_item_and_llm_eval_cli_loads_our_checkpoint(
+    finished_run, tmp_path
+):
+    """An item whose continuation does not fit the model is skipped and named; the other items
+    and tasks are still scored and written (it used to fail the whole stage)."""
+
+    from llm_eval.cli import main as llm_eval_main
+
+    config_path, run = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    long_task = tmp_path / "long.jsonl"
+    items = [
+        {"task": "long", "id": "fits", "contexts": ["Q:", "Q:"], "choices": [" a", " b"],
+         "gold": 0},
+        {"task": "long", "id": "too-long", "contexts": ["Q:", "Q:"],
+         "choices": [" a", " " + "word " * 200], "gold": 0},
+    ]  # fmt: skip
+    long_task.write_text("".join(json.dumps(i) + "\n" for i in items))
+    config = load_pretrain_config(str(config_path), [])
+    tasks = [str(long_task), *config.eval.tasks]
+    config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, tasks=tasks))
+    result = stages.evaluate(config, copy)
+    assert result["tasks"]["long"]["n"] == 1 and result["tasks"]["long"]["skipped"] == 1
+    assert (
+        result["skipped"][0]["id"] == "too-long"
+        and "max_seq_len=64" in result["skipped"][0]["reason"]
+    )
+    assert result["tasks"]["arc_easy"]["n"] == 10 and result["tasks"]["lambada"]["n"] == 10
+    out = tmp_path / "cli"
+    args = ["run", "--model", "pretrain.stages:eval_model", "--model-arg", str(copy)]
+    assert llm_eval_main([*args, "--tasks", tasks[1], "--limit", "10", "--output", str(out)]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["metadata"]["step"] == 40
+    assert summary["tasks"]["arc_easy"]["acc"] == result["tasks"]["arc_easy"]["acc"]

@@ -81,6 +81,46 @@ class CausalMeanModel(nn.Module):
         return self.out(self.drop(x.cumsum(1) / counts))  # (B, T, V)
 
 
+class TinyAttention(nn.Module):
+    """One causal attention layer with learned positions; accepts ``positions`` / ``attn_mask``
+    like llm_model.Transformer, so the packed path (contexts shared by choices) can be tested."""
+
+    def __init__(self, vocab_size: int = 257, dim: int = 16, max_len: int = 512) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb, self.pos = nn.Embedding(vocab_size, dim), nn.Embedding(max_len, dim)
+        self.qkv, self.out = nn.Linear(dim, 3 * dim), nn.Linear(dim, vocab_size)
+
+    def forward(self, input_ids, positions=None, attn_mask=None):
+        return self.out(self.hidden_states(input_ids, positions=positions, attn_mask=attn_mask))
+
+    def hidden_states(self, input_ids, positions=None, attn_mask=None):
+        T = input_ids.shape[1]
+        if positions is None:
+            positions = torch.arange(T).expand_as(input_ids)
+        x = self.emb(input_ids) + self.pos(positions)
+        q, k, v = self.qkv(x).chunk(3, -1)
+        causal = torch.ones(T, T, dtype=torch.bool).tril()
+        mask = causal if attn_mask is None else causal & attn_mask
+        y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return x + y
+
+    def logits(self, h):
+        return self.out(h)
+
+
+class TinyAttentionNoHead(nn.Module):
+    """The same model behind a plain forward (no ``hidden_states`` / ``logits``): scored through
+    full logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = TinyAttention()
+
+    def forward(self, input_ids, positions=None, attn_mask=None):
+        return self.inner(input_ids, positions=positions, attn_mask=attn_mask)
+
+
 @pytest.fixture
 def byte_tok() -> ByteTokenizer:
     return ByteTokenizer()
@@ -106,6 +146,7 @@ def bpe_tok():
 
     class Wrapped:
         eos_id = hf.token_to_id("<|endoftext|>")
+        raw = hf
         vocab_size = hf.get_vocab_size()
 
         def encode_batch(self, texts):
@@ -125,4 +166,6 @@ def models() -> SimpleNamespace:
         Unigram=UnigramModel,
         NextByte=NextByteModel,
         CausalMean=CausalMeanModel,
+        TinyAttention=TinyAttention,
+        TinyAttentionNoHead=TinyAttentionNoHead,
     )

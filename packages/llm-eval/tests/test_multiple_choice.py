@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from llm_eval import TaskItem, evaluate_lambada, evaluate_multiple_choice
-from llm_eval.multiple_choice import build_requests, choice_metrics
+from llm_eval.multiple_choice import build_requests, choice_records, metrics_from_records
 from llm_eval.scoring import Score
 
 
@@ -17,28 +17,22 @@ def test_acc_vs_per_token_normalisation(byte_tok, models):
     # Summed: " a" wins (sp + a > sp + 4a); per token/char: " aaaa" wins ((sp+4a)/5 > (sp+a)/2).
     assert sp + a > sp + 4 * a and (sp + 4 * a) / 5 > (sp + a) / 2
     result = evaluate_multiple_choice(models.Unigram(logits), byte_tok, [item], max_seq_len=16)
-    assert result == {
-        "acc": 0.0,
-        "acc_norm": 1.0,
-        "acc_per_token": 1.0,
-        "acc_per_byte": 1.0,
-        "n": 1.0,
-    }
+    hits = {k: result[k] for k in ("acc", "acc_norm", "acc_per_token", "acc_per_byte", "n")}
+    assert hits == {"acc": 0.0, "acc_norm": 1.0, "acc_per_token": 1.0, "acc_per_byte": 1.0, "n": 1}
 
 
 def test_four_scorings_on_known_scores():
     # " éé": 3 chars, 5 bytes; " abc": 4 chars, 4 bytes.
     item = TaskItem("t", 0, ("", ""), (" éé", " abc"), 1)
     scores = [[Score(-6.0, 2, False), Score(-7.0, 7, False)]]
-    result = choice_metrics([item], scores)
+    (record,) = choice_records([item], scores)
     # acc: -6 > -7 -> 0; acc_norm: -2 < -1.75 -> 1; per byte: -1.2 > -1.75 -> 0; per token: 1
-    assert result == {
-        "acc": 0.0,
-        "acc_norm": 1.0,
-        "acc_per_token": 1.0,
-        "acc_per_byte": 0.0,
-        "n": 1.0,
-    }
+    assert record["predictions"] == {"acc": 0, "acc_norm": 1, "acc_per_token": 1, "acc_per_byte": 0}
+    assert record["correct"] == {"acc": 0, "acc_norm": 1, "acc_per_token": 1, "acc_per_byte": 0}
+    assert (record["chars"], record["bytes"], record["tokens"]) == ([3, 4], [5, 4], [2, 7])
+    assert record["loglikelihoods"] == [-6.0, -7.0]
+    metrics = metrics_from_records([record], generation=False)
+    assert metrics["acc_norm"] == 1.0 and metrics["n"] == 1
 
 
 def test_requests_prefix_eos_and_move_trailing_space(byte_tok, bpe_tok):

@@ -39,7 +39,7 @@ def test_batched_right_padded_equals_unbatched(models):
 
 def test_errors_name_the_problem(models):
     model = models.Uniform(10)
-    with pytest.raises(ValueError, match="exceeds max_seq_len=2"):
+    with pytest.raises(ValueError, match="3 tokens > max_seq_len=2"):
         score_requests(model, [Request((1,), (1, 2, 3))], batch_size=1, max_seq_len=2, device="cpu")
     with pytest.raises(ValueError, match="context"):
         score_requests(model, [Request((), (1,))], batch_size=1, max_seq_len=2, device="cpu")
@@ -50,3 +50,41 @@ def test_errors_name_the_problem(models):
 
     with pytest.raises(ValueError, match=r"logits \[B, T, V\]"):
         score_requests(Flat(), [Request((1,), (2,))], batch_size=1, max_seq_len=4, device="cpu")
+
+
+def _shared_context_requests(seed: int = 0) -> list[Request]:
+    """Items of 2-4 choices sharing a context, plus a few lone requests."""
+    rng = random.Random(seed)
+    requests = []
+    for _ in range(15):
+        context = tuple(rng.randrange(257) for _ in range(rng.randint(1, 30)))
+        for _ in range(rng.randint(2, 4)):
+            requests.append(
+                Request(context, tuple(rng.randrange(257) for _ in range(rng.randint(1, 9))))
+            )
+    rng.shuffle(requests)
+    return requests
+
+
+@pytest.mark.parametrize("head", ["split", "full"])
+@pytest.mark.parametrize("max_seq_len", [12, 64])
+def test_packed_contexts_equal_one_request_at_a_time(models, max_seq_len, head):
+    """Each context runs once for all its choices (tree mask, positions restarting after the
+    context), yet every log-likelihood equals a plain unbatched forward pass; with
+    ``hidden_states`` / ``logits`` only the scored positions go through the output head."""
+    from llm_eval.scoring import _rows, splits_head, supports_packing
+
+    model = (models.TinyAttention if head == "split" else models.TinyAttentionNoHead)().eval()
+    assert splits_head(model) == (head == "split")
+    requests = _shared_context_requests()
+    assert supports_packing(model) and not supports_packing(models.CausalMean())
+    with torch.no_grad():
+        scores = score_requests(
+            model, requests, batch_size=4, max_seq_len=max_seq_len, device="cpu"
+        )
+        for req, score in zip(requests, scores, strict=True):
+            logprob, greedy = reference(model, req, max_seq_len)
+            assert score.logprob == pytest.approx(logprob, abs=1e-5)
+            assert (score.tokens, score.greedy) == (len(req.continuation), greedy)
+    # packing really shares: fewer rows than requests
+    assert len(_rows(requests, 64, packed=True)) < len(requests) / 2

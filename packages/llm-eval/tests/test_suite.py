@@ -34,5 +34,6 @@ def test_bpe_tokenizer_and_causal_model_end_to_end(bpe_tok, models):
         model, bpe_tok, [SAMPLE_EVAL / "hellaswag.jsonl.gz"], max_seq_len=512, limit=8
     )
     metrics = results["hellaswag"]
-    assert set(metrics) == {"acc", "acc_norm", "acc_per_token", "acc_per_byte", "n"}
+    names = ("acc", "acc_norm", "acc_per_token", "acc_per_byte")
+    assert set(metrics) == {*names, *(f"{n}_stderr" for n in names), "n", "skipped"}
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("acc", "acc_norm"))

@@ -111,6 +111,9 @@ class EvalConfig:
         heldout_docs: held-out documents for bits per byte (0 = all).
         batch_size: sequences per forward pass.
         every: in-loop evaluation every this many steps (0 = only at the end).
+        bpb_sets: named JSONL(.gz) files whose texts get their own bits per byte, e.g. sets
+            kept out of training ({"text"} records, or task items: context + gold choice).
+        autocast: bf16 autocast for scoring on CUDA (fp32 on CPU).
     """
 
     tasks: list[str] = field(
@@ -120,8 +123,13 @@ class EvalConfig:
     heldout_docs: int = 0
     batch_size: int = 32
     every: int = 0
+    bpb_sets: dict[str, str] = field(default_factory=dict)
+    autocast: bool = True
 
     def __post_init__(self) -> None:
+        for name, path in self.bpb_sets.items():
+            if not name or not isinstance(path, str) or not path:
+                raise ValueError(f"eval.bpb_sets: {name!r}: {path!r} must name a JSONL file")
         for name in ("limit", "heldout_docs", "every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"eval.{name}={getattr(self, name)} must be >= 0")

@@ -138,19 +138,27 @@ def _eval_section(ev: dict[str, Any]) -> list[str]:
         lines.append(f"- scored checkpoint `{ev['checkpoint']}` (step {ev.get('step')})")
     if "bpb" in ev:
         lines.append(f"- bits per byte on held-out text: {ev['bpb']:.3f}")
+    for name, bpb in ev.get("bpb_sets", {}).items():
+        lines.append(f"- bits per byte, {name}: {bpb:.3f}")
+    for skip in ev.get("skipped", []):
+        lines.append(f"- skipped {skip['task']}/{skip['id']}: {skip['reason']}")
+    if "per_item" in ev:
+        lines.append(f"- per-item results: `{ev['per_item']}/<task>.jsonl`")
     tasks = ev.get("tasks", {})
     if tasks:
         lines += ["", "| task | items | acc | acc_norm |", "| --- | ---: | ---: | ---: |"]
         for task, m in tasks.items():
             lines.append(
-                f"| {task} | {int(m.get('n', 0))} | {_fmt(m.get('acc'))} | "
-                f"{_fmt(m.get('acc_norm'))} |"
+                f"| {task} | {int(m.get('n', 0))} | {_fmt(m.get('acc'), m.get('acc_stderr'))} | "
+                f"{_fmt(m.get('acc_norm'), m.get('acc_norm_stderr'))} |"
             )
     return lines + [""]
 
 
-def _fmt(x: Any) -> str:
-    return f"{x:.3f}" if isinstance(x, float) else ""
+def _fmt(x: Any, stderr: Any = None) -> str:
+    if not isinstance(x, float):
+        return ""
+    return f"{x:.3f} ± {stderr:.3f}" if isinstance(stderr, float) else f"{x:.3f}"
 
 
 def _pct(x: Any) -> str:

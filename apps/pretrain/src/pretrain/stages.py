@@ -192,7 +192,10 @@ def _model_to_train(config: PretrainConfig, run_dir: Path, device: torch.device,
 
 
 def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
-    from llm_eval import bits_per_byte, run_suite
+    """Bits per byte (held-out text, per source and per named set) and every task, scored
+    with the newest checkpoint. Per-item records and metrics go to ``eval/`` after each task;
+    items too long for the model are skipped and named, never failing the other tasks."""
+    from llm_eval import bits_per_byte, bits_per_byte_sets, run_suite
     from llm_tokenize import Tokenizer
 
     device = pick_device(config)
@@ -201,16 +204,87 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     texts = heldout_texts(run_dir, config.eval.heldout_docs)
     seq_len = config.shards.seq_len
     kwargs = {"batch_size": config.eval.batch_size, "device": device}
+    checkpoint = path.relative_to(run_dir).as_posix()
     # Which weights were scored: the newest checkpoint, named relative to the run.
-    result: dict[str, Any] = {"step": step, "checkpoint": path.relative_to(run_dir).as_posix()}
+    result: dict[str, Any] = {"step": step, "checkpoint": checkpoint}
     if texts:
         result.update(bits_per_byte(model, tok, texts, seq_len=seq_len, **kwargs))
-    limit = config.eval.limit or None
+    sets = bpb_sets(config, run_dir)
+    by_set = bits_per_byte_sets(model, tok, sets, seq_len=seq_len, **kwargs)
+    result["bpb_sets"] = {name: m["bpb"] for name, m in by_set.items()}
+    out = run_dir / "eval"
     result["tasks"] = run_suite(
-        model, tok, config.eval.tasks, max_seq_len=seq_len, limit=limit, **kwargs
+        model,
+        tok,
+        config.eval.tasks,
+        max_seq_len=seq_len,
+        limit=config.eval.limit or None,
+        autocast=config.eval.autocast and device.type == "cuda",
+        output_dir=out,
+        metadata={"model": checkpoint, "step": step, "tokenizer": "tokenizer.json"},
+        **kwargs,
     )
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    result["skipped"] = json.loads((out / "results.json").read_text())["skipped"]
+    result["per_item"] = out.relative_to(run_dir).as_posix()
+    write_json(run_dir / "eval.json", result)
     return result
+
+
+def eval_model(spec: str | None, device: str = "cpu"):
+    """Our checkpoint for ``llm-eval run --model pretrain.stages:eval_model --model-arg SPEC``:
+    SPEC is a run directory (its newest checkpoint) or one of its ``checkpoints/step_*``."""
+    from llm_eval.adapters import LoadedModel
+    from llm_tokenize import Tokenizer
+    from llm_train import build_optimizer
+    from llm_train.checkpoint import list_checkpoints, load_checkpoint
+    from pretrain.config import load_pretrain_config
+
+    if not spec:
+        raise ValueError("pretrain.stages:eval_model needs --model-arg <run dir or checkpoint>")
+    path = Path(spec)
+    run_dir = path.parents[1] if path.parent.name == "checkpoints" else path
+    if path == run_dir:
+        found = list_checkpoints(run_dir / "checkpoints")
+        if not found:
+            raise FileNotFoundError(f"no checkpoint under {run_dir / 'checkpoints'}")
+        path = found[0]
+    config = load_pretrain_config(str(run_dir / "config.yaml"), [])
+    model = build_model(config, run_dir, torch.device(device))
+    manifest = load_checkpoint(path, model, build_optimizer(model, config.train))
+    return LoadedModel(
+        model=model.eval(),
+        tokenizer=Tokenizer.from_file(run_dir / "tokenizer.json"),
+        max_seq_len=config.model.max_seq_len,
+        metadata={
+            "model": str(path),
+            "step": manifest["step"],
+            "tokenizer": str(run_dir / "tokenizer.json"),
+            "params": sum(p.numel() for p in model.parameters()),
+        },
+    )
+
+
+def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
+    """Named text sets for bits per byte: the held-out documents per source
+    (``heldout/<source>``) and each ``eval.bpb_sets`` file (texts never trained on)."""
+    from llm_eval.texts import load_texts
+
+    sets: dict[str, list[str]] = defaultdict(list)
+    path = run_dir / "shards" / "heldout.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                doc = json.loads(line)
+                sets[f"heldout/{doc.get('source', 'all')}"].append(doc["text"])
+    for name, file in config.eval.bpb_sets.items():
+        sets[name] = load_texts(file)
+    return dict(sets)
+
+
+def write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    tmp.replace(path)
 
 
 def report(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
@@ -319,6 +393,7 @@ def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
         seq_len=config.shards.seq_len,
         batch_size=config.eval.batch_size,
         device=device,
+        bpb_sets={name: texts[:20] for name, texts in bpb_sets(config, run_dir).items()},
     )
 
 

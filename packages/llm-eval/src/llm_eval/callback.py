@@ -1,14 +1,14 @@
-"""In-loop evaluation for the trainer: held-out bits per byte and task accuracy."""
+"""In-loop evaluation for the trainer: bits per byte (overall and per named set) and tasks."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from llm_eval.multiple_choice import build_requests, choice_metrics, greedy_metrics
+from llm_eval.multiple_choice import PreparedTask, metrics_from_records, prepare, score_prepared
 from llm_eval.perplexity import bpb_metrics, encode_windows
 from llm_eval.protocols import TokenizerLike, eval_mode, model_device
 from llm_eval.scoring import Request, score_requests
@@ -24,14 +24,17 @@ class InLoopEval:
 
     Args:
         tokenizer: ``encode_batch`` and ``eos_id``.
-        heldout_texts: Documents for bits per byte (may be empty).
+        heldout_texts: Documents for ``<prefix>/bpb`` (may be empty).
         task_items: Items of any number of tasks (grouped by ``item.task``; may be empty).
         every: Run every this many steps (the trainer reads this attribute).
         seq_len: Window length for bits per byte, and the default ``max_seq_len``.
         batch_size: Sequences per forward pass.
-        max_seq_len: Longest task input (contexts truncated from the left); default ``seq_len``.
+        max_seq_len: Longest task input (contexts truncated from the left, items with a longer
+            continuation skipped); default ``seq_len``.
         device: Where inputs go; None = the model's device.
         prefix: Metric name prefix.
+        bpb_sets: Named sets of documents (per language, per domain, sets kept out of training)
+            reported as ``<prefix>/bpb/<name>``.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class InLoopEval:
         max_seq_len: int | None = None,
         device: torch.device | str | None = None,
         prefix: str = "eval",
+        bpb_sets: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if every < 1:
             raise ValueError(f"InLoopEval.every: got {every}; must be >= 1")
@@ -55,45 +59,48 @@ class InLoopEval:
         self.max_seq_len = max_seq_len or seq_len
         self.device = device
         self.prefix = prefix
-        self._windows: list[Request] = []
-        self._bytes = 0
-        if heldout_texts:
-            self._windows, self._bytes = encode_windows(tokenizer, heldout_texts, seq_len)
+        named = {"bpb": heldout_texts, **{f"bpb/{k}": v for k, v in (bpb_sets or {}).items()}}
+        self._windows: dict[str, tuple[list[Request], int]] = {
+            name: encode_windows(tokenizer, texts, seq_len)
+            for name, texts in named.items()
+            if texts
+        }
         by_task: dict[str, list[TaskItem]] = defaultdict(list)
         for item in task_items:
             by_task[item.task].append(item)
-        self._tasks = {
-            task: (items, build_requests(tokenizer, items)) for task, items in by_task.items()
-        }
-
-    def _score(self, model: nn.Module, requests: list[Request]):
-        device = model_device(model) if self.device is None else self.device
-        return score_requests(
-            model,
-            requests,
-            batch_size=self.batch_size,
-            max_seq_len=self.max_seq_len,
-            device=device,
-        )
+        self._tasks: list[PreparedTask] = [
+            prepare(tokenizer, items, self.max_seq_len) for items in by_task.values()
+        ]
 
     def __call__(self, step: int, model: nn.Module) -> dict[str, float]:
         """Evaluate ``model``: flat ``{"<prefix>/bpb": ..., "<prefix>/<task>/acc": ...}``."""
         out: dict[str, float] = {}
+        device = model_device(model) if self.device is None else self.device
         with eval_mode(model):
-            if self._windows:
-                bpb = bpb_metrics(self._score(model, self._windows), self._bytes)
-                out[f"{self.prefix}/bpb"] = bpb["bpb"]
-                out[f"{self.prefix}/nll_per_token"] = bpb["nll_per_token"]
-            for task, (items, per_item) in self._tasks.items():
-                flat = self._score(model, [r for reqs in per_item for r in reqs])
-                if items[0].is_generation:
-                    metrics = greedy_metrics(items, flat)
-                else:
-                    sizes = [len(reqs) for reqs in per_item]
-                    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-                    scores = [flat[o : o + s] for o, s in zip(offsets, sizes, strict=True)]
-                    metrics = choice_metrics(items, scores)
+            for name, (windows, n_bytes) in self._windows.items():
+                scores = score_requests(
+                    model,
+                    windows,
+                    batch_size=self.batch_size,
+                    max_seq_len=self.seq_len,
+                    device=device,
+                )
+                bpb = bpb_metrics(scores, n_bytes)
+                out[f"{self.prefix}/{name}"] = bpb["bpb"]
+                if name == "bpb":
+                    out[f"{self.prefix}/nll_per_token"] = bpb["nll_per_token"]
+            for task in self._tasks:
+                if not task.items:
+                    continue
+                records = score_prepared(
+                    model,
+                    task,
+                    max_seq_len=self.max_seq_len,
+                    batch_size=self.batch_size,
+                    device=device,
+                )
+                metrics = metrics_from_records(records, task.generation)
                 for name, value in metrics.items():
-                    if name != "n":
-                        out[f"{self.prefix}/{task}/{name}"] = value
+                    if name != "n" and not name.endswith("_stderr"):
+                        out[f"{self.prefix}/{task.task}/{name}"] = value
         return out

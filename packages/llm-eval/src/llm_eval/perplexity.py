@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -83,3 +83,23 @@ def bits_per_byte(
             model, requests, batch_size=batch_size, max_seq_len=seq_len, device=device
         )
     return bpb_metrics(scores, n_bytes)
+
+
+def bits_per_byte_sets(
+    model: nn.Module,
+    tokenizer: TokenizerLike,
+    sets: Mapping[str, Sequence[str]],
+    *,
+    seq_len: int,
+    batch_size: int = 8,
+    device: torch.device | str | None = None,
+) -> dict[str, dict[str, float]]:
+    """`bits_per_byte` of each named set of texts (per language, per domain, held-out or
+    out-of-distribution sets): ``{name: {"bpb", ...}}``; an empty set is left out."""
+    return {
+        name: bits_per_byte(
+            model, tokenizer, texts, seq_len=seq_len, batch_size=batch_size, device=device
+        )
+        for name, texts in sets.items()
+        if texts
+    }

@@ -1,12 +1,25 @@
-"""Batched log-likelihood of continuations given contexts: the core of every metric here."""
+"""Batched log-likelihood of continuations given contexts: the core of every metric here.
+
+Two paths compute the same numbers:
+
+- packed (models whose forward takes ``positions`` and ``attn_mask``, see `supports_packing`):
+  the requests that share a context become one row, ``context + choice_1 + choice_2 + ...``,
+  with a mask under which each choice sees the context and its own tokens only and positions
+  that restart after the context, so each context runs once however many choices follow it;
+- plain (any ``model(input_ids) -> logits``): one row per request, right-padded.
+
+Rows are sorted by length (less padding), batched by a token budget, and only the positions
+that predict a continuation token go through log-softmax.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from llm_eval.protocols import LanguageModel
 
@@ -30,41 +43,171 @@ class Score:
     greedy: bool
 
 
-def _window(req: Request, max_seq_len: int) -> tuple[list[int], int]:
-    """Model input (context truncated from the left) and the number of scored positions."""
-    n_cont = len(req.continuation)
-    if not req.context or n_cont == 0:
-        raise ValueError(f"request needs >= 1 context and continuation token, got {req}")
-    if n_cont > max_seq_len:
-        raise ValueError(f"continuation of {n_cont} tokens exceeds max_seq_len={max_seq_len}")
-    full = [*req.context, *req.continuation][-(max_seq_len + 1) :]
-    return full[:-1], n_cont
+def check_request(req: Request, max_seq_len: int) -> str | None:
+    """Why ``req`` cannot be scored within ``max_seq_len`` positions, or None when it can."""
+    if not req.context or not req.continuation:
+        return "empty context or continuation"
+    if len(req.continuation) > max_seq_len:
+        return f"continuation of {len(req.continuation)} tokens > max_seq_len={max_seq_len}"
+    return None
 
 
-def _batch_tensors(
-    requests: Sequence[Request], max_seq_len: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded inputs [B, L] and targets [B, L] (IGNORE outside continuations)."""
-    windows = [_window(r, max_seq_len) for r in requests]
-    length = max(len(inp) for inp, _ in windows)
-    inputs = torch.zeros(len(requests), length, dtype=torch.long)
-    targets = torch.full((len(requests), length), IGNORE, dtype=torch.long)
-    for row, ((inp, n_cont), req) in enumerate(zip(windows, requests, strict=True)):
-        inputs[row, : len(inp)] = torch.tensor(inp)
-        # Position t predicts token t + 1: the last n_cont positions predict the continuation.
-        targets[row, len(inp) - n_cont : len(inp)] = torch.tensor(req.continuation)
-    return inputs, targets
+def _truncated_context(req: Request, max_seq_len: int) -> tuple[int, ...]:
+    """The context cut from the left so that context + continuation - 1 <= max_seq_len."""
+    keep = max_seq_len + 1 - len(req.continuation)
+    return req.context[-keep:]
 
 
-def _forward(model: LanguageModel, inputs: torch.Tensor) -> torch.Tensor:
-    out = model(inputs)
+@dataclass
+class _Row:
+    """One model input: a context followed by the continuations of the requests sharing it."""
+
+    context: tuple[int, ...]
+    members: list[int]  # request indices
+
+
+def supports_packing(model: LanguageModel) -> bool:
+    """Whether ``model(input_ids, positions=..., attn_mask=...)`` is accepted (checked by name)."""
+    forward = getattr(model, "forward", model)
+    try:
+        params = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return "positions" in params and "attn_mask" in params
+
+
+def _rows(requests: Sequence[Request], max_seq_len: int, packed: bool) -> list[_Row]:
+    if not packed:
+        return [_Row(_truncated_context(r, max_seq_len), [i]) for i, r in enumerate(requests)]
+    # requests share a row when their (truncated) contexts are equal, so every continuation
+    # sees exactly the context it would see alone
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, req in enumerate(requests):
+        groups.setdefault(_truncated_context(req, max_seq_len), []).append(i)
+    # a row holds at most 2 * max_seq_len tokens (its mask is quadratic in its length): a
+    # context with many long continuations is split over several rows
+    rows = []
+    for ctx, members in groups.items():
+        row = _Row(ctx, [])
+        for i in members:
+            if row.members and _row_length(row, requests) + len(requests[i].continuation) > (
+                2 * max_seq_len
+            ):
+                rows.append(row)
+                row = _Row(ctx, [])
+            row.members.append(i)
+        rows.append(row)
+    return rows
+
+
+def _row_length(row: _Row, requests: Sequence[Request]) -> int:
+    return len(row.context) + sum(len(requests[i].continuation) - 1 for i in row.members)
+
+
+@dataclass
+class _Batch:
+    inputs: torch.Tensor  # (B, L) token ids, right-padded
+    positions: torch.Tensor  # (B, L)
+    segments: torch.Tensor  # (B, L): 0 context, k > 0 the k-th continuation of the row, -1 pad
+    at: torch.Tensor  # (N, 2) (row, position) that predicts each scored token
+    targets: torch.Tensor  # (N,) the token it predicts
+    owner: torch.Tensor  # (N,) index (into the batch's requests) of the request it belongs to
+    requests: list[int]  # request indices in this batch
+
+
+def _build_batch(rows: Sequence[_Row], requests: Sequence[Request]) -> _Batch:
+    """Lay out rows as ``context + cont_1[:-1] + cont_2[:-1] + ...`` with their score indices."""
+    length = max(_row_length(r, requests) for r in rows)
+    ids, pos, seg, targets, members = [], [], [], [], []
+    row_of, context_end, start_of, n_tokens = [], [], [], []  # per request
+    for b, row in enumerate(rows):
+        c = len(row.context)
+        r_ids, r_pos, r_seg = list(row.context), list(range(c)), [0] * c
+        for k, i in enumerate(row.members, start=1):
+            cont = requests[i].continuation
+            row_of.append(b)
+            context_end.append(c)
+            start_of.append(len(r_ids))
+            n_tokens.append(len(cont))
+            r_ids += cont[:-1]
+            r_pos += range(c, c + len(cont) - 1)
+            r_seg += [k] * (len(cont) - 1)
+            targets += cont
+            members.append(i)
+        pad = length - len(r_ids)
+        ids.append(r_ids + [0] * pad)
+        pos.append(r_pos + [0] * pad)
+        seg.append(r_seg + [-1] * pad)
+    # token j of a continuation starting at s is predicted at s + j - 1, except the first,
+    # which the context's last token (c - 1) predicts
+    n = torch.tensor(n_tokens)
+    owner = torch.repeat_interleave(torch.arange(len(members)), n)
+    j = torch.arange(len(owner)) - (torch.cumsum(n, 0) - n)[owner]
+    at_pos = torch.where(
+        j == 0, torch.tensor(context_end)[owner] - 1, torch.tensor(start_of)[owner] + j - 1
+    )
+    return _Batch(
+        torch.tensor(ids),
+        torch.tensor(pos),
+        torch.tensor(seg),
+        torch.stack([torch.tensor(row_of)[owner], at_pos], 1),
+        torch.tensor(targets),
+        owner,
+        members,
+    )
+
+
+def _tree_mask(segments: torch.Tensor) -> torch.Tensor:
+    """(B, L, L): key s visible to query t when s <= t and s is context or t's own continuation.
+
+    Continuations are contiguous and come after the context, so "causal, and the key is context
+    or in the query's segment" is exactly "the context and my own earlier tokens".
+    """
+    L = segments.shape[1]
+    causal = torch.ones(L, L, dtype=torch.bool, device=segments.device).tril()
+    q, k = segments.unsqueeze(2), segments.unsqueeze(1)
+    return causal & ((k == 0) | (k == q)) & (k >= 0)
+
+
+def splits_head(model: LanguageModel) -> bool:
+    """Whether the model exposes ``hidden_states(input_ids, **kw)`` and ``logits(h)`` (as
+    llm_model.Transformer does): then only the positions that are scored go through the output
+    head, which for a small model with a large vocabulary is much of the work."""
+    return callable(getattr(model, "hidden_states", None)) and callable(
+        getattr(model, "logits", None)
+    )
+
+
+def _scored_logits(model: LanguageModel, batch: _Batch, packed: bool) -> torch.Tensor:
+    """(N, V) logits at the positions in ``batch.at``."""
+    kwargs = {}
+    if packed:
+        kwargs = {"positions": batch.positions, "attn_mask": _tree_mask(batch.segments)}
+    if splits_head(model):
+        h = model.hidden_states(batch.inputs, **kwargs)
+        return model.logits(h[batch.at[:, 0], batch.at[:, 1]])
+    out = model(batch.inputs, **kwargs)
     logits = getattr(out, "logits", out)  # also accept HF-style outputs
-    if not isinstance(logits, torch.Tensor) or logits.shape[:2] != inputs.shape:
+    if not isinstance(logits, torch.Tensor) or logits.shape[:2] != batch.inputs.shape:
         shape = getattr(logits, "shape", type(logits).__name__)
         raise ValueError(
-            f"model must return logits [B, T, V] for input {inputs.shape}, got {shape}"
+            f"model must return logits [B, T, V] for input {tuple(batch.inputs.shape)}, got {shape}"
         )
-    return logits
+    return logits[batch.at[:, 0], batch.at[:, 1]]
+
+
+def _batches(rows: list[_Row], requests: Sequence[Request], batch_size: int, max_tokens: int):
+    """Longest rows first; a batch holds at most batch_size rows and max_tokens padded tokens."""
+    rows = sorted(rows, key=lambda r: -_row_length(r, requests))
+    batch: list[_Row] = []
+    for row in rows:
+        longest = _row_length(batch[0], requests) if batch else _row_length(row, requests)
+        if batch and (len(batch) == batch_size or longest * (len(batch) + 1) > max_tokens):
+            yield batch
+            batch = []
+        batch.append(row)
+    if batch:
+        yield batch
 
 
 def score_requests(
@@ -74,33 +217,63 @@ def score_requests(
     batch_size: int,
     max_seq_len: int,
     device: torch.device | str,
+    packed: bool | None = None,
+    autocast: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> list[Score]:
-    """Summed log-probability of each continuation, in batches with right padding.
+    """Summed log-probability of each continuation, returned in input order.
 
     Contexts are truncated from the left so that context + continuation fits ``max_seq_len``
-    positions; padding sits after each sequence, so a causal model's scores do not depend on it.
-    Requests are run longest first (less padding) and returned in input order. Call under
-    `eval_mode`.
+    positions. Call under `eval_mode`.
+
+    Args:
+        model: ``model(input_ids) -> logits [B, T, V]`` (or an object with ``.logits``).
+        requests: What to score.
+        batch_size: Rows per forward pass (a row is one request, or one context with all the
+            requests that share it when packed); a batch also holds at most
+            ``batch_size * max_seq_len`` tokens.
+        max_seq_len: Longest model input.
+        device: Where inputs go.
+        packed: Share each context among its requests; None = when `supports_packing`.
+        autocast: Run the forward pass under bf16 autocast (log-softmax stays in float32).
+        progress: Called with the number of requests each batch finished.
 
     Raises:
         ValueError: For an empty context or continuation, a continuation longer than
-            ``max_seq_len``, or a model output that is not [B, T, V].
+            ``max_seq_len`` (callers skip those first, see `check_request`), or a model
+            output that is not [B, T, V].
     """
-    order = sorted(
-        range(len(requests)), key=lambda i: -len(requests[i].context + requests[i].continuation)
-    )
-    scores: list[Score | None] = [None] * len(requests)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        inputs, targets = _batch_tensors([requests[i] for i in idx], max_seq_len)
-        inputs, targets = inputs.to(device), targets.to(device)
-        logits = _forward(model, inputs).float()
-        nll = F.cross_entropy(
-            logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="none"
-        ).view_as(targets)
-        mask = targets != IGNORE
-        logprob = -(nll.double() * mask).sum(1)
-        hits = ((logits.argmax(-1) == targets) | ~mask).all(1)
-        for row, i in enumerate(idx):
-            scores[i] = Score(float(logprob[row]), int(mask[row].sum()), bool(hits[row]))
-    return scores  # type: ignore[return-value]
+    for req in requests:
+        reason = check_request(req, max_seq_len)
+        if reason:
+            raise ValueError(f"cannot score request {req}: {reason}")
+    packed = supports_packing(model) if packed is None else packed
+    device = torch.device(device)
+    rows = _rows(requests, max_seq_len, packed)
+    logprob = torch.zeros(len(requests), dtype=torch.float64)
+    n_tokens = torch.zeros(len(requests), dtype=torch.long)
+    greedy = torch.ones(len(requests), dtype=torch.bool)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else nullcontext()
+    for rows_in_batch in _batches(rows, requests, batch_size, batch_size * max_seq_len):
+        batch = _build_batch(rows_in_batch, requests)
+        for name in ("inputs", "positions", "segments", "at", "targets", "owner"):
+            setattr(batch, name, getattr(batch, name).to(device, non_blocking=True))
+        with amp:
+            picked = _scored_logits(model, batch, packed).float()  # (N, V): scored positions
+        token_lp = picked.log_softmax(-1).gather(1, batch.targets[:, None]).squeeze(1)
+        hit = picked.argmax(-1) == batch.targets
+        k = len(batch.requests)
+        sums = torch.zeros(k, dtype=torch.float64, device=device)
+        sums.index_add_(0, batch.owner, token_lp.double())
+        misses = torch.zeros(k, dtype=torch.long, device=device).index_add_(
+            0, batch.owner, (~hit).long()
+        )
+        counts = torch.bincount(batch.owner, minlength=k)
+        idx = torch.tensor(batch.requests)
+        logprob[idx], n_tokens[idx], greedy[idx] = sums.cpu(), counts.cpu(), misses.cpu() == 0
+        if progress is not None:
+            progress(k)
+    return [
+        Score(float(lp), int(n), bool(g))
+        for lp, n, g in zip(logprob.tolist(), n_tokens.tolist(), greedy.tolist(), strict=True)
+    ]

@@ -1,28 +1,36 @@
-"""Run several task files and collect their metrics."""
+"""Run several task files, write per-item records and metrics, and collect the metrics."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from llm_eval.multiple_choice import evaluate_lambada, evaluate_multiple_choice
+from llm_eval.multiple_choice import metrics_from_records, prepare, score_prepared
 from llm_eval.protocols import TokenizerLike
-from llm_eval.tasks import TaskItem, load_tasks
+from llm_eval.tasks import load_tasks
 
 logger = logging.getLogger(__name__)
 
 
-def evaluate_items(
-    model: nn.Module, tokenizer: TokenizerLike, items: Sequence[TaskItem], **kwargs
-) -> dict[str, float]:
-    """`evaluate_lambada` for generation items, else `evaluate_multiple_choice`."""
-    evaluate = evaluate_lambada if items and items[0].is_generation else evaluate_multiple_choice
-    return evaluate(model, tokenizer, items, **kwargs)
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def run_suite(
@@ -34,28 +42,75 @@ def run_suite(
     limit: int | None = None,
     batch_size: int = 32,
     device: torch.device | str | None = None,
+    packed: bool | None = None,
+    autocast: bool = False,
+    output_dir: str | os.PathLike | None = None,
+    metadata: dict[str, Any] | None = None,
+    progress: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Evaluate every task file (one task per file) and return ``{task: metrics}``.
 
+    All files are read and tokenized before any scoring, so a malformed file fails first. An
+    item with a continuation longer than ``max_seq_len`` tokens is skipped and named (a warning,
+    ``skipped`` in the metrics, a ``"skipped"`` record in the per-item file); the other items
+    and tasks are scored as usual.
+
     Args:
-        model: ``model(input_ids [B, T]) -> logits [B, T, V]``.
+        model: ``model(input_ids [B, T]) -> logits [B, T, V]``; see `score_requests` for the
+            optional ``positions`` / ``attn_mask`` that let a context run once for all choices.
         tokenizer: ``encode_batch`` and ``eos_id``.
         task_paths: ``.jsonl`` / ``.jsonl.gz`` files in the ``{task, id, contexts, choices, gold}``
             schema.
         max_seq_len: Longest input; contexts are truncated from the left.
         limit: Use only the first ``limit`` items of each task.
-        batch_size: Sequences per forward pass.
+        batch_size: Rows per forward pass.
         device: Where inputs go; None = the model's device.
+        packed: Share contexts among choices; None = when the model supports it.
+        autocast: bf16 autocast for the forward passes (for GPUs).
+        output_dir: When set, ``<task>.jsonl`` (one record per item, skipped ones included) and
+            ``results.json`` (``metadata``, metrics per task, skipped items) are written there
+            after each task, atomically, so finished tasks survive a later failure.
+        metadata: What was evaluated (model, tokenizer, ...), copied into ``results.json``.
+        progress: Show a progress bar (items/s).
     """
-    results = {}
+    prepared = []
     for path in task_paths:
         items = load_tasks(path)[:limit]
         if not items:
             raise ValueError(f"{path}: no task items")
-        start = time.perf_counter()
-        metrics = evaluate_items(
-            model, tokenizer, items, max_seq_len=max_seq_len, batch_size=batch_size, device=device
-        )
-        results[items[0].task] = metrics
-        logger.info("%s: %s (%.1f s)", items[0].task, metrics, time.perf_counter() - start)
+        prepared.append(prepare(tokenizer, items, max_seq_len))
+    out_dir = Path(output_dir) if output_dir is not None else None
+    summary: dict[str, Any] = {"metadata": metadata or {}, "max_seq_len": max_seq_len}
+    summary.update(tasks={}, skipped=[], seconds={})
+    results: dict[str, dict[str, float]] = {}
+    total = sum(len(p.items) for p in prepared)
+    with tqdm(total=total, unit="item", desc="eval", disable=not progress) as bar:
+        for task in prepared:
+            for skip in task.skipped:
+                logger.warning("skipped %s/%s: %s", skip["task"], skip["id"], skip["reason"])
+            start = time.perf_counter()
+            records = []
+            if task.items:
+                bar.set_postfix_str(task.task)
+                records = score_prepared(
+                    model,
+                    task,
+                    max_seq_len=max_seq_len,
+                    batch_size=batch_size,
+                    device=device,
+                    packed=packed,
+                    autocast=autocast,
+                    progress=bar.update,
+                )
+            metrics = metrics_from_records(records, task.generation)
+            metrics["skipped"] = float(len(task.skipped))
+            results[task.task] = metrics
+            seconds = time.perf_counter() - start
+            logger.info("%s: %s (%.1f s)", task.task, metrics, seconds)
+            if out_dir is not None:
+                write_jsonl(out_dir / f"{task.task}.jsonl", [*records, *task.skipped_records()])
+                summary["tasks"][task.task] = metrics
+                summary["skipped"] += task.skipped
+                summary["seconds"][task.task] = round(seconds, 3)
+                write_atomic(out_dir / "results.json", json.dumps(summary, indent=2) + "\n")
     return results

@@ -66,6 +66,8 @@ class Transformer(nn.Module):
         labels: torch.Tensor | None = None,
         *,
         doc_ids: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ):
         """Logits, or the loss and its parts.
 
@@ -74,6 +76,9 @@ class Transformer(nn.Module):
             labels: (B, T) next-token ids, IGNORE_INDEX (-100) where no loss is wanted.
             doc_ids: (B, T) document index of each token for document masking (overrides
                 the split at ``config.doc_mask_eos_id``).
+            positions: (B, T) position of each token (default 0..T-1).
+            attn_mask: (B, T, T) boolean, True where query t may attend to key s, on top of
+                the causal mask (e.g. several continuations packed after one shared context).
 
         Returns:
             Without labels, float logits (B, T, V). With labels, a dict of scalars: "loss"
@@ -81,7 +86,7 @@ class Transformer(nn.Module):
             "z_loss" (coefficient * mean logsumexp^2, when config.z_loss > 0), "aux_loss",
             "lb_loss" and "router_z_loss" (MoE only).
         """
-        h = self.hidden_states(input_ids, doc_ids=doc_ids)
+        h = self.hidden_states(input_ids, positions=positions, doc_ids=doc_ids, attn_mask=attn_mask)
         if labels is None:
             return self.logits(h)
         return self._loss(h, labels)
@@ -94,6 +99,7 @@ class Transformer(nn.Module):
         key_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         doc_ids: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Final (normed) hidden states (B, T, d).
 
@@ -103,15 +109,19 @@ class Transformer(nn.Module):
             key_mask: (B, T) False for padding tokens, which no query attends to.
             cache: KV cache; the new keys/values are appended and cache.length advanced.
             doc_ids: (B, T) document index of each token, for document masking.
+            attn_mask: (B, T, T) boolean, True where a query may attend to a key, and-ed with
+                the causal mask (no KV cache).
         """
         B, T = input_ids.shape
+        if attn_mask is not None and cache is not None:
+            raise ValueError("hidden_states: attn_mask cannot be combined with a KV cache")
         offset = cache.length if cache is not None else 0
         if positions is None:
             positions = torch.arange(offset, offset + T, device=input_ids.device)
         if doc_ids is None and self.config.doc_mask_eos_id is not None:
             is_eos = (input_ids == self.config.doc_mask_eos_id).long()
             doc_ids = is_eos.cumsum(-1) - is_eos  # a new document starts after each eos
-        inputs = self._attention_inputs(positions, key_mask, cache, doc_ids, T)
+        inputs = self._attention_inputs(positions, key_mask, cache, doc_ids, T, attn_mask)
         h = self.tok_emb(input_ids)
         if self.pos_emb is not None:
             h = h + self.pos_emb(positions)
@@ -122,24 +132,30 @@ class Transformer(nn.Module):
             cache.length += T
         return self.norm(h) if self.norm is not None else h
 
-    def _attention_inputs(self, positions, key_mask, cache, doc_ids, T) -> AttentionInputs:
+    def _attention_inputs(
+        self, positions, key_mask, cache, doc_ids, T, attn_mask=None
+    ) -> AttentionInputs:
         c = self.config
-        inputs = AttentionInputs(cache=cache, documents=doc_ids is not None)
+        # an explicit mask is a document-style mask for the backends (flash-attn cannot do it)
+        masked = doc_ids is not None or attn_mask is not None
+        inputs = AttentionInputs(cache=cache, documents=masked)
         if c.position == "rope":
             inputs.cos, inputs.sin = rope_cos_sin(
                 positions, c.rotary_dim, c.rope_theta, c.rope_scaling_params
             )
-        plain = key_mask is None and cache is None and doc_ids is None
+        plain = key_mask is None and cache is None and not masked
         if plain and not c.sliding_window and c.position != "alibi":
             return inputs  # is_causal fast path: SDPA picks flash / cuDNN kernels
-        if self._use_flex(positions.device, key_mask, cache, doc_ids):
+        if attn_mask is None and self._use_flex(positions.device, key_mask, cache, doc_ids):
             inputs.block_mask = flex.block_mask(doc_ids, c.sliding_window, T, positions.device)
             return inputs
         B = positions.shape[0] if positions.dim() == 2 else 1
         k_pos, k_valid = positions.expand(B, T), key_mask
         if cache is not None:
             k_pos, k_valid = cache.store_positions(positions.expand(B, T), key_mask)
-        inputs.mask = self._dense_mask(k_pos.shape[1] - T, T, k_valid, doc_ids, positions.device)
+        inputs.mask = self._dense_mask(
+            k_pos.shape[1] - T, T, k_valid, doc_ids, positions.device, attn_mask
+        )
         if c.position == "alibi":
             q_pos = positions.expand(B, T)
             inputs.bias = alibi_bias(alibi_slopes(c.n_heads).to(positions.device), q_pos, k_pos)
@@ -155,7 +171,7 @@ class Transformer(nn.Module):
         # flash-attn does sliding windows itself; only documents need flex there
         return doc_ids is not None or (c.sliding_window > 0 and c.attn_backend == "sdpa")
 
-    def _dense_mask(self, offset, T, k_valid, doc_ids, device) -> torch.Tensor:
+    def _dense_mask(self, offset, T, k_valid, doc_ids, device, attn_mask=None) -> torch.Tensor:
         """Boolean (B|1, 1, T, offset + T) mask: causal, window, padding and documents."""
         q_idx = torch.arange(offset, offset + T, device=device).view(T, 1)
         k_idx = torch.arange(offset + T, device=device).view(1, -1)
@@ -167,6 +183,8 @@ class Transformer(nn.Module):
             mask = mask & k_valid.view(k_valid.shape[0], 1, 1, -1)
         if doc_ids is not None:
             mask = mask & (doc_ids.unsqueeze(-1) == doc_ids.unsqueeze(-2)).unsqueeze(1)
+        if attn_mask is not None:
+            mask = mask & attn_mask.unsqueeze(1)
         return mask | (k_idx == q_idx)  # a padding query attends to itself: no NaN rows
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,57 @@
+"""How the CLI gets a model: ``hf:<path>`` or ``<module>:<function>`` returning a LoadedModel.
+
+llm-eval may not import the model or tokenizer packages, so our own checkpoints come through an
+import path that the app provides (``pretrain.stages:eval_model``) and the CLI calls.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from llm_eval.protocols import TokenizerLike
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to score, its tokenizer, its context length and what they are.
+
+    Attributes:
+        model: ``model(input_ids) -> logits`` (optionally ``positions=``, ``attn_mask=``).
+        tokenizer: `TokenizerLike`.
+        max_seq_len: Longest input the model takes.
+        metadata: Written into results files; should name ``model`` and ``tokenizer``.
+    """
+
+    model: nn.Module
+    tokenizer: TokenizerLike
+    max_seq_len: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_seq_len < 1:
+            raise ValueError(f"LoadedModel.max_seq_len: got {self.max_seq_len}; must be >= 1")
+        for key in ("model", "tokenizer"):
+            self.metadata.setdefault(key, "unnamed")
+
+
+def load_model(spec: str, arg: str | None = None, device: str = "cpu") -> LoadedModel:
+    """``hf:<path>`` (needs the [hf] extra) or ``<module>:<function>``, called as
+    ``function(arg, device=device)`` and returning a `LoadedModel`."""
+    if spec.startswith("hf:"):
+        from llm_eval.hf import load_hf
+
+        return load_hf(spec.removeprefix("hf:"), device=device)
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"--model {spec!r}: expected hf:<path> or <module>:<function>")
+    loader = getattr(importlib.import_module(module_name), attr, None)
+    if loader is None:
+        raise ValueError(f"--model {spec!r}: module {module_name} has no {attr!r}")
+    loaded = loader(arg, device=device)
+    if not isinstance(loaded, LoadedModel):
+        raise TypeError(f"--model {spec!r} returned {type(loaded).__name__}, not a LoadedModel")
+    return loaded
