@@ -102,3 +102,11 @@ def test_the_recorded_model_is_the_one_that_runs():
         load_pretrain_config(None, ["model.vocab_size=123"])
     with pytest.raises(ConfigError, match="model.max_seq_len.*shards.seq_len"):
         load_pretrain_config(None, ["model.max_seq_len=99"])
+
+
+def test_batch_warmup_and_loader_phases_are_refused_together():
+    args = ["train.batch_warmup_tokens=1024", "train.grad_accum_steps=2"]
+    load_pretrain_config(None, args)  # alone it is fine
+    phases = "loader.seq_len_schedule=[{until_step: 4, seq_len: 16}]"
+    with pytest.raises(ConfigError, match="batch_warmup_tokens.*loader.seq_len_schedule"):
+        load_pretrain_config(None, [*args, phases])

@@ -158,6 +158,15 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.model_preset not in PRESETS:
             raise ValueError(f"model_preset={self.model_preset!r} is not one of {sorted(PRESETS)}")
+        # The loader places phase boundaries at step x grad_accum_steps batches; a batch warmup
+        # takes fewer batches per step during its ramp, so the boundaries would land late.
+        phased = [k for k in ("schedule", "seq_len_schedule") if getattr(self.loader, k)]
+        if self.train.batch_warmup_tokens and phased:
+            raise ValueError(
+                f"train.batch_warmup_tokens={self.train.batch_warmup_tokens} cannot be combined "
+                f"with loader.{' or loader.'.join(phased)} (phase boundaries are placed in "
+                "full-size steps); turn one of them off"
+            )
 
 
 def default_yaml() -> Path:
