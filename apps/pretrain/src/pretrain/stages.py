@@ -11,7 +11,7 @@ import gzip
 import importlib.util
 import json
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
