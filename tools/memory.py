@@ -114,17 +114,25 @@ class MemoryEstimate:
         ]
 
 
-def _meta_model(config: ModelConfig) -> Transformer:
-    with torch.device("meta"):
-        return Transformer(config)
+_COUNTS: dict[str, tuple[int, int, int]] = {}  # by repr(config): a search asks many times
+
+
+def _param_counts(config: ModelConfig) -> tuple[int, int, int]:
+    """(all parameters, matmul weights, one block's) of the model built on the meta device."""
+    key = repr(config)
+    if key not in _COUNTS:
+        with torch.device("meta"):
+            model = Transformer(config)
+        matmul = sum(p.numel() for name, p in model.named_parameters() if _is_matmul(name, p))
+        block = sum(p.numel() for p in model.blocks[0].parameters())
+        _COUNTS[key] = (model.num_params(), matmul, block)
+    return _COUNTS[key]
 
 
 def estimate(plan: MemoryPlan) -> MemoryEstimate:
     """Estimate the memory of one training step of ``plan`` (no tensor is allocated)."""
     c = plan.config
-    model = _meta_model(c)
-    n = model.num_params()
-    matmul = sum(p.numel() for name, p in model.named_parameters() if _is_matmul(name, p))
+    n, matmul, block = _param_counts(c)
     shard = plan.fsdp
     opt_per_param = 8.0 if plan.optimizer == "adamw" else 2.0 + 2 * 4 / 256
     bf16 = plan.precision == "bf16"
@@ -133,7 +141,7 @@ def estimate(plan: MemoryPlan) -> MemoryEstimate:
     elif shard == 1:
         copies = 2 * matmul  # autocast's bf16 weights, saved by each matmul for backward
     else:  # FSDP2 bf16 param dtype: the gathered block and the prefetched next one
-        copies = 2 * 2 * sum(p.numel() for p in model.blocks[0].parameters())
+        copies = 2 * 2 * block
     per_layer = _layer_bytes(plan)
     acts = _base_bytes(plan)
     if plan.activation_checkpointing:
