@@ -430,6 +430,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", type=int, default=0, help="profile N steps after timing")
     p.add_argument("--peak-flops", type=float, default=0.0, help="peak FLOP/s (default: table)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--no-plot", action="store_true", help="write only the .md and .csv")
     return p
 
 
@@ -492,19 +493,20 @@ def main(argv: list[str] | None = None) -> int:
             _free(device)
         meta = header(device_name(device)) + extra + [("failed", f) for f in failed]
         if results:  # after every preset: a run stopped at its time limit keeps what it measured
-            _write(stem, results, meta)
+            _write(stem, results, meta, plot_too=not args.no_plot)
     if not results:
         raise SystemExit("every preset failed: " + "; ".join(failed))
     print(markdown(results, meta))
-    log.info("wrote %s.{md,csv,png}", stem)
+    log.info("wrote %s.{md,csv%s}", stem, "" if args.no_plot else ",png")
     return 1 if failed else 0
 
 
-def _write(stem: Path, results: list[PresetResult], meta: list[tuple[str, str]]) -> None:
+def _write(stem: Path, results: list[PresetResult], meta, *, plot_too: bool) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(stem.with_name(stem.name + ".md"), markdown(results, meta))
     write_atomic(stem.with_name(stem.name + ".csv"), csv_text(results, meta))
-    plot(results, meta, stem.with_name(stem.name + ".png"))
+    if plot_too:
+        plot(results, meta, stem.with_name(stem.name + ".png"))
 
 
 if __name__ == "__main__":

@@ -66,11 +66,11 @@ class LadderConfig:
         seed: Model init and batch order (the same batches for every rung).
     """
 
-    widths: list[int] = field(default_factory=lambda: [32, 48, 64, 96])
+    widths: list[int] = field(default_factory=lambda: [16, 32, 48, 64, 96])
     target: int = 128
-    seq_len: int = 64
-    batch_size: int = 16
-    tokens_per_param: float = 20.0
+    seq_len: int = 32
+    batch_size: int = 4
+    tokens_per_param: float = 1.0  # a CPU budget: small batches, many steps (Chinchilla: 20)
     lr: float = 1e-2
     eval_batches: int = 8
     seed: int = 0
