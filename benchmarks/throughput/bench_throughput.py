@@ -480,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     batches = _per_preset(args.batch_size, args.presets, "--batch-size")
     steps = _per_preset(args.steps, args.presets, "--steps")
     stem = args.out_dir / f"throughput-{device_slug(device)}"
-    extra = [("load average (1, 5, 15 min)", " ".join(f"{x:.2f}" for x in os.getloadavg()))]
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    extra = [("load average (1, 5, 15 min)", f"{load} (on a shared machine times are not speeds)")]
     if cap is not None:
         extra.append(("memory cap (GiB)", f"{cap / 2**30:.3f} (tools/memory.py estimates)"))
     results, failed = [], []
