@@ -60,8 +60,8 @@ def test_ladder_config_is_validated():
 
 
 # Three rungs fitted, the fourth predicted, with the ladder's defaults (batch 4 x 32 tokens, one
-# token per non-embedding parameter: 53 + 209 + 434 steps, and 786 for the target; about 17 s of
-# CPU). The law on compute must land within TOLERANCE of the measured held-out loss, and the
+# token per non-embedding parameter: 53 + 209 + 434 steps, and 786 for the target; about 12 s on
+# one thread). The law on compute must land within TOLERANCE of the measured held-out loss, and the
 # measurement inside the 95% interval.
 # Measured on the development machine: -0.7% (the largest rung's own loss is 6.6% above the
 # target's, so the check does more than "bigger is a bit better").
