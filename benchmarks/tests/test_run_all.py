@@ -60,7 +60,7 @@ def repo(tmp_path):
 def test_the_shipped_registry_loads():
     suites = run_all.load_registry()
     names = [s.name for s in suites]
-    assert {"kernels", "throughput", "data", "tokenize", "eval"} <= set(names)
+    assert {"kernels", "throughput", "tokenize", "eval", "data-loader", "ladder"} <= set(names)
     for s in suites:
         assert s.script.endswith(".py")
         if s.gpu:  # every GPU suite can at least be exercised on a CPU machine
