@@ -93,7 +93,7 @@ export PY
 # GPT-2 124M at seq 1024 and Llama 3.2 1B at seq 2048, each with llm-kernels and without, compiled.
 THROUGHPUT_ARGS=${THROUGHPUT_ARGS:-"--presets gpt2-124m:vocab_size=50304 gpt2-124m:vocab_size=50304,kernels=false llama-1b \
 llama-1b:kernels=false --seq-len 1024 1024 2048 2048 --batch-size 32 32 4 4 --steps 15 --warmup 4 \
---compile"}
+--compile --no-plot"}  # no plot: the device tool brings back at most 8 files
 
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(tests trajectory kernels throughput)

@@ -120,3 +120,92 @@ def test_cli_rejects_unknown_gpu(capsys):
     with pytest.raises(SystemExit):
         cost.main(["--params", "1e9", "--gpu", "tpu"])
     assert "unknown gpu 'tpu'" in capsys.readouterr().err
+
+
+# Published figures. Each test states where the number comes from and what it implies.
+
+
+def test_chinchilla_70b_compute():
+    # Hoffmann et al. (2022): Chinchilla, 70B parameters on 1.4T tokens, ~5.76e23 FLOPs (their
+    # count); 6 N D gives 5.88e23, "about 5.9e23".
+    c = cost.training_flops(70e9, 1.4e12)
+    assert c == pytest.approx(5.88e23, rel=1e-12)
+    assert c == pytest.approx(5.9e23, rel=0.01)
+    assert c / 5.76e23 == pytest.approx(1.02, abs=0.01)  # within 2% of the paper's own count
+
+
+@pytest.mark.parametrize(
+    ("params", "hours", "want_mfu"),
+    [
+        # 1.5B on 200B tokens in about 4,300 A100-hours: 1.8e21 / (4300 h x 3600 x 312e12).
+        (1.5e9, 4_300, 0.3727),
+        # 6.7B on 200B tokens in about 22,000 A100-hours: 8.04e21 / (22000 h x 3600 x 312e12).
+        (6.7e9, 22_000, 0.3254),
+    ],
+)
+def test_mfu_implied_by_published_a100_hours(params, hours, want_mfu):
+    c = cost.training_flops(params, 200e9)
+    mfu = cost.implied_mfu(c, "a100", hours)
+    assert mfu == pytest.approx(want_mfu, abs=5e-4)
+    # and back: at that MFU the calculator gives the published hours
+    assert cost.gpu_hours(c, "a100", mfu) == pytest.approx(hours, rel=1e-12)
+
+
+def test_7b_on_150b_tokens_costs_order_10k_dollars():
+    # Assumed: H100 SXM at $2.50 per GPU-hour (cloud on-demand, 2025-26) and MFU 0.40.
+    c = cost.training_flops(7e9, 150e9)  # 6.3e21
+    hours = cost.gpu_hours(c, "h100", 0.40)
+    assert hours == pytest.approx(6.3e21 / (0.4 * 989e12) / 3600, rel=1e-12)  # 4,423.7
+    usd = cost.dollars(hours, 2.50)
+    assert usd == pytest.approx(11_059, abs=1)
+    assert 5_000 < usd < 20_000  # "in the order of $10k"
+    # on 64 GPUs: 69 hours, under 3 days
+    assert cost.wall_clock_hours(c, "h100", 0.40, 64) / 24 == pytest.approx(2.88, abs=0.01)
+
+
+def test_tokens_per_param_table():
+    rows = cost.tokens_per_param_table([1e9, 70e9])
+    (n, d, c, ratio), (_, _, c70, ratio70) = rows
+    assert (n, d, c) == (1e9, 20e9, 1.2e20)
+    assert c70 == pytest.approx(5.88e23)
+    # the approach-3 fit asks for more tokens per parameter as the budget grows
+    assert 20 < ratio < ratio70
+    n_opt, d_opt = cost.compute_optimal(c)
+    assert ratio == pytest.approx(d_opt / n_opt)
+
+
+def test_data_cost():
+    got = cost.data_cost({"instruction": 10_000, "preference": 20_000}, {
+        "instruction": 5.0, "preference": 2.0, "conversation": 30.0})  # fmt: skip
+    assert got == {"instruction": 50_000.0, "preference": 40_000.0, "total": 90_000.0}
+    with pytest.raises(ValueError, match="unknown data kind 'essay'"):
+        cost.data_cost({"essay": 1}, {"essay": 1.0})
+    with pytest.raises(ValueError, match="no price per record given for 'conversation'"):
+        cost.data_cost({"conversation": 3}, {})
+    with pytest.raises(ValueError, match="instruction count must be an integer >= 0"):
+        cost.data_cost({"instruction": -1}, {"instruction": 1.0})
+
+
+def test_implied_mfu_and_dollars_reject_bad_input():
+    with pytest.raises(ValueError, match="published_gpu_hours must be a finite number > 0"):
+        cost.implied_mfu(1e21, "a100", 0)
+    with pytest.raises(ValueError, match="price_per_gpu_hour must be a finite number > 0"):
+        cost.dollars(10.0, -2.0)
+
+
+def test_cli_commands(capsys):
+    argv = ["implied-mfu", "--params", "6.7e9", "--tokens", "200e9", "--gpu", "a100"]
+    assert cost.main([*argv, "--gpu-hours", "22000"]) == 0
+    assert "| implied MFU                   | 0.325 |" in capsys.readouterr().out
+    assert cost.main(["train", "--params", "7e9", "--tokens", "150e9", "--price", "2.5"]) == 0
+    assert "| cost at $2.5/GPU-hour        | $11,059 |" in capsys.readouterr().out
+    assert cost.main(["chinchilla", "--params", "70e9"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "| 20 tokens/param N | 7e+10 |" in out and "| Chinchilla 70B (1.4T tokens) | 20.0 |" in out
+    )
+    assert cost.main(["data", "--conversations", "100", "--conversation-price", "25"]) == 0
+    assert "| total" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cost.main(["data"])
+    assert "give at least one of" in capsys.readouterr().err
