@@ -58,3 +58,16 @@ def test_unsupported_language_passes_and_is_counted(gopher):
     assert gopher.stats.stats["unsupported_language"].total >= 1
     assert gopher.stats.stats["unsupported_pt"].total == 1
     assert doc.metadata["unfiltered"] == ["gopher"]
+
+
+def test_a_pipeline_with_a_loaded_word_tokenizer_can_be_copied_per_task():
+    """Each task runs on a deepcopy of the steps; a loaded jieba tokenizer used to break it."""
+    import copy
+
+    from llm_data.quality import word_tokenizer
+
+    tokenizer = word_tokenizer("zh")
+    assert tokenizer.word_tokenize("我们在这里学习中文")  # loads spaCy zh + jieba
+    steps = [MultilingualGopherFilter(GopherConfig())]
+    copies = copy.deepcopy(steps)
+    assert copies[0] is not steps[0]

@@ -76,10 +76,15 @@ def word_tokenizer(language: str) -> WordTokenizer:
     """datatrove's word tokenizer for `language` (see `_TOKENIZER_OVERRIDES`)."""
     if language == "ko":
         # datatrove's default Kiwi model ("sbg") is not in kiwipiepy-model 0.24, "cong" is.
-        return KiwiTokenizer(model_type="cong")
-    if language in _TOKENIZER_OVERRIDES:
-        return SpaCyTokenizer(_TOKENIZER_OVERRIDES[language])
-    return load_word_tokenizer(language)
+        tokenizer = KiwiTokenizer(model_type="cong")
+    elif language in _TOKENIZER_OVERRIDES:
+        tokenizer = SpaCyTokenizer(_TOKENIZER_OVERRIDES[language])
+    else:
+        tokenizer = load_word_tokenizer(language)
+    # Copies of a pipeline (one per task) share it: it keeps no per-document state, and once
+    # loaded it holds modules (jieba) that deepcopy cannot copy.
+    tokenizer.__deepcopy__ = lambda memo: tokenizer
+    return tokenizer
 
 
 @cache
