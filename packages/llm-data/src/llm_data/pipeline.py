@@ -1,4 +1,5 @@
-"""The curation pipeline of one source, as a list of datatrove steps."""
+"""The filtering pipeline of one source, as a list of datatrove steps (dedup runs after it,
+over every source at once: `llm_data.dedup_stages`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from datatrove.pipeline.writers import JsonlWriter
 
 from llm_data.config import CurationConfig, SourceConfig
 from llm_data.decontamination import DecontaminationFilter, EvalIndex
-from llm_data.dedup import ExactDedupFilter
 from llm_data.language import LanguageIdFilter
 from llm_data.quality import MultilingualGopherFilter
 from llm_data.readers import StrictJsonlReader, StrictWarcReader
@@ -30,7 +30,7 @@ def build_source_pipeline(
     eval_index: EvalIndex | None = None,
     skipped_dir: Path | None = None,
 ) -> list[PipelineStep]:
-    """Steps for one source: read -> [extract] -> [language ID -> Gopher] -> [dedup] ->
+    """Steps for one source: read -> [extract] -> [language ID -> Gopher] ->
     [decontamination] -> write.
 
     Args:
@@ -38,7 +38,7 @@ def build_source_pipeline(
         config: the run's configuration (filters and thresholds).
         base_dir: folder the paths in `paths_file` are relative to.
         paths_file: one input file per line.
-        out_dir: folder for this source's curated JSONL.
+        out_dir: folder for this source's filtered JSONL (the input of dedup).
         eval_index: eval n-grams to decontaminate against (None: no decontamination).
         skipped_dir: where the JSONL reader records the lines it skipped (file, line, reason).
     """
@@ -67,8 +67,6 @@ def build_source_pipeline(
         steps.append(LanguageIdFilter(config.languages, config.min_language_score))
         if config.gopher.enabled:
             steps.append(MultilingualGopherFilter(config.gopher))
-    if config.exact_dedup:
-        steps.append(ExactDedupFilter())
     if eval_index is not None:
         steps.append(DecontaminationFilter(eval_index))
     steps.append(JsonlWriter(str(out_dir), output_filename="${rank}.jsonl.gz"))

@@ -13,6 +13,7 @@ exception propagates.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -22,9 +23,9 @@ from functools import partial
 
 import multiprocess  # datatrove's dill-based multiprocessing: pickles its pipeline steps
 from datatrove.executor import LocalPipelineExecutor
-from datatrove.utils.stats import PipelineStats
+from datatrove.utils.stats import MetricStatsDict, PipelineStats, Stats
 
-__all__ = ["run_tasks"]
+__all__ = ["run_tasks", "stats_from_json"]
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,13 @@ def run_tasks(executor: LocalPipelineExecutor) -> PipelineStats:
     `executor.json` in its logging folder), but with workers that are the caller's own
     children and are all gone when this returns or raises.
 
+    With `executor.skip_completed`, tasks that a previous run completed (datatrove's
+    `completions/<rank>` marker, written after a task's outputs are closed) are not run again
+    and their saved `stats/<rank>.json` is summed instead; a task killed before its marker
+    runs again from the start and overwrites what it had written.
+
     Args:
-        executor: the tasks to run; `skip_completed`, `depends` and `local_tasks` are ignored
-            (every task runs).
+        executor: the tasks to run; `depends` and `local_tasks` are ignored.
 
     Returns:
         The stats of all tasks, summed.
@@ -46,12 +51,18 @@ def run_tasks(executor: LocalPipelineExecutor) -> PipelineStats:
     Raises:
         Exception: the first exception raised by a task, after every worker has exited.
     """
-    ranks = list(range(executor.world_size))
+    ranks = [r for r in range(executor.world_size) if not executor.is_rank_completed(r)]
+    done = sorted(set(range(executor.world_size)) - set(ranks))
+    if done:
+        log.info("%s: skipping %d completed tasks", executor.logging_dir.path, len(done))
+    parts = [_saved_stats(executor, rank) for rank in done]
     workers = min(executor.workers, len(ranks))
-    if workers <= 1:
-        parts = _run_in_process(executor, ranks)
+    if not ranks:
+        pass
+    elif workers <= 1:
+        parts += _run_in_process(executor, ranks)
     else:
-        parts = _run_in_pool(executor, workers, ranks)
+        parts += _run_in_pool(executor, workers, ranks)
     stats = sum(parts, start=PipelineStats())
     with executor.logging_dir.open("stats.json", "wt") as f:
         stats.save_to_disk(f)
@@ -93,6 +104,25 @@ def _run_in_pool(
     finally:
         pool.join()
     return parts
+
+
+def _saved_stats(executor: LocalPipelineExecutor, rank: int) -> PipelineStats:
+    with executor.logging_dir.open(f"stats/{rank:05d}.json", "r") as f:
+        return stats_from_json(json.load(f))
+
+
+def stats_from_json(data: list[dict]) -> PipelineStats:
+    """A task's saved `stats/<rank>.json` as PipelineStats that add up.
+
+    datatrove's `PipelineStats.from_json` leaves each counter as the saved int/dict instead
+    of a MetricStats, so such stats cannot be summed or read as `.total`.
+    """
+    steps = []
+    for step in data:
+        stats = Stats.from_dict(step)
+        stats.stats = MetricStatsDict.from_dict(step["stats"])
+        steps.append(stats)
+    return PipelineStats(steps)
 
 
 def _own_process_group() -> None:
