@@ -134,6 +134,10 @@ def test_per_language_word_tokenizers():
         "Haus",
     ]
     assert word_tokenizer_for("xx-unknown") is None
+    try:  # datatrove's Korean tokenizer needs kiwipiepy, which llm-data does not install
+        import kiwipiepy  # noqa: F401
+    except ImportError:
+        assert word_tokenizer_for("ko") is None
 
 
 def test_signature_uses_the_document_language(tmp_path):

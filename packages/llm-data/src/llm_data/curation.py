@@ -292,7 +292,8 @@ def _replace(tmp: Path, out: Path) -> None:
 
 
 def _work_folder(config: CurationConfig, out: Path, inputs: dict) -> Path:
-    if not config.skip_completed:
+    if not config.skip_completed and config.executor != "slurm":
+        # (Slurm jobs outlive this process: a pid-named folder would look stale to the next run.)
         return make_temp_dir(out)
     root = out.parent / f".{out.name}.partial"
     fingerprint = _fingerprint(config, inputs)

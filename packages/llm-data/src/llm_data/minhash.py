@@ -44,15 +44,18 @@ def lsh_probability(similarity: float, bands: int, rows: int) -> float:
 
 
 def word_tokenizer_for(language: str) -> WordTokenizer | None:
-    """datatrove's word tokenizer for `language`; None when datatrove has none for it."""
+    """datatrove's word tokenizer for `language`; None when datatrove has none for it or it
+    needs a package that is not installed (e.g. `kiwipiepy` for Korean)."""
     if language == "zh":
         # datatrove's table maps "zh" to spaCy's multi-language model, which does not segment
         # Chinese; spaCy's "zh" uses jieba (as the Gopher filter does).
         return SpaCyTokenizer("zh")
     try:
-        return load_word_tokenizer(language)
-    except ValueError:
+        tokenizer = load_word_tokenizer(language)
+        tokenizer.word_tokenize("probe")  # datatrove imports a tokenizer's package on first use
+    except (ValueError, ImportError):
         return None
+    return tokenizer
 
 
 class MultilingualMinhashSignature(MinhashDedupSignature):
