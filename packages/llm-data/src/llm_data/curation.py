@@ -34,6 +34,7 @@ from llm_data.dedup_stages import DEDUP_LOGS, EXCLUDED_DIR, build_dedup_stages, 
 from llm_data.executors import Stage, read_stage_stats, run_stages, submit_slurm
 from llm_data.pipeline import build_source_pipeline
 from llm_data.readers import InputError, read_skipped, resolve_source_files
+from llm_data.task_pool import WorkerPool
 
 __all__ = ["STATS_FILE", "run_curation"]
 
@@ -84,8 +85,9 @@ def run_curation(config: CurationConfig) -> dict:
             return _submit(config, stages, root, out)
         seconds = _run(config, stages, root)
         return finalize(config, root, out, {s.name: s.step_names for s in stages}, seconds)
-    except BaseException:
-        if config.skip_completed:
+    except BaseException as err:
+        # Bad input must change before a rerun (and so the fingerprint): nothing to resume.
+        if config.skip_completed and not isinstance(err, InputError):
             log.error("curation failed; run it again with the same config to resume (%s)", root)
             _unlock(root)
         else:
@@ -139,17 +141,24 @@ def _run(config: CurationConfig, stages: list[Stage], root: Path) -> dict[str, f
     """Run the stages here (local or Ray executor); return wall seconds per stage."""
     sources = {s.name for s in config.sources}
     seconds = {}
-    for stage in stages:
-        start = time.perf_counter()
-        try:
-            run_stages([stage], config, root / "logs")
-        except InputError as err:
-            raise InputError(f"source {stage.name!r}: {err}") from err
-        except Exception as err:
-            what = f"source {stage.name!r}" if stage.name in sources else f"stage {stage.name}"
-            raise RuntimeError(f"curation of {what} failed: {err}") from err
-        seconds[stage.name] = round(time.perf_counter() - start, 2)
+    with WorkerPool(config.workers) as pool:
+        for stage in stages:
+            seconds[stage.name] = _run_stage(stage, config, root, pool, stage.name in sources)
     return seconds
+
+
+def _run_stage(
+    stage: Stage, config: CurationConfig, root: Path, pool: WorkerPool, is_source: bool
+) -> float:
+    start = time.perf_counter()
+    try:
+        run_stages([stage], config, root / "logs", pool)
+    except InputError as err:
+        raise InputError(f"source {stage.name!r}: {err}") from err
+    except Exception as err:
+        what = f"source {stage.name!r}" if is_source else f"stage {stage.name}"
+        raise RuntimeError(f"curation of {what} failed: {err}") from err
+    return round(time.perf_counter() - start, 2)
 
 
 def _submit(config: CurationConfig, stages: list[Stage], root: Path, out: Path) -> dict:

@@ -21,7 +21,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.stats import PipelineStats
 
 from llm_data.config import CurationConfig
-from llm_data.task_pool import run_tasks, stats_from_json
+from llm_data.task_pool import WorkerPool, run_tasks, stats_from_json
 
 __all__ = ["Stage", "read_stage_stats", "run_stages", "submit_slurm"]
 
@@ -52,8 +52,13 @@ class Stage:
         self.step_names = [type(step).__name__ for step in self.pipeline]
 
 
-def run_stages(stages: list[Stage], config: CurationConfig, logs: Path) -> None:
-    """Run `stages` in order on `config.executor` ("local" or "ray") and wait for them."""
+def run_stages(
+    stages: list[Stage], config: CurationConfig, logs: Path, pool: WorkerPool | None = None
+) -> None:
+    """Run `stages` in order on `config.executor` ("local" or "ray") and wait for them.
+
+    Locally, tasks run in `pool` (shared across calls) or in a pool started per stage.
+    """
     if config.executor == "ray":
         _run_ray(stages, config, logs)
         return
@@ -67,7 +72,7 @@ def run_stages(stages: list[Stage], config: CurationConfig, logs: Path) -> None:
             skip_completed=config.skip_completed,
         )
         log.info("stage %s: %d tasks, %d workers", stage.name, stage.tasks, workers)
-        run_tasks(executor)
+        run_tasks(executor, pool)
 
 
 def _run_ray(stages: list[Stage], config: CurationConfig, logs: Path) -> None:
