@@ -38,15 +38,14 @@ class Stage:
         tasks: datatrove's world size for this pipeline.
         after: names of the stages that must finish first (Slurm dependencies); the local and
             Ray executors run stages in list order, which must respect it.
-        max_workers: cap on tasks run at once (a stage whose tasks share memory-heavy state).
+        step_names: class names of the steps (the names of their stats rows).
     """
 
     name: str
     pipeline: list[PipelineStep]
     tasks: int
     after: tuple[str, ...] = ()
-    max_workers: int | None = None
-    step_names: list[str] = field(default_factory=list)
+    step_names: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.step_names = [type(step).__name__ for step in self.pipeline]
@@ -63,7 +62,7 @@ def run_stages(
         _run_ray(stages, config, logs)
         return
     for stage in stages:
-        workers = min(config.workers, stage.tasks, stage.max_workers or stage.tasks)
+        workers = min(config.workers, stage.tasks)
         executor = LocalPipelineExecutor(
             pipeline=stage.pipeline,
             tasks=stage.tasks,
@@ -86,7 +85,7 @@ def _run_ray(stages: list[Stage], config: CurationConfig, logs: Path) -> None:
         RayPipelineExecutor(
             pipeline=stage.pipeline,
             tasks=stage.tasks,
-            workers=min(config.workers, stage.tasks, stage.max_workers or stage.tasks),
+            workers=min(config.workers, stage.tasks),
             logging_dir=str(logs / stage.name),
             skip_completed=config.skip_completed,
             cpus_per_task=config.ray.cpus_per_task,
@@ -127,7 +126,6 @@ def submit_slurm(
         executor = SlurmPipelineExecutor(
             pipeline=stage.pipeline,
             tasks=stage.tasks,
-            workers=stage.max_workers or -1,
             time=slurm.time,
             partition=slurm.partition,
             cpus_per_task=slurm.cpus_per_task,
