@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from llm_data import CurationConfig, GopherConfig, SourceConfig
+from llm_data import CurationConfig, DedupConfig, GopherConfig, SlurmConfig, SourceConfig
 
 
 def _config(**kw) -> CurationConfig:
@@ -65,3 +65,32 @@ def test_shard_config_validates_and_round_trips():
     assert asdict(cfg) == {"seq_len": 64, "heldout_fraction": 0.01, "seed": 0, "overwrite": False}
     with pytest.raises(ValueError, match="heldout_fraction"):
         ShardConfig(heldout_fraction=1.0)
+
+
+def test_dedup_and_executor_settings_round_trip_through_omegaconf():
+    config = _config(
+        dedup=DedupConfig(minhash=False, bands=20, rows=5),
+        executor="slurm",
+        slurm=SlurmConfig(partition="cpu", time="1-00:00:00", sbatch_args={"account": "p"}),
+    )
+    merged = OmegaConf.merge(OmegaConf.structured(CurationConfig), OmegaConf.structured(config))
+    assert OmegaConf.to_object(merged) == config
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"executor": "spark"}, "executor"),
+        ({"executor": "slurm"}, "slurm.partition"),
+    ],
+)
+def test_executor_validation_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        _config(**kwargs)
+
+
+def test_slurm_and_dedup_settings_are_validated():
+    with pytest.raises(ValueError, match="slurm.time"):
+        SlurmConfig(partition="p", time="soon")
+    with pytest.raises(ValueError, match="dedup.rows"):
+        DedupConfig(rows=0)

@@ -22,14 +22,22 @@ def test_counts_per_stage(curated, helpers):
     gopher = _stage(stats, "web", "MultilingualGopherFilter")
     assert gopher["removed_by"]["gopher_too_many_hashes"] == 1  # the planted junk page
     assert sum(gopher["removed_by"].values()) == gopher["removed"]
-    assert _stage(stats, "web", "ExactDedupFilter")["removed"] == 1
-    assert _stage(stats, "books", "ExactDedupFilter") == {
-        "stage": "ExactDedupFilter",
+    assert _stage(stats, "web", "ExactDedup")["removed"] == 1  # the planted copy
+    # The re-spaced, upper-cased copy of the first book is its exact duplicate.
+    assert _stage(stats, "books", "ExactDedup") == {
+        "stage": "ExactDedup",
         "in": 4,
         "kept": 3,
         "removed": 1,
         "removed_by": {"exact_duplicate": 1},
+        "duplicate_of_source": {"books": 1},
     }
+    for source in ("web", "books"):
+        rows = stats[source]["stages"]
+        assert [r["stage"] for r in rows[-3:]] == ["ExactDedup", "UrlDedup", "MinhashDedup"]
+        for before, row in zip(rows, rows[1:], strict=False):
+            assert row["in"] == before["kept"]
+        assert stats[source]["documents_out"] == rows[-1]["kept"]
     saved = json.loads((curated["out"] / "curation_stats.json").read_text())
     assert saved == stats
 
@@ -48,7 +56,8 @@ def test_output_documents(curated, small_inputs, helpers):
         assert doc["metadata"]["language"] in {expected, "en"}
         assert 0.5 <= doc["metadata"]["language_score"] <= 1.0
     books = helpers.read_curated(curated["out"] / "books")
-    assert [d["id"] for d in books] == small_inputs["book_ids"]
+    # Of the book and its padded copy the longer text is kept (dedup's rule): the copy.
+    assert sorted(d["id"] for d in books) == sorted(small_inputs["book_ids"][1:] + ["dup"])
     leftovers = [p.name for p in curated["out"].parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
 

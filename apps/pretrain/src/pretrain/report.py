@@ -39,13 +39,15 @@ def _curation_section(curate: dict[str, Any]) -> list[str]:
     counts = curate.get("counts", {})
     if not counts:
         return []
-    lines = ["## Curation: documents per stage", "", "| source | stage | in | kept | removed |"]
-    lines.append("| --- | --- | ---: | ---: | ---: |")
+    lines = ["## Curation: documents per stage", ""]
+    lines.append("| source | stage | in | kept | removed | removed by reason |")
+    lines.append("| --- | --- | ---: | ---: | ---: | --- |")
     for source, steps in counts.items():
         for step, c in steps.items():
+            reasons = ", ".join(f"{k} {v}" for k, v in c.get("removed_by", {}).items())
             lines.append(
                 f"| {source} | {step} | {c.get('in', '')} | {c.get('kept', '')} | "
-                f"{c.get('removed', '')} |"
+                f"{c.get('removed', '')} | {reasons} |"
             )
     kept = curate.get("kept_per_group", {})
     if kept:

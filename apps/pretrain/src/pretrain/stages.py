@@ -42,10 +42,13 @@ def check_inputs(config: PretrainConfig, names: list[str]) -> None:
 def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_data import run_curation
 
+    if config.data.executor == "slurm":
+        raise ValueError("data.executor=slurm submits jobs and returns: run llm-data's curation")
     out = run_dir / "curated"
     stats = run_curation(dataclasses.replace(config.data, output_dir=str(out), overwrite=True))
+    keys = ("in", "kept", "removed", "removed_by")
     counts = {
-        source: {s["stage"]: {k: s.get(k) for k in ("in", "kept", "removed")} for s in r["stages"]}
+        source: {s["stage"]: {k: s[k] for k in keys if k in s} for s in r["stages"]}
         for source, r in stats.items()
     }
     kept = Counter(group for _, group in iter_curated(run_dir))  # language for web pages

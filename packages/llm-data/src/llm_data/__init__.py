@@ -7,8 +7,11 @@ The core (curation) imports no torch; `tokenize_to_shards` and `build_loader` ne
 from llm_data.config import (
     CurationConfig,
     DecontaminationConfig,
+    DedupConfig,
     GopherConfig,
+    RayConfig,
     ShardConfig,
+    SlurmConfig,
     SourceConfig,
 )
 from llm_data.curation import run_curation
@@ -17,9 +20,12 @@ from llm_data.readers import InputError
 __all__ = [
     "CurationConfig",
     "DecontaminationConfig",
+    "DedupConfig",
     "GopherConfig",
     "InputError",
+    "RayConfig",
     "ShardConfig",
+    "SlurmConfig",
     "SourceConfig",
     "build_loader",
     "run_curation",

@@ -10,10 +10,13 @@ __all__ = [
     "C4Config",
     "CurationConfig",
     "DecontaminationConfig",
+    "DedupConfig",
     "FineWebConfig",
     "GopherConfig",
     "PIIConfig",
+    "RayConfig",
     "ShardConfig",
+    "SlurmConfig",
     "SourceConfig",
 ]
 
@@ -202,6 +205,105 @@ class DecontaminationConfig:
 
 
 @dataclass(kw_only=True)
+class DedupConfig:
+    """Global dedup across tasks and sources, in this order: exact text, URL, MinHash.
+
+    Each stage keeps one copy per group (the longest text; on a tie the source listed first,
+    then the smallest id) and writes what it removes to `output_dir/excluded/<stage>/`.
+
+    Attributes:
+        exact: drop documents whose normalized text (NFKC, lower case, collapsed spaces)
+            another document has.
+        url: drop documents whose normalized `metadata["url"]` another document has
+            (see `llm_data.urls.normalize_url`); documents without a URL are kept.
+        minhash: drop near-duplicates: word n-gram MinHash with LSH (datatrove's 4 stages).
+        ngram: MinHash shingle size in words.
+        bands: LSH bands (datatrove's `num_buckets`); more bands catch lower similarities.
+        rows: hashes per band (datatrove's `hashes_per_bucket`); more rows need higher
+            similarity. A pair of Jaccard similarity s shares a band with probability
+            1 - (1 - s**rows) ** bands.
+        seed: MinHash permutation seed.
+        partitions: tasks of the exact/URL duplicate-finding stage (each holds its share
+            of the keys in memory).
+    """
+
+    exact: bool = True
+    url: bool = True
+    minhash: bool = True
+    ngram: int = 5
+    bands: int = 14
+    rows: int = 8
+    seed: int = 1
+    partitions: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("ngram", "bands", "rows", "partitions"):
+            if getattr(self, name) < 1:
+                _fail(f"dedup.{name}", getattr(self, name), "an integer >= 1")
+        if self.bands * self.rows > 1024:
+            _fail("dedup.bands", self.bands, "bands x rows <= 1024 hashes per document")
+
+
+@dataclass(kw_only=True)
+class SlurmConfig:
+    """datatrove's SlurmPipelineExecutor settings (used with `executor: slurm`).
+
+    Attributes:
+        partition: Slurm partition of every job.
+        time: time limit per job (`sbatch --time`).
+        cpus_per_task: CPUs per datatrove task.
+        mem_per_cpu_gb: memory per CPU in GB.
+        logs_dir: folder for Slurm's stdout/stderr (default: `logs/<stage>/slurm_logs`).
+        job_name: prefix of the job names (`<job_name>-<stage>`).
+        env_command: shell line run before each task, e.g. `source .venv/bin/activate`.
+        sbatch_args: extra `#SBATCH --key=value` lines, e.g. `{account: myproject}`.
+    """
+
+    partition: str = ""
+    time: str = "24:00:00"
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: int = 2
+    logs_dir: str = ""
+    job_name: str = "curation"
+    env_command: str = ""
+    sbatch_args: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"(\d+-)?\d{1,2}(:\d{2}){0,2}", self.time):
+            _fail("slurm.time", self.time, "Slurm's D-HH:MM:SS, HH:MM:SS or MM")
+        if self.cpus_per_task < 1:
+            _fail("slurm.cpus_per_task", self.cpus_per_task, "an integer >= 1")
+        if self.mem_per_cpu_gb < 1:
+            _fail("slurm.mem_per_cpu_gb", self.mem_per_cpu_gb, "an integer >= 1")
+        self.sbatch_args = {str(k): str(v) for k, v in dict(self.sbatch_args).items()}
+
+
+@dataclass(kw_only=True)
+class RayConfig:
+    """datatrove's RayPipelineExecutor settings (used with `executor: ray`, extra `[ray]`).
+
+    Attributes:
+        address: Ray cluster to join; empty starts a local Ray on this machine.
+        num_cpus: CPUs of that local Ray (0: all of them).
+        cpus_per_task: CPUs reserved per datatrove task.
+        mem_per_cpu_gb: memory reserved per CPU in GB.
+    """
+
+    address: str = ""
+    num_cpus: int = 0
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.num_cpus < 0:
+            _fail("ray.num_cpus", self.num_cpus, "an integer >= 0")
+        if self.cpus_per_task < 1:
+            _fail("ray.cpus_per_task", self.cpus_per_task, "an integer >= 1")
+        if self.mem_per_cpu_gb <= 0:
+            _fail("ray.mem_per_cpu_gb", self.mem_per_cpu_gb, "a number > 0")
+
+
+@dataclass(kw_only=True)
 class CurationConfig:
     """A curation run: sources in, curated JSONL (datatrove Documents) out, one folder per source.
 
@@ -215,11 +317,18 @@ class CurationConfig:
         fineweb: FineWeb quality rules (only on sources with quality_filters=True; off by
             default).
         pii: e-mail / IP / phone masking (every source).
-        exact_dedup: drop documents whose normalized text was already seen (within a task).
+        dedup: global exact, URL and MinHash dedup across tasks and sources.
         decontamination: drop documents containing eval items (every source; off by default).
-        tasks: datatrove tasks per source (files are split between tasks).
-        workers: processes running tasks at once.
+        tasks: datatrove tasks per source (files are split between tasks), and of the
+            dedup stages that read documents.
+        workers: processes running tasks at once (local and Ray executors).
         overwrite: replace an existing output_dir instead of failing.
+        executor: "local" (processes on this machine), "slurm" (submit job arrays with
+            `sbatch` and return) or "ray" (extra `[ray]`).
+        skip_completed: keep the work folder (`.<output_dir>.partial` beside it) of a failed
+            or killed run and skip the tasks it completed when run again with the same config.
+        slurm: Slurm job settings (`executor: slurm`).
+        ray: Ray settings (`executor: ray`).
     """
 
     sources: list[SourceConfig] = field(default_factory=list)
@@ -230,11 +339,15 @@ class CurationConfig:
     c4: C4Config = field(default_factory=C4Config)
     fineweb: FineWebConfig = field(default_factory=FineWebConfig)
     pii: PIIConfig = field(default_factory=PIIConfig)
-    exact_dedup: bool = True
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
     tasks: int = 1
     workers: int = 1
     overwrite: bool = False
+    executor: Literal["local", "slurm", "ray"] = "local"
+    skip_completed: bool = True
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -254,6 +367,10 @@ class CurationConfig:
             _fail("tasks", self.tasks, "an integer >= 1")
         if self.workers < 1:
             _fail("workers", self.workers, "an integer >= 1")
+        if self.executor not in ("local", "slurm", "ray"):
+            _fail("executor", self.executor, "'local', 'slurm' or 'ray'")
+        if self.executor == "slurm" and not self.slurm.partition:
+            _fail("slurm.partition", self.slurm.partition, "a partition name with executor=slurm")
 
 
 @dataclass(kw_only=True)

@@ -1,45 +1,71 @@
-"""Run curation: one datatrove pipeline per source, output written atomically."""
+"""Run curation: filter each source, then dedup every source together; output written atomically.
+
+Stages (each a datatrove pipeline, run by `llm_data.executors`):
+
+1. one per source: read -> [extract] -> [language ID -> Gopher, C4, FineWeb] -> PII masking ->
+   [decontamination] -> `<work>/_work/filtered/<source>/<rank>.jsonl.gz` (`llm_data.pipeline`);
+   what the quality filters drop goes to `<work>/excluded/<filter>/<source>/`;
+2. global dedup over all sources: exact -> URL -> MinHash (`llm_data.dedup_stages`), writing
+   `<work>/<source>/<rank>.jsonl.gz` and `<work>/excluded/<method>/<rank>.jsonl.gz`;
+3. finalize: per-stage counts to `curation_stats.json`, then `<work>` is renamed to `output_dir`.
+"""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import logging
+import os
 import shutil
+import socket
 import time
 import uuid
+from collections import Counter, defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
-from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.stats import PipelineStats
 
-from llm_data.atomic import make_temp_dir, remove_stale_temp_dirs
-from llm_data.config import CurationConfig, SourceConfig
+from llm_data.atomic import _alive, make_temp_dir, remove_stale_temp_dirs
+from llm_data.config import CurationConfig
 from llm_data.decontamination import EvalIndex, build_eval_index
+from llm_data.dedup_stages import DEDUP_LOGS, EXCLUDED_DIR, build_dedup_stages, dedup_methods
+from llm_data.executors import Stage, read_stage_stats, run_stages, submit_slurm
 from llm_data.pipeline import build_source_pipeline
 from llm_data.readers import InputError, read_skipped, resolve_source_files
-from llm_data.task_pool import run_tasks
+from llm_data.task_pool import WorkerPool
 
 __all__ = ["STATS_FILE", "run_curation"]
 
 log = logging.getLogger(__name__)
 STATS_FILE = "curation_stats.json"
 MAX_SKIPPED_LISTED = 1000  # per source; beyond this, skipped lines are only counted
+DEDUP_STAGE_NAMES = {"exact": "ExactDedup", "url": "UrlDedup", "minhash": "MinhashDedup"}
+_WORK = "_work"  # scratch inside the work folder, removed before the rename
 
 
 def run_curation(config: CurationConfig) -> dict:
     """Curate every source of `config` into `config.output_dir/<source>/*.jsonl.gz`.
 
-    The run happens in a temporary folder beside `output_dir` that is renamed into place at the
-    end, so a failure leaves no partial output. Per-stage counts are also saved as
-    `output_dir/curation_stats.json`; datatrove's logs go to `output_dir/logs/<source>/`.
+    The run happens in a work folder beside `output_dir` that is renamed into place at the
+    end, so a failure leaves no partial output. With `skip_completed` the work folder is
+    `.<output_dir name>.partial` and is kept when the run fails or is killed: running again
+    with the same config (and unchanged input files) skips the datatrove tasks already
+    completed. Without it the folder is a fresh temp folder, removed on failure.
 
     Args:
-        config: sources, filters and parallelism.
+        config: sources, filters, dedup, executor and parallelism.
 
     Returns:
         `{source: {"stages": [{"stage", "in", "kept", "removed", ...}], "documents_out",
-        "seconds"}}`; `removed` is broken down by reason in `removed_by`. The reader's row
-        also lists the input lines it skipped as `skipped: [{"file", "line", "reason"}]`.
+        "seconds"}}` (also saved as `output_dir/curation_stats.json`); `removed` is broken
+        down by reason in `removed_by`, and dedup rows also count the source of the copy each
+        removed document duplicates (`duplicate_of_source`). The reader's row lists the input
+        lines it skipped as `skipped: [{"file", "line", "reason"}]`. With `executor: slurm`
+        the jobs are only submitted: `{"executor": "slurm", "jobs": {stage: job id},
+        "work_dir": ...}`; the last job writes `output_dir`.
 
     Raises:
         InputError: a missing path, a corrupt file or a malformed record (named in the message).
@@ -53,19 +79,21 @@ def run_curation(config: CurationConfig) -> dict:
     eval_index = _eval_index(config)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_dirs(out)
-    tmp = make_temp_dir(out)
+    root = _work_folder(config, out, inputs)
     try:
-        results = {
-            s.name: _curate_source(s, config, *inputs[s.name], tmp, eval_index)
-            for s in config.sources
-        }
-        shutil.rmtree(tmp / "_work")
-        (tmp / STATS_FILE).write_text(json.dumps(results, indent=2))
-        _replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        stages = _plan(config, inputs, root, eval_index)
+        if config.executor == "slurm":
+            return _submit(config, stages, root, out)
+        seconds = _run(config, stages, root)
+        return finalize(config, root, out, {s.name: s.step_names for s in stages}, seconds)
+    except BaseException as err:
+        # Bad input must change before a rerun (and so the fingerprint): nothing to resume.
+        if config.skip_completed and not isinstance(err, InputError):
+            log.error("curation failed; run it again with the same config to resume (%s)", root)
+            _unlock(root)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
         raise
-    return results
 
 
 def _eval_index(config: CurationConfig) -> EvalIndex | None:
@@ -81,41 +109,148 @@ def _eval_index(config: CurationConfig) -> EvalIndex | None:
     return index
 
 
-def _curate_source(
-    source: SourceConfig,
+def _plan(
     config: CurationConfig,
-    base: Path,
-    files: list[str],
+    inputs: dict[str, tuple[Path, list[str]]],
     root: Path,
     eval_index: EvalIndex | None,
-) -> dict:
-    work = root / "_work" / source.name
-    work.mkdir(parents=True)
-    paths_file = work / "paths.txt"
-    paths_file.write_text("\n".join(files) + "\n")
-    skipped_dir = work / "skipped"
-    steps = build_source_pipeline(
-        source, config, base, paths_file, root / source.name, eval_index, skipped_dir
-    )
-    executor = LocalPipelineExecutor(
-        pipeline=steps,
-        tasks=min(config.tasks, len(files)),
-        workers=config.workers,
-        logging_dir=str(root / "logs" / source.name),
-        skip_completed=False,
-    )
-    log.info("curating source %r: %d files from %s", source.name, len(files), base)
+) -> list[Stage]:
+    """Every stage of the run: one filtering stage per source, then the dedup stages."""
+    work, stages = root / _WORK, []
+    filtered = work / "filtered"
+    for source in config.sources:
+        base, files = inputs[source.name]
+        folder = work / source.name
+        folder.mkdir(parents=True, exist_ok=True)
+        paths_file = folder / "paths.txt"
+        paths_file.write_text("\n".join(files) + "\n")
+        steps = build_source_pipeline(
+            source,
+            config,
+            base,
+            paths_file,
+            filtered / source.name,
+            eval_index,
+            folder / "skipped",
+            root / EXCLUDED_DIR,  # beside the dedup stages' exclusions; _work is removed
+        )
+        stages.append(Stage(source.name, steps, min(config.tasks, len(files))))
+    sources = tuple(s.name for s in stages)
+    return stages + build_dedup_stages(config, filtered, work / "dedup", root, after=sources)
+
+
+def _run(config: CurationConfig, stages: list[Stage], root: Path) -> dict[str, float]:
+    """Run the stages here (local or Ray executor); return wall seconds per stage."""
+    sources = {s.name for s in config.sources}
+    seconds = {}
+    with WorkerPool(config.workers) as pool:
+        for stage in stages:
+            seconds[stage.name] = _run_stage(stage, config, root, pool, stage.name in sources)
+    return seconds
+
+
+def _run_stage(
+    stage: Stage, config: CurationConfig, root: Path, pool: WorkerPool, is_source: bool
+) -> float:
     start = time.perf_counter()
     try:
-        stats = run_tasks(executor)
+        run_stages([stage], config, root / "logs", pool)
     except InputError as err:
-        raise InputError(f"source {source.name!r}: {err}") from err
+        raise InputError(f"source {stage.name!r}: {err}") from err
     except Exception as err:
-        raise RuntimeError(f"curation of source {source.name!r} failed: {err}") from err
-    seconds = time.perf_counter() - start
-    stages = summarize_stats(stats, [type(step).__name__ for step in steps])
-    _list_skipped(stages[0], read_skipped(skipped_dir))
-    return {"stages": stages, "documents_out": stages[-1]["kept"], "seconds": round(seconds, 2)}
+        what = f"source {stage.name!r}" if is_source else f"stage {stage.name}"
+        raise RuntimeError(f"curation of {what} failed: {err}") from err
+    return round(time.perf_counter() - start, 2)
+
+
+def _submit(config: CurationConfig, stages: list[Stage], root: Path, out: Path) -> dict:
+    """Submit every stage and a final one-task job that runs `finalize` (Slurm)."""
+    step_names = {s.name: s.step_names for s in stages}
+    final = Stage("_finalize", [Finalize(config, root, out, step_names)], 1, (stages[-1].name,))
+    jobs = submit_slurm(stages, config, root / "logs")
+    # The finalize job's own logs cannot live in the folder it renames.
+    jobs |= submit_slurm([final], config, out.parent / f".{out.name}.finalize", jobs)
+    return {"executor": "slurm", "jobs": jobs, "work_dir": str(root)}
+
+
+class Finalize(PipelineStep):
+    """Run `finalize` as the last Slurm job."""
+
+    name = "🏁 Finalize curation"
+
+    def __init__(self, config: CurationConfig, root: Path, out: Path, step_names: dict):
+        super().__init__()
+        self.config, self.root, self.out, self.step_names = config, root, out, step_names
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> None:
+        finalize(self.config, self.root, self.out, self.step_names, {})
+
+
+def finalize(
+    config: CurationConfig,
+    root: Path,
+    out: Path,
+    step_names: dict[str, list[str]],
+    seconds: dict[str, float],
+) -> dict:
+    """Count documents per stage and source, save `curation_stats.json`, rename `root` to `out`.
+
+    Raises:
+        RuntimeError: the documents written per source differ from what the counts say.
+    """
+    results = {}
+    for source in config.sources:
+        stats = read_stage_stats(root / "logs" / source.name)
+        stages = summarize_stats(stats, step_names[source.name])
+        _list_skipped(stages[0], read_skipped(root / _WORK / source.name / "skipped"))
+        results[source.name] = {"stages": stages, "seconds": seconds.get(source.name)}
+    _add_dedup_rows(config, root, results)
+    last = next(reversed(step_names))
+    written = _written_per_source(read_stage_stats(root / "logs" / last))
+    for name, result in results.items():
+        result["documents_out"] = result["stages"][-1]["kept"]
+        if written.get(name, 0) != result["documents_out"]:
+            raise RuntimeError(
+                f"source {name!r}: {written.get(name, 0)} documents written but the stage "
+                f"counts leave {result['documents_out']}"
+            )
+    dedup_seconds = sum(v for k, v in seconds.items() if k.startswith(DEDUP_LOGS))
+    log.info("dedup over all sources took %.1f s", dedup_seconds)
+    shutil.rmtree(root / _WORK)
+    (root / STATS_FILE).write_text(json.dumps(results, indent=2))
+    _replace(root, out)
+    return results
+
+
+def _add_dedup_rows(config: CurationConfig, root: Path, results: dict) -> None:
+    """One row per dedup method and source, counted from the exclusion output."""
+    for method in dedup_methods(config):
+        removed: dict[str, Counter] = defaultdict(Counter)
+        of_source: dict[str, Counter] = defaultdict(Counter)
+        for path in sorted((root / EXCLUDED_DIR / method).glob("*.jsonl.gz")):
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                for line in f:
+                    record = json.loads(line)
+                    removed[record["source"]][record["reason"]] += 1
+                    of_source[record["source"]][record["duplicate_of_source"]] += 1
+        for name, result in results.items():
+            n = result["stages"][-1]["kept"]
+            dropped = sum(removed[name].values())
+            row = {"stage": DEDUP_STAGE_NAMES[method], "in": n, "kept": n - dropped}
+            row["removed"] = dropped
+            if dropped:
+                row["removed_by"] = dict(sorted(removed[name].items()))
+                row["duplicate_of_source"] = dict(sorted(of_source[name].items()))
+            result["stages"].append(row)
+
+
+def _written_per_source(stats: PipelineStats) -> Counter:
+    """Documents the final JsonlWriter wrote per source (its per-file-name counters)."""
+    counts = Counter()
+    for name, value in stats.stats[-1].stats.items():
+        if name.endswith("/XXXXX.jsonl.gz"):
+            counts[name.split("/")[0]] += int(value.total)
+    return counts
 
 
 def summarize_stats(stats: PipelineStats, names: list[str]) -> list[dict]:
@@ -139,6 +274,8 @@ def summarize_stats(stats: PipelineStats, names: list[str]) -> list[dict]:
         if langs:
             row["languages"] = langs
         rows.append(row)
+    if rows and rows[-1]["stage"] == "JsonlWriter":
+        rows.pop()  # writes what the row before kept
     return rows
 
 
@@ -160,3 +297,57 @@ def _replace(tmp: Path, out: Path) -> None:
     out.rename(old)
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# --- the work folder: a fresh temp folder, or a resumable `.partial` one -------------------
+
+
+def _work_folder(config: CurationConfig, out: Path, inputs: dict) -> Path:
+    if not config.skip_completed and config.executor != "slurm":
+        # (Slurm jobs outlive this process: a pid-named folder would look stale to the next run.)
+        return make_temp_dir(out)
+    root = out.parent / f".{out.name}.partial"
+    fingerprint = _fingerprint(config, inputs)
+    saved = root / _WORK / "fingerprint"
+    if root.exists() and (not saved.is_file() or saved.read_text() != fingerprint):
+        log.info("%s was left by a run of another config or input: starting over", root)
+        _check_unlocked(root)
+        shutil.rmtree(root)
+    elif root.exists():
+        log.info("resuming from %s: completed tasks are skipped", root)
+    (root / _WORK).mkdir(parents=True, exist_ok=True)
+    if config.executor != "slurm":  # a lock by pid means nothing across Slurm jobs
+        _lock(root)
+    saved.write_text(fingerprint)
+    return root
+
+
+def _fingerprint(config: CurationConfig, inputs: dict) -> str:
+    """Hash of what the outputs depend on: the config (not how it runs) and the input files."""
+    settings = asdict(config)
+    for key in ("workers", "overwrite", "executor", "skip_completed", "slurm", "ray"):
+        settings.pop(key)
+    files = {}
+    for name, (base, paths) in inputs.items():
+        stats = [(p, (base / p).stat().st_size, (base / p).stat().st_mtime_ns) for p in paths]
+        files[name] = [str(base), stats]
+    blob = json.dumps([settings, files], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _lock(root: Path) -> None:
+    _check_unlocked(root)
+    (root / _WORK / "lock").write_text(f"{socket.gethostname()} {os.getpid()}")
+
+
+def _unlock(root: Path) -> None:
+    (root / _WORK / "lock").unlink(missing_ok=True)
+
+
+def _check_unlocked(root: Path) -> None:
+    lock = root / _WORK / "lock"
+    if not lock.is_file():
+        return
+    host, pid = lock.read_text().split()
+    if host == socket.gethostname() and int(pid) != os.getpid() and _alive(int(pid)):
+        raise RuntimeError(f"{root} is in use by running process {pid}; wait for it to finish")

@@ -1,4 +1,5 @@
-"""The curation pipeline of one source, as a list of datatrove steps."""
+"""The filtering pipeline of one source, as a list of datatrove steps (dedup runs after it,
+over every source at once: `llm_data.dedup_stages`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from datatrove.pipeline.writers import JsonlWriter
 
 from llm_data.config import CurationConfig, SourceConfig
 from llm_data.decontamination import DecontaminationFilter, EvalIndex
-from llm_data.dedup import ExactDedupFilter
 from llm_data.filters import quality_steps
 from llm_data.readers import make_reader
 
@@ -28,18 +28,21 @@ def build_source_pipeline(
     out_dir: Path,
     eval_index: EvalIndex | None = None,
     skipped_dir: Path | None = None,
+    excluded_dir: Path | None = None,
 ) -> list[PipelineStep]:
-    """Steps for one source: read -> [extract] -> [language ID -> Gopher] -> [dedup] ->
-    [decontamination] -> write.
+    """Steps for one source: read -> [extract] -> [language ID -> Gopher -> C4 -> FineWeb] ->
+    PII masking -> [decontamination] -> write.
 
     Args:
         source: the source to curate.
         config: the run's configuration (filters and thresholds).
         base_dir: folder the paths in `paths_file` are relative to.
         paths_file: one input file per line.
-        out_dir: folder for this source's curated JSONL.
+        out_dir: folder for this source's filtered JSONL (the input of dedup).
         eval_index: eval n-grams to decontaminate against (None: no decontamination).
         skipped_dir: where the JSONL reader records the lines it skipped (file, line, reason).
+        excluded_dir: where the quality filters write what they drop, as
+            `<excluded_dir>/<filter>/<source>/` (default: `out_dir/../excluded`).
     """
     metadata = {"source": source.name}
     steps: list[PipelineStep] = [make_reader(source, base_dir, paths_file, metadata, skipped_dir)]
@@ -52,9 +55,7 @@ def build_source_pipeline(
         )
         steps.append(extractor)
     # language ID, Gopher, C4, FineWeb, PII masking (llm_data.filters)
-    steps += quality_steps(source, config, excluded_dir=out_dir.parent / "excluded")
-    if config.exact_dedup:
-        steps.append(ExactDedupFilter())
+    steps += quality_steps(source, config, excluded_dir=excluded_dir or out_dir.parent / "excluded")
     if eval_index is not None:
         steps.append(DecontaminationFilter(eval_index))
     steps.append(JsonlWriter(str(out_dir), output_filename="${rank}.jsonl.gz"))
