@@ -329,10 +329,23 @@ def _fingerprint(config: CurationConfig, inputs: dict) -> str:
         settings.pop(key)
     files = {}
     for name, (base, paths) in inputs.items():
-        stats = [(p, (base / p).stat().st_size, (base / p).stat().st_mtime_ns) for p in paths]
-        files[name] = [str(base), stats]
+        files[name] = [str(base), [(p, *_size_and_mtime(base, p)) for p in paths]]
     blob = json.dumps([settings, files], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _size_and_mtime(base: Path | str, path: str) -> tuple[int, str]:
+    """Size and modification time of an input (a local file, or an fsspec URL's `base`)."""
+    if isinstance(base, Path):
+        stat = (base / path).stat()
+        return stat.st_size, str(stat.st_mtime_ns)
+    import fsspec  # a URL source (`llm_data.readers.resolve_source_files`)
+
+    fs, root = fsspec.core.url_to_fs(base)
+    info = fs.info(f"{root.rstrip('/')}/{path}")
+    return info.get("size", 0), str(
+        info.get("mtime") or info.get("LastModified") or info.get("created", "")
+    )
 
 
 def _lock(root: Path) -> None:

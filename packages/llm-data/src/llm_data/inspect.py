@@ -62,15 +62,21 @@ def _removed(root: Path, examples: int, progress) -> dict:
         reasons: collections.Counter = collections.Counter()
         shown = []
         for path in sorted(step_dir.rglob("*.jsonl.gz")):
+            # Filters write whole Documents; dedup writes records with `reason`, `duplicate_of`
+            # and a `text_prefix` (llm_data.dedup).
             for doc in _documents(path):
                 meta = doc.get("metadata") or {}
-                reason = meta.get("filter_reason") or meta.get("reason") or step_dir.name
+                reason = meta.get("filter_reason") or doc.get("reason") or step_dir.name
                 reasons[reason] += 1
                 if len(shown) < examples:
-                    text = " ".join(doc["text"].split())
-                    shown.append({"id": doc["id"], "source": meta.get("source", "-"),
-                                  "language": meta.get("language", "-"), "reason": reason,
-                                  "text": text[:_PREVIEW_CHARS]})  # fmt: skip
+                    text = " ".join((doc.get("text") or doc.get("text_prefix", "")).split())
+                    source = meta.get("source", doc.get("source", "-"))
+                    example = {"id": doc["id"], "source": source,
+                               "language": meta.get("language", "-"), "reason": reason,
+                               "text": text[:_PREVIEW_CHARS]}  # fmt: skip
+                    if "duplicate_of" in doc:
+                        example["duplicate_of"] = doc["duplicate_of"]
+                    shown.append(example)
             progress.update(1)
         steps[step_dir.name] = {
             "documents": sum(reasons.values()),
