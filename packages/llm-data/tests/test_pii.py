@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from datatrove.data import Document
 
 from llm_data.config import PIIConfig
@@ -51,3 +53,17 @@ def test_phone_numbers_when_enabled():
 def test_switches():
     (doc,) = _run(PIIMasker(PIIConfig(emails=False)), TEXT)
     assert "jane.doe@falcot.com" in doc.text and doc.metadata["pii"] == {"ip": 1}
+
+
+def test_curation_stats_count_what_was_masked(tmp_path):
+    from llm_data import CurationConfig, SourceConfig, run_curation
+
+    docs = [{"id": "a", "text": TEXT}, {"id": "b", "text": "Nothing personal here."}]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    source = SourceConfig(
+        name="docs", path=str(tmp_path / "docs.jsonl"), format="jsonl", quality_filters=False
+    )
+    stats = run_curation(CurationConfig(sources=[source], output_dir=str(tmp_path / "out")))
+    (row,) = [s for s in stats["docs"]["stages"] if s["stage"] == "PIIMasker"]
+    assert row["removed"] == 0
+    assert row["counted"] == {"documents_with_pii": 1, "pii_email": 2, "pii_ip": 1}

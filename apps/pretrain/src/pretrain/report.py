@@ -40,14 +40,15 @@ def _curation_section(curate: dict[str, Any]) -> list[str]:
     if not counts:
         return []
     lines = ["## Curation: documents per stage", ""]
-    lines.append("| source | stage | in | kept | removed | removed by reason |")
-    lines.append("| --- | --- | ---: | ---: | ---: | --- |")
+    lines.append("| source | stage | in | kept | removed | removed by reason | counted |")
+    lines.append("| --- | --- | ---: | ---: | ---: | --- | --- |")
     for source, steps in counts.items():
         for step, c in steps.items():
             reasons = ", ".join(f"{k} {v}" for k, v in c.get("removed_by", {}).items())
+            counted = ", ".join(f"{k} {v}" for k, v in c.get("counted", {}).items())
             lines.append(
                 f"| {source} | {step} | {c.get('in', '')} | {c.get('kept', '')} | "
-                f"{c.get('removed', '')} | {reasons} |"
+                f"{c.get('removed', '')} | {reasons} | {counted} |"
             )
     kept = curate.get("kept_per_group", {})
     if kept:

@@ -46,7 +46,7 @@ def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         raise ValueError("data.executor=slurm submits jobs and returns: run llm-data's curation")
     out = run_dir / "curated"
     stats = run_curation(dataclasses.replace(config.data, output_dir=str(out), overwrite=True))
-    keys = ("in", "kept", "removed", "removed_by")
+    keys = ("in", "kept", "removed", "removed_by", "counted")
     counts = {
         source: {s["stage"]: {k: s[k] for k in keys if k in s} for s in r["stages"]}
         for source, r in stats.items()

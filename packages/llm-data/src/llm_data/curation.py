@@ -253,8 +253,12 @@ def _written_per_source(stats: PipelineStats) -> Counter:
     return counts
 
 
+_COUNTED = ("pii_", "documents_with_pii", "unsupported_")
+
+
 def summarize_stats(stats: PipelineStats, names: list[str]) -> list[dict]:
-    """Turn datatrove's per-step stats into `{"stage", "in", "kept", "removed"}` rows."""
+    """Turn datatrove's per-step stats into `{"stage", "in", "kept", "removed"}` rows (plus
+    `removed_by`, `languages` and `counted`: PII masked, unsupported languages passed through)."""
     rows = []
     for name, step in zip(names, stats.stats, strict=True):
         counters = {k: v.total for k, v in step.stats.items()}
@@ -273,6 +277,11 @@ def summarize_stats(stats: PipelineStats, names: list[str]) -> list[dict]:
         langs = {k[len("lang_") :]: int(v) for k, v in counters.items() if k.startswith("lang_")}
         if langs:
             row["languages"] = langs
+        # What a step changed or passed through without removing: PII masked per kind, and
+        # documents in a language a quality filter has no rules for (kept, not filtered).
+        counted = {k: int(v) for k, v in counters.items() if k.startswith(_COUNTED)}
+        if counted:
+            row["counted"] = dict(sorted(counted.items()))
         rows.append(row)
     if rows and rows[-1]["stage"] == "JsonlWriter":
         rows.pop()  # writes what the row before kept
