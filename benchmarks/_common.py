@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 import re
 import subprocess
 from pathlib import Path
 
 import torch
+from _machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -23,14 +23,7 @@ def device_name(device: torch.device) -> str:
     """Marketing name of the GPU, or the CPU model with its core count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return f"{cpu} ({torch.get_num_threads()} threads)"
 
 

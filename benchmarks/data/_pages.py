@@ -11,10 +11,13 @@ import datetime
 import importlib.metadata  # noqa: F401  (datatrove 0.9 uses it without importing it)
 import json
 import os
-import platform
 import re
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _machine.py
+from _machine import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -72,14 +75,7 @@ def extracted_pages(path: Path) -> list[dict]:
 
 def provenance() -> list[tuple[str, str]]:
     """Date, CPU, cores and load average: the machine is shared, so the load goes with numbers."""
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return [("date", now), ("machine", f"{cpu}, {os.cpu_count()} cores"),

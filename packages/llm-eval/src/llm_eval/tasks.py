@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,28 @@ def parse_item(record: Any, where: str) -> TaskItem:
     return TaskItem(record["task"], record["id"], contexts, choices, gold)
 
 
+def read_records(path: str | os.PathLike, what: str) -> Iterator[tuple[dict, str]]:
+    """``(record, "file:line")`` for each non-blank line of a ``.jsonl`` / ``.jsonl.gz`` file.
+
+    Raises:
+        FileNotFoundError: If the file is missing (``what``: "task file", "text set").
+        ValueError: For a line that is not JSON, naming file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                yield json.loads(line), where
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: invalid JSON: {err}") from err
+
+
 def load_tasks(path: str | os.PathLike) -> list[TaskItem]:
     """Read task items from a ``.jsonl`` or ``.jsonl.gz`` file (blank lines skipped).
 
@@ -85,19 +108,4 @@ def load_tasks(path: str | os.PathLike) -> list[TaskItem]:
         FileNotFoundError: If the file is missing.
         ValueError: For a malformed line, naming file, line and field.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"task file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    items = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: invalid JSON: {err}") from err
-            items.append(parse_item(record, where))
-    return items
+    return [parse_item(record, where) for record, where in read_records(path, "task file")]
