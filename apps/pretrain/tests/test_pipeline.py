@@ -253,6 +253,23 @@ def test_settings_that_keep_the_trajectory_keep_the_checkpoints(finished_run, tm
     assert _checkpoints(run) == ["step_000020", "step_000040"]
 
 
+def test_the_mixture_warning_threshold_is_not_a_training_change(finished_run, tmp_path, caplog):
+    run, args = _copy_run(finished_run, tmp_path)
+    with caplog.at_level("INFO"):
+        assert main(["train", *args, "loader.max_epochs=2"]) == 0
+    assert "resumed from" in caplog.text
+    assert _checkpoints(run) == ["step_000020", "step_000040"]
+
+
+def test_a_missing_tokenizer_card_reruns_the_tokenizer_stage(finished_run, tmp_path, caplog):
+    run, args = _copy_run(finished_run, tmp_path)
+    (run / "tokenizer_card.json").unlink()
+    with caplog.at_level("INFO"):
+        run_pipeline(load_pretrain_config(args[1], args[2:]), ["curate", "tokenizer"])
+    assert "stage tokenizer: missing outputs (tokenizer_card.json)" in caplog.text
+    assert (run / "tokenizer_card.json").is_file()
+
+
 def test_changing_the_trajectory_is_an_error_not_a_deletion(finished_run, tmp_path, capsys, caplog):
     run, args = _copy_run(finished_run, tmp_path)
     before = (run / "metrics.jsonl").read_text()

@@ -49,16 +49,17 @@ STAGES = tuple(_STAGES)
 # What a finished stage leaves in the run directory (glob patterns); if one is gone it runs again.
 _OUTPUTS: dict[str, tuple[str, ...]] = {
     "curate": ("curated/*",),
-    "tokenizer": ("tokenizer.json",),
+    "tokenizer": ("tokenizer.json", "tokenizer_card.json"),
     "shards": ("shards/shard_stats.json",),
     "train": ("metrics.jsonl", "checkpoints/step_??????"),
-    "eval": ("eval.json",),
+    "eval": ("eval.json", "eval/results.json"),
     "report": (),
 }
 # Settings that change neither a stage's results nor the training trajectory.
 _NOT_HASHED = {"tokenizer.show_progress", *(f"train.{name}" for name in RUNTIME_FIELDS)}
-# Also not part of what the checkpoints were trained with: a longer run continues, on any device.
-_NOT_TRAINING_STATE = _NOT_HASHED | {"train.steps", "run.device"}
+# Also not part of what the checkpoints were trained with: a longer run continues, on any device;
+# loader.max_epochs only sets when the mixture table warns.
+_NOT_TRAINING_STATE = _NOT_HASHED | {"train.steps", "run.device", "loader.max_epochs"}
 TRAINING_RECORD = "config.json"  # in checkpoints/
 _TRAINED_ON = ("tokenizer.json", "shards/shard_stats.json")
 
