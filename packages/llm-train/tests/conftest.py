@@ -96,10 +96,30 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+class Crash(Exception):
+    pass
+
+
+class CrashAt:
+    """A callback that kills the run after step ``step`` (before its checkpoint)."""
+
+    every = 1
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __call__(self, step, model):
+        if step == self.step:
+            raise Crash
+        return {}
+
+
 @pytest.fixture
 def toy() -> SimpleNamespace:
     """The toy classes (fixtures, since tests are imported with --import-mode=importlib)."""
-    return SimpleNamespace(Model=ToyModel, Loader=ToyLoader, vocab=VOCAB, seq_len=SEQ_LEN)
+    return SimpleNamespace(
+        Model=ToyModel, Loader=ToyLoader, vocab=VOCAB, seq_len=SEQ_LEN, Crash=Crash, CrashAt=CrashAt
+    )
 
 
 @pytest.fixture

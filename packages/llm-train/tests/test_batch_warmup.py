@@ -29,18 +29,6 @@ def test_batch_warmup_needs_accumulation():
         TrainConfig(steps=10, batch_warmup_tokens=100)
 
 
-class CrashAt:
-    every = 1
-
-    def __init__(self, step):
-        self.step = step
-
-    def __call__(self, step, model):
-        if step == self.step:
-            raise RuntimeError("crash")
-        return {}
-
-
 def _run(toy, run_dir, callbacks=()):
     # Micro-batches of 4 x 8 = 32 tokens; target 3 of them (96 tokens); ramp from 32 over 192.
     config = TrainConfig(
@@ -62,8 +50,8 @@ def test_token_counts_per_step_and_exact_resume_during_the_ramp(toy, tmp_path):
     assert [r["tokens"] for r in records] == [32, 96, 160, 256, 352, 448]
     # The loader moved by exactly the 14 micro-batches taken (7 per epoch).
     assert straight.loader.state_dict() == {"epoch": 1, "position": 7}
-    with pytest.raises(RuntimeError, match="crash"):
-        _run(toy, tmp_path / "resumed", callbacks=[CrashAt(3)])  # checkpoint at step 2
+    with pytest.raises(toy.Crash):
+        _run(toy, tmp_path / "resumed", callbacks=[toy.CrashAt(3)])  # checkpoint at step 2
     resumed = _run(toy, tmp_path / "resumed")
     again = read_metrics(tmp_path / "resumed" / "metrics.jsonl")
     assert [r["loss"] for r in again] == [r["loss"] for r in records]

@@ -13,24 +13,6 @@ from llm_train.schedule import lr_at
 from llm_train.trainer import Trainer
 
 
-class Crash(Exception):
-    pass
-
-
-class CrashAt:
-    """A callback that kills the run after step ``step`` (before its checkpoint)."""
-
-    every = 1
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def __call__(self, step, model):
-        if step == self.step:
-            raise Crash
-        return {}
-
-
 class CountTokens:
     """Stands in for an eval callback: toggles eval mode and reports a number."""
 
@@ -59,8 +41,8 @@ def _run(toy, run_dir, callbacks=(), **overrides):
 
 def test_resumed_run_matches_uninterrupted_run(toy, tmp_path):
     straight, final = _run(toy, tmp_path / "straight")
-    with pytest.raises(Crash):
-        _run(toy, tmp_path / "resumed", callbacks=[CrashAt(7)])
+    with pytest.raises(toy.Crash):
+        _run(toy, tmp_path / "resumed", callbacks=[toy.CrashAt(7)])
     # Step 7 crashed in its callback, before its metrics line was written.
     crashed = read_metrics(tmp_path / "resumed" / "metrics.jsonl")
     assert [r["step"] for r in crashed] == [1, 2, 3, 4, 5, 6]
@@ -235,8 +217,8 @@ def test_hfu_counts_the_recomputed_forward(toy, tmp_path):
 
 def test_async_checkpoints_resume_like_sync_ones(toy, tmp_path):
     straight, final = _run(toy, tmp_path / "straight")
-    with pytest.raises(Crash):
-        _run(toy, tmp_path / "resumed", callbacks=[CrashAt(7)], async_checkpoint=True)
+    with pytest.raises(toy.Crash):
+        _run(toy, tmp_path / "resumed", callbacks=[toy.CrashAt(7)], async_checkpoint=True)
     resumed, resumed_final = _run(toy, tmp_path / "resumed", async_checkpoint=True)
     assert resumed_final["loss"] == pytest.approx(final["loss"], rel=1e-6)
     for (name, p), q in zip(resumed.model.named_parameters(), straight.model.parameters(),
