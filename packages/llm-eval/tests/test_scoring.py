@@ -72,7 +72,7 @@ def test_packed_contexts_equal_one_request_at_a_time(models, max_seq_len, head):
     """Each context runs once for all its choices (tree mask, positions restarting after the
     context), yet every log-likelihood equals a plain unbatched forward pass; with
     ``hidden_states`` / ``logits`` only the scored positions go through the output head."""
-    from llm_eval.scoring import _rows, splits_head, supports_packing
+    from llm_eval.scoring import _batches, _row_length, _rows, splits_head, supports_packing
 
     model = (models.TinyAttention if head == "split" else models.TinyAttentionNoHead)().eval()
     assert splits_head(model) == (head == "split")
@@ -87,4 +87,11 @@ def test_packed_contexts_equal_one_request_at_a_time(models, max_seq_len, head):
             assert score.logprob == pytest.approx(logprob, abs=1e-5)
             assert (score.tokens, score.greedy) == (len(req.continuation), greedy)
     # packing really shares: fewer rows than requests
-    assert len(_rows(requests, 64, packed=True)) < len(requests) / 2
+    rows = _rows(requests, 64, packed=True)
+    assert len(rows) < len(requests) / 2
+    # and shorter rows fill the padding of longer ones: some lines hold several rows, and
+    # every row is laid out exactly once
+    lines = [line for batch in _batches(rows, requests, 4, 4 * 64, fill=True) for line in batch]
+    assert any(len(line) > 1 for line in lines)
+    assert sorted(id(r) for line in lines for r in line) == sorted(id(r) for r in rows)
+    assert all(sum(_row_length(r, requests) for r in line) <= 64 * 2 for line in lines)

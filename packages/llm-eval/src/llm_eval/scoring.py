@@ -14,6 +14,7 @@ that predict a continuation token go through log-softmax.
 
 from __future__ import annotations
 
+import bisect
 import inspect
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -107,39 +108,47 @@ def _row_length(row: _Row, requests: Sequence[Request]) -> int:
 @dataclass
 class _Batch:
     inputs: torch.Tensor  # (B, L) token ids, right-padded
-    positions: torch.Tensor  # (B, L)
-    segments: torch.Tensor  # (B, L): 0 context, k > 0 the k-th continuation of the row, -1 pad
-    at: torch.Tensor  # (N, 2) (row, position) that predicts each scored token
+    positions: torch.Tensor  # (B, L): restart at 0 for each row laid in a line
+    rows: torch.Tensor  # (B, L): which row of the line a token belongs to, -1 pad
+    segments: torch.Tensor  # (B, L): 0 context, k > 0 the k-th continuation of its row
+    at: torch.Tensor  # (N, 2) (line, position) that predicts each scored token
     targets: torch.Tensor  # (N,) the token it predicts
     owner: torch.Tensor  # (N,) index (into the batch's requests) of the request it belongs to
     requests: list[int]  # request indices in this batch
 
 
-def _build_batch(rows: Sequence[_Row], requests: Sequence[Request]) -> _Batch:
-    """Lay out rows as ``context + cont_1[:-1] + cont_2[:-1] + ...`` with their score indices."""
-    length = max(_row_length(r, requests) for r in rows)
-    ids, pos, seg, targets, members = [], [], [], [], []
-    row_of, context_end, start_of, n_tokens = [], [], [], []  # per request
-    for b, row in enumerate(rows):
-        c = len(row.context)
-        r_ids, r_pos, r_seg = list(row.context), list(range(c)), [0] * c
-        for k, i in enumerate(row.members, start=1):
-            cont = requests[i].continuation
-            row_of.append(b)
-            context_end.append(c)
-            start_of.append(len(r_ids))
-            n_tokens.append(len(cont))
-            r_ids += cont[:-1]
-            r_pos += range(c, c + len(cont) - 1)
-            r_seg += [k] * (len(cont) - 1)
-            targets += cont
-            members.append(i)
-        pad = length - len(r_ids)
-        ids.append(r_ids + [0] * pad)
-        pos.append(r_pos + [0] * pad)
-        seg.append(r_seg + [-1] * pad)
+def _build_batch(lines: Sequence[Sequence[_Row]], requests: Sequence[Request]) -> _Batch:
+    """Lay out each line's rows end to end, each row as ``context + cont_1[:-1] + cont_2[:-1]
+    + ...``, with the indices of the positions that score each continuation token."""
+    length = max(sum(_row_length(r, requests) for r in line) for line in lines)
+    ids, pos, row_ids, seg, targets, members = [], [], [], [], [], []
+    line_of, context_end, start_of, n_tokens = [], [], [], []  # per request
+    for b, line in enumerate(lines):
+        l_ids, l_pos, l_row, l_seg = [], [], [], []
+        for r, row in enumerate(line):
+            c, first = len(row.context), len(l_ids)
+            l_ids += row.context
+            l_pos += range(c)
+            l_seg += [0] * c
+            for k, i in enumerate(row.members, start=1):
+                cont = requests[i].continuation
+                line_of.append(b)
+                context_end.append(first + c)
+                start_of.append(len(l_ids))
+                n_tokens.append(len(cont))
+                l_ids += cont[:-1]
+                l_pos += range(c, c + len(cont) - 1)
+                l_seg += [k] * (len(cont) - 1)
+                targets += cont
+                members.append(i)
+            l_row += [r] * (len(l_ids) - first)
+        pad = length - len(l_ids)
+        ids.append(l_ids + [0] * pad)
+        pos.append(l_pos + [0] * pad)
+        row_ids.append(l_row + [-1] * pad)
+        seg.append(l_seg + [0] * pad)
     # token j of a continuation starting at s is predicted at s + j - 1, except the first,
-    # which the context's last token (c - 1) predicts
+    # which the context's last token predicts
     n = torch.tensor(n_tokens)
     owner = torch.repeat_interleave(torch.arange(len(members)), n)
     j = torch.arange(len(owner)) - (torch.cumsum(n, 0) - n)[owner]
@@ -149,24 +158,27 @@ def _build_batch(rows: Sequence[_Row], requests: Sequence[Request]) -> _Batch:
     return _Batch(
         torch.tensor(ids),
         torch.tensor(pos),
+        torch.tensor(row_ids),
         torch.tensor(seg),
-        torch.stack([torch.tensor(row_of)[owner], at_pos], 1),
+        torch.stack([torch.tensor(line_of)[owner], at_pos], 1),
         torch.tensor(targets),
         owner,
         members,
     )
 
 
-def _tree_mask(segments: torch.Tensor) -> torch.Tensor:
-    """(B, L, L): key s visible to query t when s <= t and s is context or t's own continuation.
+def _tree_mask(rows: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """(B, L, L): key s visible to query t when s <= t, both are in the same row, and s is that
+    row's context or t's own continuation.
 
-    Continuations are contiguous and come after the context, so "causal, and the key is context
-    or in the query's segment" is exactly "the context and my own earlier tokens".
+    A row's continuations are contiguous and come after its context, so this is exactly "my
+    row's context and my own earlier tokens": each request sees what it would see alone.
     """
-    L = segments.shape[1]
-    causal = torch.ones(L, L, dtype=torch.bool, device=segments.device).tril()
+    L = rows.shape[1]
+    causal = torch.ones(L, L, dtype=torch.bool, device=rows.device).tril()
+    same_row = (rows.unsqueeze(2) == rows.unsqueeze(1)) & (rows.unsqueeze(1) >= 0)
     q, k = segments.unsqueeze(2), segments.unsqueeze(1)
-    return causal & ((k == 0) | (k == q)) & (k >= 0)
+    return causal & same_row & ((k == 0) | (k == q))
 
 
 def splits_head(model: LanguageModel) -> bool:
@@ -182,7 +194,10 @@ def _scored_logits(model: LanguageModel, batch: _Batch, packed: bool) -> torch.T
     """(N, V) logits at the positions in ``batch.at``."""
     kwargs = {}
     if packed:
-        kwargs = {"positions": batch.positions, "attn_mask": _tree_mask(batch.segments)}
+        kwargs = {
+            "positions": batch.positions,
+            "attn_mask": _tree_mask(batch.rows, batch.segments),
+        }
     if splits_head(model):
         h = model.hidden_states(batch.inputs, **kwargs)
         return model.logits(h[batch.at[:, 0], batch.at[:, 1]])
@@ -196,18 +211,32 @@ def _scored_logits(model: LanguageModel, batch: _Batch, packed: bool) -> torch.T
     return logits[batch.at[:, 0], batch.at[:, 1]]
 
 
-def _batches(rows: list[_Row], requests: Sequence[Request], batch_size: int, max_tokens: int):
-    """Longest rows first; a batch holds at most batch_size rows and max_tokens padded tokens."""
-    rows = sorted(rows, key=lambda r: -_row_length(r, requests))
-    batch: list[_Row] = []
-    for row in rows:
-        longest = _row_length(batch[0], requests) if batch else _row_length(row, requests)
-        if batch and (len(batch) == batch_size or longest * (len(batch) + 1) > max_tokens):
-            yield batch
-            batch = []
-        batch.append(row)
-    if batch:
-        yield batch
+def _batches(
+    rows: list[_Row], requests: Sequence[Request], batch_size: int, max_tokens: int, fill: bool
+):
+    """Batches of lines (lists of rows laid end to end), longest rows first.
+
+    A batch's lines are as long as its longest row and hold at most ``batch_size`` lines and
+    ``max_tokens`` tokens. With ``fill`` (packed scoring, where a mask keeps rows apart), each
+    line is topped up with the longest remaining rows that still fit, so shorter rows fill
+    what would be padding instead of costing batches of their own.
+    """
+    lengths = {id(r): _row_length(r, requests) for r in rows}
+    left = sorted(rows, key=lambda r: lengths[id(r)])  # shortest first: pop() takes the longest
+    sizes = [lengths[id(r)] for r in left]
+    while left:
+        cap = sizes[-1]
+        lines = []
+        while left and len(lines) < min(batch_size, max(1, max_tokens // cap)):
+            line, space = [left.pop()], cap - sizes.pop()
+            while fill and left:
+                j = bisect.bisect_right(sizes, space) - 1
+                if j < 0:
+                    break
+                space -= sizes.pop(j)
+                line.append(left.pop(j))
+            lines.append(line)
+        yield lines
 
 
 def score_requests(
@@ -254,13 +283,15 @@ def score_requests(
     n_tokens = torch.zeros(len(requests), dtype=torch.long)
     greedy = torch.ones(len(requests), dtype=torch.bool)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else nullcontext()
-    for rows_in_batch in _batches(rows, requests, batch_size, batch_size * max_seq_len):
-        batch = _build_batch(rows_in_batch, requests)
-        for name in ("inputs", "positions", "segments", "at", "targets", "owner"):
+    for lines in _batches(rows, requests, batch_size, batch_size * max_seq_len, fill=packed):
+        batch = _build_batch(lines, requests)
+        for name in ("inputs", "positions", "rows", "segments", "at", "targets", "owner"):
             setattr(batch, name, getattr(batch, name).to(device, non_blocking=True))
         with amp:
             picked = _scored_logits(model, batch, packed).float()  # (N, V): scored positions
-        token_lp = picked.log_softmax(-1).gather(1, batch.targets[:, None]).squeeze(1)
+        # log-softmax at the target only: logsumexp reads the logits without writing (N, V)
+        target = picked.gather(1, batch.targets[:, None]).squeeze(1)
+        token_lp = target - torch.logsumexp(picked, -1)
         hit = picked.argmax(-1) == batch.targets
         k = len(batch.requests)
         sums = torch.zeros(k, dtype=torch.float64, device=device)
