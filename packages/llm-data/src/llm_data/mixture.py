@@ -352,27 +352,16 @@ def mixture_table(
         steps = tokens // (samples_per_step * seq_len)
     available = _available(shards)
     phases = resolve_mixture(available, mixture, samples_per_step=samples_per_step, steps=steps)
-    used: dict[str, float] = dict.fromkeys(available, 0.0)
-    warnings, tables = [], []
-    for i, phase in enumerate(phases):
-        if phase.run_samples == 0:
-            warnings.append(f"phase {i} starts after step {phase.start_step}: it never trains")
-        rows = []
-        for source, n in phase.choose.items():
-            share = n / phase.epoch_size
-            tokens_used = phase.run_samples * share * seq_len
-            used[source] += tokens_used
-            tokens_available = available[source] * seq_len
-            epochs = tokens_used / tokens_available
-            rows.append(MixtureRow(source, tokens_available, share, epochs, tokens_used))
-        end = "end" if phase.end_step is None else phase.end_step
-        tables.append((f"phase {i}, steps {phase.start_step + 1}-{end}", rows))
-    total_used = sum(used.values()) or 1.0
-    total = [
-        MixtureRow(s, available[s] * seq_len, u / total_used, u / (available[s] * seq_len), u)
-        for s, u in used.items()
-        if u > 0
+    warnings = [
+        f"phase {i} starts after step {phase.start_step}: it never trains"
+        for i, phase in enumerate(phases)
+        if phase.run_samples == 0
     ]
+    tables = [
+        (_phase_title(i, phase), _phase_rows(phase, available, seq_len))
+        for i, phase in enumerate(phases)
+    ]
+    total = _total_rows(tables, available, seq_len)
     warnings += [
         f"source {r.source!r} repeats {r.epochs:.2f} epochs, more than max_epochs="
         f"{mixture.max_epochs:g} (Muennighoff et al. 2023: repeated tokens lose value past ~4)"
@@ -382,6 +371,39 @@ def mixture_table(
     for w in warnings:
         log.warning("mixture: %s", w)
     return MixtureTable(steps * samples_per_step * seq_len, tables, total, warnings)
+
+
+def _phase_title(i: int, phase: ResolvedPhase) -> str:
+    end = "end" if phase.end_step is None else phase.end_step
+    return f"phase {i}, steps {phase.start_step + 1}-{end}"
+
+
+def _phase_rows(phase: ResolvedPhase, available: dict[str, int], seq_len: int) -> list[MixtureRow]:
+    """One row per source the phase draws from: its share of the phase, tokens and epochs."""
+    rows = []
+    for source, n in phase.choose.items():
+        share = n / phase.epoch_size
+        tokens_used = phase.run_samples * share * seq_len
+        tokens_available = available[source] * seq_len
+        epochs = tokens_used / tokens_available
+        rows.append(MixtureRow(source, tokens_available, share, epochs, tokens_used))
+    return rows
+
+
+def _total_rows(
+    tables: list[tuple[str, list[MixtureRow]]], available: dict[str, int], seq_len: int
+) -> list[MixtureRow]:
+    """The whole run per source (phases summed); sources the run never reads are left out."""
+    used: dict[str, float] = dict.fromkeys(available, 0.0)
+    for _, rows in tables:
+        for r in rows:
+            used[r.source] += r.tokens_used
+    total_used = sum(used.values()) or 1.0
+    return [
+        MixtureRow(s, available[s] * seq_len, u / total_used, u / (available[s] * seq_len), u)
+        for s, u in used.items()
+        if u > 0
+    ]
 
 
 def _available(shards: str | Path | dict[str, int]) -> dict[str, int]:

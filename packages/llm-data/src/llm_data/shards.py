@@ -130,12 +130,9 @@ def tokenize_to_shards(
         The stats also saved to `out_dir/shard_stats.json`: per source `docs`, `heldout_docs`,
         `tokens` (written into samples), `samples`, `tokens_dropped` (the last partial sample).
     """
-    from streaming import MDSWriter
+    from streaming import MDSWriter  # noqa: F401  (without [shards], fail before any check)
 
-    if seq_len < 1:
-        raise ValueError(f"seq_len={seq_len!r} is invalid: expected an integer >= 1")
-    if not 0.0 <= heldout_fraction < 1.0:
-        raise ValueError(f"heldout_fraction={heldout_fraction!r} is invalid: expected [0, 1)")
+    _check_shard_args(seq_len, heldout_fraction)
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and not overwrite:
         raise FileExistsError(f"out_dir={str(out)!r} exists; pass overwrite=True to replace it")
@@ -145,19 +142,11 @@ def tokenize_to_shards(
     dtype = np.dtype(np.uint16 if vocab_size < 2**16 else np.uint32)
     stats = {"seq_len": seq_len, "sample_len": seq_len + 1, "dtype": dtype.name, "eos_id": eos_id}
     stats |= {"vocab_size": vocab_size, "heldout_fraction": heldout_fraction, "seed": seed}
-    stats["sources"] = {}
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_dirs(out)
     tmp = make_temp_dir(out)
     try:
-        with open(tmp / HELDOUT_FILE, "w", encoding="utf-8") as heldout:
-            for name, files in sources.items():
-                columns = {_TOKENS_COLUMN: f"ndarray:{dtype.name}:{seq_len + 1}"}
-                with MDSWriter(out=str(tmp / name), columns=columns, hashes=["sha1", "xxh64"]) as w:
-                    packer = _Packer(w, seq_len + 1, dtype)
-                    stats["sources"][name] = _shard_source(
-                        name, files, tokenizer, eos_id, packer, heldout, heldout_fraction, seed
-                    )
+        stats["sources"] = _write_streams(tmp, sources, tokenizer, stats)
         (tmp / SHARD_STATS_FILE).write_text(json.dumps(stats, indent=2))
         if out.exists():
             shutil.rmtree(out)
@@ -168,7 +157,37 @@ def tokenize_to_shards(
     return stats
 
 
+def _check_shard_args(seq_len: int, heldout_fraction: float) -> None:
+    """Refuse bad settings before anything is read or written."""
+    if seq_len < 1:
+        raise ValueError(f"seq_len={seq_len!r} is invalid: expected an integer >= 1")
+    if not 0.0 <= heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction={heldout_fraction!r} is invalid: expected [0, 1)")
+
+
+def _write_streams(tmp: Path, sources: dict[str, list[Path]], tokenizer, stats: dict) -> dict:
+    """One MDS stream per source under ``tmp``, and the held-out file; per-source stats.
+
+    ``stats`` supplies seq_len, dtype, eos_id, heldout_fraction and seed.
+    """
+    from streaming import MDSWriter
+
+    seq_len, dtype = stats["seq_len"], np.dtype(stats["dtype"])
+    columns = {_TOKENS_COLUMN: f"ndarray:{dtype.name}:{seq_len + 1}"}
+    per_source = {}
+    with open(tmp / HELDOUT_FILE, "w", encoding="utf-8") as heldout:
+        for name, files in sources.items():
+            with MDSWriter(out=str(tmp / name), columns=columns, hashes=["sha1", "xxh64"]) as w:
+                packer = _Packer(w, seq_len + 1, dtype)
+                per_source[name] = _shard_source(
+                    name, files, tokenizer, stats["eos_id"], packer, heldout,
+                    stats["heldout_fraction"], stats["seed"],
+                )  # fmt: skip
+    return per_source
+
+
 def _shard_source(name, files, tokenizer, eos_id, packer, heldout, fraction, seed) -> dict:
+    """Tokenize one source into ``packer`` in batches, its held-out documents into ``heldout``."""
     docs = held = tokens = 0
     batch: list[str] = []
 

@@ -158,92 +158,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # OmegaConf hands back a ListConfig
         self.float8_skip = tuple(self.float8_skip)
-        _require(self.steps >= 1, "steps", self.steps, "an integer >= 1")
-        _require(_finite(self.lr) and self.lr > 0, "lr", self.lr, "a finite float > 0")
-        _require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", self.min_lr_ratio, "in [0, 1]")
-        _require(
-            0 <= self.warmup_steps <= self.steps,
-            "warmup_steps",
-            self.warmup_steps,
-            f"in [0, steps={self.steps}]",
-        )
-        _require(self.schedule in _SCHEDULES, "schedule", self.schedule, f"one of {_SCHEDULES}")
-        _require(0 < self.decay_fraction <= 1, "decay_fraction", self.decay_fraction, "in (0, 1]")
-        _require(
-            0 <= self.anneal_fraction < 1, "anneal_fraction", self.anneal_fraction, "in [0, 1)"
-        )
-        _require(
-            self.warmup_steps + self.anneal_steps <= self.steps,
-            "anneal_fraction",
-            self.anneal_fraction,
-            f"an anneal of at most steps - warmup_steps = {self.steps - self.warmup_steps} "
-            f"steps (it is {self.anneal_steps})",
-        )
-        _require(
-            self.optimizer in _OPTIMIZERS, "optimizer", self.optimizer, f"one of {_OPTIMIZERS}"
-        )
-        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a float >= 0")
-        _require(
-            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-            "betas",
-            self.betas,
-            "two floats in [0, 1)",
-        )
-        _require(self.eps > 0, "eps", self.eps, "a float > 0")
-        _require(self.grad_clip >= 0, "grad_clip", self.grad_clip, "a float >= 0 (0 = off)")
-        _require(self.grad_accum_steps >= 1, "grad_accum_steps", self.grad_accum_steps, ">= 1")
-        for name in ("batch_warmup_tokens", "batch_warmup_start_tokens"):
-            _require(getattr(self, name) >= 0, name, getattr(self, name), "an integer >= 0")
-        _require(
-            self.batch_warmup_tokens == 0 or self.grad_accum_steps > 1,
-            "batch_warmup_tokens",
-            self.batch_warmup_tokens,
-            "0 unless grad_accum_steps > 1 (the ramp grows the micro-batches per step up to it)",
-        )
-        _require(
-            self.wandb_mode in _WANDB_MODES, "wandb_mode", self.wandb_mode, f"one of {_WANDB_MODES}"
-        )
-        _require(bool(self.wandb_project), "wandb_project", self.wandb_project, "a name")
-        _require(
-            self.precision in _PRECISIONS, "precision", self.precision, f"one of {_PRECISIONS}"
-        )
-        _require(self.log_every >= 1, "log_every", self.log_every, "an integer >= 1")
-        for name in ("checkpoint_every", "keep_checkpoints", "eval_every", "seed", "gc_every"):
-            _require(getattr(self, name) >= 0, name, getattr(self, name), "an integer >= 0")
-        _require(self.peak_flops >= 0, "peak_flops", self.peak_flops, "a float >= 0 (0 = off)")
-        _require(
-            _finite(self.step_timeout_s) and self.step_timeout_s >= 0,
-            "step_timeout_s",
-            self.step_timeout_s,
-            "a float >= 0 (0 = off)",
-        )
-        _require(
-            self.nan_policy in _NAN_POLICIES,
-            "nan_policy",
-            self.nan_policy,
-            f"one of {_NAN_POLICIES}",
-        )
-        _require(self.spike_k >= 0, "spike_k", self.spike_k, "a float >= 0 (0 = off)")
-        _require(self.spike_window >= 2, "spike_window", self.spike_window, "an integer >= 2")
-        _require(
-            self.spike_policy in _SPIKE_POLICIES,
-            "spike_policy",
-            self.spike_policy,
-            f"one of {_SPIKE_POLICIES}",
-        )
-        _require(
-            _finite(self.spike_lr_factor) and 0 < self.spike_lr_factor <= 1,
-            "spike_lr_factor",
-            self.spike_lr_factor,
-            "a float in (0, 1]",
-        )
-        _require(self.max_rollbacks >= 0, "max_rollbacks", self.max_rollbacks, "an integer >= 0")
-        _require(
-            self.max_consecutive_skips >= 1,
-            "max_consecutive_skips",
-            self.max_consecutive_skips,
-            "an integer >= 1",
-        )
+        # in this order, so that a config with several bad fields names the same one first
+        _check_schedule(self)
+        _check_optimizer(self)
+        _check_batch(self)
+        _check_wandb(self)
+        _check_precision(self)
+        _check_cadence(self)
+        _check_guards(self)
 
     @property
     def min_lr(self) -> float:
@@ -256,6 +178,104 @@ class TrainConfig:
         if self.anneal_fraction <= 0:
             return 0
         return max(1, round(self.anneal_fraction * self.steps))
+
+
+def _check_schedule(c: TrainConfig) -> None:
+    """Length and learning-rate schedule: warmup and the final anneal must fit in ``steps``."""
+    _require(c.steps >= 1, "steps", c.steps, "an integer >= 1")
+    _require(_finite(c.lr) and c.lr > 0, "lr", c.lr, "a finite float > 0")
+    _require(0 <= c.min_lr_ratio <= 1, "min_lr_ratio", c.min_lr_ratio, "in [0, 1]")
+    _require(
+        0 <= c.warmup_steps <= c.steps, "warmup_steps", c.warmup_steps, f"in [0, steps={c.steps}]"
+    )
+    _require(c.schedule in _SCHEDULES, "schedule", c.schedule, f"one of {_SCHEDULES}")
+    _require(0 < c.decay_fraction <= 1, "decay_fraction", c.decay_fraction, "in (0, 1]")
+    _require(0 <= c.anneal_fraction < 1, "anneal_fraction", c.anneal_fraction, "in [0, 1)")
+    _require(
+        c.warmup_steps + c.anneal_steps <= c.steps,
+        "anneal_fraction",
+        c.anneal_fraction,
+        f"an anneal of at most steps - warmup_steps = {c.steps - c.warmup_steps} "
+        f"steps (it is {c.anneal_steps})",
+    )
+
+
+def _check_optimizer(c: TrainConfig) -> None:
+    """Optimizer choice and its hyperparameters, and gradient clipping."""
+    _require(c.optimizer in _OPTIMIZERS, "optimizer", c.optimizer, f"one of {_OPTIMIZERS}")
+    _require(c.weight_decay >= 0, "weight_decay", c.weight_decay, "a float >= 0")
+    _require(
+        len(c.betas) == 2 and all(0 <= b < 1 for b in c.betas),
+        "betas",
+        c.betas,
+        "two floats in [0, 1)",
+    )
+    _require(c.eps > 0, "eps", c.eps, "a float > 0")
+    _require(c.grad_clip >= 0, "grad_clip", c.grad_clip, "a float >= 0 (0 = off)")
+
+
+def _check_batch(c: TrainConfig) -> None:
+    """Accumulation and batch warmup: the ramp needs more than one micro-batch per step."""
+    _require(c.grad_accum_steps >= 1, "grad_accum_steps", c.grad_accum_steps, ">= 1")
+    for name in ("batch_warmup_tokens", "batch_warmup_start_tokens"):
+        _require(getattr(c, name) >= 0, name, getattr(c, name), "an integer >= 0")
+    _require(
+        c.batch_warmup_tokens == 0 or c.grad_accum_steps > 1,
+        "batch_warmup_tokens",
+        c.batch_warmup_tokens,
+        "0 unless grad_accum_steps > 1 (the ramp grows the micro-batches per step up to it)",
+    )
+
+
+def _check_wandb(c: TrainConfig) -> None:
+    """The Weights & Biases mirror's mode and project."""
+    _require(c.wandb_mode in _WANDB_MODES, "wandb_mode", c.wandb_mode, f"one of {_WANDB_MODES}")
+    _require(bool(c.wandb_project), "wandb_project", c.wandb_project, "a name")
+
+
+def _check_precision(c: TrainConfig) -> None:
+    """Autocast precision (float8 needs a device to check: ``parallel.check_float8_device``)."""
+    _require(c.precision in _PRECISIONS, "precision", c.precision, f"one of {_PRECISIONS}")
+
+
+def _check_cadence(c: TrainConfig) -> None:
+    """How often to log, save, evaluate and collect garbage; MFU peak; the hang timeout."""
+    _require(c.log_every >= 1, "log_every", c.log_every, "an integer >= 1")
+    for name in ("checkpoint_every", "keep_checkpoints", "eval_every", "seed", "gc_every"):
+        _require(getattr(c, name) >= 0, name, getattr(c, name), "an integer >= 0")
+    _require(c.peak_flops >= 0, "peak_flops", c.peak_flops, "a float >= 0 (0 = off)")
+    _require(
+        _finite(c.step_timeout_s) and c.step_timeout_s >= 0,
+        "step_timeout_s",
+        c.step_timeout_s,
+        "a float >= 0 (0 = off)",
+    )
+
+
+def _check_guards(c: TrainConfig) -> None:
+    """The NaN and loss-spike guards: policies, spike detector, rollback and skip limits."""
+    _require(c.nan_policy in _NAN_POLICIES, "nan_policy", c.nan_policy, f"one of {_NAN_POLICIES}")
+    _require(c.spike_k >= 0, "spike_k", c.spike_k, "a float >= 0 (0 = off)")
+    _require(c.spike_window >= 2, "spike_window", c.spike_window, "an integer >= 2")
+    _require(
+        c.spike_policy in _SPIKE_POLICIES,
+        "spike_policy",
+        c.spike_policy,
+        f"one of {_SPIKE_POLICIES}",
+    )
+    _require(
+        _finite(c.spike_lr_factor) and 0 < c.spike_lr_factor <= 1,
+        "spike_lr_factor",
+        c.spike_lr_factor,
+        "a float in (0, 1]",
+    )
+    _require(c.max_rollbacks >= 0, "max_rollbacks", c.max_rollbacks, "an integer >= 0")
+    _require(
+        c.max_consecutive_skips >= 1,
+        "max_consecutive_skips",
+        c.max_consecutive_skips,
+        "an integer >= 1",
+    )
 
 
 def trajectory_changes(recorded: dict, config: TrainConfig) -> dict[str, tuple[object, object]]:
