@@ -37,3 +37,59 @@ def test_hf_directory_loads_and_scores_like_a_direct_forward(tmp_path, bpe_tok):
         logits = loaded.model.model(ids).logits[0, :-1].log_softmax(-1)
         expected = logits[-len(cont) :].gather(1, ids[0, -len(cont) :, None]).sum()
     assert score.logprob == pytest.approx(expected.item(), abs=1e-5)
+
+
+def _tiny_llama(path, bpe_tok):
+    from tokenizers import Tokenizer
+
+    raw = Tokenizer.from_str(bpe_tok.raw.to_str())
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>")
+    fast.save_pretrained(path)
+    config = transformers.LlamaConfig(
+        vocab_size=bpe_tok.vocab_size, hidden_size=32, intermediate_size=64,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=64,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(config).save_pretrained(path)
+
+
+def test_hf_contexts_are_packed_and_score_as_one_request_at_a_time(tmp_path, bpe_tok):
+    """A Llama takes the tree mask and positions as a custom 4-D mask and position_ids: each
+    context runs once for all its choices, and every log-likelihood equals the plain path."""
+    from llm_eval.hf import PackedHFCausalLM
+    from llm_eval.scoring import _rows
+
+    _tiny_llama(tmp_path, bpe_tok)
+    loaded = load_model(f"hf:{tmp_path}")
+    assert isinstance(loaded.model, PackedHFCausalLM) and loaded.metadata["packed"] is True
+    tok = loaded.tokenizer
+    contexts = tok.encode_batch(["The cat sat on the", "Water boils at"])
+    endings = tok.encode_batch([" mat", " roof of the house", " dog", " 100 degrees", " noon"])
+    requests = [
+        Request((tok.eos_id, *c), tuple(e))
+        for c, ends in zip(contexts, (endings[:3], endings[3:]), strict=True)
+        for e in ends
+    ]
+    assert len(_rows(requests, 64, packed=True)) == 2
+    with torch.no_grad():
+        kw = dict(batch_size=4, max_seq_len=64, device="cpu")
+        packed = score_requests(loaded.model, requests, packed=True, **kw)
+        plain = score_requests(loaded.model, requests, packed=False, **kw)
+    for a, b in zip(packed, plain, strict=True):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-5) and a.greedy == b.greedy
+
+
+def test_hf_model_that_ignores_the_mask_falls_back_to_one_row_per_request(
+    tmp_path, bpe_tok, monkeypatch, caplog
+):
+    from llm_eval import hf
+
+    def ignores_mask(self, input_ids, positions=None, attn_mask=None):
+        return self.model(input_ids=input_ids, position_ids=positions).logits
+
+    monkeypatch.setattr(hf.PackedHFCausalLM, "forward", ignores_mask)
+    _tiny_llama(tmp_path, bpe_tok)
+    loaded = load_model(f"hf:{tmp_path}")
+    assert type(loaded.model) is hf.HFCausalLM and loaded.metadata["packed"] is False
+    assert "packed and plain scoring differ" in caplog.text
