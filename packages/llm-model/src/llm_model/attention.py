@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,16 @@ class AttentionInputs:
     cache: KVCache | None = None
     block_mask: flex.BlockMask | None = None
     documents: bool = False
+    _additive: dict[torch.dtype, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def additive_mask(self, dtype: torch.dtype) -> torch.Tensor:
+        """``mask`` as 0 / -inf in ``dtype``, made once per forward pass for all layers: CPU
+        SDPA runs about a third faster on an additive mask than on a boolean one (same output:
+        every row keeps at least its diagonal)."""
+        if dtype not in self._additive:
+            zeros = torch.zeros(self.mask.shape, dtype=dtype, device=self.mask.device)
+            self._additive[dtype] = zeros.masked_fill_(~self.mask, float("-inf"))
+        return self._additive[dtype]
 
 
 class KVCache:
@@ -131,6 +141,8 @@ class Attention(nn.Module):
         mask = inputs.mask
         if inputs.bias is not None:  # fold the boolean mask into the additive bias
             mask = inputs.bias.masked_fill(~mask, float("-inf")).to(q.dtype)
+        elif mask.device.type == "cpu":
+            mask = inputs.additive_mask(q.dtype)
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self._dropout(), enable_gqa=gqa
         )
