@@ -117,3 +117,26 @@ def test_stale_temp_dirs_of_dead_processes_are_removed(tmp_path, curated_small, 
         (folder / "books").mkdir(parents=True)
     tokenize_to_shards(curated_small, tokenizer, tmp_path / "out", seq_len=8)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", live.name, other_host.name])
+
+
+def test_heldout_records_keep_the_language_label(tmp_path, tokenizer):
+    """Held-out web pages carry their language (for bits per byte per language); documents
+    without a label (books, code) carry none."""
+    web = [("de", "Der Hund läuft über die Straße."), ("fr", "Le chien court dans la rue.")]
+    (tmp_path / "cur" / "web").mkdir(parents=True)
+    (tmp_path / "cur" / "web" / "a.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"w{i}", "text": t, "metadata": {"language": lang}}) + "\n"
+            for i, (lang, t) in enumerate(web * 10)
+        )
+        + json.dumps({"id": "plain", "text": "no metadata at all"})
+        + "\n"
+    )
+    tokenize_to_shards(
+        tmp_path / "cur", tokenizer, tmp_path / "out", seq_len=7, heldout_fraction=0.5, seed=1
+    )
+    held = [json.loads(x) for x in (tmp_path / "out" / "heldout.jsonl").read_text().splitlines()]
+    by_id = {f"w{i}": lang for i, (lang, _) in enumerate(web * 10)}
+    labelled = [h for h in held if h["id"] != "plain"]
+    assert labelled and all(h["language"] == by_id[h["id"]] for h in labelled)
+    assert all("language" not in h for h in held if h["id"] == "plain")

@@ -269,16 +269,26 @@ def eval_model(spec: str | None, device: str = "cpu"):
 
 def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
     """Named text sets for bits per byte: the held-out documents per source
-    (``heldout/<source>``) and each ``eval.bpb_sets`` file (texts never trained on)."""
+    (``heldout/<source>``), per source and language where a source has several
+    (``heldout/<source>/<language>``), and each ``eval.bpb_sets`` file (texts never trained on).
+    Bits per byte do not depend on the tokenizer, so these compare across runs."""
     from llm_eval.texts import load_texts
 
     sets: dict[str, list[str]] = defaultdict(list)
+    by_language: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     path = run_dir / "shards" / "heldout.jsonl"
     if path.is_file():
         for line in path.read_text().splitlines():
             if line.strip():
                 doc = json.loads(line)
-                sets[f"heldout/{doc.get('source', 'all')}"].append(doc["text"])
+                source = doc.get("source", "all")
+                sets[f"heldout/{source}"].append(doc["text"])
+                if doc.get("language"):
+                    by_language[source][doc["language"]].append(doc["text"])
+    for source, languages in sorted(by_language.items()):
+        if len(languages) > 1:
+            for language, texts in sorted(languages.items()):
+                sets[f"heldout/{source}/{language}"] = texts
     for name, file in config.eval.bpb_sets.items():
         sets[name] = load_texts(file)
     return dict(sets)

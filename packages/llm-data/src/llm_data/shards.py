@@ -51,8 +51,10 @@ def list_curated_sources(curated_dir: Path) -> dict[str, list[Path]]:
     return sources
 
 
-def iter_documents(files: list[Path]) -> Iterator[tuple[str, str]]:
-    """Yield (id, text) from curated JSONL files, raising `InputError` on a bad record."""
+def iter_documents(files: list[Path]) -> Iterator[tuple[str, str, str | None]]:
+    """Yield (id, text, language) from curated JSONL files (language: ``metadata.language``
+    where language ID labelled the document, else None), raising `InputError` on a bad
+    record."""
     for path in files:
         opener = gzip.open if path.name.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8") as f:
@@ -65,7 +67,10 @@ def iter_documents(files: list[Path]) -> Iterator[tuple[str, str]]:
                     raise InputError(
                         f"{path}, line {line_no}: field 'text' missing or not a string"
                     )
-                yield str(record.get("id", f"{path.name}/{line_no}")), record["text"]
+                metadata = record.get("metadata")
+                language = metadata.get("language") if isinstance(metadata, dict) else None
+                doc_id = str(record.get("id", f"{path.name}/{line_no}"))
+                yield doc_id, record["text"], language if isinstance(language, str) else None
 
 
 def check_tokenizer(tokenizer) -> None:
@@ -119,7 +124,8 @@ def tokenize_to_shards(
         out_dir: destination, written atomically (built beside it, then renamed).
         seq_len: model context; each sample holds `seq_len + 1` tokens.
         heldout_fraction: share of documents (by id hash) kept out of the shards and written
-            to `out_dir/heldout.jsonl` as `{"id", "text", "source"}`.
+            to `out_dir/heldout.jsonl` as `{"id", "text", "source"}`, plus `"language"` where
+            the curated record has `metadata.language`.
         seed: changes which documents are held out.
         overwrite: replace an existing `out_dir`.
 
@@ -198,9 +204,10 @@ def _shard_source(name, files, tokenizer, eos_id, packer, heldout, fraction, see
             tokens += len(ids) + 1
         batch.clear()
 
-    for doc_id, text in tqdm(iter_documents(files), desc=f"shard {name}", unit="doc"):
+    for doc_id, text, language in tqdm(iter_documents(files), desc=f"shard {name}", unit="doc"):
         if is_heldout(name, doc_id, fraction, seed):
-            heldout.write(json.dumps({"id": doc_id, "text": text, "source": name}) + "\n")
+            record = {"id": doc_id, "text": text, "source": name}
+            heldout.write(json.dumps(record | ({"language": language} if language else {})) + "\n")
             held += 1
             continue
         docs += 1
