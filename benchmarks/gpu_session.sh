@@ -2,7 +2,7 @@
 # Every GPU check and benchmark of the repo in one command, for a machine with one CUDA GPU and a
 # plain python3 that holds torch + triton (no uv, no venv, no git checkout needed).
 #
-#   bash benchmarks/gpu_session.sh [tests] [kernels] [throughput]     (default: all three)
+#   bash benchmarks/gpu_session.sh [STEP...]   (default: tests trajectory kernels throughput; also eval)
 #
 # Run from anywhere; it works from the repo root. Results and the whole log go to $OUT
 # (default: a new temp dir): kernels-<gpu>.{md,csv,png}, throughput-<gpu>.{md,csv}, session.log.
@@ -131,6 +131,15 @@ for name in "${steps[@]}"; do
         # shellcheck disable=SC2086  # PROFILE_ARGS is a list of flags
         step profile "${PROFILE_LIMIT:-80}" "$PY" benchmarks/kernels/profile_kernels.py \
             ${PROFILE_ARGS-}
+        ;;
+    eval)
+        # The eval suite with gpt2-124m, bf16 (issue target: ~19,500 items in < 20 s on an H100).
+        # Needs the tokenizers wheel in .whl/ and a tokenizer.json (EVAL_TOKENIZER, default the
+        # sample run's); EVAL_TASKS is the task folder (default: the sample's 5 x 200 items).
+        # shellcheck disable=SC2086  # EVAL_ARGS is a list of flags
+        step eval "${EVAL_LIMIT:-90}" "$PY" benchmarks/eval/bench_suite.py \
+            --tasks-dir "${EVAL_TASKS:-data/sample/eval}" --out "$OUT/suite.md" \
+            ${EVAL_TOKENIZER:+--tokenizer "$EVAL_TOKENIZER"} ${EVAL_ARGS-}
         ;;
     throughput)
         # llama-1b with llm-kernels (the default) and without, same shapes: one table.
