@@ -190,9 +190,11 @@ def score_prepared(
     packed: bool | None = None,
     autocast: bool = False,
     progress: Callable[[int], None] | None = None,
+    inference: bool = False,
 ) -> list[dict[str, Any]]:
     """Score a prepared task; its per-item records (see `choice_records`, `greedy_records`).
-    ``progress`` is called with the number of items finished (approximately, per batch)."""
+    ``progress`` is called with the number of items finished (approximately, per batch);
+    ``inference`` runs under ``torch.inference_mode`` (see `eval_mode`)."""
     sizes = [len(r) for r in prepared.requests]
     flat = [r for reqs in prepared.requests for r in reqs]
     per_request = None
@@ -200,7 +202,7 @@ def score_prepared(
         ratio = len(prepared.items) / max(len(flat), 1)
         per_request = _Fraction(progress, ratio)
     device = model_device(model) if device is None else device
-    with eval_mode(model):
+    with eval_mode(model, inference=inference):
         scores = score_requests(
             model,
             flat,

@@ -28,12 +28,18 @@ class LanguageModel(Protocol):
 
 
 @contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode + ``torch.no_grad`` inside; every submodule's previous mode restored after."""
+def eval_mode(model: nn.Module, inference: bool = False) -> Iterator[None]:
+    """Eval mode + ``torch.no_grad`` inside; every submodule's previous mode restored after.
+
+    ``inference=True`` uses ``torch.inference_mode`` instead (~6% faster on CPU for small
+    models: no view or version tracking), for standalone evaluation only: tensors it creates
+    cannot be used by autograd later, which breaks a model that is still training and reuses
+    buffers (FSDP), so the in-loop callback keeps ``no_grad``.
+    """
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.inference_mode() if inference else torch.no_grad():
             yield
     finally:
         for module, training in modes:

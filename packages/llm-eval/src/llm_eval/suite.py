@@ -50,7 +50,9 @@ def run_suite(
 ) -> dict[str, dict[str, float]]:
     """Evaluate every task file (one task per file) and return ``{task: metrics}``.
 
-    All files are read and tokenized before any scoring, so a malformed file fails first. An
+    Scoring runs under ``torch.inference_mode`` (see `eval_mode`): for a model that is not in
+    the middle of training (in the training loop, use `InLoopEval`). All files are read and
+    tokenized before any scoring, so a malformed file fails first. An
     item with a continuation longer than ``max_seq_len`` tokens is skipped and named (a warning,
     ``skipped`` in the metrics, a ``"skipped"`` record in the per-item file); the other items
     and tasks are scored as usual.
@@ -101,6 +103,7 @@ def run_suite(
                     packed=packed,
                     autocast=autocast,
                     progress=bar.update,
+                    inference=True,  # standalone: not for a model in the middle of training
                 )
             metrics = metrics_from_records(records, task.generation)
             metrics["skipped"] = float(len(task.skipped))
