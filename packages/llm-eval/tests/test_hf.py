@@ -9,19 +9,23 @@ from llm_eval.scoring import Request, score_requests
 transformers = pytest.importorskip("transformers", reason="transformers (llm-eval[hf]) missing")
 
 
-def test_hf_directory_loads_and_scores_like_a_direct_forward(tmp_path, bpe_tok):
+def _tiny_llama(path, bpe_tok):
     from tokenizers import Tokenizer
 
     raw = Tokenizer.from_str(bpe_tok.raw.to_str())
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>")
-    fast.save_pretrained(tmp_path)
+    fast.save_pretrained(path)
     config = transformers.LlamaConfig(
         vocab_size=bpe_tok.vocab_size, hidden_size=32, intermediate_size=64,
         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         max_position_embeddings=64,
     )  # fmt: skip
     torch.manual_seed(0)
-    transformers.LlamaForCausalLM(config).save_pretrained(tmp_path)
+    transformers.LlamaForCausalLM(config).save_pretrained(path)
+
+
+def test_hf_directory_loads_and_scores_like_a_direct_forward(tmp_path, bpe_tok):
+    _tiny_llama(tmp_path, bpe_tok)
     loaded = load_model(f"hf:{tmp_path}")
     assert loaded.max_seq_len == 64 and loaded.metadata["model"] == f"hf:{tmp_path}"
     tok = loaded.tokenizer
@@ -37,21 +41,6 @@ def test_hf_directory_loads_and_scores_like_a_direct_forward(tmp_path, bpe_tok):
         logits = loaded.model.model(ids).logits[0, :-1].log_softmax(-1)
         expected = logits[-len(cont) :].gather(1, ids[0, -len(cont) :, None]).sum()
     assert score.logprob == pytest.approx(expected.item(), abs=1e-5)
-
-
-def _tiny_llama(path, bpe_tok):
-    from tokenizers import Tokenizer
-
-    raw = Tokenizer.from_str(bpe_tok.raw.to_str())
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>")
-    fast.save_pretrained(path)
-    config = transformers.LlamaConfig(
-        vocab_size=bpe_tok.vocab_size, hidden_size=32, intermediate_size=64,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=64,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    transformers.LlamaForCausalLM(config).save_pretrained(path)
 
 
 def test_hf_contexts_are_packed_and_score_as_one_request_at_a_time(tmp_path, bpe_tok):
