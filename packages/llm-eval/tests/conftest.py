@@ -109,6 +109,15 @@ class TinyAttention(nn.Module):
         return self.out(h)
 
 
+class TinyAttentionKeep(TinyAttention):
+    """Also takes ``keep`` ((N, 2) positions) in ``hidden_states`` and returns (N, d) there, as
+    llm_model.Transformer does (its last FFN then runs on those positions only)."""
+
+    def hidden_states(self, input_ids, positions=None, attn_mask=None, keep=None):
+        h = super().hidden_states(input_ids, positions=positions, attn_mask=attn_mask)
+        return h if keep is None else h[keep[:, 0], keep[:, 1]]
+
+
 class TinyAttentionNoHead(nn.Module):
     """The same model behind a plain forward (no ``hidden_states`` / ``logits``): scored through
     full logits."""
@@ -167,5 +176,6 @@ def models() -> SimpleNamespace:
         NextByte=NextByteModel,
         CausalMean=CausalMeanModel,
         TinyAttention=TinyAttention,
+        TinyAttentionKeep=TinyAttentionKeep,
         TinyAttentionNoHead=TinyAttentionNoHead,
     )

@@ -66,7 +66,7 @@ def _shared_context_requests(seed: int = 0) -> list[Request]:
     return requests
 
 
-@pytest.mark.parametrize("head", ["split", "full"])
+@pytest.mark.parametrize("head", ["split", "keep", "full"])
 @pytest.mark.parametrize("max_seq_len", [12, 64])
 def test_packed_contexts_equal_one_request_at_a_time(models, max_seq_len, head):
     """Each context runs once for all its choices (tree mask, positions restarting after the
@@ -74,8 +74,9 @@ def test_packed_contexts_equal_one_request_at_a_time(models, max_seq_len, head):
     ``hidden_states`` / ``logits`` only the scored positions go through the output head."""
     from llm_eval.scoring import _batches, _row_length, _rows, splits_head, supports_packing
 
-    model = (models.TinyAttention if head == "split" else models.TinyAttentionNoHead)().eval()
-    assert splits_head(model) == (head == "split")
+    kinds = {"split": models.TinyAttention, "keep": models.TinyAttentionKeep}
+    model = kinds.get(head, models.TinyAttentionNoHead)().eval()
+    assert splits_head(model) == (head != "full")
     requests = _shared_context_requests()
     assert supports_packing(model) and not supports_packing(models.CausalMean())
     with torch.no_grad():

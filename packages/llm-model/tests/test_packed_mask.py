@@ -29,3 +29,22 @@ def test_continuations_packed_after_a_context_match_separate_passes(position):
 
         cache = KVCache(config, 1, 32, "cpu", torch.float32)
         model.hidden_states(packed, cache=cache, attn_mask=mask[None])
+
+
+@pytest.mark.parametrize("norm_position", ["pre", "post", "sublayer"])
+@pytest.mark.parametrize("moe", [False, True])
+def test_keep_returns_the_full_hidden_states_at_those_positions(norm_position, moe):
+    """hidden_states(keep=) runs the last block's FFN and the final norm on the kept positions
+    only: the same vectors as the full pass, gathered."""
+    torch.manual_seed(0)
+    extra = {"n_experts": 4, "moe_top_k": 2} if moe else {}
+    config = ModelConfig(d_model=32, n_layers=2, n_heads=4, vocab_size=61, max_seq_len=16,
+                         norm_position=norm_position, **extra)  # fmt: skip
+    model = Transformer(config).eval()
+    ids = torch.randint(61, (3, 12))
+    keep = torch.tensor([[0, 0], [0, 11], [1, 5], [2, 3], [2, 4], [0, 6]])
+    with torch.no_grad():
+        full = model.hidden_states(ids)
+        kept = model.hidden_states(ids, keep=keep)
+    assert kept.shape == (len(keep), 32)
+    torch.testing.assert_close(kept, full[keep[:, 0], keep[:, 1]], atol=1e-5, rtol=1e-5)

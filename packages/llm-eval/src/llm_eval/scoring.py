@@ -70,14 +70,18 @@ class _Row:
     members: list[int]  # request indices
 
 
-def supports_packing(model: LanguageModel) -> bool:
-    """Whether ``model(input_ids, positions=..., attn_mask=...)`` is accepted (checked by name)."""
-    forward = getattr(model, "forward", model)
+def _takes(fn, *names: str) -> bool:
+    """Whether ``fn`` accepts keyword arguments ``names`` (checked by name)."""
     try:
-        params = inspect.signature(forward).parameters
+        params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
-    return "positions" in params and "attn_mask" in params
+    return all(name in params for name in names)
+
+
+def supports_packing(model: LanguageModel) -> bool:
+    """Whether ``model(input_ids, positions=..., attn_mask=...)`` is accepted (checked by name)."""
+    return _takes(getattr(model, "forward", model), "positions", "attn_mask")
 
 
 def _rows(requests: Sequence[Request], max_seq_len: int, packed: bool) -> list[_Row]:
@@ -203,6 +207,8 @@ def _scored(model: LanguageModel, batch: _Batch, packed: bool):
             "attn_mask": _tree_mask(batch.rows, batch.segments),
         }
     if splits_head(model):
+        if _takes(model.hidden_states, "keep"):  # the last FFN runs on the scored positions only
+            return model.hidden_states(batch.inputs, keep=batch.at, **kwargs), model.logits
         h = model.hidden_states(batch.inputs, **kwargs)
         return h[batch.at[:, 0], batch.at[:, 1]], model.logits
     out = model(batch.inputs, **kwargs)

@@ -29,8 +29,15 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = build_norm(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, inputs: AttentionInputs, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, T, d) -> (B, T, d); with ``keep`` ((N, 2) (row, position) indices) -> (N, d):
+        only those positions go on after attention, so the FFN runs on them alone (the FFN is
+        position-wise, so they equal the full block's output there)."""
         x = self._residual(x, lambda h: self.attn(h, inputs), self.attn_norm)
+        if keep is not None:
+            x = x[keep[:, 0], keep[:, 1]]
         return self._residual(x, self.ffn, self.ffn_norm)
 
     def _residual(self, x, sublayer, norm) -> torch.Tensor:

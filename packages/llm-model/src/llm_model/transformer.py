@@ -100,8 +100,9 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         doc_ids: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Final (normed) hidden states (B, T, d).
+        """Final (normed) hidden states (B, T, d), or (N, d) at the ``keep`` positions.
 
         Args:
             input_ids: (B, T) token ids.
@@ -111,6 +112,8 @@ class Transformer(nn.Module):
             doc_ids: (B, T) document index of each token, for document masking.
             attn_mask: (B, T, T) boolean, True where a query may attend to a key, and-ed with
                 the causal mask (no KV cache).
+            keep: (N, 2) (row, position) indices of the only outputs wanted (scoring a few
+                positions): the last block's FFN and the final norm run on those alone.
         """
         B, T = input_ids.shape
         if attn_mask is not None and cache is not None:
@@ -126,8 +129,9 @@ class Transformer(nn.Module):
         if self.pos_emb is not None:
             h = h + self.pos_emb(positions)
         h = self.dropout(h)
-        for block in self.blocks:
-            h = block(h, inputs)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            h = block(h, inputs, keep) if i == last and keep is not None else block(h, inputs)
         if cache is not None:
             cache.length += T
         return self.norm(h) if self.norm is not None else h
