@@ -31,20 +31,38 @@ def test_continuations_packed_after_a_context_match_separate_passes(position):
         model.hidden_states(packed, cache=cache, attn_mask=mask[None])
 
 
-@pytest.mark.parametrize("norm_position", ["pre", "post", "sublayer"])
-@pytest.mark.parametrize("moe", [False, True])
-def test_keep_returns_the_full_hidden_states_at_those_positions(norm_position, moe):
-    """hidden_states(keep=) runs the last block's FFN and the final norm on the kept positions
-    only: the same vectors as the full pass, gathered."""
+KEEP_CONFIGS = {
+    "pre": {},
+    "post": {"norm_position": "post"},
+    "sublayer": {"norm_position": "sublayer"},
+    "moe": {"n_experts": 4, "moe_top_k": 2},
+    "gqa-qknorm-head": {"n_kv_heads": 2, "qk_norm": "head"},
+    "qknorm-full": {"qk_norm": "full"},
+    "learned": {"position": "learned"},
+    "alibi": {"position": "alibi"},  # no subset path: runs in full, then gathered
+    "window": {"sliding_window": 5},
+}
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("name", list(KEEP_CONFIGS))
+def test_keep_returns_the_full_hidden_states_at_those_positions(name, masked):
+    """hidden_states(keep=) runs the last block's queries, FFN and norms on the kept positions
+    only: the same vectors as the full pass, gathered (plain causal and with a packing mask)."""
     torch.manual_seed(0)
-    extra = {"n_experts": 4, "moe_top_k": 2} if moe else {}
     config = ModelConfig(d_model=32, n_layers=2, n_heads=4, vocab_size=61, max_seq_len=16,
-                         norm_position=norm_position, **extra)  # fmt: skip
+                         **KEEP_CONFIGS[name])  # fmt: skip
     model = Transformer(config).eval()
     ids = torch.randint(61, (3, 12))
-    keep = torch.tensor([[0, 0], [0, 11], [1, 5], [2, 3], [2, 4], [0, 6]])
+    kw = {}
+    if masked:  # rows of 2 segments: positions restart, a context then a continuation
+        segment = torch.tensor([0] * 7 + [1] * 5)
+        mask = (segment[None, :] == 0) | (segment[None, :] == segment[:, None])
+        kw = {"positions": torch.tensor([*range(7), *range(7, 12)]).expand(3, 12),
+              "attn_mask": mask.expand(3, 12, 12)}  # fmt: skip
+    keep = torch.tensor([[2, 3], [0, 0], [0, 11], [1, 5], [2, 4], [0, 6]])  # any order
     with torch.no_grad():
-        full = model.hidden_states(ids)
-        kept = model.hidden_states(ids, keep=keep)
+        full = model.hidden_states(ids, **kw)
+        kept = model.hidden_states(ids, keep=keep, **kw)
     assert kept.shape == (len(keep), 32)
     torch.testing.assert_close(kept, full[keep[:, 0], keep[:, 1]], atol=1e-5, rtol=1e-5)

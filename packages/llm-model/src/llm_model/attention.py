@@ -57,6 +57,48 @@ class AttentionInputs:
         return self._additive[dtype]
 
 
+@dataclass
+class QuerySlots:
+    """Kept query positions laid out per row: ``slots`` (B, Q) positions (padding: position 0,
+    which always sees itself), and for each kept pair its ``line`` and ``slot`` in that layout."""
+
+    line: torch.Tensor  # (N,)
+    slot: torch.Tensor  # (N,)
+    slots: torch.Tensor  # (B, Q)
+    rows: torch.Tensor  # (B, 1): arange, for indexing
+
+    @classmethod
+    def of(cls, keep: torch.Tensor, B: int) -> QuerySlots:
+        line, device = keep[:, 0], keep.device
+        counts = torch.bincount(line, minlength=B)
+        order = torch.argsort(line, stable=True)
+        first = torch.cumsum(counts, 0) - counts
+        slot = torch.empty_like(line)
+        slot[order] = torch.arange(len(line), device=device) - first[line[order]]
+        slots = torch.zeros(B, int(counts.max()), dtype=torch.long, device=device)
+        slots[line, slot] = keep[:, 1]
+        return cls(line, slot, slots, torch.arange(B, device=device)[:, None])
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """(T, r) or (B, T, r) per-position values -> (B, Q, r) at the slots."""
+        return t[self.slots] if t.dim() == 2 else t[self.rows, self.slots]
+
+    def mask_rows(self, inputs: AttentionInputs, dtype: torch.dtype, Tk: int) -> torch.Tensor:
+        """(B, 1, Q, Tk): the kept queries' rows of the mask (plain causal when there is none)."""
+        if inputs.mask is None:
+            keys = torch.arange(Tk, device=self.slots.device)
+            return (keys <= self.slots[:, :, None]).unsqueeze(1)
+        mask = inputs.additive_mask(dtype) if inputs.mask.device.type == "cpu" else inputs.mask
+        mask = mask.expand(len(self.slots), -1, -1, -1)
+        return torch.gather(mask, 2, self.slots[:, None, :, None].expand(-1, 1, -1, Tk))
+
+
+def _queries_at_supported(config: ModelConfig, inputs: AttentionInputs) -> bool:
+    """Whether attention can run for a subset of queries (plain or masked SDPA)."""
+    plain = inputs.cache is None and inputs.bias is None and inputs.block_mask is None
+    return plain and config.attn_backend != "flash"
+
+
 class KVCache:
     """Keys and values of every layer for batched generation, preallocated to max_len."""
 
@@ -102,36 +144,59 @@ class Attention(nn.Module):
             self.q_norm = build_norm(config, q_dim if full else self.head_dim)
             self.k_norm = build_norm(config, kv_dim if full else self.head_dim)
 
-    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, inputs: AttentionInputs, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, T, d) -> (B, T, d); with ``keep`` ((N, 2) (row, position) pairs) -> (N, d): keys
+        and values of every position, queries of the kept ones only (the last block when only
+        a few positions are read). Paths that cannot (KV cache, ALiBi, flex, flash) run in
+        full and are gathered."""
+        if keep is not None and not _queries_at_supported(self.config, inputs):
+            return self.forward(x, inputs)[keep[:, 0], keep[:, 1]]
         B, T, _ = x.shape
-        q, k, v = self.wq(x), self.wk(x), self.wv(x)
-        if self.config.qk_norm == "full":
-            q, k = self.q_norm(q), self.k_norm(k)
-        q = q.view(B, T, self.n_heads, self.head_dim)  # (B, T, H, D)
-        k = k.view(B, T, self.n_kv_heads, self.head_dim)  # (B, T, Hkv, D)
-        v = v.view(B, T, self.n_kv_heads, self.head_dim)
-        if self.config.qk_norm == "head":
-            q, k = self.q_norm(q), self.k_norm(k)
+        at = None if keep is None else QuerySlots.of(keep, B)
+        xq = x if at is None else x[at.rows, at.slots]  # (B, Tq, d)
+        q, k, v = self._project(xq, x)
         if inputs.cos is not None:
-            q, k = self._rope(q, k, inputs.cos, inputs.sin)
+            q, k = self._rope(q, k, inputs.cos, inputs.sin, at)
         if self._use_flash(q, inputs):
             y = flash_attn_func(q, k, v, dropout_p=self._dropout(), causal=True, **self._flash())
         else:
-            y = self._sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), inputs)
-            y = y.transpose(1, 2)  # (B, T, H, D)
-        return self.wo(y.reshape(B, T, -1))
+            y = self._sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), inputs, at)
+            y = y.transpose(1, 2)  # (B, Tq, H, D)
+        y = y.reshape(B, xq.shape[1], -1)
+        return self.wo(y if at is None else y[at.line, at.slot])
 
-    def _rope(self, q, k, cos, sin):
+    def _project(self, xq: torch.Tensor, x: torch.Tensor):
+        """q (B, Tq, H, D) from ``xq``; k, v (B, T, Hkv, D) from ``x``; QK-norm applied."""
+        (B, Tq, _), T = xq.shape, x.shape[1]
+        q, k, v = self.wq(xq), self.wk(x), self.wv(x)
+        if self.config.qk_norm == "full":
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = q.view(B, Tq, self.n_heads, self.head_dim)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim)
+        if self.config.qk_norm == "head":
+            q, k = self.q_norm(q), self.k_norm(k)
+        return q, k, v
+
+    def _rope(self, q, k, cos, sin, at: QuerySlots | None = None):
         interleaved = self.config.rope_interleaved
+        if at is not None:  # queries at some positions: their own angles
+            q = apply_rope(q, at.gather(cos), at.gather(sin), interleaved)
+            return q, apply_rope(k, cos, sin, interleaved)
         if cos.dim() == 2 and _kernels.available(self.config.kernels, q):
             return _kernels.llm_kernels.apply_rope(q, k, cos, sin, interleaved=interleaved)
         return apply_rope(q, cos, sin, interleaved), apply_rope(k, cos, sin, interleaved)
 
-    def _sdpa(self, q, k, v, inputs: AttentionInputs) -> torch.Tensor:
+    def _sdpa(self, q, k, v, inputs: AttentionInputs, at: QuerySlots | None = None):
         """Attention on (B, H, T, D) tensors through SDPA (or flex with a BlockMask)."""
         if inputs.cache is not None:
             k, v = inputs.cache.update(self.layer_id, k, v)
         gqa = self.n_kv_heads != self.n_heads
+        if at is not None:  # the kept queries' rows of the mask
+            mask = at.mask_rows(inputs, q.dtype, k.shape[2])
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         if inputs.block_mask is not None:  # never with a cache, ALiBi or dropout
             return flex.attend(q, k, v, inputs.block_mask, enable_gqa=gqa)
         if inputs.mask is None and inputs.bias is None:

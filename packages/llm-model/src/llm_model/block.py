@@ -33,17 +33,16 @@ class TransformerBlock(nn.Module):
         self, x: torch.Tensor, inputs: AttentionInputs, keep: torch.Tensor | None = None
     ) -> torch.Tensor:
         """(B, T, d) -> (B, T, d); with ``keep`` ((N, 2) (row, position) indices) -> (N, d):
-        only those positions go on after attention, so the FFN runs on them alone (the FFN is
-        position-wise, so they equal the full block's output there)."""
-        x = self._residual(x, lambda h: self.attn(h, inputs), self.attn_norm)
-        if keep is not None:
-            x = x[keep[:, 0], keep[:, 1]]
+        attention queries, the FFN and the norms run on those positions only (keys and values
+        on all), equal to the full block's output there."""
+        x = self._residual(x, lambda h: self.attn(h, inputs, keep), self.attn_norm, keep)
         return self._residual(x, self.ffn, self.ffn_norm)
 
-    def _residual(self, x, sublayer, norm) -> torch.Tensor:
+    def _residual(self, x, sublayer, norm, keep=None) -> torch.Tensor:
         where = self.config.norm_position
+        skip = x if keep is None else x[keep[:, 0], keep[:, 1]]
         if where == "pre":
-            return x + self.dropout(sublayer(norm(x)))
+            return skip + self.dropout(sublayer(norm(x)))
         if where == "post":
-            return norm(x + self.dropout(sublayer(x)))
-        return x + self.dropout(norm(sublayer(x)))
+            return norm(skip + self.dropout(sublayer(x)))
+        return skip + self.dropout(norm(sublayer(x)))

@@ -113,7 +113,8 @@ class Transformer(nn.Module):
             attn_mask: (B, T, T) boolean, True where a query may attend to a key, and-ed with
                 the causal mask (no KV cache).
             keep: (N, 2) (row, position) indices of the only outputs wanted (scoring a few
-                positions): the last block's FFN and the final norm run on those alone.
+                positions): the last block's attention queries, FFN and norms and the final
+                norm run on those alone (keys and values on every position).
         """
         B, T = input_ids.shape
         if attn_mask is not None and cache is not None:
