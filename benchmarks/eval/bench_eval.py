@@ -16,9 +16,14 @@ Writes ``benchmarks/eval/results/harness-<cpu>.md`` with date, machine and load 
 
 from __future__ import annotations
 
+import os
+
+# one CPU thread for everything, the Rust tokenizers included (they would use every core)
+os.environ.setdefault("RAYON_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
