@@ -129,6 +129,11 @@ def test_match_items_keeps_the_differences_between_models():
     # rank the models as the full mean does (A < B < C), one level above it, one below
     matrix = np.array([[0.0, 1.0, -3.0], [0.0, 2.0, -2.0], [0.0, 3.0, -1.0]])
     assert match_items(matrix, 1).tolist() == [1]
+    # greedy takes item 0 (differences closest to the full set's), then item 2; the exchange
+    # pass swaps item 0 for item 1, and the pair 1 + 2 is off by 0.017 per model, not 0.24
+    matrix = np.array([[0.05, 0.5, -0.5], [-0.05, -0.5, 0.5]])
+    assert match_items(matrix, 2, passes=0).tolist() == [0, 2]
+    assert match_items(matrix, 2).tolist() == [1, 2]
 
 
 def two_skill_models(n_models: int, seed: int) -> list[ModelResults]:

@@ -112,27 +112,41 @@ def select_items(matrix: np.ndarray, size: int, strata: int = 4) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def match_items(matrix: np.ndarray, size: int) -> np.ndarray:
-    """Column indices of ``size`` items chosen greedily so that the subset mean of every row
-    (model), minus the mean over rows, is as close as possible (squared error summed over rows)
-    to the same for the full mean (see the module docstring). Only the differences between the
-    models are matched: an item every model scores alike, even at the task's mean level, then
-    counts as what it is for the ranking, a pull towards a tie. Ties go to the lower index."""
+def match_items(matrix: np.ndarray, size: int, passes: int = 3) -> np.ndarray:
+    """Column indices of ``size`` items whose mean, per row (model) and minus the mean over
+    rows, is as close as possible (squared error summed over rows) to the same for all items
+    (see the module docstring). Only the differences between the models are matched: an item
+    every model scores alike, even at the task's mean level, counts as what it is for the
+    ranking, a pull towards a tie. Items are added greedily, then up to ``passes`` rounds
+    exchange each chosen item for the one that fits best with the others (greedy alone can
+    lock in an early pick that a pair of later ones would beat)."""
     n = matrix.shape[1]
     size = min(max(size, 1), n)
     centered = matrix - matrix.mean(0)
     target = centered.mean(1)
-    total = np.zeros(matrix.shape[0])
+
+    def errors(total: np.ndarray, k: int) -> np.ndarray:
+        """Error of "the chosen items (summing to total) + item i", for every item i."""
+        return (((total[:, None] + centered) / k - target[:, None]) ** 2).sum(0)
+
     free = np.ones(n, dtype=bool)
-    chosen = []
+    chosen, total = [], np.zeros(matrix.shape[0])
     for k in range(1, size + 1):
-        # error of every candidate subset "chosen + item", for all items at once
-        error = (((total[:, None] + centered) / k - target[:, None]) ** 2).sum(0)
-        error[~free] = np.inf
-        best = int(np.argmin(error))
+        best = int(np.argmin(np.where(free, errors(total, k), np.inf)))  # ties: lower index
         chosen.append(best)
         free[best] = False
         total += centered[:, best]
+    for _ in range(passes):
+        changed = False
+        for j, item in enumerate(chosen):
+            rest = total - centered[:, item]
+            error = np.where(free, errors(rest, size), np.inf)
+            best = int(np.argmin(error))
+            if error[best] < errors(rest, size)[item] - 1e-12:  # strictly better: no cycling
+                free[item], free[best] = True, False
+                chosen[j], total, changed = best, rest + centered[:, best], True
+        if not changed:
+            break
     return np.sort(np.array(chosen))
 
 
