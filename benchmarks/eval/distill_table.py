@@ -143,6 +143,25 @@ def splits(models, groups: list[set[str]]) -> dict[str, tuple[list, list]]:
     return out
 
 
+def unresolved_pairs(models) -> tuple[int, int]:
+    """(pairs of models whose full-set suite scores differ by less than 2 standard errors of
+    the difference, all pairs): the noise floor of the reference ranking itself. The standard
+    error is that of the mean over tasks of per-item paired differences."""
+    from llm_eval.distill import score_matrix
+
+    tasks = sorted(set.intersection(*(set(m.scores) for m in models)))
+    matrices = [score_matrix(models, t)[1] for t in tasks]
+    close = pairs = 0
+    for a in range(len(models)):
+        for b in range(a + 1, len(models)):
+            diffs = [m[a] - m[b] for m in matrices]
+            mean = np.mean([d.mean() for d in diffs])
+            se = np.sqrt(sum(d.var(ddof=1) / len(d) for d in diffs)) / len(diffs)
+            close += abs(mean) < 2 * se
+            pairs += 1
+    return close, pairs
+
+
 def inner_check(select, methods) -> list[dict]:
     """Each selection run left out in turn (chosen on the other selection runs, checked on it);
     per fraction the mean tau over those folds: a choice of method that never sees the
@@ -163,23 +182,50 @@ def inner_check(select, methods) -> list[dict]:
     return rows
 
 
+def summary(curves: dict[str, list[dict]], methods: list[str]) -> list[str]:
+    """Per split, Kendall tau at each fraction under 0.1, per method and random."""
+    cols = [*methods, "random"]
+    fractions = [f for f in FRACTIONS if f < 0.1]
+    head = " | ".join(f"{c} @{f:g}" for f in fractions for c in cols)
+    lines = [f"| split | {head} |", "| --- |" + " ---: |" * (len(cols) * len(fractions))]
+    for split, rows in curves.items():
+        by_fraction = {r["fraction"]: r for r in rows}
+        cells = [f"{by_fraction[f][c][0]:.3f}" for f in fractions for c in cols]
+        lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def best_method(rows: list[dict], methods: list[str]) -> str:
+    """The method with the highest mean Kendall tau at fractions under 0.1 in ``rows``."""
+    small = [r for r in rows if r["fraction"] < 0.1]
+    if not small:
+        return methods[0]
+    return max(methods, key=lambda m: np.nanmean([r[m][0] for r in small]))
+
+
 def plot(results: dict[str, list[dict]], methods, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.6), sharey=True)
-    for ax, (title, rows) in zip(np.atleast_1d(axes), results.items(), strict=True):
+    n_cols = 2 if len(results) > 1 else 1
+    n_rows = -(-len(results) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5.5 * n_cols, 3.8 * n_rows), squeeze=False)
+    for ax, (title, rows) in zip(axes.flat, results.items(), strict=False):
         x = [r["fraction"] for r in rows]
         for c in [*methods, "random"]:
-            ax.plot(x, [r[c][0] for r in rows], marker="o", label=c, ls="--" * (c == "random"))
+            style = "--" if c == "random" else "-"
+            ax.plot(x, [r[c][0] for r in rows], marker="o", ls=style, label=c)
         ax.axhline(0.9, color="grey", lw=0.8)
         ax.axvline(0.1, color="grey", lw=0.8)
-        ax.set(title=title, xlabel="fraction of items", xscale="log")
+        ax.set(title=title, xlabel="fraction of items", ylabel="Kendall tau, held-out models")
+        ax.set_xscale("log")
         ax.set_xticks(x, [f"{f:g}" for f in x])
-    np.atleast_1d(axes)[0].set(ylabel="Kendall tau (held-out models)")
-    np.atleast_1d(axes)[0].legend()
+        ax.minorticks_off()
+    for ax in axes.flat[len(results) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -222,7 +268,10 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/distill-results"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "eval" / "results")
     parser.add_argument("--keep", type=float, default=0.05, help="fraction in the task files")
-    parser.add_argument("--method", default="match", help="method of the task files")
+    parser.add_argument(
+        "--method",
+        help="method of the task files (default: the better one in the selection-run checks)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--score-only", action="store_true", help="score new checkpoints only")
     args = parser.parse_args()
@@ -235,16 +284,19 @@ def main() -> int:
     groups = [set(g.split(",")) for g in args.heldout_runs]
     methods = list(METHODS)
     models = {metric: [read_results(d, metric) for d in dirs] for metric in METRICS}
-    sections, curves = [], {}
+    sections, curves, inner_rows = [], {}, []
     for metric in METRICS:
         for split, (select, heldout) in splits(models[metric], groups).items():
             rows = evaluate_all(select, heldout, methods)
             if metric == METRICS[0]:
                 curves[split] = rows
+            close, pairs = unresolved_pairs(heldout)
             sections += [f"### {metric}, {split}", ""]
             sections += [
                 f"{len(select)} models chose the items, {len(heldout)} held-out models ranked "
-                f"by the mean over tasks of `{metric}` on the subset vs the full set.",
+                f"by the mean over tasks of `{metric}` on the subset vs the full set. On the "
+                f"full set, {close} of their {pairs} pairs differ by less than 2 standard "
+                "errors (a tie within noise that any subset may order either way).",
                 "",
                 *format_rows(rows, methods),
                 "",
@@ -253,6 +305,7 @@ def main() -> int:
             ]
             if split.startswith("by run") and metric == METRICS[0]:
                 inner = inner_check(select, methods)
+                inner_rows += inner
                 sections += [
                     "Selection runs only, each left out in turn (mean over folds):",
                     "",
@@ -261,7 +314,8 @@ def main() -> int:
                 ]
     args.out.mkdir(parents=True, exist_ok=True)
     plot(curves, methods, args.out / "distill.png")
-    chosen = distill(models[METRICS[0]], args.keep, method=args.method)
+    method = args.method or best_method(inner_rows, methods)
+    chosen = distill(models[METRICS[0]], args.keep, method=method)
     written = write_distilled_tasks(chosen, args.tasks, args.out / "distilled")
     listing = ", ".join(f"`distilled/{p.name}`" for p in written)
     meta = header(device_name(torch.device("cpu")), [("load average", str(os.getloadavg()))])
@@ -277,9 +331,21 @@ def main() -> int:
             "skipped (too long) are left out of every model's set",
             "- methods (`llm_eval.distill`): `strata` (difficulty strata x discrimination), "
             "`match` (balanced: the subset mean of every selection model closest to its full "
-            "mean); `random`: mean over 50 random subsets of the same size per task (nan: "
+            "mean, relative to the other models: it keeps their differences, not the level, so "
+            "a distilled task's mean is not an estimate of the full task's); `random`: mean "
+            "over 50 random subsets of the same size per task (nan: "
             "every model scored the same on the subset; such draws are left out)",
-            f"- {args.keep:g} of each task chosen by `{args.method}` with all models: {listing}",
+            f"- {args.keep:g} of each task chosen by `{method}` with all models: {listing}"
+            + (
+                ""
+                if args.method
+                else " (the method with the higher mean tau under 10 % of the "
+                "items in the checks on selection runs only, never on held-out models)"
+            ),
+            "",
+            f"## Summary: Kendall tau on held-out models, `{METRICS[0]}`",
+            "",
+            *summary(curves, methods),
             "",
             "![Kendall tau vs fraction](distill.png)",
             "",

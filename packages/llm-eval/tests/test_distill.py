@@ -100,7 +100,8 @@ def test_cli_run_distill_report(tmp_path, monkeypatch, byte_tok, models):
     assert summary["metadata"]["model"] == "toy1" and summary["tasks"]["arc_easy"]["n"] == 20
     dist = tmp_path / "distilled"
     args = ["distill", "--select", *dirs[:2], "--heldout", *dirs[1:], "--tasks", *tasks]
-    assert main([*args, "--output", str(dist), "--keep", "0.25", "--fractions", "0.5"]) == 0
+    args += ["--output", str(dist), "--keep", "0.25", "--fractions", "0.5", "--method", "strata"]
+    assert main(args) == 0
     arc = load_tasks(dist / "arc_easy_distilled.jsonl")
     assert len(arc) == 5 and arc[0].task == "arc_easy_distilled"
     assert "Kendall tau" in (dist / "distill.md").read_text()

@@ -125,7 +125,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     dist.add_argument("--metric", default="logprob_per_byte", help="or acc, acc_norm, ...")
     dist.add_argument("--fractions", nargs="+", type=float, default=[0.02, 0.05, 0.1, 0.2])
     dist.add_argument("--keep", type=float, default=0.1, help="fraction in the task files")
-    dist.add_argument("--method", choices=METHODS, default="strata", help="how items are chosen")
+    dist.add_argument("--method", choices=METHODS, default="match", help="how items are chosen")
     dist.add_argument("--strata", type=int, default=4, help="difficulty strata (method strata)")
     dist.set_defaults(func=_distill)
 

@@ -181,7 +181,7 @@ class Distilled:
 
 
 def distill(
-    select: Sequence[ModelResults], fraction: float, strata: int = 4, method: str = "strata"
+    select: Sequence[ModelResults], fraction: float, strata: int = 4, method: str = "match"
 ) -> Distilled:
     """Choose ``fraction`` of each task's items from the selection models' per-item scores,
     by ``method`` (``strata`` or ``match``, see the module docstring)."""
@@ -210,7 +210,7 @@ def evaluate_subsets(
     fractions: Sequence[float],
     *,
     strata: int = 4,
-    method: str = "strata",
+    method: str = "match",
     random_draws: int = 50,
     seed: int = 0,
 ) -> list[dict[str, float]]:
