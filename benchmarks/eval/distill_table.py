@@ -15,10 +15,10 @@
 With ``$EVAL`` the folder of the eval task files (default: the ``data/sample/eval`` slices):
 
     uv run python benchmarks/eval/train_ladder.py
-    uv run python benchmarks/eval/distill_table.py --runs runs/ladder-s? --limit 300 \\
+    uv run python benchmarks/eval/distill_table.py --runs runs/ladder-s? --limit 500 \\
         --tasks $EVAL/{arc_challenge,arc_easy,hellaswag,lambada}.jsonl.gz \\
                 $EVAL/{openbookqa,piqa,sciq,socialiqa}.jsonl.gz \\
-        --heldout-runs ladder-s2,ladder-s4 ladder-s4,ladder-s5
+        --heldout-runs ladder-s2,ladder-s4 ladder-s4,ladder-s5 ladder-s1,ladder-s3,ladder-s5
 """
 
 from __future__ import annotations
@@ -44,32 +44,31 @@ def _task_name(path: Path) -> str:
     return path.name.removesuffix(".gz").removesuffix(".jsonl")
 
 
-def _complete(out: Path, tasks: list[Path], limit: int | None) -> bool:
-    """Whether ``out`` has results for every task, with at least ``limit`` items each."""
+def _complete(out: Path, expected: dict[str, int]) -> bool:
+    """Whether ``out`` has results for every task, with the ``expected`` items each."""
     path = out / "results.json"
     if not path.is_file():
         return False
     done = json.loads(path.read_text())["tasks"]
-    return all(
-        (t := _task_name(p)) in done and done[t]["n"] + done[t]["skipped"] >= (limit or 0)
-        for p in tasks
-    )
+    return all(t in done and done[t]["n"] + done[t]["skipped"] >= n for t, n in expected.items())
 
 
 def score_checkpoints(
     runs: list[Path], tasks: list[Path], work: Path, limit: int | None
 ) -> list[Path]:
     """Results directory per checkpoint (scored here unless it already has them all)."""
-    from llm_eval import run_suite
+    from llm_eval import load_tasks, run_suite
     from pretrain.stages import eval_model
 
+    # items per task: the first ``limit``, or all of a shorter task
+    expected = {items[0].task: len(items[:limit]) for items in map(load_tasks, tasks) if items}
     dirs = []
     for run in runs:
         for ckpt in sorted((run / "checkpoints").glob("step_*")):
             if not (ckpt / "manifest.json").is_file():
                 continue  # still being written
             out = work / f"{run.name}-{ckpt.name}"
-            if not _complete(out, tasks, limit):
+            if not _complete(out, expected):
                 loaded = eval_model(str(ckpt))
                 config = loaded.model.config
                 print(f"scoring {ckpt}", flush=True)
