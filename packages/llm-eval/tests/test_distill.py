@@ -9,7 +9,10 @@ import pytest
 from llm_eval import load_tasks
 from llm_eval.cli import main
 from llm_eval.distill import (
+    ModelResults,
+    distill,
     evaluate_subsets,
+    match_items,
     read_results,
     select_items,
 )
@@ -97,7 +100,8 @@ def test_cli_run_distill_report(tmp_path, monkeypatch, byte_tok, models):
     assert summary["metadata"]["model"] == "toy1" and summary["tasks"]["arc_easy"]["n"] == 20
     dist = tmp_path / "distilled"
     args = ["distill", "--select", *dirs[:2], "--heldout", *dirs[1:], "--tasks", *tasks]
-    assert main([*args, "--output", str(dist), "--keep", "0.25", "--fractions", "0.5"]) == 0
+    args += ["--output", str(dist), "--keep", "0.25", "--fractions", "0.5", "--method", "strata"]
+    assert main(args) == 0
     arc = load_tasks(dist / "arc_easy_distilled.jsonl")
     assert len(arc) == 5 and arc[0].task == "arc_easy_distilled"
     assert "Kendall tau" in (dist / "distill.md").read_text()
@@ -113,3 +117,49 @@ def test_cli_run_distill_report(tmp_path, monkeypatch, byte_tok, models):
         assert main(["report", *dirs, "--plot", str(plot)]) == 0
         assert plot.stat().st_size > 1000
     assert main(["run", "--model", "nope", "--tasks", *tasks, "--output", "x"]) == 1
+
+
+def test_match_items_keeps_the_differences_between_models():
+    # models A, B over 4 items: the full means differ by 0.125 (0.5 vs 0.375); item 2 (no
+    # difference) alone is closest, then item 3 (difference 0.5) makes the pair's exactly 0.125
+    matrix = np.array([[1.0, 0.0, 0.5, 0.5], [0.0, 1.0, 0.5, 0.0]])
+    assert match_items(matrix, 1).tolist() == [2]
+    assert match_items(matrix, 2).tolist() == [2, 3]
+    assert match_items(matrix, 9).tolist() == [0, 1, 2, 3]
+    # item 0 sits at the task's mean level for every model but ranks nothing; items 1 and 2
+    # rank the models as the full mean does (A < B < C), one level above it, one below
+    matrix = np.array([[0.0, 1.0, -3.0], [0.0, 2.0, -2.0], [0.0, 3.0, -1.0]])
+    assert match_items(matrix, 1).tolist() == [1]
+    # greedy takes item 0 (differences closest to the full set's), then item 2; the exchange
+    # pass swaps item 0 for item 1, and the pair 1 + 2 is off by 0.017 per model, not 0.24
+    matrix = np.array([[0.05, 0.5, -0.5], [-0.05, -0.5, 0.5]])
+    assert match_items(matrix, 2, passes=0).tolist() == [0, 2]
+    assert match_items(matrix, 2).tolist() == [1, 2]
+
+
+def two_skill_models(n_models: int, seed: int) -> list[ModelResults]:
+    """Models with two independent skills on one task of 300 items: 70 % of the items measure
+    skill 0, the rest skill 1; a model's item score is continuous (like a log-prob per byte)."""
+    rng = np.random.default_rng(seed)
+    items = np.random.default_rng(7)  # the same items for every call
+    skill_of_item = (items.random(300) >= 0.7).astype(int)
+    difficulty = items.normal(0, 1, 300)
+    models = []
+    for m in range(n_models):
+        skills = rng.normal(0, 1, 2)
+        scores = skills[skill_of_item] - difficulty + rng.normal(0, 0.1, 300)
+        models.append(ModelResults(f"m{m}", {"t": dict(enumerate(scores.tolist()))}, {}))
+    return models
+
+
+def test_match_represents_every_skill_where_discrimination_follows_the_main_one():
+    # discrimination against the full mean favours skill-0 items (the full mean is mostly
+    # skill 0), so `strata` ranks by skill 0 alone; `match` keeps both in their proportion
+    select, heldout = two_skill_models(12, seed=1), two_skill_models(12, seed=2)
+    match = evaluate_subsets(select, heldout, [0.05], method="match", random_draws=20)[0]
+    strata = evaluate_subsets(select, heldout, [0.05], method="strata", random_draws=0)[0]
+    assert match["items"] == strata["items"] == 15 and match["method"] == "match"
+    assert match["kendall_tau"] >= 0.9 > strata["kendall_tau"]
+    assert match["kendall_tau"] > match["random_kendall_tau"]
+    with pytest.raises(ValueError, match="method: got 'irt'"):
+        distill(select, 0.1, method="irt")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from llm_eval.distill import METHODS
 from llm_eval.suite import write_atomic
 
 
@@ -51,12 +52,14 @@ def _distill(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if args.heldout:
         heldout = [read_results(d, args.metric) for d in args.heldout]
-        rows = evaluate_subsets(select, heldout, args.fractions, strata=args.strata)
+        rows = evaluate_subsets(
+            select, heldout, args.fractions, strata=args.strata, method=args.method
+        )
         table = format_distill_table(rows, args.metric, len(select), len(heldout))
         write_atomic(out / "distill.md", table)
         write_atomic(out / "distill.json", json.dumps(rows, indent=2) + "\n")
         print(table)
-    chosen = distill(select, args.keep, args.strata)
+    chosen = distill(select, args.keep, args.strata, args.method)
     for path in write_distilled_tasks(chosen, args.tasks, out):
         print(f"wrote {path}")
     return 0
@@ -122,7 +125,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     dist.add_argument("--metric", default="logprob_per_byte", help="or acc, acc_norm, ...")
     dist.add_argument("--fractions", nargs="+", type=float, default=[0.02, 0.05, 0.1, 0.2])
     dist.add_argument("--keep", type=float, default=0.1, help="fraction in the task files")
-    dist.add_argument("--strata", type=int, default=4)
+    dist.add_argument("--method", choices=METHODS, default="match", help="how items are chosen")
+    dist.add_argument("--strata", type=int, default=4, help="difficulty strata (method strata)")
     dist.set_defaults(func=_distill)
 
     rep = sub.add_parser("report", help="table (and plot) of results over checkpoints")

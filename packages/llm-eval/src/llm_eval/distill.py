@@ -1,16 +1,21 @@
 """Distilled suites: a small subset of items per task that ranks models as the full set does.
 
-From the per-item results of several models (``run_suite(output_dir=...)`` directories):
+From the per-item results of several models (``run_suite(output_dir=...)`` directories), each
+item gets a score per model (`item_score`: a 0/1 hit, or the gold continuation's log-likelihood
+per byte, which separates weak models better than their near-chance hits). On the *selection*
+models only, one of two methods picks each task's subset:
 
-1. each item gets a score per model (`item_score`: a 0/1 hit, or the gold continuation's
-   log-likelihood per byte, which separates weak models better than their near-chance hits);
-2. on the *selection* models only, each item gets a difficulty (its mean score) and a
-   discrimination (the correlation, across models, of its score with the model's full-task
-   mean: an item that better models get right more often ranks them);
-3. items are split into difficulty strata (quantiles) and each stratum contributes its share
-   of the subset, taking its most discriminating items, so the subset mean tracks the full mean
-   (proportional allocation: the plain subset mean is the stratified estimate) and keeps a
-   spread of difficulties.
+- ``strata``: each item gets a difficulty (its mean score) and a discrimination (the
+  correlation, across models, of its score with the model's full-task mean: an item that better
+  models score higher on ranks them); items are split into difficulty strata (quantiles) and each
+  stratum contributes its share of the subset, taking its most discriminating items.
+- ``match`` (balanced selection): items are added one at a time, each time the one that brings
+  the subset's mean score of *every* selection model, relative to the other selection models,
+  closest (least squares) to that model's full-task mean relative to the others. The subset then
+  reproduces the full-set differences between the selection models, not only their order, and
+  so it is representative in every direction in which they differ (size, training steps), which
+  is what a held-out model mixing those directions needs; discrimination measured against the
+  full mean of a few models rewards items that follow the main direction only.
 
 `evaluate_subsets` then compares, on *held-out* models, the ranking by subset mean with the
 ranking by full mean (Kendall tau-b, Spearman), next to random subsets of the same size.
@@ -32,6 +37,7 @@ from llm_eval.suite import write_jsonl
 from llm_eval.tasks import load_tasks
 
 CONTINUOUS = "logprob_per_byte"
+METHODS = ("strata", "match")
 
 
 def item_score(record: dict[str, Any], metric: str) -> float:
@@ -106,6 +112,44 @@ def select_items(matrix: np.ndarray, size: int, strata: int = 4) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
+def match_items(matrix: np.ndarray, size: int, passes: int = 3) -> np.ndarray:
+    """Column indices of ``size`` items whose mean, per row (model) and minus the mean over
+    rows, is as close as possible (squared error summed over rows) to the same for all items
+    (see the module docstring). Only the differences between the models are matched: an item
+    every model scores alike, even at the task's mean level, counts as what it is for the
+    ranking, a pull towards a tie. Items are added greedily, then up to ``passes`` rounds
+    exchange each chosen item for the one that fits best with the others (greedy alone can
+    lock in an early pick that a pair of later ones would beat)."""
+    n = matrix.shape[1]
+    size = min(max(size, 1), n)
+    centered = matrix - matrix.mean(0)
+    target = centered.mean(1)
+
+    def errors(total: np.ndarray, k: int) -> np.ndarray:
+        """Error of "the chosen items (summing to total) + item i", for every item i."""
+        return (((total[:, None] + centered) / k - target[:, None]) ** 2).sum(0)
+
+    free = np.ones(n, dtype=bool)
+    chosen, total = [], np.zeros(matrix.shape[0])
+    for k in range(1, size + 1):
+        best = int(np.argmin(np.where(free, errors(total, k), np.inf)))  # ties: lower index
+        chosen.append(best)
+        free[best] = False
+        total += centered[:, best]
+    for _ in range(passes):
+        changed = False
+        for j, item in enumerate(chosen):
+            rest = total - centered[:, item]
+            error = np.where(free, errors(rest, size), np.inf)
+            best = int(np.argmin(error))
+            if error[best] < errors(rest, size)[item] - 1e-12:  # strictly better: no cycling
+                free[item], free[best] = True, False
+                chosen[j], total, changed = best, rest + centered[:, best], True
+        if not changed:
+            break
+    return np.sort(np.array(chosen))
+
+
 def _allocate(sizes: Sequence[int], total: int) -> list[int]:
     """Split ``total`` over bins in proportion to ``sizes`` (largest remainders)."""
     exact = np.array(sizes, dtype=float) * total / sum(sizes)
@@ -136,17 +180,26 @@ class Distilled:
         return sum(len(v) for v in self.items.values())
 
 
-def distill(select: Sequence[ModelResults], fraction: float, strata: int = 4) -> Distilled:
-    """Choose ``fraction`` of each task's items from the selection models' per-item scores."""
+def distill(
+    select: Sequence[ModelResults], fraction: float, strata: int = 4, method: str = "match"
+) -> Distilled:
+    """Choose ``fraction`` of each task's items from the selection models' per-item scores,
+    by ``method`` (``strata`` or ``match``, see the module docstring)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction: got {fraction}; must be in (0, 1]")
+    if method not in METHODS:
+        raise ValueError(f"method: got {method!r}; must be one of {', '.join(METHODS)}")
     if len(select) < 2:
         raise ValueError(f"distill needs >= 2 selection models, got {len(select)}")
     tasks = sorted(set.intersection(*(set(m.scores) for m in select)))
     items = {}
     for task in tasks:
         ids, matrix = score_matrix(select, task)
-        chosen = select_items(matrix, math.ceil(fraction * len(ids)), strata)
+        size = math.ceil(fraction * len(ids))
+        if method == "match":
+            chosen = match_items(matrix, size)
+        else:
+            chosen = select_items(matrix, size, strata)
         items[task] = [ids[i] for i in chosen]
     return Distilled(fraction, items)
 
@@ -157,19 +210,20 @@ def evaluate_subsets(
     fractions: Sequence[float],
     *,
     strata: int = 4,
+    method: str = "match",
     random_draws: int = 50,
     seed: int = 0,
 ) -> list[dict[str, float]]:
     """Per fraction: items, and on the held-out models Kendall tau / Spearman between the suite
-    score on the distilled subset and on the full set, with the mean over random subsets of the
-    same size per task for comparison."""
+    score on the subset chosen by ``method`` and on the full set, with the mean over random
+    subsets of the same size per task for comparison."""
     tasks = sorted(set.intersection(*(set(m.scores) for m in [*select, *heldout])))
     matrices = {task: score_matrix(heldout, task) for task in tasks}
     full = np.mean([m.mean(1) for _, m in matrices.values()], 0)
     rng = np.random.default_rng(seed)
     rows = []
     for fraction in fractions:
-        chosen = distill(select, fraction, strata)
+        chosen = distill(select, fraction, strata, method)
         cols = {}
         for task in tasks:
             where = {item: k for k, item in enumerate(matrices[task][0])}
@@ -185,6 +239,7 @@ def evaluate_subsets(
             draws.append(rank_agreement(full, np.mean(scores, 0)))
         rows.append(
             {
+                "method": method,
                 "fraction": fraction,
                 "items": sum(len(c) for c in cols.values()),
                 "of": sum(m.shape[1] for _, m in matrices.values()),
