@@ -234,13 +234,14 @@ def _target_logprobs(x, head, targets, amp, chunk_elements: int):
         t = targets[start : start + len(logits)]
         best = logits.amax(-1)
         target = logits.gather(1, t[:, None]).squeeze(1)
-        lp.append(target - best - (logits - best[:, None]).exp_().sum(-1).log_())
         # greedy: the target is the first maximum (argmax's tie rule), checked only where
         # the target reaches the maximum
         top = target == best
         at_top = top.nonzero().squeeze(1)
         top[at_top] = logits[at_top].argmax(-1) == t[at_top]
         hit.append(top)
+        # in place: the chunk is this function's own (a head output or an indexed copy)
+        lp.append(target - best - logits.sub_(best[:, None]).exp_().sum(-1).log_())
         start += len(logits)
         rows = max(1, chunk_elements // logits.shape[-1])
     return torch.cat(lp), torch.cat(hit)
