@@ -75,15 +75,10 @@ def run_suite(
         metadata: What was evaluated (model, tokenizer, ...), copied into ``results.json``.
         progress: Show a progress bar (items/s).
     """
-    prepared = []
-    for path in task_paths:
-        items = load_tasks(path)[:limit]
-        if not items:
-            raise ValueError(f"{path}: no task items")
-        prepared.append(prepare(tokenizer, items, max_seq_len))
-    out_dir = Path(output_dir) if output_dir is not None else None
-    summary: dict[str, Any] = {"metadata": metadata or {}, "max_seq_len": max_seq_len}
-    summary.update(tasks={}, skipped=[], seconds={})
+    prepared = [_prepare_file(path, tokenizer, limit, max_seq_len) for path in task_paths]
+    writer = _ResultsWriter(output_dir, metadata, max_seq_len)
+    score = dict(max_seq_len=max_seq_len, batch_size=batch_size, device=device, packed=packed,
+                 autocast=autocast, inference=True)  # fmt: skip  # standalone: not mid-training
     results: dict[str, dict[str, float]] = {}
     total = sum(len(p.items) for p in prepared)
     with tqdm(total=total, unit="item", desc="eval", disable=not progress) as bar:
@@ -91,29 +86,40 @@ def run_suite(
             for skip in task.skipped:
                 logger.warning("skipped %s/%s: %s", skip["task"], skip["id"], skip["reason"])
             start = time.perf_counter()
-            records = []
-            if task.items:
-                bar.set_postfix_str(task.task)
-                records = score_prepared(
-                    model,
-                    task,
-                    max_seq_len=max_seq_len,
-                    batch_size=batch_size,
-                    device=device,
-                    packed=packed,
-                    autocast=autocast,
-                    progress=bar.update,
-                    inference=True,  # standalone: not for a model in the middle of training
-                )
+            bar.set_postfix_str(task.task)
+            records = (
+                score_prepared(model, task, progress=bar.update, **score) if task.items else []
+            )
             metrics = metrics_from_records(records, task.generation)
             metrics["skipped"] = float(len(task.skipped))
             results[task.task] = metrics
             seconds = time.perf_counter() - start
             logger.info("%s: %s (%.1f s)", task.task, metrics, seconds)
-            if out_dir is not None:
-                write_jsonl(out_dir / f"{task.task}.jsonl", [*records, *task.skipped_records()])
-                summary["tasks"][task.task] = metrics
-                summary["skipped"] += task.skipped
-                summary["seconds"][task.task] = round(seconds, 3)
-                write_atomic(out_dir / "results.json", json.dumps(summary, indent=2) + "\n")
+            writer.task_done(task, records, metrics, seconds)
     return results
+
+
+def _prepare_file(path, tokenizer: TokenizerLike, limit: int | None, max_seq_len: int):
+    items = load_tasks(path)[:limit]
+    if not items:
+        raise ValueError(f"{path}: no task items")
+    return prepare(tokenizer, items, max_seq_len)
+
+
+class _ResultsWriter:
+    """``<task>.jsonl`` and ``results.json`` in ``output_dir`` (nothing when it is None),
+    rewritten atomically after each task, so finished tasks survive a later failure."""
+
+    def __init__(self, output_dir, metadata: dict[str, Any] | None, max_seq_len: int) -> None:
+        self.out_dir = Path(output_dir) if output_dir is not None else None
+        self.summary: dict[str, Any] = {"metadata": metadata or {}, "max_seq_len": max_seq_len}
+        self.summary.update(tasks={}, skipped=[], seconds={})
+
+    def task_done(self, task, records: list[dict], metrics: dict, seconds: float) -> None:
+        if self.out_dir is None:
+            return
+        write_jsonl(self.out_dir / f"{task.task}.jsonl", [*records, *task.skipped_records()])
+        self.summary["tasks"][task.task] = metrics
+        self.summary["skipped"] += task.skipped
+        self.summary["seconds"][task.task] = round(seconds, 3)
+        write_atomic(self.out_dir / "results.json", json.dumps(self.summary, indent=2) + "\n")
