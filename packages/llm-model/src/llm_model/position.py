@@ -154,7 +154,7 @@ def apply_rope(
         a, b = xr[..., 0::2], xr[..., 1::2]
     else:
         a, b = xr[..., : rot // 2], xr[..., rot // 2 :]
-    ra, rb = torch.addcmul(a * cos, b, sin, value=-1), torch.addcmul(b * cos, a, sin)
+    ra, rb = a * cos - b * sin, b * cos + a * sin
     # interleaved: back to (a0, b0, a1, b1, ...); else (a0, a1, ..., b0, b1, ...)
     out = torch.stack((ra, rb), -1).flatten(-2) if interleaved else torch.cat((ra, rb), -1)
     if rest.shape[-1] == 0:  # every dim rotated (the usual case): no second copy
