@@ -132,7 +132,7 @@ class Transformer(nn.Module):
         h = self.dropout(h)
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            h = block(h, inputs, keep) if i == last and keep is not None else block(h, inputs)
+            h = block(h, inputs, keep if i == last else None)
         if cache is not None:
             cache.length += T
         return self.norm(h) if self.norm is not None else h
