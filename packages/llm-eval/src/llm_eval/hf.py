@@ -67,8 +67,8 @@ class PackedHFCausalLM(HFCausalLM):
             return super().forward(input_ids)
         T = input_ids.shape[1]
         eye = torch.eye(T, dtype=torch.bool, device=input_ids.device)
-        # a padding query sees itself: no row of the mask is empty
-        allowed = (attn_mask & eye.logical_not().tril()) | eye
+        causal = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()
+        allowed = (attn_mask & causal) | eye  # a padding query sees itself: no empty row
         dtype = next(self.model.parameters()).dtype
         mask = torch.zeros(allowed.shape, dtype=dtype, device=input_ids.device)
         mask.masked_fill_(~allowed, torch.finfo(dtype).min)

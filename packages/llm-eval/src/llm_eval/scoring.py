@@ -8,8 +8,9 @@ Two paths compute the same numbers:
   that restart after the context, so each context runs once however many choices follow it;
 - plain (any ``model(input_ids) -> logits``): one row per request, right-padded.
 
-Rows are sorted by length (less padding), batched by a token budget, and only the positions
-that predict a continuation token go through log-softmax.
+Rows are sorted by length and batched by a token budget; packed, shorter rows fill the
+padding of longer ones (`_batches`). Only the positions that predict a continuation token go
+through the output head, a chunk at a time (`_target_logprobs`).
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ def _scored(model: LanguageModel, batch: _Batch, packed: bool):
             "attn_mask": _tree_mask(batch.rows, batch.segments),
         }
     if splits_head(model):
-        if _takes(model.hidden_states, "keep"):  # the last FFN runs on the scored positions only
+        if _takes(model.hidden_states, "keep"):  # the last block runs at scored positions only
             return model.hidden_states(batch.inputs, keep=batch.at, **kwargs), model.logits
         h = model.hidden_states(batch.inputs, **kwargs)
         return h[batch.at[:, 0], batch.at[:, 1]], model.logits
