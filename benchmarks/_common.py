@@ -73,6 +73,31 @@ def header(device: str, versions: list[tuple[str, str]] = ()) -> list[tuple[str,
             ("git", git_revision())]  # fmt: skip
 
 
+def parse_preset(spec: str) -> tuple[str, dict]:
+    """``"debug:vocab_size=4096,n_layers=2"`` -> ``("debug", {"vocab_size": 4096, "n_layers": 2})``.
+
+    Values are parsed as ``true``/``false`` (bools), then int, then float, else kept as strings
+    (``kernels=false`` must not reach the config as the truthy string ``"false"``).
+    """
+    name, _, rest = spec.partition(":")
+    overrides = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"preset override {item!r} in {spec!r} is not field=value")
+        if value.lower() in ("true", "false"):
+            overrides[key] = value.lower() == "true"
+            continue
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        overrides[key] = value
+    return name, overrides
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     tmp = path.with_name(path.name + ".tmp")

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import ROOT, device_name, device_slug, header, write_atomic  # noqa: E402
+from _common import ROOT, device_name, device_slug, header, parse_preset, write_atomic  # noqa: E402
 
 TARGET_SECONDS = 20.0  # the issue's H100 target for gpt2-124m
 
@@ -46,13 +46,9 @@ def build_model(preset: str, vocab_size: int, device: torch.device):
     """The preset (``name[:field=value,...]``) with at least the tokenizer's vocabulary."""
     from llm_model import Transformer, get_preset
 
-    name, _, extra = preset.partition(":")
-    base = get_preset(name)
-    overrides = {
-        k: type(getattr(base, k))(v) for k, v in (kv.split("=") for kv in extra.split(",") if kv)
-    }
-    overrides["vocab_size"] = max(overrides.get("vocab_size", base.vocab_size), vocab_size)
-    config = get_preset(name, **overrides)
+    name, overrides = parse_preset(preset)
+    vocab = overrides.get("vocab_size", get_preset(name).vocab_size)
+    config = get_preset(name, **{**overrides, "vocab_size": max(vocab, vocab_size)})
     torch.manual_seed(0)
     return Transformer(config).to(device).eval(), config
 

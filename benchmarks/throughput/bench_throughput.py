@@ -57,6 +57,7 @@ from _common import (  # noqa: E402
     device_name,
     device_slug,
     header,
+    parse_preset,
     profile_table,
     write_atomic,
 )
@@ -104,31 +105,6 @@ class Row:
     step_ms: float
     peak_mem_gib: float | None  # measured (CUDA); None on a CPU
     est_mem_gib: float  # tools/memory.py's peak estimate
-
-
-def parse_preset(spec: str) -> tuple[str, dict]:
-    """``"debug:vocab_size=4096,n_layers=2"`` -> ``("debug", {"vocab_size": 4096, "n_layers": 2})``.
-
-    Values are parsed as ``true``/``false`` (bools), then int, then float, else kept as strings
-    (``kernels=false`` must not reach the config as the truthy string ``"false"``).
-    """
-    name, _, rest = spec.partition(":")
-    overrides = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"preset override {item!r} in {spec!r} is not field=value")
-        if value.lower() in ("true", "false"):
-            overrides[key] = value.lower() == "true"
-            continue
-        for cast in (int, float):
-            try:
-                value = cast(value)
-                break
-            except ValueError:
-                continue
-        overrides[key] = value
-    return name, overrides
 
 
 def measure(
