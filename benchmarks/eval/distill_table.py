@@ -252,7 +252,7 @@ def model_table(models_by_metric: dict[str, list]) -> list[str]:
     return lines
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", type=Path, required=True)
     parser.add_argument(
@@ -273,16 +273,12 @@ def main() -> int:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--score-only", action="store_true", help="score new checkpoints only")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    from llm_eval.distill import METHODS, distill, read_results, write_distilled_tasks
+    return parser.parse_args()
 
-    dirs = score_checkpoints(args.runs, args.tasks, args.work, args.limit)
-    if args.score_only:
-        return 0
-    groups = [set(g.split(",")) for g in args.heldout_runs]
-    methods = list(METHODS)
-    models = {metric: [read_results(d, metric) for d in dirs] for metric in METRICS}
+
+def agreement_sections(models: dict, groups: list[set[str]], methods: list[str]):
+    """Per metric and split: the markdown section. Returns (sections, the first metric's rows
+    per split for the plot and summary, the selection-run-only check rows)."""
     sections, curves, inner_rows = [], {}, []
     for metric in METRICS:
         for split, (select, heldout) in splits(models[metric], groups).items():
@@ -311,6 +307,21 @@ def main() -> int:
                     *format_rows(inner, methods),
                     "",
                 ]
+    return sections, curves, inner_rows
+
+
+def main() -> int:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    from llm_eval.distill import METHODS, distill, read_results, write_distilled_tasks
+
+    dirs = score_checkpoints(args.runs, args.tasks, args.work, args.limit)
+    if args.score_only:
+        return 0
+    groups = [set(g.split(",")) for g in args.heldout_runs]
+    methods = list(METHODS)
+    models = {metric: [read_results(d, metric) for d in dirs] for metric in METRICS}
+    sections, curves, inner_rows = agreement_sections(models, groups, methods)
     args.out.mkdir(parents=True, exist_ok=True)
     plot(curves, methods, args.out / "distill.png")
     method = args.method or best_method(inner_rows, methods)
@@ -319,6 +330,10 @@ def main() -> int:
     listing = ", ".join(f"`distilled/{p.name}`" for p in written)
     meta = header(device_name(torch.device("cpu")), [("load average", str(os.getloadavg()))])
     names = ", ".join(_task_name(p) for p in args.tasks)
+    how = "" if args.method else (
+        " (the method with the higher mean tau under 10 % of the items in the checks on "
+        "selection runs only, never on held-out models)"
+    )  # fmt: skip
     text = "\n".join(
         [
             "# Distilled suites: subset size vs rank agreement on held-out models",
@@ -334,13 +349,7 @@ def main() -> int:
             "a distilled task's mean is not an estimate of the full task's); `random`: mean "
             "over 50 random subsets of the same size per task (nan: "
             "every model scored the same on the subset; such draws are left out)",
-            f"- {args.keep:g} of each task chosen by `{method}` with all models: {listing}"
-            + (
-                ""
-                if args.method
-                else " (the method with the higher mean tau under 10 % of the "
-                "items in the checks on selection runs only, never on held-out models)"
-            ),
+            f"- {args.keep:g} of each task chosen by `{method}` with all models: {listing}{how}",
             "",
             f"## Summary: Kendall tau on held-out models, `{METRICS[0]}`",
             "",
