@@ -1,6 +1,7 @@
 """Workspace-wide rules from ARCHITECTURE.md: the dependency rule, layout, self-contained docs."""
 
 import ast
+import sys
 import subprocess
 import tomllib
 from pathlib import Path
@@ -8,14 +9,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ["llm_kernels", "llm_model", "llm_tokenize", "llm_data", "llm_train", "llm_eval"]
+PACKAGES = ["llm_formats", "llm_kernels", "llm_model", "llm_tokenize", "llm_data", "llm_train",
+            "llm_eval"]  # fmt: skip
 ALLOWED = {  # package -> siblings it may import (ARCHITECTURE.md, "Dependency rule")
-    "llm_kernels": set(),
-    "llm_model": {"llm_kernels"},
-    "llm_tokenize": set(),
-    "llm_data": set(),
-    "llm_train": set(),
-    "llm_eval": set(),
+    "llm_formats": set(),  # the seams: imported by every package, imports none
+    "llm_kernels": {"llm_formats"},
+    "llm_model": {"llm_formats", "llm_kernels"},
+    "llm_tokenize": {"llm_formats"},
+    "llm_data": {"llm_formats"},
+    "llm_train": {"llm_formats"},
+    "llm_eval": {"llm_formats"},
 }
 
 
@@ -54,6 +57,19 @@ def test_package_declares_only_allowed_siblings(package):
     }
     declared = {s.replace("-", "_") for s in siblings} & set(PACKAGES)
     assert declared <= ALLOWED[package], f"{package} declares {declared - ALLOWED[package]}"
+
+
+def test_formats_is_standard_library_only():
+    meta = tomllib.loads((ROOT / "packages/llm-formats/pyproject.toml").read_text())
+    assert meta["project"]["dependencies"] == [] and not meta["project"].get("optional-dependencies")
+    src = ROOT / "packages/llm-formats/src/llm_formats"
+    bad = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted(src.rglob("*.py"))
+        for name in sorted(imported_roots(path))
+        if name not in sys.stdlib_module_names and name != "llm_formats"
+    ]
+    assert not bad, "llm-formats must need only the standard library:\n" + "\n".join(bad)
 
 
 def test_tokenize_and_data_core_do_not_need_torch():
