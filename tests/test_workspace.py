@@ -1,8 +1,8 @@
 """Workspace-wide rules from ARCHITECTURE.md: the dependency rule, layout, self-contained docs."""
 
 import ast
-import sys
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -61,7 +61,8 @@ def test_package_declares_only_allowed_siblings(package):
 
 def test_formats_is_standard_library_only():
     meta = tomllib.loads((ROOT / "packages/llm-formats/pyproject.toml").read_text())
-    assert meta["project"]["dependencies"] == [] and not meta["project"].get("optional-dependencies")
+    project = meta["project"]
+    assert project["dependencies"] == [] and not project.get("optional-dependencies")
     src = ROOT / "packages/llm-formats/src/llm_formats"
     bad = [
         f"{path.relative_to(ROOT)} imports {name}"
