@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ladder"))
 import ladder  # noqa: E402
@@ -60,26 +61,63 @@ def test_ladder_config_is_validated():
 
 
 # Three rungs fitted, the fourth predicted, with the ladder's defaults (batch 4 x 32 tokens, one
-# token per non-embedding parameter: 53 + 209 + 434 steps, and 786 for the target; about 12 s on
-# one thread). The law on compute must land within TOLERANCE of the measured held-out loss, and the
-# measurement inside the 95% interval.
-# Measured on the development machine: -0.7% (the largest rung's own loss is 6.6% above the
-# target's, so the check does more than "bigger is a bit better").
-TOLERANCE = 0.05
+# token per non-embedding parameter; about 12 s on the one thread the ladder uses).
+#
+# Tiny-model training is chaotic: another CPU's matmul kernels move each rung's loss as much as
+# another seed does. Measured on one 2-core Xeon (AVX-512), seeds 0-9 x 3 kernel sets
+# (ATEN_CPU_CAPABILITY native, default, avx2; 30 ladders): the compute law's prediction error
+# (predicted - measured) / measured had mean +5.1% and standard deviation 6.1% (range -3.9% ..
+# +24.8%; an AMD EPYC gave +6.0% for seed 0), the middle rung was once worse than the largest
+# (3.017 vs 3.098 nats), the fitted exponent ranged 0.022 .. 0.073, every measurement lay inside
+# its 95% interval (30 of 30: with 3 rungs the interval uses t(0.975, 1) = 12.7 and is wide), and
+# every loss was below 3.34 nats against 5.5 for the untrained model. So the test asserts that
+# (exact budgets, exact fits, learning, the interval) and an error bound of mean + 4 sd = 30%: it
+# catches a fit or budget that is wrong, not a few points of a tiny run's luck.
+STEPS = [53, 209, 434]  # round(N / (4 x 32)) for N = 6,736, 26,784, 55,536 non-embedding params
+TARGET_STEPS = 786
+ERROR_BOUND = 0.30
 
 
+@pytest.mark.trains
 def test_tiny_ladder_predicts_the_next_size(tmp_path):
     config = ladder.LadderConfig(widths=[16, 32, 48], target=64, eval_batches=4)
     data = ladder.ByteText([BOOKS])
     result = ladder.run_ladder(config, data, check_target=True)
-    losses = [r.eval_loss for r in result.rungs]
-    assert losses == sorted(losses, reverse=True)  # bigger rungs, more compute: lower loss
+    rungs, target = result.rungs, result.target
+    assert [r.steps for r in rungs] == STEPS and target.steps == TARGET_STEPS
+    assert [r.tokens for r in rungs] == [s * 4 * 32 for s in STEPS]
+    losses = [r.eval_loss for r in rungs]
+    untrained = _untrained_loss(config, data)
+    assert max(*losses, target.eval_loss) < untrained - 1.0, (losses, untrained)  # each learned
+    assert losses[-1] < losses[0]  # the largest rung beats the smallest (by >= 0.23 in 30 runs)
     assert result.by_compute.b > 0 and result.by_params.b > 0
+    # The fits and predictions are exactly the law's arithmetic on the measured losses.
+    assert result.by_compute == fit_power_law([r.compute for r in rungs], losses)
     by_c = result.predictions[0]
-    assert by_c.measured == result.target.eval_loss
-    assert abs(by_c.loss - by_c.measured) / by_c.measured < TOLERANCE, ladder.markdown(result, [])
-    assert by_c.low <= by_c.measured <= by_c.high
+    assert by_c.loss == result.by_compute(by_c.x) and by_c.measured == target.eval_loss
+    assert by_c.low < by_c.loss < by_c.high
+    report = ladder.markdown(result, [])
+    assert by_c.low <= by_c.measured <= by_c.high, report
+    assert abs(by_c.loss - by_c.measured) / by_c.measured < ERROR_BOUND, report
     ladder.write(result, [("date", "today"), ("data", data.name)], tmp_path)
     md = (tmp_path / "ladder.md").read_text()
     assert "| 64 (target) |" in md and "loss ~ a C^-b" in md
     assert (tmp_path / "ladder.png").stat().st_size > 0
+
+
+def _untrained_loss(config, data) -> float:
+    """Held-out loss of the smallest rung as initialised: what training must improve on."""
+    torch.manual_seed(config.seed)
+    model = ladder.Transformer(ladder.rung_config(16, data.vocab_size, config.seq_len))
+    batches = data.heldout(config.batch_size, config.seq_len, config.eval_batches)
+    return ladder.evaluate(model, batches)
+
+
+@pytest.mark.trains
+def test_ladder_is_reproducible_on_one_machine():
+    # The comparison that holds on any machine: the same config twice, the same losses, bit for bit.
+    config = ladder.LadderConfig(widths=[16, 32], target=48, eval_batches=2)
+    data = ladder.ByteText([BOOKS])
+    first, second = (ladder.run_ladder(config, data) for _ in range(2))
+    assert [r.eval_loss for r in first.rungs] == [r.eval_loss for r in second.rungs]
+    assert [r.train_loss for r in first.rungs] == [r.train_loss for r in second.rungs]

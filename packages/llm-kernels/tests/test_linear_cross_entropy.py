@@ -91,6 +91,7 @@ def test_no_grad_forward_matches():
     torch.testing.assert_close(loss, want)
 
 
+@pytest.mark.trains
 def test_training_trajectory_tracks_eager():
     # A tiny linear model (embedding -> unembedding) learns next = (7 * token) % vocab with
     # AdamW for 20 steps, once through the kernel and once through eager torch.

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -130,6 +132,7 @@ def test_bias_switch(bias):
     assert (model.blocks[0].ffn.w2.bias is not None) == bias
 
 
+@pytest.mark.trains
 def test_debug_preset_trains_on_cpu():
     torch.manual_seed(0)
     model = Transformer(get_preset("debug", vocab_size=64, n_layers=2))
@@ -144,4 +147,9 @@ def test_debug_preset_trains_on_cpu():
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[0] > 3.5 and losses[-1] < 1.0, losses  # ln(64) = 4.16 at start
+    # Untrained: about uniform, ln(64) = 4.16. The pattern's 8 tokens are equally frequent, so
+    # ln(8) = 2.08 is the best loss without context (where training stalls for a few steps);
+    # below it the model predicts from the previous token. 12 steps reach 0.89 (0.889-0.891 on
+    # AVX-512, AVX2 and default kernels, 1 or 2 threads): 0.75 ln(8) = 1.56 leaves 0.67 of slack
+    # for another CPU's trajectory, and a model stuck at the unigram fails it.
+    assert losses[0] > 3.5 and losses[-1] < 0.75 * math.log(8), losses

@@ -146,6 +146,7 @@ def test_unknown_optimizer_is_a_config_error():
         _config("sgd")
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("optimizer", ["lion", "adamw8bit"])
 def test_exact_resume(toy, tmp_path, optimizer, request):
     if optimizer == "adamw8bit":

@@ -8,6 +8,9 @@ from llm_train.metrics import read_metrics
 from llm_train.schedule import lr_at
 from llm_train.trainer import Trainer
 
+# Every test trains the toy model and asserts where the guard fires on its losses.
+pytestmark = pytest.mark.trains
+
 # Steps take two micro-batches: step s reads batches 2s - 2 and 2s - 1. Poisoning both of step
 # 7's makes its loss ~3.7 against a threshold of ~3.4 (mean + 3 std of steps 4..6).
 SPIKE_AT_7 = (12, 13)
