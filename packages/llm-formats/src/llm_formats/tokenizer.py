@@ -40,6 +40,7 @@ __all__ = [
     "hf_tokenizer_files",
     "read_card",
     "read_tokenizer_json",
+    "role_ids",
     "special_token_roles",
     "validate_card",
     "vocabulary",
@@ -187,8 +188,23 @@ def _added_tokens_decoder(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def role_ids(tokenizer_path: str | os.PathLike, roles: dict[str, str]) -> dict[str, int]:
+    """Role -> id of each role's token in ``tokenizer_path``.
+
+    Raises:
+        TokenizerFormatError: If a role's token is not in the vocabulary (names file and role).
+    """
+    vocab = vocabulary(read_tokenizer_json(tokenizer_path))
+    for role, token in roles.items():
+        if token not in vocab:
+            raise TokenizerFormatError(
+                f"{tokenizer_path}: {role} token {token!r} is not in the vocabulary"
+            )
+    return {role: vocab[token] for role, token in roles.items()}
+
+
 def hf_tokenizer_files(
-    tokenizer_path: str | os.PathLike, model_max_length: int, eos: str | None = None
+    tokenizer_path: str | os.PathLike, model_max_length: int, roles: dict[str, str] | None = None
 ) -> dict[str, bytes]:
     """The tokenizer files of a Hugging Face model folder, so that ``AutoTokenizer`` encodes as
     training did: ``tokenizer.json`` (prepending EOS, see `_prepend_eos`),
@@ -196,21 +212,16 @@ def hf_tokenizer_files(
     starts every text) and ``special_tokens_map.json``.
 
     Args:
-        tokenizer_path: The run's tokenizer.json (roles from its card).
+        tokenizer_path: The run's tokenizer.json.
         model_max_length: The model's longest input.
-        eos: An EOS string that overrides the card's.
+        roles: Role -> token (needs ``eos``); default `special_token_roles` (the card's).
 
     Raises:
         TokenizerFormatError: If a role's token is not in the vocabulary (names file and role).
     """
     data = read_tokenizer_json(tokenizer_path)
-    roles = {**special_token_roles(tokenizer_path), **({"eos": eos} if eos else {})}
-    vocab = vocabulary(data)
-    for role, token in roles.items():
-        if token not in vocab:
-            raise TokenizerFormatError(
-                f"{tokenizer_path}: {role} token {token!r} is not in the vocabulary"
-            )
+    roles = roles if roles is not None else special_token_roles(tokenizer_path)
+    ids = role_ids(tokenizer_path, roles)
     named = {_HF_ROLE_KEYS[r]: t for r, t in roles.items() if r in _HF_ROLE_KEYS}
     named["bos_token"] = roles["eos"]
     added = [t["content"] for t in data.get("added_tokens") or []]
@@ -227,7 +238,7 @@ def hf_tokenizer_files(
         "add_bos_token": True,  # done by tokenizer.json's post-processor (bos_token = EOS)
         "add_eos_token": False,
     }
-    exported = _prepend_eos(data, roles["eos"], vocab[roles["eos"]])
+    exported = _prepend_eos(data, roles["eos"], ids["eos"])
     return {
         TOKENIZER_FILE: (json.dumps(exported, indent=2, ensure_ascii=False) + "\n").encode(),
         "tokenizer_config.json": (json.dumps(config, indent=2) + "\n").encode(),
