@@ -145,16 +145,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llm_formats.tokenizer import TokenizerFormatError
-
     from llm_data.readers import InputError
     from llm_data.yaml_config import ConfigError
+    from llm_formats.tokenizer import TokenizerFormatError
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    errors = (ConfigError, InputError, TokenizerFormatError, FileExistsError, FileNotFoundError)
     try:
         return args.run(args)
-    except (ConfigError, InputError, TokenizerFormatError, FileExistsError, FileNotFoundError) as err:
+    except errors as err:
         print(f"llm-data {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from llm_formats.tokenizer import SPLIT_SPECIAL_TOKENS, TokenizerFormatError, vocabulary
+from llm_formats.tokenizer import (
+    SPLIT_SPECIAL_TOKENS,
+    TokenizerFormatError,
+    read_tokenizer_json,
+    vocabulary,
+)
 from llm_formats.tokenizer import eos_token as card_eos_token  # `eos_token` is an argument here
-from llm_formats.tokenizer import read_tokenizer_json
 
 
 class FileTokenizer:

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer as HFTokenizer
+
 from llm_formats.atomic import atomic_write_text
 from llm_formats.tokenizer import (
     DEFAULT_EOS_TOKEN,
@@ -14,7 +16,6 @@ from llm_formats.tokenizer import (
     read_tokenizer_json,
 )
 from llm_formats.tokenizer import eos_token as card_eos_token  # `eos_token` is an argument here
-from tokenizers import Tokenizer as HFTokenizer
 
 # A tokenizer.json that llm-tokenize cannot use; the message names the file and why. A thin
 # alias of llm_formats' error, kept because it is llm_tokenize's public API.
