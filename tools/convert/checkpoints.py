@@ -168,7 +168,7 @@ def dcp_to_hf(
         dtype: "float32", "bfloat16" or "float16" (default: as stored).
         tokenizer: tokenizer.json (default: the checkpoint's, else the run's).
         eos_token: EOS token (default: the one the tokenizer's card records; without a card,
-            the run config's tokenizer.eos_token, else ``<|endoftext|>``).
+            the run config's tokenizer.eos_token, else ``DEFAULT_EOS_TOKEN``).
         strict: Refuse, rather than warn, when the export changes outputs on some inputs.
         arch: "llama", "olmo2", "gpt2" or "auto" (the first that represents the model config).
     """

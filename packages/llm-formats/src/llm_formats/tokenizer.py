@@ -9,7 +9,7 @@ with that one. Only a tokenizer.json without a card falls back to `DEFAULT_EOS_T
 Two rules of the stack hold for every reader and writer here:
 
 - special-token strings inside a text encode as text (`SPLIT_SPECIAL_TOKENS`: a literal
-  ``"<|endoftext|>"`` in a code file is no document boundary); `tokenizers` does not store this
+  EOS string in a code file is no document boundary); `tokenizers` does not store this
   in tokenizer.json, so each loader sets it and the transformers files say so;
 - every training document follows an EOS (the shards put one after each document, and llm-eval
   scores ``[EOS] + context``), so an exported tokenizer prepends EOS to every text
