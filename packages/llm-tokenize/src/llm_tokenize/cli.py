@@ -113,11 +113,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _write_outputs(out: Path, markdown: str, rows) -> None:
-    from llm_tokenize.atomic import write_text_atomic
+    from llm_formats.atomic import atomic_write_text
     from llm_tokenize.report import plot
 
-    write_text_atomic(out / "stats.md", markdown + "\n")
-    write_text_atomic(out / "stats.csv", to_csv(rows))
+    atomic_write_text(out / "stats.md", markdown + "\n")
+    atomic_write_text(out / "stats.csv", to_csv(rows))
     try:
         plot(rows, out / "stats.png")
     except ImportError as err:
