@@ -76,7 +76,7 @@ def load_tokenizers(entries: list[str]) -> dict[str, Tokenizer]:
         name, path = _named(entry, _tokenizer_name)
         hf = load_hf_tokenizer(path)
         # Statistics need no EOS; the wrapper wants one: the first special token (GPT-2's is
-        # its <|endoftext|>), else id 0.
+        # its end-of-text token), else id 0.
         specials = [t.content for _, t in sorted(hf.get_added_tokens_decoder().items())]
         loaded[name] = Tokenizer(hf, specials[0] if specials else hf.id_to_token(0))
     return loaded

@@ -71,7 +71,7 @@ class Tokenizer:
     """Byte-level BPE tokenizer: ``encode_batch``, ``decode``, ``eos_id``, ``vocab_size``.
 
     ``encode`` never adds special tokens, and special-token strings that occur in the text (e.g. a
-    literal ``"<|endoftext|>"`` inside a code file) are encoded as ordinary text, so EOS only
+    literal EOS string inside a code file) are encoded as ordinary text, so EOS only
     appears where a caller puts it by id (`token_id` gives the ids of BOS, pad, FIM, ...). The
     flag behind this, `tokenizers`' ``encode_special_tokens``, is not stored in tokenizer.json:
     `load_hf_tokenizer` and `Tokenizer.from_file` set it, other readers of the file must too.
