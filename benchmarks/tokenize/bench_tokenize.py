@@ -30,6 +30,7 @@ import corpus_text  # noqa: E402
 import throughput  # noqa: E402
 from results import write_results  # noqa: E402
 
+from llm_formats.tokenizer import DEFAULT_EOS_TOKEN  # noqa: E402
 from llm_tokenize import Tokenizer, TokenizerConfig, TrainingSource, train_from_config  # noqa: E402
 from llm_tokenize.corpus import stats_sample  # noqa: E402
 from llm_tokenize.report import compare  # noqa: E402
@@ -105,7 +106,7 @@ def train_baseline(texts: list[str], vocab: int, out: Path) -> tuple[Path, float
     tok = tokenizers.ByteLevelBPETokenizer()
     start = time.perf_counter()
     tok.train_from_iterator(texts, vocab_size=vocab, min_frequency=2,
-                            special_tokens=["<|endoftext|>"], show_progress=False)  # fmt: skip
+                            special_tokens=[DEFAULT_EOS_TOKEN], show_progress=False)  # fmt: skip
     seconds = time.perf_counter() - start
     path = out / BASELINE / "tokenizer.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     base_path, base_s = train_baseline(mixture, mid, work)
     base = f"{BASELINE}-{size_name(mid)}"
     names = {n: t["path"] for n, t in trained.items()} | {base: base_path}
-    toks = {n: Tokenizer.from_file(p, eos_token="<|endoftext|>") for n, p in names.items()}
+    toks = {n: Tokenizer.from_file(p) for n, p in names.items()}
     rows = []  # statistics of the held-out documents, with their round trip
     for name, tok in tqdm(toks.items(), desc=f"statistics of {len(held)} held-out documents"):
         rows += compare({name: tok}, held)

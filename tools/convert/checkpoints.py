@@ -22,6 +22,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from llm_formats.tokenizer import hf_tokenizer_files, read_card, role_ids, special_token_roles
 from llm_model import ModelConfig
 from llm_model.hf import (
     TensorEntry,
@@ -35,7 +36,6 @@ from llm_model.hf import (
 )
 from llm_train.checkpoint import latest_checkpoint, verify_checkpoint
 from tools.convert.dcp import model_tensors
-from tools.convert.tokenizer_files import DEFAULT_EOS, read_special_tokens, tokenizer_files
 
 __all__ = ["dcp_to_hf", "find_checkpoint", "hf_to_dcp"]
 
@@ -167,8 +167,8 @@ def dcp_to_hf(
         shard_size: Largest safetensors file.
         dtype: "float32", "bfloat16" or "float16" (default: as stored).
         tokenizer: tokenizer.json (default: the checkpoint's, else the run's).
-        eos_token: EOS token (default: the run config's tokenizer.eos_token, else
-            ``<|endoftext|>``).
+        eos_token: EOS token (default: the one the tokenizer's card records; without a card,
+            the run config's tokenizer.eos_token, else ``DEFAULT_EOS_TOKEN``).
         strict: Refuse, rather than warn, when the export changes outputs on some inputs.
         arch: "llama", "olmo2", "gpt2" or "auto" (the first that represents the model config).
     """
@@ -179,24 +179,32 @@ def dcp_to_hf(
     arch = pick_architecture(config, arch)
     warn_or_refuse_lossy(config, strict)
     tok_path = _tokenizer_path(checkpoint, tokenizer)
-    special = read_special_tokens(
-        tok_path, eos_token or tok_section.get("eos_token") or DEFAULT_EOS,
-        tok_section.get("pad_token"),
-    )  # fmt: skip
-    files = tokenizer_files(tok_path, special, config.max_seq_len)
+    roles = _special_token_roles(tok_path, tok_section, eos_token)
+    files = hf_tokenizer_files(tok_path, config.max_seq_len, roles)
+    ids = role_ids(tok_path, roles)
     target = DTYPES[dtype] if dtype else None
     entries = _entries(checkpoint, config, arch, target)
     with tqdm(total=len(entries), desc=f"{checkpoint.name} -> hf", unit="tensor") as bar:
         entries = [dataclasses.replace(e, load=_counted(e.load, bar)) for e in entries]
         cfg = hf_config(
-            config, arch=arch, dtype=target or entries[0].dtype, bos_token_id=special.eos_id,
-            eos_token_id=special.eos_id, pad_token_id=special.pad_id,
+            config, arch=arch, dtype=target or entries[0].dtype, bos_token_id=ids["eos"],
+            eos_token_id=ids["eos"], pad_token_id=ids.get("pad"),
         )  # fmt: skip
         path = write_hf_checkpoint(
             out, cfg, entries, shard_size=parse_size(shard_size), extra_files=files
         )
     log.info("wrote %s from %s", path, checkpoint)
     return path
+
+
+def _special_token_roles(tok_path: Path, tok_section: dict, eos_token: str | None) -> dict:
+    """Role -> token: the card's; without a card (an imported model, a bare tokenizer.json) the
+    run config's or manifest's ``eos_token``/``pad_token``; ``eos_token`` overrides both."""
+    roles = special_token_roles(tok_path)
+    if read_card(tok_path) is None:
+        given = {"eos": tok_section.get("eos_token"), "pad": tok_section.get("pad_token")}
+        roles |= {role: token for role, token in given.items() if token}
+    return roles | ({"eos": eos_token} if eos_token else {})
 
 
 def hf_to_dcp(source: str | os.PathLike, out: str | os.PathLike) -> Path:

@@ -42,7 +42,7 @@ def _source_summary(files: list[Path], progress, tokenizer=None) -> dict:
             unfiltered.update(meta.get("unfiltered", []))
             batch.append(doc["text"])
         if tokenizer is not None and batch:
-            tokens += sum(len(e.ids) for e in tokenizer.encode_batch(batch))
+            tokens += sum(len(ids) for ids in tokenizer.encode_batch(batch))
         progress.update(1)
     return {
         "documents": docs,
@@ -104,9 +104,9 @@ def inspect_curated(path: Path | str, examples: int = 3, tokenizer: Path | None 
     stats = json.loads(stats_file.read_text())
     hf_tokenizer = None
     if tokenizer is not None:
-        from tokenizers import Tokenizer  # a dependency of datatrove
+        from llm_data.tokenizer import load_tokenizer  # tokenizers: a dependency of datatrove
 
-        hf_tokenizer = Tokenizer.from_file(str(tokenizer))
+        hf_tokenizer = load_tokenizer(tokenizer)  # encodes as the shards do
     sources = {
         p.name: sorted(p.glob("*.jsonl.gz"))
         for p in sorted(root.iterdir())

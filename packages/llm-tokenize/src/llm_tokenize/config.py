@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from llm_formats.tokenizer import DEFAULT_EOS_TOKEN  # the one definition; re-exported
+
 # 256 byte symbols form the initial alphabet of a byte-level BPE.
 BYTE_ALPHABET_SIZE = 256
-# The stack's one definition of the end-of-text string (documents are separated by its id).
-DEFAULT_EOS_TOKEN = "<|endoftext|>"
 # Fill-in-the-middle sentinels (Bavarian et al. 2022), in the order prefix, middle, suffix.
 FIM_TOKENS = ("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>")
 
