@@ -5,6 +5,8 @@ import gzip
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -406,7 +408,6 @@ def test_a_checkpoint_copied_alone_evaluates_and_converts(finished_run, tmp_path
     from llm_model import Transformer
     from llm_train import build_optimizer
     from llm_train.checkpoint import load_checkpoint
-    from tools.convert import dcp_to_hf
 
     config_path, run = finished_run
     config = load_pretrain_config(str(config_path), [])
@@ -425,12 +426,21 @@ def test_a_checkpoint_copied_alone_evaluates_and_converts(finished_run, tmp_path
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
     assert loaded.metadata["step"] == 40 and loaded.max_seq_len == config.model.max_seq_len
 
-    weights = load_file(dcp_to_hf(copy, tmp_path / "hf") / "model.safetensors")
+    assert _convert(copy, tmp_path / "hf").returncode == 0
+    weights = load_file(tmp_path / "hf" / "model.safetensors")
     assert torch.equal(weights["model.embed_tokens.weight"], want["tok_emb.weight"])
 
     old = json.loads((copy / MANIFEST).read_text())  # as checkpoints were written before
     del old["model_config"]
     (copy / MANIFEST).write_text(json.dumps(old))
-    for load in (lambda: stages.eval_model(str(copy)), lambda: dcp_to_hf(copy, tmp_path / "x")):
-        with pytest.raises(ManifestError, match="no field 'model_config'"):
-            load()
+    with pytest.raises(ManifestError, match="no field 'model_config'"):
+        stages.eval_model(str(copy))
+    refused = _convert(copy, tmp_path / "x")
+    assert refused.returncode == 1 and "no field 'model_config'" in refused.stderr
+
+
+def _convert(checkpoint: Path, out: Path) -> subprocess.CompletedProcess:
+    """``python -m tools.convert dcp-to-hf`` from the repository root (tools/ is no package)."""
+    root = Path(__file__).resolve().parents[3]
+    args = [sys.executable, "-m", "tools.convert", "dcp-to-hf", str(checkpoint), str(out)]
+    return subprocess.run(args, cwd=root, capture_output=True, text=True, check=False)
