@@ -101,9 +101,8 @@ def _build(fields: dict, source: Path) -> ModelConfig:
 
 def _tokenizer_path(checkpoint: Path, given: str | os.PathLike | None) -> Path:
     candidates = [Path(given)] if given else [checkpoint / "tokenizer.json"]
-    run = _run_dir(checkpoint)
-    if not given and run is not None:
-        candidates.append(run / "tokenizer.json")
+    if not given:  # the run's: <run>/checkpoints/step_NNNNNN
+        candidates.append(checkpoint.parent.parent / "tokenizer.json")
     for path in candidates:
         if path.is_file():
             return path
