@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from llm_formats.checkpoint import MANIFEST
+from llm_formats.checkpoint import MANIFEST, step_of
 from llm_train import TrainConfig
 from pretrain import distributed
 from pretrain.config import PretrainConfig
@@ -286,12 +286,16 @@ def eval_model(spec: str | None, device: str = "cpu"):
 def load_checkpoint_model(path: Path, device: torch.device):
     """(model in eval mode, manifest) of checkpoint ``path``, from nothing but its directory:
     the model config is the manifest's and only the weights are read (no optimizer)."""
-    from llm_formats.checkpoint import manifest_model_config, read_manifest
+    from llm_formats.checkpoint import ManifestError, manifest_model_config, read_manifest
     from llm_model import ModelConfig, Transformer
     from llm_train.checkpoint import load_model_weights
 
     fields = manifest_model_config(read_manifest(path), path)
-    model = Transformer(ModelConfig(**fields)).to(device)
+    try:
+        config = ModelConfig(**fields)
+    except (TypeError, ValueError) as e:
+        raise ManifestError(f"{path / MANIFEST}: field 'model_config' is invalid: {e}") from None
+    model = Transformer(config).to(device)
     manifest = load_model_weights(path, model)
     return model.eval(), manifest
 
@@ -415,8 +419,6 @@ def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.devi
 
 def _warn_if_not_final(run_dir: Path, checkpoint: Path) -> None:
     trained = json.loads((run_dir / "stages.json").read_text()).get("train", {}).get("steps")
-    from llm_formats.checkpoint import step_of
-
     step = step_of(checkpoint)
     if trained is not None and step != trained:
         log.warning("evaluating %s, but the train stage recorded %d steps", checkpoint, trained)
