@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from llm_formats.checkpoint import MANIFEST, step_dirs
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import ROOT, device_name, header, write_atomic  # noqa: E402
 
@@ -64,8 +66,8 @@ def score_checkpoints(
     expected = {items[0].task: len(items[:limit]) for items in map(load_tasks, tasks) if items}
     dirs = []
     for run in runs:
-        for ckpt in sorted((run / "checkpoints").glob("step_*")):
-            if not (ckpt / "manifest.json").is_file():
+        for ckpt in reversed(step_dirs(run / "checkpoints")):  # oldest first
+            if not (ckpt / MANIFEST).is_file():
                 continue  # still being written
             out = work / f"{run.name}-{ckpt.name}"
             if not _complete(out, expected):

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from llm_formats.checkpoint import MANIFEST, step_dir_name
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # d_model / n_layers rise together; heads keep head_dim 16-32; vocabulary and seq_len follow the
@@ -79,7 +81,7 @@ def main() -> int:
         name = f"ladder-{size}"
         run = seed_run(runs, name)
         *shape, steps, every = SIZES[size]
-        if (run / "checkpoints" / f"step_{steps:06d}" / "manifest.json").is_file():
+        if (run / "checkpoints" / step_dir_name(steps) / MANIFEST).is_file():
             print(f"{name}: step {steps} exists, skipped", flush=True)
             continue
         model = [f"model.{k}={v}" for k, v in zip(SHAPE, shape, strict=True)]

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import torch
 
+from llm_formats.metrics import METRICS_FILE, read_metrics
 from llm_train import TrainConfig, Trainer
 from llm_train.batch_warmup import micro_batches_at
-from llm_train.metrics import read_metrics
 from llm_train.optimizer import optimizer_state_bytes
 from pretrain import stages
 from pretrain.config import PretrainConfig, load_pretrain_config
@@ -133,7 +133,7 @@ def train_variant(config: PretrainConfig, base: Path, run_dir: Path, device) -> 
     trainer = Trainer(model, loader, config.train, run_dir, resume=False)
     trainer.fit()
     seconds = time.perf_counter() - start
-    records = read_metrics(run_dir / "metrics.jsonl")
+    records = read_metrics(run_dir / METRICS_FILE)
     texts = stages.heldout_texts(run_dir, 0)
     tok = Tokenizer.from_file(run_dir / "tokenizer.json")
     model.eval()

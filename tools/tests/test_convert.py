@@ -53,16 +53,16 @@ def write_tokenizer(path: Path) -> None:
 
 
 def make_run(tmp_path: Path, model: Transformer, step: int = 3) -> Path:
-    """A run directory as `pretrain` leaves it: config.yaml, tokenizer.json, checkpoints/."""
+    """A run directory as `pretrain` leaves it: config.yaml, tokenizer.json, checkpoints/ (whose
+    manifest records the model config)."""
     run = tmp_path / "run"
     run.mkdir()
     config = {"model": dataclasses.asdict(model.config), "tokenizer": {"eos_token": EOS}}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     write_tokenizer(run / "tokenizer.json")
     optimizer = torch.optim.AdamW(model.parameters())
-    save_checkpoint(
-        run / "checkpoints", step, model, optimizer, manifest={"tokens": 0}, rank_state={}
-    )
+    manifest = {"tokens": 0, "model_config": dataclasses.asdict(model.config)}
+    save_checkpoint(run / "checkpoints", step, model, optimizer, manifest=manifest, rank_state={})
     return run
 
 
@@ -262,7 +262,8 @@ def _fsdp_rank(rank: int, init_file: Path, run: Path, config: ModelConfig) -> No
         model = random_model(config)  # same seed on both ranks: the same full weights
         apply_fsdp(model, init_device_mesh("cpu", (2,)), param_dtype="fp32")
         optimizer = torch.optim.AdamW(model.parameters())
-        save_checkpoint(run / "checkpoints", 1, model, optimizer, manifest={}, rank_state={})
+        manifest = {"model_config": dataclasses.asdict(config)}
+        save_checkpoint(run / "checkpoints", 1, model, optimizer, manifest=manifest, rank_state={})
     finally:
         dist.destroy_process_group()
 

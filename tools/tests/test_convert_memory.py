@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+from llm_formats.checkpoint import hash_files, write_manifest
 from llm_model import ModelConfig, Transformer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,6 @@ def test_conversion_peak_memory_is_one_tensor_not_the_model(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump({"model": dataclasses.asdict(CONFIG)}))
     tok = Tokenizer(models.WordLevel({"<|endoftext|>": 0, "a": 1}, unk_token="a"))
     tok.add_special_tokens(["<|endoftext|>"])
     tok.save(str(run / "tokenizer.json"))
@@ -68,6 +67,8 @@ def test_conversion_peak_memory_is_one_tensor_not_the_model(tmp_path):
     checkpoint = run / "checkpoints" / "step_000001"
     dcp.save({"model": state}, checkpoint_id=checkpoint, no_dist=True)
     del state
+    fields = {"step": 1, "model_config": dataclasses.asdict(CONFIG)}
+    write_manifest(checkpoint, fields, hash_files(checkpoint))
 
     out = tmp_path / "hf"
     result = subprocess.run(

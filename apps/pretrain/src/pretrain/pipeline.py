@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from llm_formats.checkpoint import STEP_GLOB, step_of
+from llm_formats.metrics import METRICS_FILE
 from llm_train.checkpoint import list_checkpoints
 from llm_train.config import RUNTIME_FIELDS
 from pretrain import distributed, stages
@@ -51,7 +53,7 @@ _OUTPUTS: dict[str, tuple[str, ...]] = {
     "curate": ("curated/*",),
     "tokenizer": ("tokenizer.json", "tokenizer_card.json"),
     "shards": ("shards/shard_stats.json",),
-    "train": ("metrics.jsonl", "checkpoints/step_??????"),
+    "train": (METRICS_FILE, f"checkpoints/{STEP_GLOB}"),
     "eval": ("eval.json", "eval/results.json"),
     "report": (),
 }
@@ -205,7 +207,7 @@ def check_training_state(config: PretrainConfig, run_dir: Path) -> None:
             "or data: "
             f"{'; '.join(changed)}. {fix}"
         )
-    done = int(found[0].name.removeprefix("step_"))
+    done = step_of(found[0])
     if done > config.train.steps:
         raise RunError(
             f"{run_dir} has trained {done} steps, more than train.steps={config.train.steps}: "
@@ -216,7 +218,7 @@ def check_training_state(config: PretrainConfig, run_dir: Path) -> None:
 def discard_training_state(run_dir: Path) -> None:
     """--restart: delete checkpoints, metrics and what was computed from them, saying what."""
     found = list_checkpoints(run_dir / "checkpoints")
-    outputs = ("metrics.jsonl", "spikes.jsonl", "loss.png", "eval.json", "run.json")
+    outputs = (METRICS_FILE, "spikes.jsonl", "loss.png", "eval.json", "run.json")
     files = [run_dir / n for n in outputs if (run_dir / n).exists()]
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     for path in files:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from llm_formats.checkpoint import MANIFEST, step_of
 from llm_train import TrainConfig
 from pretrain import distributed
 from pretrain.config import PretrainConfig
@@ -127,6 +128,7 @@ def shards(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
 def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_data import build_loader
+    from llm_formats.metrics import METRICS_FILE
     from llm_train import Trainer
     from llm_train.checkpoint import CheckpointError
     from llm_train.plots import plot_loss
@@ -157,13 +159,14 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         init_device=device if job.world > 1 else None,
         init_state=init_state,
         tensorboard_dir=tensorboard_dir(config, run_dir) if job.main else None,
+        manifest_fields=checkpoint_fields(config, run_dir),
     )
     try:
         final = trainer.fit()
     except CheckpointError as e:
         raise RunError(f"{e}; or run `pretrain train --restart` to delete them") from None
     if job.main:
-        plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
+        plot_loss(run_dir / METRICS_FILE, run_dir / "loss.png")
     return {
         "params": params,
         "flops_per_token": flops,
@@ -175,6 +178,19 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         "global_batch": config.loader.batch_size * config.train.grad_accum_steps * job.world,
         "peak_flops": train_config.peak_flops,
         "mixture": mixture.to_dict(),
+    }
+
+
+def checkpoint_fields(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
+    """What every checkpoint's manifest records so that it describes itself: the model config
+    (eval and convert build the model from it) and the tokenizer card's sha256 (which tokenizer
+    its token ids belong to)."""
+    from llm_formats.atomic import sha256_file
+
+    card = run_dir / "tokenizer_card.json"
+    return {
+        "model_config": dataclasses.asdict(model_config(config, run_dir)),
+        "tokenizer_card_sha256": sha256_file(card) if card.is_file() else None,
     }
 
 
@@ -235,36 +251,53 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
 def eval_model(spec: str | None, device: str = "cpu"):
     """Our checkpoint for ``llm-eval run --model pretrain.stages:eval_model --model-arg SPEC``:
-    SPEC is a run directory (its newest checkpoint) or one of its ``checkpoints/step_*``."""
+    SPEC is a run directory (its newest checkpoint) or a checkpoint directory, wherever it lies.
+    The model is built from the checkpoint's manifest; the tokenizer is the checkpoint's own
+    ``tokenizer.json`` if it has one, else its run's."""
     from llm_eval.adapters import LoadedModel
     from llm_tokenize import Tokenizer
-    from llm_train import build_optimizer
-    from llm_train.checkpoint import list_checkpoints, load_checkpoint
-    from pretrain.config import load_pretrain_config
+    from llm_train.checkpoint import list_checkpoints
 
     if not spec:
         raise ValueError("pretrain.stages:eval_model needs --model-arg <run dir or checkpoint>")
     path = Path(spec)
-    run_dir = path.parents[1] if path.parent.name == "checkpoints" else path
-    if path == run_dir:
-        found = list_checkpoints(run_dir / "checkpoints")
+    if not (path / MANIFEST).is_file():  # a run directory: its newest checkpoint
+        found = list_checkpoints(path / "checkpoints")
         if not found:
-            raise FileNotFoundError(f"no checkpoint under {run_dir / 'checkpoints'}")
+            raise FileNotFoundError(f"no checkpoint under {path / 'checkpoints'}")
         path = found[0]
-    config = load_pretrain_config(str(run_dir / "config.yaml"), [])
-    model = build_model(config, run_dir, torch.device(device))
-    manifest = load_checkpoint(path, model, build_optimizer(model, config.train))
+    model, manifest = load_checkpoint_model(path, torch.device(device))
+    tok_path = path / "tokenizer.json"
+    if not tok_path.is_file():
+        tok_path = path.parent.parent / "tokenizer.json"
     return LoadedModel(
-        model=model.eval(),
-        tokenizer=Tokenizer.from_file(run_dir / "tokenizer.json"),
-        max_seq_len=config.model.max_seq_len,
+        model=model,
+        tokenizer=Tokenizer.from_file(tok_path),
+        max_seq_len=model.config.max_seq_len,
         metadata={
             "model": str(path),
             "step": manifest["step"],
-            "tokenizer": str(run_dir / "tokenizer.json"),
+            "tokenizer": str(tok_path),
             "params": sum(p.numel() for p in model.parameters()),
         },
     )
+
+
+def load_checkpoint_model(path: Path, device: torch.device):
+    """(model in eval mode, manifest) of checkpoint ``path``, from nothing but its directory:
+    the model config is the manifest's and only the weights are read (no optimizer)."""
+    from llm_formats.checkpoint import ManifestError, manifest_model_config, read_manifest
+    from llm_model import ModelConfig, Transformer
+    from llm_train.checkpoint import load_model_weights
+
+    fields = manifest_model_config(read_manifest(path), path)
+    try:
+        config = ModelConfig(**fields)
+    except (TypeError, ValueError) as e:
+        raise ManifestError(f"{path / MANIFEST}: field 'model_config' is invalid: {e}") from None
+    model = Transformer(config).to(device)
+    manifest = load_model_weights(path, model)
+    return model.eval(), manifest
 
 
 def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
@@ -366,8 +399,7 @@ def build_model(config: PretrainConfig, run_dir: Path, device: torch.device):
 def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.device):
     """(model, checkpoint path, step) of the newest checkpoint; a corrupt one is an error, not a
     quiet fall back to an older step."""
-    from llm_train import build_optimizer
-    from llm_train.checkpoint import list_checkpoints, load_checkpoint, verify_checkpoint
+    from llm_train.checkpoint import list_checkpoints, verify_checkpoint
 
     found = list_checkpoints(run_dir / "checkpoints")
     if not found:
@@ -381,14 +413,13 @@ def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.devi
             f"and write it again{older}"
         )
     _warn_if_not_final(run_dir, found[0])
-    model = build_model(config, run_dir, device)
-    manifest = load_checkpoint(found[0], model, build_optimizer(model, config.train))
-    return model.eval(), found[0], manifest["step"]
+    model, manifest = load_checkpoint_model(found[0], device)
+    return model, found[0], manifest["step"]
 
 
 def _warn_if_not_final(run_dir: Path, checkpoint: Path) -> None:
     trained = json.loads((run_dir / "stages.json").read_text()).get("train", {}).get("steps")
-    step = int(checkpoint.name.removeprefix("step_"))
+    step = step_of(checkpoint)
     if trained is not None and step != trained:
         log.warning("evaluating %s, but the train stage recorded %d steps", checkpoint, trained)
 
