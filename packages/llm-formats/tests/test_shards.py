@@ -13,7 +13,8 @@ from llm_formats.shards import (
 
 SOURCE = {"docs": 3, "heldout_docs": 1, "tokens": 90, "samples": 2, "tokens_dropped": 5}
 STATS = {"seq_len": 44, "sample_len": 45, "dtype": "uint16", "eos_id": 0, "vocab_size": 300,
-         "heldout_fraction": 0.01, "seed": 0, "sources": {"web": SOURCE, "books": SOURCE}}  # fmt: skip
+         "heldout_fraction": 0.01, "seed": 0,
+         "sources": {"web": SOURCE, "books": SOURCE}}  # fmt: skip
 
 
 def test_write_then_read(tmp_path):

@@ -22,10 +22,10 @@ import numpy as np
 import xxhash
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from llm_formats.eval_items import EvalItem, read_items
-from llm_formats.jsonl import FormatError, is_jsonl
 
 from llm_data.readers import InputError
+from llm_formats.eval_items import EvalItem, read_items
+from llm_formats.jsonl import FormatError, is_jsonl
 
 __all__ = ["DecontaminationFilter", "EvalIndex", "build_eval_index", "ngram_hashes"]
 
