@@ -41,7 +41,8 @@ import numpy as np
 
 from llm_data.mixture import MixtureConfig, MixtureTable, mixture_table, resolve_mixture
 from llm_data.readers import InputError
-from llm_data.shards import SHARD_STATS_FILE
+from llm_formats.jsonl import FormatError
+from llm_formats.shards import read_shard_stats, source_dir, source_samples
 
 __all__ = ["TokenLoader", "build_loader"]
 
@@ -139,7 +140,7 @@ class TokenLoader:
         _check_seq_lens(mixture, seq_len)
         self.world_size = _world_size()
         self.global_batch_size = batch_size * self.world_size
-        self.available = {s: st["samples"] for s, st in meta["sources"].items()}
+        self.available = source_samples(meta)
         self.phases = resolve_mixture(
             self.available, mixture, samples_per_step=self._samples_per_step, steps=steps
         )
@@ -150,7 +151,7 @@ class TokenLoader:
                     f"batch_size={batch_size} x world_size={self.world_size}"
                 )
         for source in sorted({s for phase in self.phases for s in phase.choose}):
-            verify_shards(self.shards_dir / source)
+            verify_shards(source_dir(self.shards_dir, source))
         self.dataset, self._dataset_phase = None, None
         self.batch = 0  # global batches taken since the start: the whole position
 
@@ -228,7 +229,7 @@ class TokenLoader:
         if self._dataset_phase != phase:
             self.close()
             choose = self.phases[phase].choose
-            streams = {self.shards_dir / s: n for s, n in choose.items() if n > 0}
+            streams = {source_dir(self.shards_dir, s): n for s, n in choose.items() if n > 0}
             seed = self._phase_seed(phase)
             self.dataset = _build_dataset(streams, self.batch_size, seed, self.shuffle)
             self._dataset_phase = phase
@@ -419,12 +420,10 @@ def _world_size() -> int:
 
 
 def _read_stats(shards_dir: Path) -> dict:
-    path = shards_dir / SHARD_STATS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: is {shards_dir} an output of tokenize_to_shards?"
-        )
-    return json.loads(path.read_text())
+    try:
+        return read_shard_stats(shards_dir)
+    except FormatError as err:
+        raise InputError(str(err)) from err
 
 
 def verify_shards(folder: Path) -> None:
