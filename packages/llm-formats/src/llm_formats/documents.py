@@ -22,7 +22,7 @@ from llm_formats.jsonl import FormatError, is_jsonl, read_jsonl
 
 __all__ = ["NOT_SOURCES", "Document", "curated_sources", "read_documents", "write_documents"]
 
-NOT_SOURCES = ("excluded", "logs")  # folders of a curation output that hold no source
+NOT_SOURCES = ("excluded", "logs", "_work")  # folders of a curation output that are no source
 
 
 @dataclass(frozen=True)
