@@ -13,7 +13,8 @@ import subprocess
 from pathlib import Path
 
 import torch
-from _machine import cpu_name
+
+from benchmarks._machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

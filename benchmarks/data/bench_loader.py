@@ -32,13 +32,11 @@ import io
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import ROOT, device_name, device_slug, header, write_atomic  # noqa: E402
+from benchmarks._common import ROOT, device_name, device_slug, header, write_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PREDOWNLOAD = 4096  # llm_data.loader.PREDOWNLOAD

@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _pages  # noqa: E402
+from benchmarks.data import _pages
 
 _NON_LATIN = frozenset({"ar", "el", "fa", "ja", "ko", "zh"})
 

@@ -22,12 +22,10 @@ import copy
 import importlib.metadata  # noqa: F401  (datatrove 0.9 uses it without importing it)
 import json
 import resource
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _pages  # noqa: E402
+from benchmarks.data import _pages
 
 
 def _cpu() -> float:

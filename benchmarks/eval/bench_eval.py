@@ -32,8 +32,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import ROOT, device_name, device_slug, header, write_atomic  # noqa: E402
+from benchmarks._common import ROOT, device_name, device_slug, header, write_atomic
 
 TASKS = ["arc_easy", "hellaswag", "lambada", "piqa", "sciq"]
 

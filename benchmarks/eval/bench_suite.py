@@ -25,8 +25,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import ROOT, device_name, device_slug, header, parse_preset, write_atomic  # noqa: E402
+from benchmarks._common import ROOT, device_name, device_slug, header, parse_preset, write_atomic
 
 TARGET_SECONDS = 20.0  # the H100 target for gpt2-124m
 

@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import ROOT, device_name, header, write_atomic  # noqa: E402
+from benchmarks._common import ROOT, device_name, header, write_atomic
 
 FRACTIONS = [0.02, 0.05, 0.08, 0.1, 0.2]
 METRICS = ["logprob_per_byte", "acc_norm"]

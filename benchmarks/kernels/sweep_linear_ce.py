@@ -11,17 +11,13 @@ default chunk of ``llm_kernels.ops.linear_cross_entropy``.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 
 def main() -> int:
-    import kernel_cases as kc
-    from kernel_measure import measure
-
+    from benchmarks.kernels import kernel_cases as kc
+    from benchmarks.kernels.kernel_measure import measure
     from llm_kernels.ops.linear_cross_entropy import fused_linear_cross_entropy_triton
 
     (case,) = kc.ce_cases([(16384, 4096, 128256)], torch.device("cuda"), compile_=False)

@@ -40,15 +40,13 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._common import ROOT, device_name, device_slug, header, write_atomic
 from llm_train import TrainConfig, Trainer
 from llm_train.batch_warmup import micro_batches_at
 from llm_train.metrics import read_metrics
 from llm_train.optimizer import optimizer_state_bytes
 from pretrain import stages
 from pretrain.config import PretrainConfig, load_pretrain_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import ROOT, device_name, device_slug, header, write_atomic  # noqa: E402
 
 log = logging.getLogger("compare_recipes")
 RESULTS = Path(__file__).resolve().parent / "results"

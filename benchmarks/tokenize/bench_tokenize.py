@@ -25,11 +25,8 @@ from pathlib import Path
 import tokenizers
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is not a package
-import corpus_text  # noqa: E402
-import throughput  # noqa: E402
-from results import write_results  # noqa: E402
-
+from benchmarks.tokenize import corpus_text, throughput
+from benchmarks.tokenize.results import write_results
 from llm_tokenize import Tokenizer, TokenizerConfig, TrainingSource, train_from_config  # noqa: E402
 from llm_tokenize.corpus import stats_sample  # noqa: E402
 from llm_tokenize.report import compare  # noqa: E402

@@ -30,11 +30,9 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._common import RESULTS, ROOT, device_name, device_slug, header, write_atomic
 from llm_model import Transformer, get_preset
 from llm_train import TrainConfig, build_optimizer, build_scheduler, train_step
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import RESULTS, ROOT, device_name, device_slug, header, write_atomic  # noqa: E402
 
 log = logging.getLogger("bench_trajectory")
 TEXT = ROOT / "data" / "sample" / "books" / "shakespeare.jsonl.gz"
