@@ -1,6 +1,6 @@
 """Handbook pages for the data benchmarks: read, extracted as the pipeline does, cached.
 
-The scripts import it with ``sys.path.insert(0, <this folder>)`` (benchmarks/ is not a package).
+The data scripts import it as ``benchmarks.data._pages``.
 Extraction (Trafilatura, ~30 ms a page) is cached as JSONL in the system temp folder, keyed on
 the WARC file's name and size, so a second script or run starts at once.
 """

@@ -20,7 +20,7 @@ takes a few seconds) into a temporary folder. Writes `benchmarks/data/results/lo
 csv,png}` headed with the date, machine, load average and git revision; the machine may be
 shared, so the table says how loaded it was.
 
-    uv run python benchmarks/data/bench_loader.py --seq-len 2048 --samples 6000
+    uv run python -m benchmarks.data.bench_loader --seq-len 2048 --samples 6000
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ independent check without a model (`_english_by_check`: script for ar/el/fa/ja/k
 the language's stop words otherwise) sorts the pages into English and "in the file's language",
 and the accuracy is reported on the latter too.
 
-    uv run python benchmarks/data/langid_accuracy.py [--corpus DIR]
+    uv run python -m benchmarks.data.langid_accuracy [--corpus DIR]
 
 Writes `results/langid_accuracy.md` and `.json`.
 """

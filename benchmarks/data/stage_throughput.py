@@ -9,7 +9,7 @@ other jobs on a shared machine slow the wall clock more than this number; the wa
 in the table too. Stock rows are datatrove's own steps with their defaults (English word
 tokenizer for every page; its language filter needs a fastText model download, so none).
 
-    uv run python benchmarks/data/stage_throughput.py [--corpus DIR] [--pages-per-file N]
+    uv run python -m benchmarks.data.stage_throughput [--corpus DIR] [--pages-per-file N]
         [--filter-pages-per-file N]
 
 Writes `results/stage_throughput.{md,json,png}`.

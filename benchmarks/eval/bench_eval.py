@@ -9,7 +9,7 @@ item by item. llm-eval also scores the exported model through its ``hf:`` adapte
 a public model. lm-eval is installed for this script only:
 
     uv run --with lm-eval==0.4.13 --with "huggingface-hub>=0.34,<1" --with "accelerate>=1,<2" \
-        python benchmarks/eval/bench_eval.py --run runs/sample
+        python -m benchmarks.eval.bench_eval --run runs/sample
 
 Writes ``benchmarks/eval/results/harness-<cpu>.md`` with date, machine and load average.
 """

@@ -7,8 +7,8 @@ in under 20 s for the ``gpt2-124m`` preset, bf16. The tokenizer is the sample ru
 vocabulary cuts text into more tokens than GPT-2's 50k, so the time is an upper bound for a
 GPT-2 tokenizer. The model keeps the preset's vocabulary (the output head costs what it would).
 
-    python benchmarks/eval/bench_suite.py --tasks-dir <eval task folder> --preset gpt2-124m
-    python benchmarks/eval/bench_suite.py --preset debug --limit 20      # CPU smoke run
+    python -m benchmarks.eval.bench_suite --tasks-dir <eval task folder> --preset gpt2-124m
+    python -m benchmarks.eval.bench_suite --preset debug --limit 20      # CPU smoke run
 
 Writes ``benchmarks/eval/results/suite-<device>.md`` (or ``--out``): items, requests, tokens,
 seconds per task (scoring) and in all (tokenization included), items/s.

@@ -14,8 +14,8 @@
 
 With ``$EVAL`` the folder of the eval task files (default: the ``data/sample/eval`` slices):
 
-    uv run python benchmarks/eval/train_ladder.py
-    uv run python benchmarks/eval/distill_table.py --runs runs/ladder-s? --limit 500 \\
+    uv run python -m benchmarks.eval.train_ladder
+    uv run python -m benchmarks.eval.distill_table --runs runs/ladder-s? --limit 500 \\
         --tasks $EVAL/{arc_challenge,arc_easy,hellaswag,lambada}.jsonl.gz \\
                 $EVAL/{openbookqa,piqa,sciq,socialiqa}.jsonl.gz \\
         --heldout-runs ladder-s2,ladder-s4 ladder-s4,ladder-s5 ladder-s1,ladder-s3,ladder-s5

@@ -1,6 +1,6 @@
 """Microbenchmarks of llm-kernels: correctness, time, GB/s, ratio to a device copy, peak memory.
 
-Run on one CUDA GPU: ``python benchmarks/kernels/bench_kernels.py [--ops rms_norm swiglu ...]
+Run on one CUDA GPU: ``python -m benchmarks.kernels.bench_kernels [--ops rms_norm swiglu ...]
 [--quick | --targets-only] [--out DIR]``; writes ``kernels-<device-slug>.{md,csv,png}`` to
 ``benchmarks/results`` (or ``--out``). ``--smoke`` runs tiny shapes anywhere, on a CPU in Triton's
 interpreter (``TRITON_INTERPRET=1``, set here before Triton is imported), and writes

@@ -1,6 +1,6 @@
 """Where the time of one fwd+bwd call goes, per GPU kernel: llm_kernels next to the best other.
 
-Run: ``python benchmarks/kernels/profile_kernels.py [--ops rms_norm rope]`` on one CUDA GPU, at
+Run: ``python -m benchmarks.kernels.profile_kernels [--ops rms_norm rope]`` on one CUDA GPU, at
 the shapes that have targets (see ``kernel_report.TARGETS``). For each op and provider it prints
 torch.profiler's CUDA-time table (top ``--top`` kernels, summed over ``--reps`` calls after one
 warm-up), the profile that explains a missed target. ``--smoke`` profiles tiny shapes on a CPU.

@@ -1,6 +1,6 @@
 """Fused linear cross-entropy: time and peak memory against the logits chunk (one CUDA GPU).
 
-Run: ``python benchmarks/kernels/sweep_linear_ce.py``. At the target shape (16384 tokens, d 4096,
+Run: ``python -m benchmarks.kernels.sweep_linear_ce``. At the target shape (16384 tokens, d 4096,
 V 128256, bf16) it times fwd+bwd of llm_kernels for several chunk sizes next to eager, with the
 same measurement as bench_kernels (do_bench median; peak memory above the inputs). Each chunk is
 one pass of the float32 grad_weight accumulator through memory, and holds a float32 logits tile

@@ -1,6 +1,6 @@
 """Pretraining recipes compared on the shipped sample: optimizers, schedules, batch-size warmup.
 
-Run: ``uv run python benchmarks/recipes/compare_recipes.py --work /tmp/recipes`` (CPU; see the
+Run: ``uv run python -m benchmarks.recipes.compare_recipes --work /tmp/recipes`` (CPU; see the
 results file for how long it took).
 ``--smoke`` trains each variant for a few steps (checks the script, not the recipes).
 

@@ -1,7 +1,7 @@
 """Training throughput of llm-model presets: the micro-batch and activation checkpointing that
 fit device memory and train fastest, in llm-foundry's table (MFU, HFU, tokens/s/GPU, ...).
 
-Run (one GPU): ``python benchmarks/throughput/bench_throughput.py --presets gpt2-124m llama-1b
+Run (one GPU): ``python -m benchmarks.throughput.bench_throughput --presets gpt2-124m llama-1b
 --seq-len 2048`` (bf16 autocast). On a CPU the same search runs at debug sizes under
 ``--memory-cap-gib`` (``--presets debug --seq-len 128 --memory-cap-gib 0.05``).
 

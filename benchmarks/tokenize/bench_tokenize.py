@@ -2,8 +2,8 @@
 vocabulary sizes for each pre-tokenisation preset; the byte round trip over the whole corpus;
 training time and encode throughput next to plain `tokenizers` defaults (ByteLevelBPETokenizer).
 
-    uv run python benchmarks/tokenize/bench_tokenize.py --corpus data/sample
-    uv run python benchmarks/tokenize/bench_tokenize.py --corpus path/to/corpus \
+    uv run python -m benchmarks.tokenize.bench_tokenize --corpus data/sample
+    uv run python -m benchmarks.tokenize.bench_tokenize --corpus path/to/corpus \
         --vocab-sizes 8192 32768 65536
 
 The corpus folder holds web/*.warc.gz, books/*.jsonl.gz and code/*.jsonl.gz (as data/sample

@@ -1,6 +1,6 @@
 """Loss curves with and without llm-kernels: a few hundred steps on real text, same init, same data.
 
-Run: ``python benchmarks/trajectory/bench_trajectory.py --steps 300`` (one CUDA GPU; bf16 autocast).
+Run: ``python -m benchmarks.trajectory.bench_trajectory --steps 300`` (one CUDA GPU; bf16 autocast).
 ``--smoke`` runs a few tiny steps on any machine (CI checks the script that way).
 
 Three runs of one small Llama-shaped model (RMSNorm, SwiGLU, RoPE, tied head: every kernel is on
