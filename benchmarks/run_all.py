@@ -7,10 +7,10 @@ arguments), ``--only kernels throughput``, ``--list`` (what would run here and w
 The suites are listed in ``benchmarks/suites.toml`` (script, needs a GPU, quick, arguments). On a
 machine without a CUDA GPU, a GPU suite runs its ``cpu_args`` reduced mode if it has one and is
 skipped with the reason otherwise; a suite whose script is not in this checkout is skipped with
-its path. Each suite runs as its own process (``python -m <its module>`` in the repository root,
-so that ``benchmarks`` and ``tools`` import as packages) (a crash or out-of-memory stays in its suite); the
-summary at the end says what ran, what was skipped and why, and the exit status is 1 when a
-suite that ran failed.
+its path. Each suite runs as its own process, ``python -m <its module>`` in the repository root
+(so ``benchmarks`` and ``tools`` import as packages; a crash or out-of-memory stays in its
+suite); the summary at the end says what ran, what was skipped and why, and the exit status is 1
+when a suite that ran failed.
 """
 
 from __future__ import annotations

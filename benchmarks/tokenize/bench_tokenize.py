@@ -27,10 +27,11 @@ from tqdm import tqdm
 
 from benchmarks.tokenize import corpus_text, throughput
 from benchmarks.tokenize.results import write_results
-from llm_tokenize import Tokenizer, TokenizerConfig, TrainingSource, train_from_config  # noqa: E402
-from llm_tokenize.corpus import stats_sample  # noqa: E402
-from llm_tokenize.report import compare  # noqa: E402
-from llm_tokenize.stats import group_stats  # noqa: E402
+from llm_formats.documents import write_documents
+from llm_tokenize import Tokenizer, TokenizerConfig, TrainingSource, train_from_config
+from llm_tokenize.corpus import stats_sample
+from llm_tokenize.report import compare
+from llm_tokenize.stats import group_stats
 
 log = logging.getLogger("bench_tokenize")
 HERE = Path(__file__).parent
@@ -71,7 +72,7 @@ def write_split(train, cache: Path) -> list[TrainingSource]:
         records = [{"id": d.id, "text": d.text, "metadata": {"language": d.language}}
                    for d in train if d.source == name]  # fmt: skip
         path = cache / "train" / f"{name}.jsonl.gz"
-        corpus_text.write_jsonl_gz(path, records)
+        write_documents(path, records)
         sources.append(TrainingSource(name=name, paths=[str(path)], proportion=proportion))
     return sources
 
