@@ -19,6 +19,7 @@ import torch
 
 from llm_formats.atomic import atomic_write_text
 from llm_formats.documents import curated_sources, read_documents
+from llm_formats.eval_results import read_summary
 from llm_formats.heldout import HELDOUT_FILE, read_heldout
 from llm_train import TrainConfig
 from pretrain import distributed
@@ -226,7 +227,7 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         metadata={"model": checkpoint, "step": step, "tokenizer": "tokenizer.json"},
         **kwargs,
     )
-    result["skipped"] = json.loads((out / "results.json").read_text())["skipped"]
+    result["skipped"] = read_summary(out)["skipped"]
     result["per_item"] = out.relative_to(run_dir).as_posix()
     write_json(run_dir / "eval.json", result)
     return result
