@@ -1,8 +1,8 @@
 """Workspace-wide rules from ARCHITECTURE.md: the dependency rule, layout, self-contained docs."""
 
 import ast
-import sys
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 

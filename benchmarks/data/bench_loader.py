@@ -39,7 +39,7 @@ from llm_formats.documents import read_documents, write_documents
 from llm_formats.shards import read_shard_stats
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PREDOWNLOAD = 4096  # llm_data.loader.PREDOWNLOAD
+PREDOWNLOAD = 4096  # llm_data.training_data.loader.PREDOWNLOAD
 SAMPLE = ROOT / "data" / "sample"
 
 
@@ -133,7 +133,7 @@ def time_loader(shards: Path, seq_len: int, batch_size: int, n_samples: int, **k
 
 
 def measure(args, shards: Path, seq_len: int) -> list[dict]:
-    from llm_data.mixture import MixtureConfig, SeqLenPhase
+    from llm_data.training_data.mixture import MixtureConfig, SeqLenPhase
 
     stats = read_shard_stats(shards)
     sources = [s for s, st in stats["sources"].items() if st["samples"] > 0]

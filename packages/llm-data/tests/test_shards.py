@@ -15,7 +15,7 @@ pytest.importorskip("torch", reason="needs the [shards] extra")
 from tokenizers import Tokenizer
 
 from llm_data import InputError, tokenize_to_shards
-from llm_data.shards import is_heldout
+from llm_data.training_data.shards import is_heldout
 
 
 def _docs(curated_small, source):

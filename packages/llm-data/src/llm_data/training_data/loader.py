@@ -1,9 +1,9 @@
 """An endless, exactly resumable batch loader over MDS token shards (extra [shards]).
 
-One mosaicml-streaming `Stream` per source. The mixture (`llm_data.mixture`) turns proportions
-and epochs into samples per source, `Stream(choose=n)`: streaming picks those samples (whole
-repeats plus a random remainder per shard) and shuffles them. Rank and world size come from the
-environment that torchrun sets (what `torch.distributed` uses), read by streaming.
+One mosaicml-streaming `Stream` per source. The mixture (`llm_data.training_data.mixture`) turns
+proportions and epochs into samples per source, `Stream(choose=n)`: streaming picks those samples
+(whole repeats plus a random remainder per shard) and shuffles them. Rank and world size come
+from the environment that torchrun sets (what `torch.distributed` uses), read by streaming.
 
 The position is global: streaming orders an epoch's samples once for all ranks (the order
 depends on seed, epoch, streams and `num_canonical_nodes`, not on the world size) and deals
@@ -39,8 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_data.mixture import MixtureConfig, MixtureTable, mixture_table, resolve_mixture
 from llm_data.readers import InputError
+from llm_data.training_data.mixture import (
+    MixtureConfig,
+    MixtureTable,
+    mixture_table,
+    resolve_mixture,
+)
 from llm_formats.jsonl import FormatError
 from llm_formats.shards import read_shard_stats, source_dir, source_samples
 
@@ -454,10 +459,10 @@ def verify_shards(folder: Path) -> None:
 
 def _build_dataset(streams: dict[Path, int], batch_size: int, seed: int, shuffle: bool):
     """A StreamingDataset drawing `n` samples per epoch from each MDS folder (`choose`),
-    reading samples through memory maps (see `llm_data.mapped`)."""
+    reading samples through memory maps (see `llm_data.training_data.mapped`)."""
     from streaming import Stream
 
-    from llm_data.mapped import MappedStreamingDataset
+    from llm_data.training_data.mapped import MappedStreamingDataset
 
     # No clean_stale_shared_memory(): it unlinks the shared memory of every streaming job on the
     # machine, live ones included (under torchrun, what another local rank just created).
