@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from benchmarks._common import ROOT, device_name, device_slug, header, parse_preset, write_atomic
+from llm_formats.eval_results import read_summary
 
 TARGET_SECONDS = 20.0  # the H100 target for gpt2-124m
 
@@ -88,7 +89,7 @@ def main() -> int:
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        summary = json.loads((Path(tmp) / "results.json").read_text())
+        summary = read_summary(tmp)
         counts = _counts(Path(tmp), metrics)
     items = sum(int(m["n"]) for m in metrics.values())
     skipped = sum(int(m["skipped"]) for m in metrics.values())

@@ -24,7 +24,6 @@ With ``$EVAL`` the folder of the eval task files (default: the ``data/sample/eva
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from benchmarks._common import ROOT, device_name, header, write_atomic
+from llm_formats.eval_results import RESULTS_FILE, read_summary
 
 FRACTIONS = [0.02, 0.05, 0.08, 0.1, 0.2]
 METRICS = ["logprob_per_byte", "acc_norm"]
@@ -45,10 +45,9 @@ def _task_name(path: Path) -> str:
 
 def _complete(out: Path, expected: dict[str, int]) -> bool:
     """Whether ``out`` has results for every task, with the ``expected`` items each."""
-    path = out / "results.json"
-    if not path.is_file():
+    if not (out / RESULTS_FILE).is_file():
         return False
-    done = json.loads(path.read_text())["tasks"]
+    done = read_summary(out)["tasks"]
     return all(t in done and done[t]["n"] + done[t]["skipped"] >= n for t, n in expected.items())
 
 
@@ -240,7 +239,7 @@ def model_table(models_by_metric: dict[str, list]) -> list[str]:
     ]
     for k, m in enumerate(first):
         md = m.metadata
-        seconds = json.loads((Path(m.name) / "results.json").read_text())["seconds"]
+        seconds = read_summary(m.name)["seconds"]
         scores = [
             np.mean([np.mean(list(s.values())) for s in models_by_metric[x][k].scores.values()])
             for x in metrics

@@ -41,6 +41,7 @@ from pathlib import Path
 import torch
 
 from benchmarks._common import ROOT, device_name, device_slug, header, write_atomic
+from llm_formats.shards import SHARD_STATS_FILE
 from llm_train import TrainConfig, Trainer
 from llm_train.batch_warmup import micro_batches_at
 from llm_train.metrics import read_metrics
@@ -96,7 +97,7 @@ def build_shards(config: PretrainConfig, work: Path) -> Path:
     for name in ("curated", "tokenizer.json"):
         if not (sized / name).exists():
             (sized / name).symlink_to(base / name)
-    _run_stage(stages.shards, config, sized, sized / "shards" / "shard_stats.json")
+    _run_stage(stages.shards, config, sized, sized / "shards" / SHARD_STATS_FILE)
     return sized
 
 

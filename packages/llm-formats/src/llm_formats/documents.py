@@ -20,7 +20,8 @@ from typing import Any
 from llm_formats.atomic import atomic_write_bytes
 from llm_formats.jsonl import FormatError, is_jsonl, read_jsonl
 
-__all__ = ["NOT_SOURCES", "Document", "curated_sources", "read_documents", "write_documents"]
+__all__ = ["NOT_SOURCES", "Document", "curated_sources", "parse_document", "read_documents",
+           "write_documents"]  # fmt: skip
 
 NOT_SOURCES = ("excluded", "logs", "_work")  # folders of a curation output that are no source
 
@@ -95,9 +96,9 @@ def write_documents(path: str | os.PathLike, records: Iterable[dict[str, Any]]) 
 
     The gzip header carries no time stamp, so the same records give the same bytes.
     """
-    path = Path(path)
-    for i, record in enumerate(records := list(records)):
-        parse_document(record, f"{path} record {i}", default_id="")
+    path, records = Path(path), list(records)
+    for i, record in enumerate(records):
+        parse_document(record, f"{path} record {i}", default_id="")  # refuse a record without text
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
     if path.name.endswith(".gz"):
         data = gzip.compress(data, mtime=0)
