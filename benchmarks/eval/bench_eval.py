@@ -10,7 +10,7 @@ scores the exported model through its ``hf:`` adapter, as it would
 a public model. lm-eval is installed for this script only:
 
     uv run --with lm-eval==0.4.13 --with "huggingface-hub>=0.34,<1" --with "accelerate>=1,<2" \
-        python benchmarks/eval/bench_eval.py --run runs/sample
+        python -m benchmarks.eval.bench_eval --run runs/sample
 
 Writes ``benchmarks/eval/results/harness-<cpu>.md`` with date, machine and load average.
 """
@@ -33,10 +33,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import ROOT, device_name, device_slug, header  # noqa: E402
-
-from llm_formats.atomic import atomic_write_text  # noqa: E402
+from benchmarks._common import ROOT, device_name, device_slug, header
+from llm_formats.atomic import atomic_write_text
 
 TASKS = ["arc_easy", "hellaswag", "lambada", "piqa", "sciq"]
 

@@ -7,8 +7,8 @@ in under 20 s for the ``gpt2-124m`` preset, bf16. The tokenizer is the sample ru
 vocabulary cuts text into more tokens than GPT-2's 50k, so the time is an upper bound for a
 GPT-2 tokenizer. The model keeps the preset's vocabulary (the output head costs what it would).
 
-    python benchmarks/eval/bench_suite.py --tasks-dir <eval task folder> --preset gpt2-124m
-    python benchmarks/eval/bench_suite.py --preset debug --limit 20      # CPU smoke run
+    python -m benchmarks.eval.bench_suite --tasks-dir <eval task folder> --preset gpt2-124m
+    python -m benchmarks.eval.bench_suite --preset debug --limit 20      # CPU smoke run
 
 Writes ``benchmarks/eval/results/suite-<device>.md`` (or ``--out``): items, requests, tokens,
 seconds per task (scoring) and in all (tokenization included), items/s.
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import ROOT, device_name, device_slug, header, parse_preset, write_atomic  # noqa: E402
+from benchmarks._common import ROOT, device_name, device_slug, header, parse_preset, write_atomic
+from llm_formats.eval_results import read_summary
 
 TARGET_SECONDS = 20.0  # the issue's H100 target for gpt2-124m
 
@@ -89,7 +89,7 @@ def main() -> int:
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        summary = json.loads((Path(tmp) / "results.json").read_text())
+        summary = read_summary(tmp)
         counts = _counts(Path(tmp), metrics)
     items = sum(int(m["n"]) for m in metrics.values())
     skipped = sum(int(m["skipped"]) for m in metrics.values())

@@ -7,8 +7,8 @@ steps, so a distilled suite can be chosen on some of them and checked on others.
    (so every size sees the same tokens) and trains the ``debug`` preset with the size's
    ``model.*`` overrides and number of steps, keeping every checkpoint (`SIZES`).
 
-    uv run python benchmarks/eval/train_ladder.py            # every size, 1 CPU thread each
-    uv run python benchmarks/eval/train_ladder.py --sizes s1 s2
+    uv run python -m benchmarks.eval.train_ladder            # every size, 1 CPU thread each
+    uv run python -m benchmarks.eval.train_ladder --sizes s1 s2
 
 A size whose run already has its last checkpoint is skipped, so a second call resumes.
 """

@@ -1,6 +1,6 @@
 """Microbenchmarks of llm-kernels: correctness, time, GB/s, ratio to a device copy, peak memory.
 
-Run on one CUDA GPU: ``python benchmarks/kernels/bench_kernels.py [--ops rms_norm swiglu ...]
+Run on one CUDA GPU: ``python -m benchmarks.kernels.bench_kernels [--ops rms_norm swiglu ...]
 [--quick | --targets-only] [--out DIR]``; writes ``kernels-<device-slug>.{md,csv,png}`` to
 ``benchmarks/results`` (or ``--out``). ``--smoke`` runs tiny shapes anywhere, on a CPU in Triton's
 interpreter (``TRITON_INTERPRET=1``, set here before Triton is imported), and writes
@@ -29,12 +29,10 @@ from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]  # kernel_*.py beside this file, benchmarks/_common.py
-from _common import RESULTS, device_name, device_slug, header, write_atomic  # noqa: E402
-from kernel_cases import BUILDERS, FULL_SHAPES, OPS, SMOKE_SHAPES, Case  # noqa: E402
-from kernel_measure import CPU_REPS, TOL, check, copy_gb_s, measure, reference  # noqa: E402
-from kernel_report import TARGET_SHAPES, Row, csv_text, markdown, plot  # noqa: E402
+from benchmarks._common import RESULTS, device_name, device_slug, header, write_atomic
+from benchmarks.kernels.kernel_cases import BUILDERS, FULL_SHAPES, OPS, SMOKE_SHAPES, Case
+from benchmarks.kernels.kernel_measure import CPU_REPS, TOL, check, copy_gb_s, measure, reference
+from benchmarks.kernels.kernel_report import TARGET_SHAPES, Row, csv_text, markdown, plot
 
 log = logging.getLogger("bench_kernels")
 BYTES = """\

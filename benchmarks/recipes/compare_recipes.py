@@ -1,6 +1,6 @@
 """Pretraining recipes compared on the shipped sample: optimizers, schedules, batch-size warmup.
 
-Run: ``uv run python benchmarks/recipes/compare_recipes.py --work /tmp/recipes`` (CPU; see the
+Run: ``uv run python -m benchmarks.recipes.compare_recipes --work /tmp/recipes`` (CPU; see the
 results file for how long it took).
 ``--smoke`` trains each variant for a few steps (checks the script, not the recipes).
 
@@ -40,15 +40,14 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._common import ROOT, device_name, device_slug, header, write_atomic
 from llm_formats.metrics import METRICS_FILE, read_metrics
+from llm_formats.shards import SHARD_STATS_FILE
 from llm_train import TrainConfig, Trainer
 from llm_train.batch_warmup import micro_batches_at
 from llm_train.optimizer import optimizer_state_bytes
 from pretrain import stages
 from pretrain.config import PretrainConfig, load_pretrain_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import ROOT, device_name, device_slug, header, write_atomic  # noqa: E402
 
 log = logging.getLogger("compare_recipes")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -98,7 +97,7 @@ def build_shards(config: PretrainConfig, work: Path) -> Path:
     for name in ("curated", "tokenizer.json"):
         if not (sized / name).exists():
             (sized / name).symlink_to(base / name)
-    _run_stage(stages.shards, config, sized, sized / "shards" / "shard_stats.json")
+    _run_stage(stages.shards, config, sized, sized / "shards" / SHARD_STATS_FILE)
     return sized
 
 

@@ -1,7 +1,7 @@
 """Training throughput of llm-model presets: the micro-batch and activation checkpointing that
 fit device memory and train fastest, in llm-foundry's table (MFU, HFU, tokens/s/GPU, ...).
 
-Run (one GPU): ``python benchmarks/throughput/bench_throughput.py --presets gpt2-124m llama-1b
+Run (one GPU): ``python -m benchmarks.throughput.bench_throughput --presets gpt2-124m llama-1b
 --seq-len 2048`` (bf16 autocast). On a CPU the same search runs at debug sizes under
 ``--memory-cap-gib`` (``--presets debug --seq-len 128 --memory-cap-gib 0.05``).
 
@@ -45,15 +45,8 @@ from pathlib import Path
 
 import torch
 
-from llm_model import Transformer, get_preset
-from llm_train import TrainConfig, build_optimizer, build_scheduler, train_step
-from llm_train.parallel import apply_activation_checkpointing, apply_compile
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # search.py
-from _common import (  # noqa: E402
+from benchmarks._common import (
     RESULTS,
-    ROOT,
     device_name,
     device_slug,
     header,
@@ -61,22 +54,13 @@ from _common import (  # noqa: E402
     profile_table,
     write_atomic,
 )
-from search import OutOfMemory, SearchResult, Trial, search  # noqa: E402
+from benchmarks.throughput.search import OutOfMemory, SearchResult, Trial, search
+from llm_model import Transformer, get_preset
+from llm_train import TrainConfig, build_optimizer, build_scheduler, train_step
+from llm_train.parallel import apply_activation_checkpointing, apply_compile
+from tools import cost, memory
 
 log = logging.getLogger("bench_throughput")
-
-
-def _load_tool(name: str):
-    """``tools/<name>.py`` as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-cost = _load_tool("cost")
-memory = _load_tool("memory")
 
 
 @dataclass

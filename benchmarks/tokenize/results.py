@@ -109,7 +109,7 @@ def write_results(rows, ctx, sizes: list[str]) -> Path:
         f"- date: {now}; git {git_revision()}; tokenizers {tokenizers.__version__}",
         f"- machine: {machine()}, SHARED with other jobs: load average (1, 5, 15 min) "
         f"{_load(before)} before, {_load(after)} after; timings are noisy and low",
-        f"- command: `python benchmarks/tokenize/bench_tokenize.py --corpus <corpus> "
+        f"- command: `python -m benchmarks.tokenize.bench_tokenize --corpus <corpus> "
         f"--vocab-sizes {' '.join(map(str, args.vocab_sizes))} --budget-mb {args.budget_mb:g}`",
         *_corpus_lines(ctx), "",
         *_speed_lines(ctx), *_round_trip_lines(ctx, rows),

@@ -1,6 +1,6 @@
 """Loss curves with and without llm-kernels: a few hundred steps on real text, same init, same data.
 
-Run: ``python benchmarks/trajectory/bench_trajectory.py --steps 300`` (one CUDA GPU; bf16 autocast).
+Run: ``python -m benchmarks.trajectory.bench_trajectory --steps 300`` (one CUDA GPU; bf16 autocast).
 ``--smoke`` runs a few tiny steps on any machine (CI checks the script that way).
 
 Three runs of one small Llama-shaped model (RMSNorm, SwiGLU, RoPE, tied head: every kernel is on
@@ -21,8 +21,6 @@ when the kernel curve disagrees.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import logging
 import sys
 import tempfile
@@ -30,11 +28,10 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._common import RESULTS, ROOT, device_name, device_slug, header, write_atomic
+from llm_formats.documents import read_documents
 from llm_model import Transformer, get_preset
 from llm_train import TrainConfig, build_optimizer, build_scheduler, train_step
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import RESULTS, ROOT, device_name, device_slug, header, write_atomic  # noqa: E402
 
 log = logging.getLogger("bench_trajectory")
 TEXT = ROOT / "data" / "sample" / "books" / "shakespeare.jsonl.gz"
@@ -48,11 +45,10 @@ RUNS = {  # name: (precision, kernels)
 def load_bytes(path: Path, limit: int) -> torch.Tensor:
     """The first ``limit`` bytes of the documents' text, one token per byte (vocabulary 256)."""
     data = bytearray()
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            data += json.loads(line)["text"].encode("utf-8") + b"\n"
-            if len(data) >= limit:
-                break
+    for doc in read_documents(path):
+        data += doc.text.encode("utf-8") + b"\n"
+        if len(data) >= limit:
+            break
     return torch.frombuffer(data[:limit], dtype=torch.uint8).long()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # tools/ is not an installed package: import it from the checkout
 
 from llm_model import ModelConfig, Transformer  # noqa: E402
 from llm_model.generation import generate  # noqa: E402

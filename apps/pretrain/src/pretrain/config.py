@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llm_data import CurationConfig, GopherConfig, SourceConfig
-from llm_data.mixture import MixtureConfig
+from llm_data.training_data.mixture import MixtureConfig
 from llm_model import ModelConfig
 from llm_model.presets import PRESETS, get_preset
 from llm_tokenize import TokenizerConfig
@@ -70,7 +70,7 @@ class RunConfig:
 
 @dataclass(kw_only=True)
 class ShardsConfig:
-    """Tokenized MDS shards: sample length and the held-out split (see llm_data.shards)."""
+    """Tokenized MDS shards: sample length and the held-out split (llm_data.training_data)."""
 
     seq_len: int = 256
     heldout_fraction: float = 0.02

@@ -121,7 +121,7 @@ def _training_section(train: dict[str, Any], metrics: list[dict[str, Any]]) -> l
 def _mixture_section(train: dict[str, Any]) -> list[str]:
     if "mixture" not in train:
         return []
-    from llm_data.mixture import MixtureTable
+    from llm_data.training_data.mixture import MixtureTable
 
     return ["## Data mixture", "", MixtureTable.from_dict(train["mixture"]).markdown()]
 

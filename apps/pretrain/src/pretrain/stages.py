@@ -7,7 +7,6 @@ the pipeline records in `stages.json` and the report reads.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import importlib.util
 import json
 import logging
@@ -18,7 +17,11 @@ from typing import Any
 
 import torch
 
+from llm_formats.atomic import atomic_write_text
 from llm_formats.checkpoint import MANIFEST, step_of
+from llm_formats.documents import curated_sources, read_documents
+from llm_formats.eval_results import read_summary
+from llm_formats.heldout import HELDOUT_FILE, read_heldout
 from llm_train import TrainConfig
 from pretrain import distributed
 from pretrain.config import PretrainConfig
@@ -88,11 +91,8 @@ def tokenizer_sources(config: PretrainConfig, curated: Path) -> list:
 
     names = [s.name for s in config.data.sources]
     if not config.tokenizer.sources:
-        return [
-            TrainingSource(name=name, paths=[str(curated / name)])
-            for name in names
-            if any((curated / name).glob("*.jsonl.gz"))  # a source curation emptied has none
-        ]
+        found = curated_sources(curated)  # a source curation emptied has no files
+        return [TrainingSource(name=n, paths=[str(curated / n)]) for n in names if n in found]
     filled = []
     for source in config.tokenizer.sources:
         if not source.paths and source.name not in names:
@@ -243,7 +243,7 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         metadata={"model": checkpoint, "step": step, "tokenizer": "tokenizer.json"},
         **kwargs,
     )
-    result["skipped"] = json.loads((out / "results.json").read_text())["skipped"]
+    result["skipped"] = read_summary(out)["skipped"]
     result["per_item"] = out.relative_to(run_dir).as_posix()
     write_json(run_dir / "eval.json", result)
     return result
@@ -309,15 +309,12 @@ def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
 
     sets: dict[str, list[str]] = defaultdict(list)
     by_language: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    path = run_dir / "shards" / "heldout.jsonl"
+    path = run_dir / "shards" / HELDOUT_FILE
     if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                doc = json.loads(line)
-                source = doc.get("source", "all")
-                sets[f"heldout/{source}"].append(doc["text"])
-                if doc.get("language"):
-                    by_language[source][doc["language"]].append(doc["text"])
+        for doc in read_heldout(path):
+            sets[f"heldout/{doc.source}"].append(doc.text)
+            if doc.language:
+                by_language[doc.source][doc.language].append(doc.text)
     for source, languages in sorted(by_language.items()):
         if len(languages) > 1:
             for language, texts in sorted(languages.items()):
@@ -328,9 +325,7 @@ def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
 
 
 def write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(value, indent=2))
 
 
 def report(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
@@ -443,16 +438,15 @@ def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
 
 def iter_curated(run_dir: Path) -> Iterator[tuple[str, str]]:
     """(text, group) of every curated document; group = language for web pages, else source."""
-    for path in sorted((run_dir / "curated").glob("*/*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                doc = json.loads(line)
-                yield doc["text"], doc.get("metadata", {}).get("language") or path.parent.name
+    for source, files in curated_sources(run_dir / "curated").items():
+        for path in files:
+            for doc in read_documents(path):
+                yield doc.text, doc.language or source
 
 
 def heldout_texts(run_dir: Path, limit: int) -> list[str]:
-    path = run_dir / "shards" / "heldout.jsonl"
+    path = run_dir / "shards" / HELDOUT_FILE
     if not path.is_file():
         return []
-    texts = [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
+    texts = [doc.text for doc in read_heldout(path)]
     return texts[:limit] if limit else texts

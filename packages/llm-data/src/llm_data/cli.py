@@ -86,8 +86,8 @@ def _require_shards_extra() -> None:
 
 def _shards(args: argparse.Namespace) -> int:
     _require_shards_extra()
-    from llm_data.shards import tokenize_to_shards
     from llm_data.tokenizer import load_tokenizer
+    from llm_data.training_data.shards import tokenize_to_shards
 
     stats = tokenize_to_shards(
         args.curated,

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from llm_eval.distill import METHODS
-from llm_eval.suite import write_atomic
+from llm_formats.atomic import atomic_write_text
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -56,8 +56,8 @@ def _distill(args: argparse.Namespace) -> int:
             select, heldout, args.fractions, strata=args.strata, method=args.method
         )
         table = format_distill_table(rows, args.metric, len(select), len(heldout))
-        write_atomic(out / "distill.md", table)
-        write_atomic(out / "distill.json", json.dumps(rows, indent=2) + "\n")
+        atomic_write_text(out / "distill.md", table)
+        atomic_write_text(out / "distill.json", json.dumps(rows, indent=2) + "\n")
         print(table)
     chosen = distill(select, args.keep, args.strata, args.method)
     for path in write_distilled_tasks(chosen, args.tasks, out):
@@ -87,7 +87,7 @@ def _report(args: argparse.Namespace) -> int:
     table, rows = results_table(args.results, args.metric)
     print(table)
     if args.output:
-        write_atomic(Path(args.output), table)
+        atomic_write_text(Path(args.output), table)
     if args.plot:
         plot_over_steps(rows, args.metric, args.plot)
         print(f"wrote {args.plot}")
