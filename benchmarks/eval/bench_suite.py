@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from llm_formats.device import resolve_device
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import ROOT, device_name, device_slug, header, parse_preset, write_atomic  # noqa: E402
 
@@ -62,7 +64,7 @@ def main() -> int:
     )
     parser.add_argument("--limit", type=int, default=None, help="items per task")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
     parser.add_argument("--no-autocast", action="store_true", help="fp32 on GPU too")
     parser.add_argument(
         "--out", default=None, help="result file (default: results/suite-<device>.md)"
@@ -71,7 +73,7 @@ def main() -> int:
 
     from llm_eval import run_suite
 
-    device = torch.device(args.device)
+    device = torch.device(resolve_device(args.device, cuda_available=torch.cuda.is_available()))
     autocast = device.type == "cuda" and not args.no_autocast
     paths = sorted(Path(args.tasks_dir).glob("*.jsonl*"))
     if not paths:

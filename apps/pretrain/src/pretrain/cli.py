@@ -32,7 +32,8 @@ fails at once, naming the holder (pid, host, start) of <run>/pretrain.lock.
 
 Training resumes from the newest valid checkpoint. Raising train.steps continues a finished run
 (the LR schedule is recomputed for the new length, logged); settings that do not change the
-updates (log_every, checkpoint_every, keep_checkpoints, eval_every, ...) keep the checkpoints.
+updates (log_every, checkpoint_every, keep_checkpoints, eval_every, ...) keep the checkpoints,
+and how curation runs (data.workers, data.executor, data.slurm, data.ray, ...) keeps every stage.
 Changing what the checkpoints were trained with (data, tokenizer, shards, loader, model, lr,
 seed, ...) is an error naming each change, as is a run whose checkpoints are all corrupt: use
 another run.name, or --restart to delete the run's checkpoints and metrics and train from step 0.

@@ -3,8 +3,9 @@
 Each stage records, in `stages.json`, a hash of the config sections it depends on. A stage whose
 record matches the current config, whose outputs are still there, and whose upstream stages are
 up to date is skipped, so a second `pretrain` resumes where the first stopped; a changed section
-re-runs that stage and the ones after it. Settings that do not change results (how often to log
-or checkpoint, progress bars) are left out of the hashes.
+re-runs that stage and the ones after it. Settings that do not change results (how curation runs,
+how often to log or checkpoint, progress bars) are left out of the hashes: each package's config
+module lists its own as `RUNTIME_FIELDS`.
 
 Training state is never thrown away silently: `checkpoints/config.json` records the config
 sections the checkpoints were trained with (all but `train.steps` and the runtime settings), and a
@@ -26,8 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from llm_data.config import RUNTIME_FIELDS as CURATION_RUNTIME_FIELDS
+from llm_tokenize.config import RUNTIME_FIELDS as TOKENIZER_RUNTIME_FIELDS
 from llm_train.checkpoint import list_checkpoints
-from llm_train.config import RUNTIME_FIELDS
+from llm_train.config import RUNTIME_FIELDS as TRAIN_RUNTIME_FIELDS
 from pretrain import distributed, stages
 from pretrain.config import PretrainConfig
 from pretrain.loading import as_dict, to_yaml
@@ -55,8 +58,14 @@ _OUTPUTS: dict[str, tuple[str, ...]] = {
     "eval": ("eval.json", "eval/results.json"),
     "report": (),
 }
-# Settings that change neither a stage's results nor the training trajectory.
-_NOT_HASHED = {"tokenizer.show_progress", *(f"train.{name}" for name in RUNTIME_FIELDS)}
+# Settings that change neither a stage's results nor the training trajectory: each package's
+# config declares its own (how curation runs, progress bars, logging and checkpoint cadence).
+_RUNTIME_FIELDS = {
+    "data": CURATION_RUNTIME_FIELDS,
+    "tokenizer": TOKENIZER_RUNTIME_FIELDS,
+    "train": TRAIN_RUNTIME_FIELDS,
+}
+_NOT_HASHED = {f"{section}.{name}" for section, names in _RUNTIME_FIELDS.items() for name in names}
 # Also not part of what the checkpoints were trained with: a longer run continues, on any device;
 # loader.max_epochs only sets when the mixture table warns.
 _NOT_TRAINING_STATE = _NOT_HASHED | {"train.steps", "run.device", "loader.max_epochs"}

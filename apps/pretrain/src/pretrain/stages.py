@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from llm_formats.device import resolve_device
 from llm_train import TrainConfig
 from pretrain import distributed
 from pretrain.config import PretrainConfig
@@ -312,12 +313,10 @@ def report(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 def pick_device(config: PretrainConfig) -> torch.device:
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
-    if config.run.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("run.device='cuda' but torch sees no CUDA device; use run.device=cpu")
-    use_cuda = config.run.device == "cuda" or (
-        config.run.device == "auto" and torch.cuda.is_available()
+    device = resolve_device(
+        config.run.device, cuda_available=torch.cuda.is_available(), setting="run.device"
     )
-    return torch.device("cuda" if use_cuda else "cpu")
+    return torch.device(device)
 
 
 def with_device_peak(train: TrainConfig, device: torch.device) -> TrainConfig:
