@@ -45,6 +45,7 @@ from pathlib import Path
 
 import torch
 
+from llm_formats.atomic import atomic_write_bytes
 from llm_formats.device import resolve_device
 from llm_model import Transformer, get_preset
 from llm_train import TrainConfig, build_optimizer, build_scheduler, train_step
@@ -368,10 +369,10 @@ def plot(results: list[PresetResult], meta: list[tuple[str, str]], path: Path) -
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(path)
+    atomic_write_bytes(path, png.getvalue())
     return True
 
 

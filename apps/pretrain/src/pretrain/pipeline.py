@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_data.config import RUNTIME_FIELDS as CURATION_RUNTIME_FIELDS
+from llm_formats.atomic import atomic_write_text
 from llm_tokenize.config import RUNTIME_FIELDS as TOKENIZER_RUNTIME_FIELDS
 from llm_train.checkpoint import list_checkpoints
 from llm_train.config import RUNTIME_FIELDS as TRAIN_RUNTIME_FIELDS
@@ -133,7 +134,7 @@ def _prepare(config: PretrainConfig, names: list[str], run_dir: Path, *, restart
     elif names != ["report"]:
         check_training_state(config, run_dir)  # before any stage overwrites what it was built on
     if names != ["report"]:  # the report reads the run; it does not run this config
-        _write_atomic(run_dir / "config.yaml", to_yaml(config))
+        atomic_write_text(run_dir / "config.yaml", to_yaml(config))
 
 
 def _run_locked(config: PretrainConfig, names: list[str], run_dir: Path, *, restart: bool) -> None:
@@ -164,14 +165,14 @@ def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool
     for later in STAGES[STAGES.index(name) + 1 :]:  # downstream results are now stale
         records.pop(later, None)
     records[name] = {**summary, "hash": digest, "seconds": round(time.perf_counter() - start, 2)}
-    _write_atomic(run_dir / "stages.json", json.dumps(records, indent=2))
+    atomic_write_text(run_dir / "stages.json", json.dumps(records, indent=2))
 
 
 def _record_training_state(config: PretrainConfig, run_dir: Path) -> None:
     check_training_state(config, run_dir)
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     state = json.dumps(_training_state(config, run_dir), indent=1, sort_keys=True)
-    _write_atomic(run_dir / "checkpoints" / TRAINING_RECORD, state)
+    atomic_write_text(run_dir / "checkpoints" / TRAINING_RECORD, state)
 
 
 def stage_hash(config: PretrainConfig, name: str) -> str:
@@ -238,7 +239,7 @@ def discard_training_state(run_dir: Path) -> None:
     if records:
         for stale in STAGES[STAGES.index("train") :]:
             records.pop(stale, None)
-        _write_atomic(run_dir / "stages.json", json.dumps(records, indent=2))
+        atomic_write_text(run_dir / "stages.json", json.dumps(records, indent=2))
     names = ", ".join([p.name for p in found] + [p.name for p in files]) or "nothing (none there)"
     log.warning("--restart: deleted %s from %s", names, run_dir)
 
@@ -292,9 +293,3 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
 def _read_records(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "stages.json"
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from llm_formats.atomic import atomic_write_text
+
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -28,11 +30,7 @@ def write_report(run_dir: Path) -> Path:
     lines += _eval_section(stages.get("eval", {}))
     lines += ["## Time per stage", "", "| stage | seconds |", "| --- | ---: |"]
     lines += [f"| {name} | {s.get('seconds', 0):.1f} |" for name, s in stages.items()]
-    out = run_dir / "report.md"
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out)
-    return out
+    return atomic_write_text(run_dir / "report.md", "\n".join(lines) + "\n")
 
 
 def _curation_section(curate: dict[str, Any]) -> list[str]:

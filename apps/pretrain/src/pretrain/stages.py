@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from llm_formats.atomic import atomic_write_text
 from llm_formats.device import resolve_device
 from llm_train import TrainConfig
 from pretrain import distributed
@@ -230,7 +231,7 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     )
     result["skipped"] = json.loads((out / "results.json").read_text())["skipped"]
     result["per_item"] = out.relative_to(run_dir).as_posix()
-    write_json(run_dir / "eval.json", result)
+    atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2))
     return result
 
 
@@ -293,12 +294,6 @@ def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
     for name, file in config.eval.bpb_sets.items():
         sets[name] = load_texts(file)
     return dict(sets)
-
-
-def write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    tmp.replace(path)
 
 
 def report(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
