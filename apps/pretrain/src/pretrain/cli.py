@@ -65,7 +65,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "stage", nargs="?", default="all", help=f"one or more of {', '.join(choices)}"
     )
     parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
-    parser.add_argument("--config", help="YAML config (default: the packaged default.yaml)")
+    parser.add_argument(
+        "--config",
+        help="YAML file laid over the defaults (the sample run): it names only the keys it "
+        "changes; `pretrain show-config` prints the result",
+    )
     parser.add_argument(
         "--restart",
         action="store_true",
