@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 
+from llm_formats import rundir as layout
 from pretrain.config import load_pretrain_config
 from pretrain.loading import ConfigError
 from pretrain.pipeline import STAGES, run_pipeline
@@ -137,18 +138,17 @@ def launch_slurm(config, args: argparse.Namespace) -> int:
     """Write the sbatch script that trains this run on `--nodes` nodes; submit it if asked."""
     import shutil
     import subprocess
-    from pathlib import Path
 
     from pretrain.rundir import require_existing_run
     from pretrain.slurm import SlurmJob, sbatch_script
 
-    run_dir = (Path(config.run.root) / config.run.name).resolve()
+    run_dir = layout.run_dir(config.run.root, config.run.name).resolve()
     require_existing_run(run_dir)  # curate, tokenizer and shards come first, in one process
     job = SlurmJob(run_dir, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                    config=args.config, overrides=args.overrides, max_restarts=args.max_restarts,
                    time=args.time, partition=args.partition, account=args.account,
                    job_name=f"pretrain-{config.run.name}")  # fmt: skip
-    script = run_dir / "train.sbatch"
+    script = run_dir / layout.SLURM_SCRIPT
     script.write_text(sbatch_script(job))
     print(f"wrote {script}")
     if args.submit:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from llm_formats import rundir as layout
 from llm_formats.atomic import atomic_write_text
 from llm_formats.device import resolve_device
 from llm_train import TrainConfig
@@ -46,7 +47,7 @@ def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
     if config.data.executor == "slurm":
         raise ValueError("data.executor=slurm submits jobs and returns: run llm-data's curation")
-    out = run_dir / "curated"
+    out = run_dir / layout.CURATED
     stats = run_curation(dataclasses.replace(config.data, output_dir=str(out), overwrite=True))
     keys = ("in", "kept", "removed", "removed_by", "counted")
     counts = {
@@ -67,7 +68,7 @@ def tokenizer(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_tokenize import train_from_config
 
     tok_config = dataclasses.replace(
-        config.tokenizer, sources=tokenizer_sources(config, run_dir / "curated")
+        config.tokenizer, sources=tokenizer_sources(config, run_dir / layout.CURATED)
     )
     tok, card = train_from_config(tok_config, run_dir)
     stats = card["statistics"]
@@ -111,9 +112,9 @@ def shards(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_tokenize import Tokenizer
 
     stats = tokenize_to_shards(
-        run_dir / "curated",
-        Tokenizer.from_file(run_dir / "tokenizer.json"),  # the loader evaluation uses too
-        run_dir / "shards",
+        run_dir / layout.CURATED,
+        Tokenizer.from_file(run_dir / layout.TOKENIZER),  # the loader evaluation uses too
+        run_dir / layout.SHARDS,
         seq_len=config.shards.seq_len,
         heldout_fraction=config.shards.heldout_fraction,
         seed=config.shards.seed,
@@ -138,7 +139,7 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     model, init_state = _model_to_train(config, run_dir, device, job)
     params, flops = model.num_params(), model.flops_per_token(config.shards.seq_len)
     loader = build_loader(  # rank and world size come from torchrun's environment
-        run_dir / "shards",
+        run_dir / layout.SHARDS,
         seq_len=config.shards.seq_len,
         batch_size=config.loader.batch_size,
         mixture=config.loader,  # a MixtureConfig: proportions / epochs, schedules
@@ -165,7 +166,7 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     except CheckpointError as e:
         raise RunError(f"{e}; or run `pretrain train --restart` to delete them") from None
     if job.main:
-        plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
+        plot_loss(run_dir / layout.METRICS, run_dir / layout.LOSS_PLOT)
     return {
         "params": params,
         "flops_per_token": flops,
@@ -205,7 +206,7 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
     device = pick_device(config)
     model, path, step = load_trained_model(config, run_dir, device)
-    tok = Tokenizer.from_file(run_dir / "tokenizer.json")
+    tok = Tokenizer.from_file(run_dir / layout.TOKENIZER)
     texts = heldout_texts(run_dir, config.eval.heldout_docs)
     seq_len = config.shards.seq_len
     kwargs = {"batch_size": config.eval.batch_size, "device": device}
@@ -217,7 +218,7 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     sets = bpb_sets(config, run_dir)
     by_set = bits_per_byte_sets(model, tok, sets, seq_len=seq_len, **kwargs)
     result["bpb_sets"] = {name: m["bpb"] for name, m in by_set.items()}
-    out = run_dir / "eval"
+    out = run_dir / layout.EVAL_DIR
     result["tasks"] = run_suite(
         model,
         tok,
@@ -226,12 +227,12 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         limit=config.eval.limit or None,
         autocast=config.eval.autocast and device.type == "cuda",
         output_dir=out,
-        metadata={"model": checkpoint, "step": step, "tokenizer": "tokenizer.json"},
+        metadata={"model": checkpoint, "step": step, "tokenizer": layout.TOKENIZER},
         **kwargs,
     )
     result["skipped"] = json.loads((out / "results.json").read_text())["skipped"]
     result["per_item"] = out.relative_to(run_dir).as_posix()
-    atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2))
+    atomic_write_text(run_dir / layout.EVAL_SUMMARY, json.dumps(result, indent=2))
     return result
 
 
@@ -247,23 +248,23 @@ def eval_model(spec: str | None, device: str = "cpu"):
     if not spec:
         raise ValueError("pretrain.stages:eval_model needs --model-arg <run dir or checkpoint>")
     path = Path(spec)
-    run_dir = path.parents[1] if path.parent.name == "checkpoints" else path
+    run_dir = path.parents[1] if path.parent.name == layout.CHECKPOINTS else path
     if path == run_dir:
-        found = list_checkpoints(run_dir / "checkpoints")
+        found = list_checkpoints(run_dir / layout.CHECKPOINTS)
         if not found:
             raise FileNotFoundError(f"no checkpoint under {run_dir / 'checkpoints'}")
         path = found[0]
-    config = load_pretrain_config(str(run_dir / "config.yaml"), [])
+    config = load_pretrain_config(str(run_dir / layout.CONFIG), [])
     model = build_model(config, run_dir, torch.device(device))
     manifest = load_checkpoint(path, model, build_optimizer(model, config.train))
     return LoadedModel(
         model=model.eval(),
-        tokenizer=Tokenizer.from_file(run_dir / "tokenizer.json"),
+        tokenizer=Tokenizer.from_file(run_dir / layout.TOKENIZER),
         max_seq_len=config.model.max_seq_len,
         metadata={
             "model": str(path),
             "step": manifest["step"],
-            "tokenizer": str(run_dir / "tokenizer.json"),
+            "tokenizer": str(run_dir / layout.TOKENIZER),
             "params": sum(p.numel() for p in model.parameters()),
         },
     )
@@ -278,7 +279,7 @@ def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
 
     sets: dict[str, list[str]] = defaultdict(list)
     by_language: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    path = run_dir / "shards" / "heldout.jsonl"
+    path = run_dir / layout.HELDOUT
     if path.is_file():
         for line in path.read_text().splitlines():
             if line.strip():
@@ -333,7 +334,7 @@ def tensorboard_dir(config: PretrainConfig, run_dir: Path) -> Path | None:
     if importlib.util.find_spec("tensorboard") is None:
         log.warning("run.tensorboard is set but tensorboard is not installed: JSONL only")
         return None
-    return run_dir / "tensorboard"
+    return run_dir / layout.TENSORBOARD
 
 
 def model_config(config: PretrainConfig, run_dir: Path):
@@ -341,7 +342,7 @@ def model_config(config: PretrainConfig, run_dir: Path):
     tokenizer: it may have fewer tokens than asked for (too little text), never more."""
     from llm_tokenize import Tokenizer
 
-    vocab = Tokenizer.from_file(run_dir / "tokenizer.json").vocab_size
+    vocab = Tokenizer.from_file(run_dir / layout.TOKENIZER).vocab_size
     if vocab > config.model.vocab_size:
         raise ValueError(
             f"{run_dir / 'tokenizer.json'} has {vocab} tokens, more than "
@@ -363,7 +364,7 @@ def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.devi
     from llm_train import build_optimizer
     from llm_train.checkpoint import list_checkpoints, load_checkpoint, verify_checkpoint
 
-    found = list_checkpoints(run_dir / "checkpoints")
+    found = list_checkpoints(run_dir / layout.CHECKPOINTS)
     if not found:
         raise FileNotFoundError(f"no checkpoint under {run_dir / 'checkpoints'}: train first")
     reason = verify_checkpoint(found[0])
@@ -381,7 +382,7 @@ def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.devi
 
 
 def _warn_if_not_final(run_dir: Path, checkpoint: Path) -> None:
-    trained = json.loads((run_dir / "stages.json").read_text()).get("train", {}).get("steps")
+    trained = json.loads((run_dir / layout.STAGES).read_text()).get("train", {}).get("steps")
     step = int(checkpoint.name.removeprefix("step_"))
     if trained is not None and step != trained:
         log.warning("evaluating %s, but the train stage recorded %d steps", checkpoint, trained)
@@ -393,7 +394,7 @@ def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
 
     items = [item for path in config.eval.tasks for item in load_tasks(path)[:50]]
     return InLoopEval(
-        Tokenizer.from_file(run_dir / "tokenizer.json"),
+        Tokenizer.from_file(run_dir / layout.TOKENIZER),
         heldout_texts(run_dir, 20),
         items,
         every=config.eval.every,
@@ -406,7 +407,7 @@ def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
 
 def iter_curated(run_dir: Path) -> Iterator[tuple[str, str]]:
     """(text, group) of every curated document; group = language for web pages, else source."""
-    for path in sorted((run_dir / "curated").glob("*/*.jsonl.gz")):
+    for path in sorted((run_dir / layout.CURATED).glob("*/*.jsonl.gz")):
         with gzip.open(path, "rt", encoding="utf-8") as f:
             for line in f:
                 doc = json.loads(line)
@@ -414,7 +415,7 @@ def iter_curated(run_dir: Path) -> Iterator[tuple[str, str]]:
 
 
 def heldout_texts(run_dir: Path, limit: int) -> list[str]:
-    path = run_dir / "shards" / "heldout.jsonl"
+    path = run_dir / layout.HELDOUT
     if not path.is_file():
         return []
     texts = [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
