@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from llm_formats import rundir as layout
 from llm_formats.device import resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -38,7 +39,7 @@ def load_tokenizer(path: str | None):
         from llm_tokenize import Tokenizer
     except ImportError as err:  # the GPU image has no tokenizers: carry its wheel in .whl/
         raise SystemExit(f"bench_suite: llm_tokenize needs the `tokenizers` wheel ({err})") from err
-    path = Path(path) if path else ROOT / "runs" / "sample" / "tokenizer.json"
+    path = Path(path) if path else layout.run_dir(ROOT / "runs", "sample") / layout.TOKENIZER
     if not path.is_file():
         raise SystemExit(f"bench_suite: no tokenizer at {path} (run `uv run pretrain` or pass one)")
     return Tokenizer.from_file(path)

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from llm_formats import rundir as layout
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # d_model / n_layers rise together; heads keep head_dim 16-32; vocabulary and seq_len follow the
@@ -39,7 +41,7 @@ SIZES: dict[str, tuple[int, ...]] = {
 }
 SHAPE = ("d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_hidden")
 DATA_RUN = "ladder-data"
-SHARED = ("curated", "tokenizer.json", "tokenizer_card.json", "shards", "stages.json")
+SHARED = (layout.CURATED, layout.TOKENIZER, layout.TOKENIZER_CARD, layout.SHARDS, layout.STAGES)
 
 
 def pretrain(*args: str, threads: int) -> None:
@@ -54,7 +56,7 @@ def seed_run(runs: Path, name: str) -> Path:
     """``runs/<name>`` with the data run's curated text, tokenizer and shards (copied, so the
     runs stay independent), unless it exists."""
     run = runs / name
-    if (run / "stages.json").is_file():
+    if (run / layout.STAGES).is_file():
         return run
     tmp = runs / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
