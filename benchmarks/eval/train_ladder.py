@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from llm_formats import rundir as layout
 from llm_formats.checkpoint import MANIFEST, step_dir_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ SIZES: dict[str, tuple[int, ...]] = {
 }
 SHAPE = ("d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_hidden")
 DATA_RUN = "ladder-data"
-SHARED = ("curated", "tokenizer.json", "tokenizer_card.json", "shards", "stages.json")
+SHARED = (layout.CURATED, layout.TOKENIZER, layout.TOKENIZER_CARD, layout.SHARDS, layout.STAGES)
 
 
 def pretrain(*args: str, threads: int) -> None:
@@ -56,7 +57,7 @@ def seed_run(runs: Path, name: str) -> Path:
     """``runs/<name>`` with the data run's curated text, tokenizer and shards (copied, so the
     runs stay independent), unless it exists."""
     run = runs / name
-    if (run / "stages.json").is_file():
+    if (run / layout.STAGES).is_file():
         return run
     tmp = runs / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

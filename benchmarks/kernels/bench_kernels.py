@@ -33,6 +33,7 @@ from benchmarks._common import RESULTS, device_name, device_slug, header, write_
 from benchmarks.kernels.kernel_cases import BUILDERS, FULL_SHAPES, OPS, SMOKE_SHAPES, Case
 from benchmarks.kernels.kernel_measure import CPU_REPS, TOL, check, copy_gb_s, measure, reference
 from benchmarks.kernels.kernel_report import TARGET_SHAPES, Row, csv_text, markdown, plot
+from llm_formats.device import resolve_device
 
 log = logging.getLogger("bench_kernels")
 BYTES = """\
@@ -156,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="only the smallest shape per op")
     p.add_argument("--targets-only", action="store_true", help="only the shapes with targets")
     p.add_argument("--smoke", action="store_true", help="tiny shapes; runs on a CPU too")
-    p.add_argument("--device", help="default: cuda when available, else cpu (--smoke only)")
+    p.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
     p.add_argument("--compile-on-cpu", action="store_true", help="time torch.compile on a CPU")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--out", type=Path, help="default: benchmarks/results; --smoke: a temp dir")
@@ -166,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(resolve_device(args.device, cuda_available=torch.cuda.is_available()))
     if device.type != "cuda" and not args.smoke:
         print(
             "bench_kernels: no CUDA device; full shapes need one GPU (try --smoke)", file=sys.stderr

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from benchmarks._common import RESULTS, ROOT, device_name, device_slug, header, write_atomic
+from llm_formats.device import resolve_device
 from llm_formats.documents import read_documents
 from llm_model import Transformer, get_preset
 from llm_train import TrainConfig, build_optimizer, build_scheduler, train_step
@@ -154,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--every", type=int, default=25, help="table row every N steps")
     p.add_argument("--tolerance", type=float, default=2.0, help="x the bf16-vs-fp32 distance")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
     p.add_argument("--smoke", action="store_true", help="tiny model, 8 steps: any machine")
     p.add_argument("--out", type=Path, help="default: benchmarks/results; --smoke: a temp dir")
     return p
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 4 or args.d_model % 128:
         raise SystemExit(f"--steps must be >= 4 and --d-model a multiple of 128, got {args}")
     out = args.out or (Path(tempfile.mkdtemp(prefix="trajectory-")) if args.smoke else RESULTS)
-    device = torch.device(args.device)
+    device = torch.device(resolve_device(args.device, cuda_available=torch.cuda.is_available()))
     tokens = load_bytes(TEXT, 4 << 20)
     torch.manual_seed(args.seed)
     init = Transformer(model_config(args, kernels=False)).state_dict()

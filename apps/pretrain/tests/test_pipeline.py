@@ -255,6 +255,30 @@ def test_settings_that_keep_the_trajectory_keep_the_checkpoints(finished_run, tm
     assert _checkpoints(run) == ["step_000020", "step_000040"]
 
 
+def test_how_curation_runs_is_not_a_change_of_any_stage(finished_run, tmp_path, caplog):
+    """More curation workers or other executor settings curate the same documents: every stage
+    stays up to date and training resumes (llm_data.config.RUNTIME_FIELDS, one list)."""
+    run, args = _copy_run(finished_run, tmp_path)
+    before = (run / "metrics.jsonl").read_text()
+    runtime = [
+        "data.workers=4",
+        "data.skip_completed=false",
+        "data.overwrite=true",
+        "data.ray.num_cpus=2",
+        "data.slurm.time=01:00:00",
+    ]
+    with caplog.at_level("INFO"):
+        assert main([*args, *runtime]) == 0
+    for name in ("curate", "tokenizer", "shards", "train", "eval"):
+        assert f"stage {name}: up to date" in caplog.text, name
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert main(["train", *args, *runtime]) == 0  # forced: resumes, nothing left to do
+    assert "resumed from" in caplog.text
+    assert (run / "metrics.jsonl").read_text() == before
+    assert _checkpoints(run) == ["step_000020", "step_000040"]
+
+
 def test_the_mixture_warning_threshold_is_not_a_training_change(finished_run, tmp_path, caplog):
     run, args = _copy_run(finished_run, tmp_path)
     with caplog.at_level("INFO"):

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from llm_formats import rundir as layout
 from llm_formats.atomic import atomic_write_text
-from llm_formats.metrics import METRICS_FILE, read_metrics
+from llm_formats.metrics import read_metrics
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -16,16 +17,16 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def write_report(run_dir: Path) -> Path:
     """Gather the stage summaries under `run_dir` into `report.md` and return its path."""
-    stages = read_json(run_dir / "stages.json")
+    stages = read_json(run_dir / layout.STAGES)
     lines = [f"# Run `{run_dir.name}`", ""]
     lines += _curation_section(stages.get("curate", {}))
     lines += _tokens_section(stages.get("tokenizer", {}), stages.get("shards", {}))
     lines += _mixture_section(stages.get("train", {}))
-    lines += _training_section(stages.get("train", {}), read_metrics(run_dir / METRICS_FILE))
+    lines += _training_section(stages.get("train", {}), read_metrics(run_dir / layout.METRICS))
     lines += _eval_section(stages.get("eval", {}))
     lines += ["## Time per stage", "", "| stage | seconds |", "| --- | ---: |"]
     lines += [f"| {name} | {s.get('seconds', 0):.1f} |" for name, s in stages.items()]
-    return atomic_write_text(run_dir / "report.md", "\n".join(lines) + "\n")
+    return atomic_write_text(run_dir / layout.REPORT, "\n".join(lines) + "\n")
 
 
 def _curation_section(curate: dict[str, Any]) -> list[str]:

@@ -17,11 +17,13 @@ from typing import Any
 
 import torch
 
+from llm_formats import rundir as layout
 from llm_formats.atomic import atomic_write_text
 from llm_formats.checkpoint import MANIFEST, step_of
+from llm_formats.device import resolve_device
 from llm_formats.documents import curated_sources, read_documents
 from llm_formats.eval_results import read_summary
-from llm_formats.heldout import HELDOUT_FILE, read_heldout
+from llm_formats.heldout import read_heldout
 from llm_train import TrainConfig
 from pretrain import distributed
 from pretrain.config import PretrainConfig
@@ -48,7 +50,7 @@ def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
     if config.data.executor == "slurm":
         raise ValueError("data.executor=slurm submits jobs and returns: run llm-data's curation")
-    out = run_dir / "curated"
+    out = run_dir / layout.CURATED
     stats = run_curation(dataclasses.replace(config.data, output_dir=str(out), overwrite=True))
     keys = ("in", "kept", "removed", "removed_by", "counted")
     counts = {
@@ -69,7 +71,7 @@ def tokenizer(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_tokenize import train_from_config
 
     tok_config = dataclasses.replace(
-        config.tokenizer, sources=tokenizer_sources(config, run_dir / "curated")
+        config.tokenizer, sources=tokenizer_sources(config, run_dir / layout.CURATED)
     )
     tok, card = train_from_config(tok_config, run_dir)
     stats = card["statistics"]
@@ -110,9 +112,9 @@ def shards(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_tokenize import Tokenizer
 
     stats = tokenize_to_shards(
-        run_dir / "curated",
-        Tokenizer.from_file(run_dir / "tokenizer.json"),  # the loader evaluation uses too
-        run_dir / "shards",
+        run_dir / layout.CURATED,
+        Tokenizer.from_file(run_dir / layout.TOKENIZER),  # the loader evaluation uses too
+        run_dir / layout.SHARDS,
         seq_len=config.shards.seq_len,
         heldout_fraction=config.shards.heldout_fraction,
         seed=config.shards.seed,
@@ -128,7 +130,6 @@ def shards(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
 def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_data import build_loader
-    from llm_formats.metrics import METRICS_FILE
     from llm_train import Trainer
     from llm_train.checkpoint import CheckpointError
     from llm_train.plots import plot_loss
@@ -138,7 +139,7 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     model, init_state = _model_to_train(config, run_dir, device, job)
     params, flops = model.num_params(), model.flops_per_token(config.shards.seq_len)
     loader = build_loader(  # rank and world size come from torchrun's environment
-        run_dir / "shards",
+        run_dir / layout.SHARDS,
         seq_len=config.shards.seq_len,
         batch_size=config.loader.batch_size,
         mixture=config.loader,  # a MixtureConfig: proportions / epochs, schedules
@@ -166,7 +167,7 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     except CheckpointError as e:
         raise RunError(f"{e}; or run `pretrain train --restart` to delete them") from None
     if job.main:
-        plot_loss(run_dir / METRICS_FILE, run_dir / "loss.png")
+        plot_loss(run_dir / layout.METRICS, run_dir / layout.LOSS_PLOT)
     return {
         "params": params,
         "flops_per_token": flops,
@@ -219,7 +220,7 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
     device = pick_device(config)
     model, path, step = load_trained_model(config, run_dir, device)
-    tok = Tokenizer.from_file(run_dir / "tokenizer.json")
+    tok = Tokenizer.from_file(run_dir / layout.TOKENIZER)
     texts = heldout_texts(run_dir, config.eval.heldout_docs)
     seq_len = config.shards.seq_len
     kwargs = {"batch_size": config.eval.batch_size, "device": device}
@@ -231,7 +232,7 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     sets = bpb_sets(config, run_dir)
     by_set = bits_per_byte_sets(model, tok, sets, seq_len=seq_len, **kwargs)
     result["bpb_sets"] = {name: m["bpb"] for name, m in by_set.items()}
-    out = run_dir / "eval"
+    out = run_dir / layout.EVAL_DIR
     result["tasks"] = run_suite(
         model,
         tok,
@@ -240,12 +241,12 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         limit=config.eval.limit or None,
         autocast=config.eval.autocast and device.type == "cuda",
         output_dir=out,
-        metadata={"model": checkpoint, "step": step, "tokenizer": "tokenizer.json"},
+        metadata={"model": checkpoint, "step": step, "tokenizer": layout.TOKENIZER},
         **kwargs,
     )
     result["skipped"] = read_summary(out)["skipped"]
     result["per_item"] = out.relative_to(run_dir).as_posix()
-    write_json(run_dir / "eval.json", result)
+    atomic_write_text(run_dir / layout.EVAL_SUMMARY, json.dumps(result, indent=2))
     return result
 
 
@@ -262,14 +263,14 @@ def eval_model(spec: str | None, device: str = "cpu"):
         raise ValueError("pretrain.stages:eval_model needs --model-arg <run dir or checkpoint>")
     path = Path(spec)
     if not (path / MANIFEST).is_file():  # a run directory: its newest checkpoint
-        found = list_checkpoints(path / "checkpoints")
+        found = list_checkpoints(path / layout.CHECKPOINTS)
         if not found:
             raise FileNotFoundError(f"no checkpoint under {path / 'checkpoints'}")
         path = found[0]
     model, manifest = load_checkpoint_model(path, torch.device(device))
-    tok_path = path / "tokenizer.json"
+    tok_path = path / layout.TOKENIZER
     if not tok_path.is_file():
-        tok_path = path.parent.parent / "tokenizer.json"
+        tok_path = path.parent.parent / layout.TOKENIZER
     return LoadedModel(
         model=model,
         tokenizer=Tokenizer.from_file(tok_path),
@@ -309,7 +310,7 @@ def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
 
     sets: dict[str, list[str]] = defaultdict(list)
     by_language: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    path = run_dir / "shards" / HELDOUT_FILE
+    path = run_dir / layout.HELDOUT
     if path.is_file():
         for doc in read_heldout(path):
             sets[f"heldout/{doc.source}"].append(doc.text)
@@ -324,10 +325,6 @@ def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
     return dict(sets)
 
 
-def write_json(path: Path, value: Any) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2))
-
-
 def report(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from pretrain.report import write_report
 
@@ -340,12 +337,10 @@ def report(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 def pick_device(config: PretrainConfig) -> torch.device:
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
-    if config.run.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("run.device='cuda' but torch sees no CUDA device; use run.device=cpu")
-    use_cuda = config.run.device == "cuda" or (
-        config.run.device == "auto" and torch.cuda.is_available()
+    device = resolve_device(
+        config.run.device, cuda_available=torch.cuda.is_available(), setting="run.device"
     )
-    return torch.device("cuda" if use_cuda else "cpu")
+    return torch.device(device)
 
 
 def with_device_peak(train: TrainConfig, device: torch.device) -> TrainConfig:
@@ -367,7 +362,7 @@ def tensorboard_dir(config: PretrainConfig, run_dir: Path) -> Path | None:
     if importlib.util.find_spec("tensorboard") is None:
         log.warning("run.tensorboard is set but tensorboard is not installed: JSONL only")
         return None
-    return run_dir / "tensorboard"
+    return run_dir / layout.TENSORBOARD
 
 
 def model_config(config: PretrainConfig, run_dir: Path):
@@ -375,7 +370,7 @@ def model_config(config: PretrainConfig, run_dir: Path):
     tokenizer: it may have fewer tokens than asked for (too little text), never more."""
     from llm_tokenize import Tokenizer
 
-    vocab = Tokenizer.from_file(run_dir / "tokenizer.json").vocab_size
+    vocab = Tokenizer.from_file(run_dir / layout.TOKENIZER).vocab_size
     if vocab > config.model.vocab_size:
         raise ValueError(
             f"{run_dir / 'tokenizer.json'} has {vocab} tokens, more than "
@@ -396,7 +391,7 @@ def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.devi
     quiet fall back to an older step."""
     from llm_train.checkpoint import list_checkpoints, verify_checkpoint
 
-    found = list_checkpoints(run_dir / "checkpoints")
+    found = list_checkpoints(run_dir / layout.CHECKPOINTS)
     if not found:
         raise FileNotFoundError(f"no checkpoint under {run_dir / 'checkpoints'}: train first")
     reason = verify_checkpoint(found[0])
@@ -413,7 +408,7 @@ def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.devi
 
 
 def _warn_if_not_final(run_dir: Path, checkpoint: Path) -> None:
-    trained = json.loads((run_dir / "stages.json").read_text()).get("train", {}).get("steps")
+    trained = json.loads((run_dir / layout.STAGES).read_text()).get("train", {}).get("steps")
     step = step_of(checkpoint)
     if trained is not None and step != trained:
         log.warning("evaluating %s, but the train stage recorded %d steps", checkpoint, trained)
@@ -425,7 +420,7 @@ def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
 
     items = [item for path in config.eval.tasks for item in load_tasks(path)[:50]]
     return InLoopEval(
-        Tokenizer.from_file(run_dir / "tokenizer.json"),
+        Tokenizer.from_file(run_dir / layout.TOKENIZER),
         heldout_texts(run_dir, 20),
         items,
         every=config.eval.every,
@@ -438,14 +433,14 @@ def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
 
 def iter_curated(run_dir: Path) -> Iterator[tuple[str, str]]:
     """(text, group) of every curated document; group = language for web pages, else source."""
-    for source, files in curated_sources(run_dir / "curated").items():
+    for source, files in curated_sources(run_dir / layout.CURATED).items():
         for path in files:
             for doc in read_documents(path):
                 yield doc.text, doc.language or source
 
 
 def heldout_texts(run_dir: Path, limit: int) -> list[str]:
-    path = run_dir / "shards" / HELDOUT_FILE
+    path = run_dir / layout.HELDOUT
     if not path.is_file():
         return []
     texts = [doc.text for doc in read_heldout(path)]

@@ -166,3 +166,8 @@ class TokenizerConfig:
         if self.fim:
             roles |= dict(zip(("fim_prefix", "fim_middle", "fim_suffix"), FIM_TOKENS, strict=True))
         return {role: tok for role, tok in roles.items() if tok is not None}
+
+
+# TokenizerConfig fields that do not change the trained tokenizer (a pipeline re-running stages
+# when their config changes leaves these out of its record).
+RUNTIME_FIELDS = frozenset({"show_progress"})
