@@ -1,7 +1,7 @@
 """Helpers shared by the benchmark scripts: device names and slugs, provenance, atomic writes.
 
-The scripts import it with ``sys.path.insert(0, <benchmarks folder>)``: benchmarks/ is not a
-package, each script runs as ``python benchmarks/<kind>/bench_<kind>.py``.
+The scripts import it as ``benchmarks._common``: each runs from the repository root as
+``python -m benchmarks.<kind>.bench_<kind>``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import subprocess
 from pathlib import Path
 
 import torch
-from _machine import cpu_name
+
+from benchmarks._machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

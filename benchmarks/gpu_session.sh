@@ -30,7 +30,7 @@ export PYTHONUNBUFFERED=1
 say() { echo "$*" | tee -a "$LOG"; }
 
 pythonpath=""
-for dir in "$ROOT"/packages/*/src "$ROOT/apps/pretrain/src" "$ROOT/tools"; do
+for dir in "$ROOT"/packages/*/src "$ROOT/apps/pretrain/src" "$ROOT"; do  # root: tools, benchmarks
     pythonpath="$pythonpath:$dir"
 done
 # Wheels carried in .whl/ (liger-kernel, pytest: see benchmarks/README.md) go to /tmp/site.
@@ -110,26 +110,26 @@ for name in "${steps[@]}"; do
         ;;
     trajectory)
         # A few hundred bf16 steps with llm-kernels on and off (and fp32): the curves must agree.
-        step trajectory "${TRAJECTORY_LIMIT:-70}" "$PY" benchmarks/trajectory/bench_trajectory.py \
+        step trajectory "${TRAJECTORY_LIMIT:-70}" "$PY" -m benchmarks.trajectory.bench_trajectory \
             --out "$OUT" ${TRAJECTORY_ARGS-}
         ;;
     kernels)
         # shellcheck disable=SC2086  # KERNEL_ARGS is a list of flags
-        step kernels "${KERNELS_LIMIT:-200}" "$PY" benchmarks/kernels/bench_kernels.py \
+        step kernels "${KERNELS_LIMIT:-200}" "$PY" -m benchmarks.kernels.bench_kernels \
             --out "$OUT" ${KERNEL_ARGS---targets-only}
         ;;
     sweep)
         # RMSNorm backward: programs per SM (the setting behind llm_kernels' default).
-        step sweep "${SWEEP_LIMIT:-45}" "$PY" benchmarks/kernels/sweep_rms_bwd.py
+        step sweep "${SWEEP_LIMIT:-45}" "$PY" -m benchmarks.kernels.sweep_rms_bwd
         ;;
     sweep_ce)
         # Fused linear CE: logits chunk against time and peak memory (behind its default chunk).
-        step sweep_ce "${SWEEP_CE_LIMIT:-90}" "$PY" benchmarks/kernels/sweep_linear_ce.py
+        step sweep_ce "${SWEEP_CE_LIMIT:-90}" "$PY" -m benchmarks.kernels.sweep_linear_ce
         ;;
     profile)
         # Per-kernel CUDA time of llm_kernels and the other providers (explains missed targets).
         # shellcheck disable=SC2086  # PROFILE_ARGS is a list of flags
-        step profile "${PROFILE_LIMIT:-80}" "$PY" benchmarks/kernels/profile_kernels.py \
+        step profile "${PROFILE_LIMIT:-80}" "$PY" -m benchmarks.kernels.profile_kernels \
             ${PROFILE_ARGS-}
         ;;
     eval)
@@ -137,14 +137,14 @@ for name in "${steps[@]}"; do
         # Needs the tokenizers wheel in .whl/ and a tokenizer.json (EVAL_TOKENIZER, default the
         # sample run's); EVAL_TASKS is the task folder (default: the sample's 5 x 200 items).
         # shellcheck disable=SC2086  # EVAL_ARGS is a list of flags
-        step eval "${EVAL_LIMIT:-90}" "$PY" benchmarks/eval/bench_suite.py \
+        step eval "${EVAL_LIMIT:-90}" "$PY" -m benchmarks.eval.bench_suite \
             --tasks-dir "${EVAL_TASKS:-data/sample/eval}" --out "$OUT/suite.md" \
             ${EVAL_TOKENIZER:+--tokenizer "$EVAL_TOKENIZER"} ${EVAL_ARGS-}
         ;;
     throughput)
         # llama-1b with llm-kernels (the default) and without, same shapes: one table.
         # shellcheck disable=SC2086  # THROUGHPUT_ARGS is a list of flags
-        step throughput "${THROUGHPUT_LIMIT:-170}" "$PY" benchmarks/throughput/bench_throughput.py \
+        step throughput "${THROUGHPUT_LIMIT:-170}" "$PY" -m benchmarks.throughput.bench_throughput \
             $THROUGHPUT_ARGS --out-dir "$OUT"
         ;;
     *)

@@ -1,15 +1,16 @@
 """Run every benchmark suite that applies to this machine, from one command.
 
-Run: ``uv run python benchmarks/run_all.py`` (all), ``--quick`` (the quick ones, with their quick
+Run: ``uv run python -m benchmarks.run_all`` (all), ``--quick`` (the quick ones, with their quick
 arguments), ``--only kernels throughput``, ``--list`` (what would run here and why not), or
 ``--dry-run`` (the commands, not run).
 
 The suites are listed in ``benchmarks/suites.toml`` (script, needs a GPU, quick, arguments). On a
 machine without a CUDA GPU, a GPU suite runs its ``cpu_args`` reduced mode if it has one and is
 skipped with the reason otherwise; a suite whose script is not in this checkout is skipped with
-its path. Each suite runs as its own process (a crash or out-of-memory stays in its suite); the
-summary at the end says what ran, what was skipped and why, and the exit status is 1 when a
-suite that ran failed.
+its path. Each suite runs as its own process, ``python -m <its module>`` in the repository root
+(so ``benchmarks`` and ``tools`` import as packages; a crash or out-of-memory stays in its
+suite); the summary at the end says what ran, what was skipped and why, and the exit status is 1
+when a suite that ran failed.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ class Plan:
     suite: Suite
     command: list[str] | None
     skip: str = ""
+
+    def shown(self) -> str:
+        """The command as a person would type it (``python -m <module> <args>``)."""
+        return " ".join(["python", *self.command[1:]]) if self.command else f"skip: {self.skip}"
+
+
+def module_of(script: str) -> str:
+    """The module a script path runs as: ``benchmarks/eval/bench_eval.py`` ->
+    ``benchmarks.eval.bench_eval``."""
+    return script.removesuffix(".py").replace("/", ".")
 
 
 def load_registry(path: Path = REGISTRY) -> list[Suite]:
@@ -93,7 +104,7 @@ def plan(suites: list[Suite], *, has_gpu: bool, quick: bool, root: Path = ROOT) 
         else:
             if suite.gpu and not has_gpu:
                 args = suite.cpu_args
-            plans.append(Plan(suite, [sys.executable, str(root / suite.script), *args]))
+            plans.append(Plan(suite, [sys.executable, "-m", module_of(suite.script), *args]))
     return plans
 
 
@@ -136,8 +147,7 @@ def main(argv: list[str] | None = None, *, has_gpu: bool | None = None) -> int:
     print(f"run_all: {'a CUDA GPU' if gpu else 'no CUDA GPU'}; {len(plans)} suite(s)", flush=True)
     if args.list or args.dry_run:
         for p in plans:
-            what = " ".join([p.suite.script, *p.command[2:]]) if p.command else f"skip: {p.skip}"
-            print(f"  {p.suite.name:<12} {what}")
+            print(f"  {p.suite.name:<12} {p.shown()}")
         return 0
     summary, failed = [], 0
     for p in plans:
@@ -145,7 +155,7 @@ def main(argv: list[str] | None = None, *, has_gpu: bool | None = None) -> int:
             print(f"=== {p.suite.name}: skipped: {p.skip}", flush=True)
             summary.append((p.suite.name, f"skipped: {p.skip}"))
             continue
-        print(f"=== {p.suite.name}: {' '.join([p.suite.script, *p.command[2:]])}", flush=True)
+        print(f"=== {p.suite.name}: {p.shown()}", flush=True)
         start = time.monotonic()
         try:
             rc = subprocess.run(p.command, cwd=root, timeout=args.timeout).returncode

@@ -1,6 +1,6 @@
 """Training cost calculator: FLOPs (6ND), Chinchilla-optimal sizes, GPU-hours, days and dollars.
 
-Run (``python tools/cost.py <command> --help`` for each):
+Run (``python -m tools.cost <command> --help`` for each):
   train        ``--params 1.3e9 --tokens 26e9 --gpu h100 --mfu 0.4 --gpus 8 --price 2.5``: FLOPs,
                GPU-hours, days on K GPUs, dollars (``train`` may be left out: ``--params ...``)
   implied-mfu  ``--params 1.5e9 --tokens 200e9 --gpu a100 --gpu-hours 4300``: the MFU a

@@ -1,6 +1,6 @@
 """Training memory of an llm-model preset: parameters, gradients, optimizer states, activations.
 
-Run: ``uv run python tools/memory.py llama-7b --seq-len 4096 --micro-batch 1 --precision bf16
+Run: ``uv run python -m tools.memory llama-7b --seq-len 4096 --micro-batch 1 --precision bf16
 --activation-checkpointing --fsdp 8``.
 
 What one device holds during a training step (single process, or FSDP2 over ``fsdp`` ranks):

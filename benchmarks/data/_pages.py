@@ -1,6 +1,6 @@
 """Handbook pages for the data benchmarks: read, extracted as the pipeline does, cached.
 
-The scripts import it with ``sys.path.insert(0, <this folder>)`` (benchmarks/ is not a package).
+The data scripts import it as ``benchmarks.data._pages``.
 Extraction (Trafilatura, ~30 ms a page) is cached as JSONL in the system temp folder, keyed on
 the WARC file's name and size, so a second script or run starts at once.
 """
@@ -12,12 +12,10 @@ import importlib.metadata  # noqa: F401  (datatrove 0.9 uses it without importin
 import json
 import os
 import re
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: _machine.py
-from _machine import cpu_name  # noqa: E402
+from benchmarks._machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -11,7 +11,7 @@
 
 Run (paths to the corpus folders; a few minutes on 2 CPU cores):
 
-    uv run python benchmarks/data/bench_dedup.py --web <corpus>/web \
+    uv run python -m benchmarks.data.bench_dedup --web <corpus>/web \
         --books <corpus>/books/shakespeare.jsonl.gz
 
 Writes `benchmarks/data/results/dedup-<date>.md` (with date, machine and load average).

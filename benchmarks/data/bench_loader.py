@@ -20,28 +20,26 @@ takes a few seconds) into a temporary folder. Writes `benchmarks/data/results/lo
 csv,png}` headed with the date, machine, load average and git revision; the machine may be
 shared, so the table says how loaded it was.
 
-    uv run python benchmarks/data/bench_loader.py --seq-len 2048 --samples 6000
+    uv run python -m benchmarks.data.bench_loader --seq-len 2048 --samples 6000
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import io
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import ROOT, device_name, device_slug, header, write_atomic  # noqa: E402
+from benchmarks._common import ROOT, device_name, device_slug, header, write_atomic
+from llm_formats.documents import read_documents, write_documents
+from llm_formats.shards import read_shard_stats
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PREDOWNLOAD = 4096  # llm_data.loader.PREDOWNLOAD
+PREDOWNLOAD = 4096  # llm_data.training_data.loader.PREDOWNLOAD
 SAMPLE = ROOT / "data" / "sample"
 
 
@@ -61,12 +59,11 @@ def sample_shards(out: Path, seq_len: int, copies: int) -> Path:
     curated = out / "curated"
     for source, name in (("books", "shakespeare"), ("code", "python-stdlib")):
         (curated / source).mkdir(parents=True)
-        with gzip.open(SAMPLE / source / f"{name}.jsonl.gz", "rt") as f:
-            docs = [json.loads(line) for line in f]
-        with gzip.open(curated / source / "00000.jsonl.gz", "wt") as f:
-            for copy in range(copies):
-                for d in docs:
-                    f.write(json.dumps({"id": f"{copy}-{d['id']}", "text": d["text"]}) + "\n")
+        docs = list(read_documents(SAMPLE / source / f"{name}.jsonl.gz"))
+        write_documents(
+            curated / source / "00000.jsonl.gz",
+            ({"id": f"{copy}-{d.id}", "text": d.text} for copy in range(copies) for d in docs),
+        )
     shards = out / "shards"
     tokenize_to_shards(curated, ByteTokenizer(), shards, seq_len=seq_len, heldout_fraction=0.0)
     return shards
@@ -136,9 +133,9 @@ def time_loader(shards: Path, seq_len: int, batch_size: int, n_samples: int, **k
 
 
 def measure(args, shards: Path, seq_len: int) -> list[dict]:
-    from llm_data.mixture import MixtureConfig, SeqLenPhase
+    from llm_data.training_data.mixture import MixtureConfig, SeqLenPhase
 
-    stats = json.loads((shards / "shard_stats.json").read_text())
+    stats = read_shard_stats(shards)
     sources = [s for s, st in stats["sources"].items() if st["samples"] > 0]
     sample_len = stats["seq_len"] + 1
     mega = sample_len / 1e6

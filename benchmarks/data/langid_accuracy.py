@@ -9,7 +9,7 @@ independent check without a model (`_english_by_check`: script for ar/el/fa/ja/k
 the language's stop words otherwise) sorts the pages into English and "in the file's language",
 and the accuracy is reported on the latter too.
 
-    uv run python benchmarks/data/langid_accuracy.py [--corpus DIR]
+    uv run python -m benchmarks.data.langid_accuracy [--corpus DIR]
 
 Writes `results/langid_accuracy.md` and `.json`.
 """
@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _pages  # noqa: E402
+from benchmarks.data import _pages
 
 _NON_LATIN = frozenset({"ar", "el", "fa", "ja", "ko", "zh"})
 

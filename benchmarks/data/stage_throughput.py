@@ -9,7 +9,7 @@ other jobs on a shared machine slow the wall clock more than this number; the wa
 in the table too. Stock rows are datatrove's own steps with their defaults (English word
 tokenizer for every page; its language filter needs a fastText model download, so none).
 
-    uv run python benchmarks/data/stage_throughput.py [--corpus DIR] [--pages-per-file N]
+    uv run python -m benchmarks.data.stage_throughput [--corpus DIR] [--pages-per-file N]
         [--filter-pages-per-file N]
 
 Writes `results/stage_throughput.{md,json,png}`.
@@ -22,12 +22,10 @@ import copy
 import importlib.metadata  # noqa: F401  (datatrove 0.9 uses it without importing it)
 import json
 import resource
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _pages  # noqa: E402
+from benchmarks.data import _pages
 
 
 def _cpu() -> float:

@@ -1,15 +1,16 @@
 """llm-eval against lm-evaluation-harness: same exported model, same items, one CPU thread.
 
-Our checkpoint is exported with ``llm_model.hf.export_hf`` (Llama layout) next to a Hugging Face
-tokenizer built from the run's ``tokenizer.json`` that prepends the end-of-text token, as
-llm-eval does. Both score every (context, choice) pair of the task files; the harness's
-``HFLM.loglikelihood`` loop and llm-eval's ``run_suite`` (tokenization included in both, model
-loading in neither) are timed at each batch size, alternating, and the log-likelihoods compared
-item by item. llm-eval also scores the exported model through its ``hf:`` adapter, as it would
+Our checkpoint is exported with ``llm_model.hf.export_hf`` (Llama layout) next to the Hugging
+Face tokenizer files of ``llm_formats.tokenizer.hf_tokenizer_files`` (as ``tools/convert``
+writes them), which prepend the end-of-text token, as llm-eval does. Both score every
+(context, choice) pair of the task files; the harness's ``HFLM.loglikelihood`` loop and
+llm-eval's ``run_suite`` (tokenization included in both, model loading in neither) are timed
+at each batch size, alternating, and the log-likelihoods compared item by item. llm-eval also
+scores the exported model through its ``hf:`` adapter, as it would
 a public model. lm-eval is installed for this script only:
 
     uv run --with lm-eval==0.4.13 --with "huggingface-hub>=0.34,<1" --with "accelerate>=1,<2" \
-        python benchmarks/eval/bench_eval.py --run runs/sample
+        python -m benchmarks.eval.bench_eval --run runs/sample
 
 Writes ``benchmarks/eval/results/harness-<cpu>.md`` with date, machine and load average.
 """
@@ -32,30 +33,24 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import ROOT, device_name, device_slug, header, write_atomic  # noqa: E402
+from benchmarks._common import ROOT, device_name, device_slug, header
+from llm_formats.atomic import atomic_write_text
 
 TASKS = ["arc_easy", "hellaswag", "lambada", "piqa", "sciq"]
 
 
 def export(run: str, out: Path):
-    """(our LoadedModel, HF directory): the checkpoint as a Llama model + an EOS-prefixing
-    fast tokenizer."""
-    from tokenizers import Tokenizer, processors
-    from transformers import PreTrainedTokenizerFast
-
+    """(our LoadedModel, HF directory): the checkpoint as a Llama model + the tokenizer files
+    `tools/convert` writes (EOS prepended to every text, as llm-eval scores)."""
+    from llm_formats.tokenizer import hf_tokenizer_files
     from llm_model.hf import export_hf
     from pretrain.stages import eval_model
 
     loaded = eval_model(run)
     export_hf(loaded.model, out)
-    eos = loaded.tokenizer.eos_token
-    raw = Tokenizer.from_file(loaded.metadata["tokenizer"])
-    raw.post_processor = processors.TemplateProcessing(
-        single=f"{eos} $A", special_tokens=[(eos, loaded.tokenizer.eos_id)]
-    )
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token=eos, bos_token=eos)
-    hf_tok.save_pretrained(out)
+    files = hf_tokenizer_files(loaded.metadata["tokenizer"], loaded.max_seq_len)
+    for name, content in files.items():
+        (out / name).write_bytes(content)
     return loaded, out
 
 
@@ -79,7 +74,8 @@ def run_harness(hf_dir: Path, requests, batch_size: int):
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=str(hf_dir), batch_size=batch_size, device="cpu", add_bos_token=True)
+    # no add_bos_token: the exported tokenizer prepends EOS itself
+    lm = HFLM(pretrained=str(hf_dir), batch_size=batch_size, device="cpu")
     instances = [
         Instance("loglikelihood", doc={}, arguments=(ctx, cont), idx=i)
         for i, (_, _, _, ctx, cont) in enumerate(requests)
@@ -258,7 +254,7 @@ def main() -> int:
         ROOT / "benchmarks" / "eval" / "results" / f"harness-{device_slug(torch.device('cpu'))}.md"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, text)
+    atomic_write_text(out, text)
     print(text)
     print(f"wrote {out}")
     return 0

@@ -7,8 +7,8 @@ in under 20 s for the ``gpt2-124m`` preset, bf16. The tokenizer is the sample ru
 vocabulary cuts text into more tokens than GPT-2's 50k, so the time is an upper bound for a
 GPT-2 tokenizer. The model keeps the preset's vocabulary (the output head costs what it would).
 
-    python benchmarks/eval/bench_suite.py --tasks-dir <eval task folder> --preset gpt2-124m
-    python benchmarks/eval/bench_suite.py --preset debug --limit 20      # CPU smoke run
+    python -m benchmarks.eval.bench_suite --tasks-dir <eval task folder> --preset gpt2-124m
+    python -m benchmarks.eval.bench_suite --preset debug --limit 20      # CPU smoke run
 
 Writes ``benchmarks/eval/results/suite-<device>.md`` (or ``--out``): items, requests, tokens,
 seconds per task (scoring) and in all (tokenization included), items/s.
@@ -25,8 +25,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import ROOT, device_name, device_slug, header, parse_preset, write_atomic  # noqa: E402
+from benchmarks._common import ROOT, device_name, device_slug, header, parse_preset, write_atomic
+from llm_formats import rundir as layout
+from llm_formats.device import resolve_device
+from llm_formats.eval_results import read_summary
 
 TARGET_SECONDS = 20.0  # the issue's H100 target for gpt2-124m
 
@@ -36,7 +38,7 @@ def load_tokenizer(path: str | None):
         from llm_tokenize import Tokenizer
     except ImportError as err:  # the GPU image has no tokenizers: carry its wheel in .whl/
         raise SystemExit(f"bench_suite: llm_tokenize needs the `tokenizers` wheel ({err})") from err
-    path = Path(path) if path else ROOT / "runs" / "sample" / "tokenizer.json"
+    path = Path(path) if path else layout.run_dir(ROOT / "runs", "sample") / layout.TOKENIZER
     if not path.is_file():
         raise SystemExit(f"bench_suite: no tokenizer at {path} (run `uv run pretrain` or pass one)")
     return Tokenizer.from_file(path)
@@ -62,7 +64,7 @@ def main() -> int:
     )
     parser.add_argument("--limit", type=int, default=None, help="items per task")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
     parser.add_argument("--no-autocast", action="store_true", help="fp32 on GPU too")
     parser.add_argument(
         "--out", default=None, help="result file (default: results/suite-<device>.md)"
@@ -71,7 +73,7 @@ def main() -> int:
 
     from llm_eval import run_suite
 
-    device = torch.device(args.device)
+    device = torch.device(resolve_device(args.device, cuda_available=torch.cuda.is_available()))
     autocast = device.type == "cuda" and not args.no_autocast
     paths = sorted(Path(args.tasks_dir).glob("*.jsonl*"))
     if not paths:
@@ -89,7 +91,7 @@ def main() -> int:
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        summary = json.loads((Path(tmp) / "results.json").read_text())
+        summary = read_summary(tmp)
         counts = _counts(Path(tmp), metrics)
     items = sum(int(m["n"]) for m in metrics.values())
     skipped = sum(int(m["skipped"]) for m in metrics.values())

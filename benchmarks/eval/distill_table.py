@@ -14,8 +14,8 @@
 
 With ``$EVAL`` the folder of the eval task files (default: the ``data/sample/eval`` slices):
 
-    uv run python benchmarks/eval/train_ladder.py
-    uv run python benchmarks/eval/distill_table.py --runs runs/ladder-s? --limit 500 \\
+    uv run python -m benchmarks.eval.train_ladder
+    uv run python -m benchmarks.eval.distill_table --runs runs/ladder-s? --limit 500 \\
         --tasks $EVAL/{arc_challenge,arc_easy,hellaswag,lambada}.jsonl.gz \\
                 $EVAL/{openbookqa,piqa,sciq,socialiqa}.jsonl.gz \\
         --heldout-runs ladder-s2,ladder-s4 ladder-s4,ladder-s5 ladder-s1,ladder-s3,ladder-s5
@@ -24,7 +24,6 @@ With ``$EVAL`` the folder of the eval task files (default: the ``data/sample/eva
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -32,8 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import ROOT, device_name, header, write_atomic  # noqa: E402
+from benchmarks._common import ROOT, device_name, header, write_atomic
+from llm_formats.checkpoint import MANIFEST, step_dirs
+from llm_formats.eval_results import RESULTS_FILE, read_summary
 
 FRACTIONS = [0.02, 0.05, 0.08, 0.1, 0.2]
 METRICS = ["logprob_per_byte", "acc_norm"]
@@ -46,10 +46,9 @@ def _task_name(path: Path) -> str:
 
 def _complete(out: Path, expected: dict[str, int]) -> bool:
     """Whether ``out`` has results for every task, with the ``expected`` items each."""
-    path = out / "results.json"
-    if not path.is_file():
+    if not (out / RESULTS_FILE).is_file():
         return False
-    done = json.loads(path.read_text())["tasks"]
+    done = read_summary(out)["tasks"]
     return all(t in done and done[t]["n"] + done[t]["skipped"] >= n for t, n in expected.items())
 
 
@@ -64,8 +63,8 @@ def score_checkpoints(
     expected = {items[0].task: len(items[:limit]) for items in map(load_tasks, tasks) if items}
     dirs = []
     for run in runs:
-        for ckpt in sorted((run / "checkpoints").glob("step_*")):
-            if not (ckpt / "manifest.json").is_file():
+        for ckpt in reversed(step_dirs(run / "checkpoints")):  # oldest first
+            if not (ckpt / MANIFEST).is_file():
                 continue  # still being written
             out = work / f"{run.name}-{ckpt.name}"
             if not _complete(out, expected):
@@ -241,7 +240,7 @@ def model_table(models_by_metric: dict[str, list]) -> list[str]:
     ]
     for k, m in enumerate(first):
         md = m.metadata
-        seconds = json.loads((Path(m.name) / "results.json").read_text())["seconds"]
+        seconds = read_summary(m.name)["seconds"]
         scores = [
             np.mean([np.mean(list(s.values())) for s in models_by_metric[x][k].scores.values()])
             for x in metrics

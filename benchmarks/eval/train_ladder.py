@@ -7,8 +7,8 @@ steps, so a distilled suite can be chosen on some of them and checked on others.
    (so every size sees the same tokens) and trains the ``debug`` preset with the size's
    ``model.*`` overrides and number of steps, keeping every checkpoint (`SIZES`).
 
-    uv run python benchmarks/eval/train_ladder.py            # every size, 1 CPU thread each
-    uv run python benchmarks/eval/train_ladder.py --sizes s1 s2
+    uv run python -m benchmarks.eval.train_ladder            # every size, 1 CPU thread each
+    uv run python -m benchmarks.eval.train_ladder --sizes s1 s2
 
 A size whose run already has its last checkpoint is skipped, so a second call resumes.
 """
@@ -22,6 +22,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from llm_formats import rundir as layout
+from llm_formats.checkpoint import MANIFEST, step_dir_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +42,7 @@ SIZES: dict[str, tuple[int, ...]] = {
 }
 SHAPE = ("d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_hidden")
 DATA_RUN = "ladder-data"
-SHARED = ("curated", "tokenizer.json", "tokenizer_card.json", "shards", "stages.json")
+SHARED = (layout.CURATED, layout.TOKENIZER, layout.TOKENIZER_CARD, layout.SHARDS, layout.STAGES)
 
 
 def pretrain(*args: str, threads: int) -> None:
@@ -54,7 +57,7 @@ def seed_run(runs: Path, name: str) -> Path:
     """``runs/<name>`` with the data run's curated text, tokenizer and shards (copied, so the
     runs stay independent), unless it exists."""
     run = runs / name
-    if (run / "stages.json").is_file():
+    if (run / layout.STAGES).is_file():
         return run
     tmp = runs / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -79,7 +82,7 @@ def main() -> int:
         name = f"ladder-{size}"
         run = seed_run(runs, name)
         *shape, steps, every = SIZES[size]
-        if (run / "checkpoints" / f"step_{steps:06d}" / "manifest.json").is_file():
+        if (run / "checkpoints" / step_dir_name(steps) / MANIFEST).is_file():
             print(f"{name}: step {steps} exists, skipped", flush=True)
             continue
         model = [f"model.{k}={v}" for k, v in zip(SHAPE, shape, strict=True)]

@@ -1,6 +1,6 @@
 """Microbenchmarks of llm-kernels: correctness, time, GB/s, ratio to a device copy, peak memory.
 
-Run on one CUDA GPU: ``python benchmarks/kernels/bench_kernels.py [--ops rms_norm swiglu ...]
+Run on one CUDA GPU: ``python -m benchmarks.kernels.bench_kernels [--ops rms_norm swiglu ...]
 [--quick | --targets-only] [--out DIR]``; writes ``kernels-<device-slug>.{md,csv,png}`` to
 ``benchmarks/results`` (or ``--out``). ``--smoke`` runs tiny shapes anywhere, on a CPU in Triton's
 interpreter (``TRITON_INTERPRET=1``, set here before Triton is imported), and writes
@@ -29,12 +29,11 @@ from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]  # kernel_*.py beside this file, benchmarks/_common.py
-from _common import RESULTS, device_name, device_slug, header, write_atomic  # noqa: E402
-from kernel_cases import BUILDERS, FULL_SHAPES, OPS, SMOKE_SHAPES, Case  # noqa: E402
-from kernel_measure import CPU_REPS, TOL, check, copy_gb_s, measure, reference  # noqa: E402
-from kernel_report import TARGET_SHAPES, Row, csv_text, markdown, plot  # noqa: E402
+from benchmarks._common import RESULTS, device_name, device_slug, header, write_atomic
+from benchmarks.kernels.kernel_cases import BUILDERS, FULL_SHAPES, OPS, SMOKE_SHAPES, Case
+from benchmarks.kernels.kernel_measure import CPU_REPS, TOL, check, copy_gb_s, measure, reference
+from benchmarks.kernels.kernel_report import TARGET_SHAPES, Row, csv_text, markdown, plot
+from llm_formats.device import resolve_device
 
 log = logging.getLogger("bench_kernels")
 BYTES = """\
@@ -158,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="only the smallest shape per op")
     p.add_argument("--targets-only", action="store_true", help="only the shapes with targets")
     p.add_argument("--smoke", action="store_true", help="tiny shapes; runs on a CPU too")
-    p.add_argument("--device", help="default: cuda when available, else cpu (--smoke only)")
+    p.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
     p.add_argument("--compile-on-cpu", action="store_true", help="time torch.compile on a CPU")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--out", type=Path, help="default: benchmarks/results; --smoke: a temp dir")
@@ -168,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(resolve_device(args.device, cuda_available=torch.cuda.is_available()))
     if device.type != "cuda" and not args.smoke:
         print(
             "bench_kernels: no CUDA device; full shapes need one GPU (try --smoke)", file=sys.stderr

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from kernel_cases import DTYPE, Case
+
+from benchmarks.kernels.kernel_cases import DTYPE, Case
 
 TOL = 2e-2  # bf16 inputs and outputs, fp32 maths inside the kernels
 CPU_REPS = 3  # timed calls on a CPU; their median is reported

@@ -1,6 +1,6 @@
 """Where the time of one fwd+bwd call goes, per GPU kernel: llm_kernels next to the best other.
 
-Run: ``python benchmarks/kernels/profile_kernels.py [--ops rms_norm rope]`` on one CUDA GPU, at
+Run: ``python -m benchmarks.kernels.profile_kernels [--ops rms_norm rope]`` on one CUDA GPU, at
 the shapes that have targets (see ``kernel_report.TARGETS``). For each op and provider it prints
 torch.profiler's CUDA-time table (top ``--top`` kernels, summed over ``--reps`` calls after one
 warm-up), the profile that explains a missed target. ``--smoke`` profiles tiny shapes on a CPU.
@@ -11,20 +11,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]  # kernel_*.py, benchmarks/_common.py
-from _common import profile_table  # noqa: E402
+from benchmarks._common import profile_table
 
 
 def _step(fn, inputs):
     args = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
 
     def step():
-        from kernel_measure import as_list
+        from benchmarks.kernels.kernel_measure import as_list
 
         outs = [o for o in as_list(fn(*args)) if o.requires_grad]
         torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
@@ -51,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available()
     if not cuda:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before llm_kernels defines its kernels
-    import kernel_cases as kc
-    from kernel_report import TARGET_SHAPES
+    from benchmarks.kernels import kernel_cases as kc
+    from benchmarks.kernels.kernel_report import TARGET_SHAPES
 
     builders = {"rms_norm": kc.rms_cases, "swiglu": kc.swiglu_cases, "rope": kc.rope_cases,
                 "linear_ce": kc.ce_cases}  # fmt: skip

@@ -1,6 +1,6 @@
 """Fused linear cross-entropy: time and peak memory against the logits chunk (one CUDA GPU).
 
-Run: ``python benchmarks/kernels/sweep_linear_ce.py``. At the target shape (16384 tokens, d 4096,
+Run: ``python -m benchmarks.kernels.sweep_linear_ce``. At the target shape (16384 tokens, d 4096,
 V 128256, bf16) it times fwd+bwd of llm_kernels for several chunk sizes next to eager, with the
 same measurement as bench_kernels (do_bench median; peak memory above the inputs). Each chunk is
 one pass of the float32 grad_weight accumulator through memory, and holds a float32 logits tile
@@ -11,17 +11,13 @@ default chunk of ``llm_kernels.ops.linear_cross_entropy``.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 
 def main() -> int:
-    import kernel_cases as kc
-    from kernel_measure import measure
-
+    from benchmarks.kernels import kernel_cases as kc
+    from benchmarks.kernels.kernel_measure import measure
     from llm_kernels.ops.linear_cross_entropy import fused_linear_cross_entropy_triton
 
     (case,) = kc.ce_cases([(16384, 4096, 128256)], torch.device("cuda"), compile_=False)

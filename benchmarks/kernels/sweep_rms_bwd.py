@@ -1,6 +1,6 @@
 """RMSNorm fwd+bwd time against the backward's programs per SM (one CUDA GPU).
 
-Run: ``python benchmarks/kernels/sweep_rms_bwd.py``. Prints one row per shape and setting of
+Run: ``python -m benchmarks.kernels.sweep_rms_bwd``. Prints one row per shape and setting of
 ``llm_kernels.ops.rms_norm.BWD_PROGRAMS_PER_SM`` (do_bench median, bf16): the numbers behind
 the value the module ships with.
 """

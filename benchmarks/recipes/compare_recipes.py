@@ -1,6 +1,6 @@
 """Pretraining recipes compared on the shipped sample: optimizers, schedules, batch-size warmup.
 
-Run: ``uv run python benchmarks/recipes/compare_recipes.py --work /tmp/recipes`` (CPU; see the
+Run: ``uv run python -m benchmarks.recipes.compare_recipes --work /tmp/recipes`` (CPU; see the
 results file for how long it took).
 ``--smoke`` trains each variant for a few steps (checks the script, not the recipes).
 
@@ -40,15 +40,14 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._common import ROOT, device_name, device_slug, header, write_atomic
+from llm_formats import rundir as layout
+from llm_formats.metrics import read_metrics
 from llm_train import TrainConfig, Trainer
 from llm_train.batch_warmup import micro_batches_at
-from llm_train.metrics import read_metrics
 from llm_train.optimizer import optimizer_state_bytes
 from pretrain import stages
 from pretrain.config import PretrainConfig, load_pretrain_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import ROOT, device_name, device_slug, header, write_atomic  # noqa: E402
 
 log = logging.getLogger("compare_recipes")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -91,14 +90,14 @@ def build_shards(config: PretrainConfig, work: Path) -> Path:
     sequence length once (``work/base-<seq_len>``), with the app's own stages."""
     base = work / "base"
     base.mkdir(parents=True, exist_ok=True)
-    for stage, output in ((stages.curate, "curated"), (stages.tokenizer, "tokenizer.json")):
+    for stage, output in ((stages.curate, layout.CURATED), (stages.tokenizer, layout.TOKENIZER)):
         _run_stage(stage, config, base, base / output)
     sized = work / f"base-{config.shards.seq_len}"
     sized.mkdir(exist_ok=True)
-    for name in ("curated", "tokenizer.json"):
+    for name in (layout.CURATED, layout.TOKENIZER):
         if not (sized / name).exists():
             (sized / name).symlink_to(base / name)
-    _run_stage(stages.shards, config, sized, sized / "shards" / "shard_stats.json")
+    _run_stage(stages.shards, config, sized, sized / layout.SHARD_STATS)
     return sized
 
 
@@ -118,12 +117,12 @@ def train_variant(config: PretrainConfig, base: Path, run_dir: Path, device) -> 
     from llm_tokenize import Tokenizer
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("shards", "tokenizer.json"):
+    for name in (layout.SHARDS, layout.TOKENIZER):
         if not (run_dir / name).exists():
             (run_dir / name).symlink_to(base / name)
     model = stages.build_model(config, run_dir, device)  # seeded: the same init for every run
     loader = build_loader(
-        run_dir / "shards",
+        run_dir / layout.SHARDS,
         seq_len=config.shards.seq_len,
         batch_size=config.loader.batch_size,
         proportions=dict(config.loader.proportions) or None,
@@ -133,7 +132,7 @@ def train_variant(config: PretrainConfig, base: Path, run_dir: Path, device) -> 
     trainer = Trainer(model, loader, config.train, run_dir, resume=False)
     trainer.fit()
     seconds = time.perf_counter() - start
-    records = read_metrics(run_dir / "metrics.jsonl")
+    records = read_metrics(run_dir / layout.METRICS)
     texts = stages.heldout_texts(run_dir, 0)
     tok = Tokenizer.from_file(run_dir / "tokenizer.json")
     model.eval()

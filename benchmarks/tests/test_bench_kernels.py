@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-KERNELS = Path(__file__).resolve().parents[1] / "kernels"
-sys.path.insert(0, str(KERNELS))
-from kernel_report import Row, Target, evaluate, targets_markdown  # noqa: E402
+from benchmarks.kernels.kernel_report import Row, Target, evaluate, targets_markdown
+
+ROOT = Path(__file__).resolve().parents[2]
 
 OPS = {"rms_norm", "rms_norm_residual", "swiglu", "rope", "linear_ce"}
 TOL = 2e-2  # kernel_measure.TOL (not imported: that module imports torch)
@@ -24,9 +24,9 @@ def _rows(path: Path) -> list[dict]:
 def smoke(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("smoke")
     proc = subprocess.run(
-        [sys.executable, str(KERNELS / "bench_kernels.py"), "--smoke", "--device", "cpu",
+        [sys.executable, "-m", "benchmarks.kernels.bench_kernels", "--smoke", "--device", "cpu",
          "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
     )  # fmt: skip
     return proc, out
 

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "eval" / "bench_suite.py"
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = "benchmarks.eval.bench_suite"
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 
@@ -21,8 +22,8 @@ def test_smoke_run_scores_every_task_file(tmp_path):
     out = tmp_path / "suite.md"
     args = ["--preset", "debug", "--limit", "3", "--device", "cpu"]
     args += ["--tokenizer", str(tmp_path / "tokenizer.json"), "--out", str(out)]
-    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", MODULE, *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     tasks = sorted(p.name.split(".")[0] for p in (SAMPLE / "eval").glob("*.jsonl*"))

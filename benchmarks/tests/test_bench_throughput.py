@@ -3,14 +3,12 @@ whole benchmark at debug size under a memory cap (seconds)."""
 
 import csv
 import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "throughput"))
-import bench_throughput  # noqa: E402
-from bench_throughput import parse_preset  # noqa: E402
-from search import OutOfMemory, search  # noqa: E402
+from benchmarks.throughput import bench_throughput
+from benchmarks.throughput.bench_throughput import parse_preset
+from benchmarks.throughput.search import OutOfMemory, search
 
 
 def test_parse_preset_types_values():

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "tokenize" / "bench_tokenize.py"
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = "benchmarks.tokenize.bench_tokenize"
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 
@@ -35,8 +36,8 @@ def test_tiny_run_writes_tables_csv_and_plots(tmp_path):
     _jsonl_gz(corpus / "code" / "code.jsonl.gz", _sample("code/python-stdlib.jsonl.gz", 6))
     args = ["--corpus", str(corpus), "--cache", str(cache), "--out", str(out)]
     args += ["--vocab-sizes", "300", "--budget-mb", "0.03", "--workers", "1"]
-    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", MODULE, *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     (md,) = out.glob("tokenize-*.md")
     text = md.read_text()

@@ -1,6 +1,5 @@
 """bench_trajectory: a CPU smoke run (kernels in Triton's interpreter), and its verdict."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -8,22 +7,18 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "trajectory" / "bench_trajectory.py"
+from benchmarks.trajectory import bench_trajectory
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("bench_trajectory", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_smoke_run_writes_an_agreeing_table(tmp_path):
     pytest.importorskip("triton", reason="needs triton (llm-kernels)")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--device", "cpu", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, env=env,
+        [sys.executable, "-m", "benchmarks.trajectory.bench_trajectory", "--smoke",
+         "--device", "cpu", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     (md,) = tmp_path.glob("trajectory-smoke-*.md")
@@ -32,7 +27,7 @@ def test_smoke_run_writes_an_agreeing_table(tmp_path):
 
 
 def test_verdict_flags_a_kernel_curve_that_drifts():
-    module = _module()
+    module = bench_trajectory
     eager = [3.0 - 0.01 * i for i in range(40)]
     fp32 = [x + 0.005 for x in eager]
     ok, _ = module.verdict({"kernels": eager, "eager": eager, "fp32": fp32}, tolerance=2.0)

@@ -1,11 +1,6 @@
 """benchmarks/_common.py: file-name slugs and the git revision without a checkout."""
 
-import sys
-from pathlib import Path
-
-BENCHMARKS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(BENCHMARKS))
-import _common  # noqa: E402
+from benchmarks import _common
 
 
 def test_slug():

@@ -1,23 +1,12 @@
 """compare_recipes: every recipe trains on the same number of tokens as the baseline."""
 
-import importlib.util
-from pathlib import Path
-
+from benchmarks.recipes import compare_recipes
 from llm_train import TrainConfig
 from llm_train.batch_warmup import micro_batches_at
 
-SCRIPT = Path(__file__).resolve().parents[1] / "recipes" / "compare_recipes.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("compare_recipes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_recipes_share_the_token_budget():
-    module = _module()
+    module = compare_recipes
     base = TrainConfig(steps=50, lr=6e-3, warmup_steps=5, grad_accum_steps=2)
     per_step = 2048
     configs = module.variants(base, per_step)

@@ -1,16 +1,13 @@
 """The correctness check of bench_kernels on torch-only providers: right, wrong, missing grads."""
 
 import math
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernels"))
-from bench_kernels import run_case  # noqa: E402
-from kernel_cases import DTYPE, Case, _ce_reference  # noqa: E402
-from kernel_measure import TOL, check, reference  # noqa: E402
+from benchmarks.kernels.bench_kernels import run_case
+from benchmarks.kernels.kernel_cases import DTYPE, Case, _ce_reference
+from benchmarks.kernels.kernel_measure import TOL, check, reference
 
 
 def _mul_case() -> Case:
@@ -61,7 +58,7 @@ def test_chunked_cross_entropy_reference_matches_the_whole_one():
 
 
 def test_main_exits_1_when_llm_kernels_disagrees(tmp_path, monkeypatch):
-    import bench_kernels
+    from benchmarks.kernels import bench_kernels
 
     def wrong_builder(shapes, device, compile_):
         case = _mul_case()

@@ -1,14 +1,9 @@
 """benchmarks/run_all.py: the registry, which suites run on which machine, and the run itself
 (with stand-in scripts: no real benchmark runs here)."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(BENCHMARKS))
-import run_all  # noqa: E402
+from benchmarks import run_all
 
 REGISTRY = """
 [[suite]]
@@ -95,7 +90,7 @@ def test_run_skips_with_reasons_and_fails_on_a_failed_suite(repo, capsys):
 def test_list_and_bad_registries(repo, tmp_path, capsys):
     argv = ["--registry", str(repo / "benchmarks" / "suites.toml")]
     assert run_all.main([*argv, "--list"], has_gpu=False) == 0
-    assert "gpu-with-cpu-mode benchmarks/ok.py --smoke" in capsys.readouterr().out
+    assert "gpu-with-cpu-mode python -m benchmarks.ok --smoke" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         run_all.main([*argv, "--only", "nope"], has_gpu=False)
     assert "unknown suite(s) ['nope']" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """Training throughput of llm-model presets: the micro-batch and activation checkpointing that
 fit device memory and train fastest, in llm-foundry's table (MFU, HFU, tokens/s/GPU, ...).
 
-Run (one GPU): ``python benchmarks/throughput/bench_throughput.py --presets gpt2-124m llama-1b
+Run (one GPU): ``python -m benchmarks.throughput.bench_throughput --presets gpt2-124m llama-1b
 --seq-len 2048`` (bf16 autocast). On a CPU the same search runs at debug sizes under
 ``--memory-cap-gib`` (``--presets debug --seq-len 128 --memory-cap-gib 0.05``).
 
@@ -45,15 +45,8 @@ from pathlib import Path
 
 import torch
 
-from llm_model import Transformer, get_preset
-from llm_train import TrainConfig, build_optimizer, build_scheduler, train_step
-from llm_train.parallel import apply_activation_checkpointing, apply_compile
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # search.py
-from _common import (  # noqa: E402
+from benchmarks._common import (
     RESULTS,
-    ROOT,
     device_name,
     device_slug,
     header,
@@ -61,22 +54,15 @@ from _common import (  # noqa: E402
     profile_table,
     write_atomic,
 )
-from search import OutOfMemory, SearchResult, Trial, search  # noqa: E402
+from benchmarks.throughput.search import OutOfMemory, SearchResult, Trial, search
+from llm_formats.atomic import atomic_write_bytes
+from llm_formats.device import resolve_device
+from llm_model import Transformer, get_preset
+from llm_train import TrainConfig, build_optimizer, build_scheduler, train_step
+from llm_train.parallel import apply_activation_checkpointing, apply_compile
+from tools import cost, memory
 
 log = logging.getLogger("bench_throughput")
-
-
-def _load_tool(name: str):
-    """``tools/<name>.py`` as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-cost = _load_tool("cost")
-memory = _load_tool("memory")
 
 
 @dataclass
@@ -367,10 +353,10 @@ def plot(results: list[PresetResult], meta: list[tuple[str, str]], path: Path) -
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(path)
+    atomic_write_bytes(path, png.getvalue())
     return True
 
 
@@ -400,7 +386,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--steps", type=int, nargs="+", default=[10], help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile each block")
     p.add_argument("--profile", type=int, default=0, help="profile N steps after timing")
@@ -450,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if min(args.steps) < 1 or args.warmup < 0:
         raise SystemExit(f"--steps must be >= 1 and --warmup >= 0, got {args.steps}, {args.warmup}")
-    device = torch.device(args.device)
+    device = torch.device(resolve_device(args.device, cuda_available=torch.cuda.is_available()))
     cap = _cap_bytes(args, device)
     seq_lens = _per_preset(args.seq_len, args.presets, "--seq-len")
     batches = _per_preset(args.batch_size, args.presets, "--batch-size")

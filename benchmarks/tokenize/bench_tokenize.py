@@ -2,8 +2,8 @@
 vocabulary sizes for each pre-tokenisation preset; the byte round trip over the whole corpus;
 training time and encode throughput next to plain `tokenizers` defaults (ByteLevelBPETokenizer).
 
-    uv run python benchmarks/tokenize/bench_tokenize.py --corpus data/sample
-    uv run python benchmarks/tokenize/bench_tokenize.py --corpus path/to/corpus \
+    uv run python -m benchmarks.tokenize.bench_tokenize --corpus data/sample
+    uv run python -m benchmarks.tokenize.bench_tokenize --corpus path/to/corpus \
         --vocab-sizes 8192 32768 65536
 
 The corpus folder holds web/*.warc.gz, books/*.jsonl.gz and code/*.jsonl.gz (as data/sample
@@ -25,15 +25,14 @@ from pathlib import Path
 import tokenizers
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).parent))  # benchmarks/ is not a package
-import corpus_text  # noqa: E402
-import throughput  # noqa: E402
-from results import write_results  # noqa: E402
-
-from llm_tokenize import Tokenizer, TokenizerConfig, TrainingSource, train_from_config  # noqa: E402
-from llm_tokenize.corpus import stats_sample  # noqa: E402
-from llm_tokenize.report import compare  # noqa: E402
-from llm_tokenize.stats import group_stats  # noqa: E402
+from benchmarks.tokenize import corpus_text, throughput
+from benchmarks.tokenize.results import write_results
+from llm_formats.documents import write_documents
+from llm_formats.tokenizer import DEFAULT_EOS_TOKEN
+from llm_tokenize import Tokenizer, TokenizerConfig, TrainingSource, train_from_config
+from llm_tokenize.corpus import stats_sample
+from llm_tokenize.report import compare
+from llm_tokenize.stats import group_stats
 
 log = logging.getLogger("bench_tokenize")
 HERE = Path(__file__).parent
@@ -74,7 +73,7 @@ def write_split(train, cache: Path) -> list[TrainingSource]:
         records = [{"id": d.id, "text": d.text, "metadata": {"language": d.language}}
                    for d in train if d.source == name]  # fmt: skip
         path = cache / "train" / f"{name}.jsonl.gz"
-        corpus_text.write_jsonl_gz(path, records)
+        write_documents(path, records)
         sources.append(TrainingSource(name=name, paths=[str(path)], proportion=proportion))
     return sources
 
@@ -105,7 +104,7 @@ def train_baseline(texts: list[str], vocab: int, out: Path) -> tuple[Path, float
     tok = tokenizers.ByteLevelBPETokenizer()
     start = time.perf_counter()
     tok.train_from_iterator(texts, vocab_size=vocab, min_frequency=2,
-                            special_tokens=["<|endoftext|>"], show_progress=False)  # fmt: skip
+                            special_tokens=[DEFAULT_EOS_TOKEN], show_progress=False)  # fmt: skip
     seconds = time.perf_counter() - start
     path = out / BASELINE / "tokenizer.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     base_path, base_s = train_baseline(mixture, mid, work)
     base = f"{BASELINE}-{size_name(mid)}"
     names = {n: t["path"] for n, t in trained.items()} | {base: base_path}
-    toks = {n: Tokenizer.from_file(p, eos_token="<|endoftext|>") for n, p in names.items()}
+    toks = {n: Tokenizer.from_file(p) for n, p in names.items()}
     rows = []  # statistics of the held-out documents, with their round trip
     for name, tok in tqdm(toks.items(), desc=f"statistics of {len(held)} held-out documents"):
         rows += compare({name: tok}, held)

@@ -6,12 +6,12 @@ a git-ignored folder; books and code are read straight from their JSONL files.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from llm_formats.documents import write_documents
 from llm_tokenize import Document
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,6 @@ def extract_warc(warc: str) -> tuple[list[dict], dict]:
     return records, counts
 
 
-def write_jsonl_gz(path: Path, records: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(tmp, "wt", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    tmp.replace(path)
-
-
 def cached_web(corpus: Path, cache: Path, workers: int) -> list[Path]:
     """One extracted JSONL.gz per language under ``cache/web``, extracting what is missing."""
     warcs = sorted((corpus / "web").glob("*.warc.gz"))
@@ -70,7 +62,7 @@ def cached_web(corpus: Path, cache: Path, workers: int) -> list[Path]:
             for warc, (records, counts) in zip(
                 todo, pool.map(extract_warc, map(str, todo)), strict=True
             ):
-                write_jsonl_gz(out[warc], records)
+                write_documents(out[warc], records)
                 counts_file(out[warc]).write_text(json.dumps(counts))
                 log.info("%s: %d pages kept, %s", language_of(warc), len(records), counts)
     return [out[w] for w in warcs]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import tokenizers
 
-from llm_tokenize.atomic import write_text_atomic
+from llm_formats.atomic import atomic_write_text
 from llm_tokenize.report import plot, to_csv, to_markdown
 
 
@@ -109,7 +109,7 @@ def write_results(rows, ctx, sizes: list[str]) -> Path:
         f"- date: {now}; git {git_revision()}; tokenizers {tokenizers.__version__}",
         f"- machine: {machine()}, SHARED with other jobs: load average (1, 5, 15 min) "
         f"{_load(before)} before, {_load(after)} after; timings are noisy and low",
-        f"- command: `python benchmarks/tokenize/bench_tokenize.py --corpus <corpus> "
+        f"- command: `python -m benchmarks.tokenize.bench_tokenize --corpus <corpus> "
         f"--vocab-sizes {' '.join(map(str, args.vocab_sizes))} --budget-mb {args.budget_mb:g}`",
         *_corpus_lines(ctx), "",
         *_speed_lines(ctx), *_round_trip_lines(ctx, rows),
@@ -119,9 +119,9 @@ def write_results(rows, ctx, sizes: list[str]) -> Path:
         mine = [r for r in rows if r["tokenizer"].endswith(suffix)]
         lines += [f"## Vocabulary {vocab} (held-out documents)", "", to_markdown(mine)]
         plot(mine, args.out / f"tokenize-{name}{suffix}.png")
-    write_text_atomic(args.out / f"tokenize-{name}.csv", to_csv(rows))
+    atomic_write_text(args.out / f"tokenize-{name}.csv", to_csv(rows))
     summary_plot(rows, args.vocab_sizes, sizes, args.out / f"tokenize-{name}-by-size.png")
-    return write_text_atomic(args.out / f"tokenize-{name}.md", "\n".join(lines) + "\n")
+    return atomic_write_text(args.out / f"tokenize-{name}.md", "\n".join(lines) + "\n")
 
 
 def _load(values) -> str:

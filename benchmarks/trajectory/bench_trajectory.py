@@ -1,6 +1,6 @@
 """Loss curves with and without llm-kernels: a few hundred steps on real text, same init, same data.
 
-Run: ``python benchmarks/trajectory/bench_trajectory.py --steps 300`` (one CUDA GPU; bf16 autocast).
+Run: ``python -m benchmarks.trajectory.bench_trajectory --steps 300`` (one CUDA GPU; bf16 autocast).
 ``--smoke`` runs a few tiny steps on any machine (CI checks the script that way).
 
 Three runs of one small Llama-shaped model (RMSNorm, SwiGLU, RoPE, tied head: every kernel is on
@@ -21,8 +21,6 @@ when the kernel curve disagrees.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import logging
 import sys
 import tempfile
@@ -30,11 +28,11 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._common import RESULTS, ROOT, device_name, device_slug, header, write_atomic
+from llm_formats.device import resolve_device
+from llm_formats.documents import read_documents
 from llm_model import Transformer, get_preset
 from llm_train import TrainConfig, build_optimizer, build_scheduler, train_step
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
-from _common import RESULTS, ROOT, device_name, device_slug, header, write_atomic  # noqa: E402
 
 log = logging.getLogger("bench_trajectory")
 TEXT = ROOT / "data" / "sample" / "books" / "shakespeare.jsonl.gz"
@@ -48,11 +46,10 @@ RUNS = {  # name: (precision, kernels)
 def load_bytes(path: Path, limit: int) -> torch.Tensor:
     """The first ``limit`` bytes of the documents' text, one token per byte (vocabulary 256)."""
     data = bytearray()
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            data += json.loads(line)["text"].encode("utf-8") + b"\n"
-            if len(data) >= limit:
-                break
+    for doc in read_documents(path):
+        data += doc.text.encode("utf-8") + b"\n"
+        if len(data) >= limit:
+            break
     return torch.frombuffer(data[:limit], dtype=torch.uint8).long()
 
 
@@ -158,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--every", type=int, default=25, help="table row every N steps")
     p.add_argument("--tolerance", type=float, default=2.0, help="x the bf16-vs-fp32 distance")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
     p.add_argument("--smoke", action="store_true", help="tiny model, 8 steps: any machine")
     p.add_argument("--out", type=Path, help="default: benchmarks/results; --smoke: a temp dir")
     return p
@@ -173,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 4 or args.d_model % 128:
         raise SystemExit(f"--steps must be >= 4 and --d-model a multiple of 128, got {args}")
     out = args.out or (Path(tempfile.mkdtemp(prefix="trajectory-")) if args.smoke else RESULTS)
-    device = torch.device(args.device)
+    device = torch.device(resolve_device(args.device, cuda_available=torch.cuda.is_available()))
     tokens = load_bytes(TEXT, 4 << 20)
     torch.manual_seed(args.seed)
     init = Transformer(model_config(args, kernels=False)).state_dict()

@@ -2,15 +2,15 @@
 
 ``dcp_to_hf`` streams: it reads the checkpoint's model tensors one at a time (``tools.convert.dcp``)
 and writes them one at a time (``llm_model.hf.write_hf_checkpoint``), so its memory is about the
-largest tensor, whatever the model size. The model config comes from the run's ``config.yaml``
-(or the manifest of a checkpoint made by ``hf_to_dcp``), the tokenizer files and special-token ids
-from the run's ``tokenizer.json``.
+largest tensor, whatever the model size. The model config comes from the checkpoint's manifest
+(``model_config``, written by the train stage and by ``hf_to_dcp``), so a checkpoint converts
+wherever it lies; the tokenizer files and special-token ids from the checkpoint's or the run's
+``tokenizer.json`` (or ``--tokenizer``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +22,8 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from llm_formats import checkpoint as formats
+from llm_formats.tokenizer import hf_tokenizer_files, read_card, role_ids, special_token_roles
 from llm_model import ModelConfig
 from llm_model.hf import (
     TensorEntry,
@@ -35,7 +37,6 @@ from llm_model.hf import (
 )
 from llm_train.checkpoint import latest_checkpoint, verify_checkpoint
 from tools.convert.dcp import model_tensors
-from tools.convert.tokenizer_files import DEFAULT_EOS, read_special_tokens, tokenizer_files
 
 __all__ = ["dcp_to_hf", "find_checkpoint", "hf_to_dcp"]
 
@@ -48,20 +49,20 @@ def find_checkpoint(source: str | os.PathLike, step: int | None = None) -> Path:
     one under ``source/checkpoints`` (a run directory) or ``source`` (a checkpoints folder)."""
     source = Path(source)
     if (source / ".metadata").is_file():
-        if step is not None and source.name != f"step_{step:06d}":
+        if step is not None and source.name != formats.step_dir_name(step):
             raise ValueError(f"--step {step} given with checkpoint {source}: give one of them")
         chosen = source
     else:
         folder = source / "checkpoints" if (source / "checkpoints").is_dir() else source
         if step is not None:
-            chosen = folder / f"step_{step:06d}"
+            chosen = folder / formats.step_dir_name(step)
             if not chosen.is_dir():
                 raise FileNotFoundError(f"no checkpoint {chosen}")
         else:
             chosen = latest_checkpoint(folder)
             if chosen is None:
                 raise FileNotFoundError(f"no valid checkpoint under {folder}")
-    if (chosen / "manifest.json").is_file():
+    if (chosen / formats.MANIFEST).is_file():
         reason = verify_checkpoint(chosen)
         if reason is not None:
             raise ValueError(f"checkpoint {chosen} is not usable: {reason}")
@@ -74,19 +75,17 @@ def _run_dir(checkpoint: Path) -> Path | None:
 
 
 def _model_config(checkpoint: Path) -> tuple[ModelConfig, dict]:
-    """(ModelConfig, the run's tokenizer config section) of ``checkpoint``."""
-    manifest_file = checkpoint / "manifest.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
-    if "model_config" in manifest:  # written by hf_to_dcp
-        return _build(manifest["model_config"], manifest_file), manifest.get("tokenizer", {})
+    """(ModelConfig from the manifest, tokenizer settings) of ``checkpoint``. The tokenizer
+    settings are the manifest's (``hf_to_dcp``), else the run config's ``tokenizer:`` section."""
+    manifest = formats.read_manifest(checkpoint)
+    fields = formats.manifest_model_config(manifest, checkpoint)
+    config = _build(fields, checkpoint / formats.MANIFEST)
+    if "tokenizer" in manifest:
+        return config, manifest["tokenizer"]
     run = _run_dir(checkpoint)
     if run is None:
-        raise FileNotFoundError(
-            f"no model config for {checkpoint}: neither its manifest.json has 'model_config' "
-            f"nor is there a config.yaml at {checkpoint.parent.parent}"
-        )
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    return _build(config.get("model") or {}, run / "config.yaml"), config.get("tokenizer") or {}
+        return config, {}
+    return config, (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("tokenizer") or {}
 
 
 def _build(fields: dict, source: Path) -> ModelConfig:
@@ -102,9 +101,8 @@ def _build(fields: dict, source: Path) -> ModelConfig:
 
 def _tokenizer_path(checkpoint: Path, given: str | os.PathLike | None) -> Path:
     candidates = [Path(given)] if given else [checkpoint / "tokenizer.json"]
-    run = _run_dir(checkpoint)
-    if not given and run is not None:
-        candidates.append(run / "tokenizer.json")
+    if not given:  # the run's: <run>/checkpoints/step_NNNNNN
+        candidates.append(checkpoint.parent.parent / "tokenizer.json")
     for path in candidates:
         if path.is_file():
             return path
@@ -167,8 +165,8 @@ def dcp_to_hf(
         shard_size: Largest safetensors file.
         dtype: "float32", "bfloat16" or "float16" (default: as stored).
         tokenizer: tokenizer.json (default: the checkpoint's, else the run's).
-        eos_token: EOS token (default: the run config's tokenizer.eos_token, else
-            ``<|endoftext|>``).
+        eos_token: EOS token (default: the one the tokenizer's card records; without a card,
+            the run config's tokenizer.eos_token, else ``DEFAULT_EOS_TOKEN``).
         strict: Refuse, rather than warn, when the export changes outputs on some inputs.
         arch: "llama", "olmo2", "gpt2" or "auto" (the first that represents the model config).
     """
@@ -179,24 +177,32 @@ def dcp_to_hf(
     arch = pick_architecture(config, arch)
     warn_or_refuse_lossy(config, strict)
     tok_path = _tokenizer_path(checkpoint, tokenizer)
-    special = read_special_tokens(
-        tok_path, eos_token or tok_section.get("eos_token") or DEFAULT_EOS,
-        tok_section.get("pad_token"),
-    )  # fmt: skip
-    files = tokenizer_files(tok_path, special, config.max_seq_len)
+    roles = _special_token_roles(tok_path, tok_section, eos_token)
+    files = hf_tokenizer_files(tok_path, config.max_seq_len, roles)
+    ids = role_ids(tok_path, roles)
     target = DTYPES[dtype] if dtype else None
     entries = _entries(checkpoint, config, arch, target)
     with tqdm(total=len(entries), desc=f"{checkpoint.name} -> hf", unit="tensor") as bar:
         entries = [dataclasses.replace(e, load=_counted(e.load, bar)) for e in entries]
         cfg = hf_config(
-            config, arch=arch, dtype=target or entries[0].dtype, bos_token_id=special.eos_id,
-            eos_token_id=special.eos_id, pad_token_id=special.pad_id,
+            config, arch=arch, dtype=target or entries[0].dtype, bos_token_id=ids["eos"],
+            eos_token_id=ids["eos"], pad_token_id=ids.get("pad"),
         )  # fmt: skip
         path = write_hf_checkpoint(
             out, cfg, entries, shard_size=parse_size(shard_size), extra_files=files
         )
     log.info("wrote %s from %s", path, checkpoint)
     return path
+
+
+def _special_token_roles(tok_path: Path, tok_section: dict, eos_token: str | None) -> dict:
+    """Role -> token: the card's; without a card (an imported model, a bare tokenizer.json) the
+    run config's or manifest's ``eos_token``/``pad_token``; ``eos_token`` overrides both."""
+    roles = special_token_roles(tok_path)
+    if read_card(tok_path) is None:
+        given = {"eos": tok_section.get("eos_token"), "pad": tok_section.get("pad_token")}
+        roles |= {role: token for role, token in given.items() if token}
+    return roles | ({"eos": eos_token} if eos_token else {})
 
 
 def hf_to_dcp(source: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -212,7 +218,7 @@ def hf_to_dcp(source: str | os.PathLike, out: str | os.PathLike) -> Path:
 
     source, out = Path(source), Path(out)
     model = import_hf(source)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = formats.tmp_dir(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -223,15 +229,12 @@ def hf_to_dcp(source: str | os.PathLike, out: str | os.PathLike) -> Path:
         if (source / "tokenizer.json").is_file():
             shutil.copyfile(source / "tokenizer.json", tmp / "tokenizer.json")
             tokenizer = _hf_special_tokens(source)
-        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {
             "step": 0, "source": str(source), "model_config": dataclasses.asdict(model.config),
-            "tokenizer": tokenizer, "files": files,
+            "tokenizer": tokenizer,
         }  # fmt: skip
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        formats.write_manifest(tmp, manifest, formats.hash_files(tmp))
+        formats.finalize(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -252,11 +255,3 @@ def _hf_special_tokens(source: Path) -> dict:
         if isinstance(value, str):
             out[key] = value
     return out
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -1,6 +1,6 @@
 """Scaling ladder: train small models on the same data, fit power laws, predict a bigger one.
 
-Run: ``uv run python tools/ladder/ladder.py --check-target`` (byte-level text of data/sample,
+Run: ``uv run python -m tools.ladder.ladder --check-target`` (byte-level text of data/sample,
 minutes on 2 CPU cores), or on a pretrain run's BPE shards: ``--pretrain-run runs/ladder``
 (built with the pretrain stages curate, tokenizer and shards when it has none yet).
 
@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import csv
 import datetime
-import gzip
 import io
 import json
 import logging
@@ -39,11 +38,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from llm_formats.atomic import atomic_write_bytes, atomic_write_text
+from llm_formats.documents import read_documents
+from llm_formats.heldout import read_heldout
+from llm_formats.shards import SHARD_STATS_FILE, read_shard_stats
 from llm_model import ModelConfig, Transformer, get_preset
 from llm_train import TrainConfig, build_optimizer, build_scheduler, train_step
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # fit.py: tools/ is not a package
-from fit import PowerLaw, fit_power_law  # noqa: E402
+from tools.ladder.fit import PowerLaw, fit_power_law
 
 log = logging.getLogger("ladder")
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +123,7 @@ class ByteText:
     def __init__(self, paths: list[Path], heldout_fraction: float = 0.05) -> None:
         train, heldout = [], []
         for path in paths:
-            for text in _read_texts(path):
+            for text in (doc.text for doc in read_documents(path)):
                 data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
                 cut = int(len(data) * (1 - heldout_fraction))
                 train.append(data[:cut])
@@ -155,7 +156,7 @@ class ShardTokens:
         from llm_tokenize import Tokenizer
 
         self.shards = run_dir / "shards"
-        stats = json.loads((self.shards / "shard_stats.json").read_text())
+        stats = read_shard_stats(self.shards)
         self.tokenizer = Tokenizer.from_file(run_dir / "tokenizer.json")
         self.vocab_size = int(stats["vocab_size"])
         self.max_seq_len = int(stats["seq_len"])
@@ -172,8 +173,7 @@ class ShardTokens:
         return iter(self._loader)
 
     def heldout(self, batch_size: int, seq_len: int, n: int) -> list[Batch]:
-        path = self.shards / "heldout.jsonl"
-        texts = [json.loads(line)["text"] for line in path.read_text().splitlines() if line]
+        texts = [doc.text for doc in read_heldout(self.shards)]
         ids = []
         for encoded in self.tokenizer.encode_batch(texts):
             ids.extend([*encoded, self.tokenizer.eos_id])
@@ -183,18 +183,6 @@ class ShardTokens:
         if self._loader is not None:
             self._loader.close()
             self._loader = None
-
-
-def _read_texts(path: Path) -> Iterator[str]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)["text"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{lineno}: not a JSON object with 'text': {e}") from None
 
 
 def _windows(ids: torch.Tensor, starts: torch.Tensor, seq_len: int) -> Batch:
@@ -453,22 +441,16 @@ def plot(result: LadderResult, path: Path, title: str) -> None:
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(path)
+    atomic_write_bytes(path, png.getvalue())
 
 
 def write(result: LadderResult, meta: list[tuple[str, str]], out: Path) -> None:
-    """``ladder.{md,csv,png}`` in ``out``, each written to a temporary name and renamed."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("ladder.md", markdown(result, meta)),
-        ("ladder.csv", csv_text(result, meta)),
-    ):
-        tmp = out / (name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(out / name)
+    """``ladder.{md,csv,png}`` in ``out``, each written atomically."""
+    atomic_write_text(out / "ladder.md", markdown(result, meta))
+    atomic_write_text(out / "ladder.csv", csv_text(result, meta))
     plot(result, out / "ladder.png", dict(meta)["date"] + ", " + dict(meta)["data"])
 
 
@@ -476,7 +458,7 @@ def _data(args):
     if args.pretrain_run is None:
         return ByteText(SAMPLE_TEXT)
     run = args.pretrain_run.resolve()
-    if not (run / "shards" / "shard_stats.json").is_file():
+    if not (run / "shards" / SHARD_STATS_FILE).is_file():
         from pretrain.cli import main as pretrain
 
         log.info("%s has no shards: running the pretrain stages curate, tokenizer, shards", run)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # tools/ is not an installed package: import it from the checkout
 
 from llm_model import ModelConfig, Transformer  # noqa: E402
 from llm_model.generation import generate  # noqa: E402
@@ -53,16 +51,16 @@ def write_tokenizer(path: Path) -> None:
 
 
 def make_run(tmp_path: Path, model: Transformer, step: int = 3) -> Path:
-    """A run directory as `pretrain` leaves it: config.yaml, tokenizer.json, checkpoints/."""
+    """A run directory as `pretrain` leaves it: config.yaml, tokenizer.json, checkpoints/ (whose
+    manifest records the model config)."""
     run = tmp_path / "run"
     run.mkdir()
     config = {"model": dataclasses.asdict(model.config), "tokenizer": {"eos_token": EOS}}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     write_tokenizer(run / "tokenizer.json")
     optimizer = torch.optim.AdamW(model.parameters())
-    save_checkpoint(
-        run / "checkpoints", step, model, optimizer, manifest={"tokens": 0}, rank_state={}
-    )
+    manifest = {"tokens": 0, "model_config": dataclasses.asdict(model.config)}
+    save_checkpoint(run / "checkpoints", step, model, optimizer, manifest=manifest, rank_state={})
     return run
 
 
@@ -176,8 +174,10 @@ def test_export_carries_tokenizer_and_generate_stops_on_our_eos(tmp_path):
     assert (config["eos_token_id"], config["bos_token_id"]) == (eos_id, eos_id)
     tok = transformers.AutoTokenizer.from_pretrained(out)
     assert tok.eos_token == EOS and tok.eos_token_id == eos_id
-    ours = tokenizers.Tokenizer.from_file(str(out / "tokenizer.json"))
-    assert tok("the cat sat")["input_ids"] == ours.encode("the cat sat").ids  # adds nothing
+    ours = tokenizers.Tokenizer.from_file(str(tmp_path / "run" / "tokenizer.json"))
+    ids = ours.encode("the cat sat").ids
+    assert tok("the cat sat")["input_ids"] == [eos_id, *ids]  # EOS first, as in training
+    assert tok("the cat sat", add_special_tokens=False)["input_ids"] == ids
     hf = load_hf(out)
     got = hf.generate(torch.tensor([[10]]), max_new_tokens=8, do_sample=False)
     assert got.tolist() == [[10, 11, 12, eos_id]]  # stopped at our EOS, not id 2
@@ -233,7 +233,7 @@ def test_cli_converts_a_step_and_reports_errors(tmp_path, capsys):
     assert main(["dcp-to-hf", str(run), str(tmp_path / "x"), "--step", "7"]) == 1
     assert "step_000007" in capsys.readouterr().err
     assert main(["dcp-to-hf", str(run), str(tmp_path / "y"), "--eos-token", "<eos>"]) == 1
-    assert "'<eos>' is not among its added_tokens" in capsys.readouterr().err
+    assert "eos token '<eos>' is not in the vocabulary" in capsys.readouterr().err
 
 
 def test_corrupt_checkpoint_is_refused(tmp_path):
@@ -260,7 +260,8 @@ def _fsdp_rank(rank: int, init_file: Path, run: Path, config: ModelConfig) -> No
         model = random_model(config)  # same seed on both ranks: the same full weights
         apply_fsdp(model, init_device_mesh("cpu", (2,)), param_dtype="fp32")
         optimizer = torch.optim.AdamW(model.parameters())
-        save_checkpoint(run / "checkpoints", 1, model, optimizer, manifest={}, rank_state={})
+        manifest = {"model_config": dataclasses.asdict(config)}
+        save_checkpoint(run / "checkpoints", 1, model, optimizer, manifest=manifest, rank_state={})
     finally:
         dist.destroy_process_group()
 
@@ -290,3 +291,57 @@ def test_fsdp_checkpoint_with_uneven_shards_converts(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(load_hf(out)(ids).logits, model(ids), atol=1e-5, rtol=1e-5)
     assert torch.equal(shards["tok_emb.weight"].load(), model.tok_emb.weight)
+
+
+def test_exported_tokenizer_keeps_special_token_text_as_text(tmp_path):
+    """`<|endoftext|>` typed in a text is text in training (llm_tokenize), so it must be after
+    export too: tokenizer_config.json carries split_special_tokens (it did not)."""
+    from llm_tokenize import Tokenizer
+
+    out = dcp_to_hf(make_run(tmp_path, random_model(small_config())), tmp_path / "hf")
+    ours = Tokenizer.from_file(tmp_path / "run" / "tokenizer.json")
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    text = "the cat <|endoftext|> sat"
+    assert tok(text, add_special_tokens=False)["input_ids"] == ours.encode(text)
+    assert tok(text)["input_ids"] == [ours.eos_id, *ours.encode(text)]
+    assert ours.eos_id not in ours.encode(text)
+
+
+def _hf_loglikelihood(model, tok, context: str, continuation: str) -> float:
+    """What a Hugging Face consumer (lm-evaluation-harness's HFLM) computes with the export's
+    own tokenizer: the continuation's tokens are those of ``context + continuation`` after the
+    context's, and their log-probabilities are summed."""
+    stripped = context.rstrip(" ")  # the harness moves trailing spaces onto the continuation
+    continuation = context[len(stripped) :] + continuation
+    ctx = tok(stripped)["input_ids"]
+    whole = tok(stripped + continuation)["input_ids"]
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(torch.tensor([whole])).logits[0].double(), dim=-1)
+    return sum(float(logprobs[i - 1, whole[i]]) for i in range(len(ctx), len(whole)))
+
+
+def test_export_scored_through_transformers_gives_llm_evals_loglikelihoods(tmp_path):
+    """Every training document follows an EOS and llm-eval scores [EOS] + context; the export's
+    tokenizer must prepend it, or a transformers consumer scores other numbers (up to 21.9 nats
+    away on real tasks). fp32 on both sides: they agree to ~1e-6 nats; 1e-4 is the bar."""
+    from llm_eval.multiple_choice import build_requests
+    from llm_eval.scoring import score_requests
+    from llm_eval.tasks import TaskItem
+    from llm_tokenize import Tokenizer
+
+    model = random_model(small_config())
+    out = dcp_to_hf(make_run(tmp_path, model), tmp_path / "hf")
+    ours = Tokenizer.from_file(tmp_path / "run" / "tokenizer.json")
+    items = [
+        TaskItem(task="t", id=0, contexts=("the cat sat on",) * 2, choices=(" the mat", " be"),
+                 gold=0),
+        TaskItem(task="t", id=1, contexts=("to be or ", "not to"), choices=("not", " be"),
+                 gold=1),
+    ]  # fmt: skip
+    requests = [r for per_item in build_requests(ours, items) for r in per_item]
+    with torch.no_grad():
+        scores = score_requests(model, requests, batch_size=4, max_seq_len=64, device="cpu")
+    hf, tok = load_hf(out), transformers.AutoTokenizer.from_pretrained(out)
+    pairs = [(c, x) for item in items for c, x in zip(item.contexts, item.choices, strict=True)]
+    theirs = [_hf_loglikelihood(hf, tok, c, x) for c, x in pairs]
+    assert [s.logprob for s in scores] == pytest.approx(theirs, abs=1e-4)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+from llm_formats.checkpoint import hash_files, write_manifest
 from llm_model import ModelConfig, Transformer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,8 +33,7 @@ CONFIG = ModelConfig(
 CHILD = textwrap.dedent(
     """
     import json, sys
-    sys.path.insert(0, sys.argv[1])
-    from tools.convert import dcp_to_hf
+    from tools.convert import dcp_to_hf  # run in the repository root: tools is a package there
 
     def status(field):  # VmRSS: resident now; VmHWM: its peak so far (bytes)
         for line in open("/proc/self/status"):
@@ -42,7 +41,7 @@ CHILD = textwrap.dedent(
                 return int(line.split()[1]) * 1024
 
     baseline = status("VmRSS")
-    dcp_to_hf(sys.argv[2], sys.argv[3], shard_size="150MB")
+    dcp_to_hf(sys.argv[1], sys.argv[2], shard_size="150MB")
     print(json.dumps({"baseline": baseline, "peak": status("VmHWM")}))
     """
 )
@@ -56,7 +55,6 @@ def test_conversion_peak_memory_is_one_tensor_not_the_model(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump({"model": dataclasses.asdict(CONFIG)}))
     tok = Tokenizer(models.WordLevel({"<|endoftext|>": 0, "a": 1}, unk_token="a"))
     tok.add_special_tokens(["<|endoftext|>"])
     tok.save(str(run / "tokenizer.json"))
@@ -68,11 +66,13 @@ def test_conversion_peak_memory_is_one_tensor_not_the_model(tmp_path):
     checkpoint = run / "checkpoints" / "step_000001"
     dcp.save({"model": state}, checkpoint_id=checkpoint, no_dist=True)
     del state
+    fields = {"step": 1, "model_config": dataclasses.asdict(CONFIG)}
+    write_manifest(checkpoint, fields, hash_files(checkpoint))
 
     out = tmp_path / "hf"
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(ROOT), str(checkpoint), str(out)],
-        capture_output=True, text=True, check=False, timeout=120,
+        [sys.executable, "-c", CHILD, str(checkpoint), str(out)],
+        capture_output=True, text=True, check=False, timeout=120, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     used = json.loads(result.stdout.strip().splitlines()[-1])

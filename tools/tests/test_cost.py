@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("cost", Path(__file__).parents[1] / "cost.py")
-cost = importlib.util.module_from_spec(_spec)
-sys.modules["cost"] = cost  # dataclasses look their module up while the class is built
-_spec.loader.exec_module(cost)
+from tools import cost
 
 
 def test_training_flops_6nd():

@@ -4,15 +4,13 @@ Shakespeare text whose fit predicts the next size's held-out loss."""
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ladder"))
-import ladder  # noqa: E402
-from fit import fit_power_law  # noqa: E402
+from tools.ladder import ladder
+from tools.ladder.fit import fit_power_law
 
 BOOKS = Path(__file__).resolve().parents[2] / "data/sample/books/shakespeare.jsonl.gz"
 

@@ -3,21 +3,13 @@ against the bytes autograd saves (saved-tensor hooks), for four block layouts.""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from llm_model import Transformer, get_preset
 from llm_train import TrainConfig, build_optimizer, build_scheduler, train_step
 from llm_train.parallel import apply_activation_checkpointing
-
-_spec = importlib.util.spec_from_file_location("memory", Path(__file__).parents[1] / "memory.py")
-memory = importlib.util.module_from_spec(_spec)
-sys.modules["memory"] = memory  # dataclasses look their module up while the class is built
-_spec.loader.exec_module(memory)
+from tools import memory
 
 TINY = dict(n_layers=2, d_model=64, n_heads=4, vocab_size=300)
 LAYOUTS = {

@@ -110,3 +110,39 @@ def test_batch_warmup_and_loader_phases_are_refused_together():
     phases = "loader.seq_len_schedule=[{until_step: 4, seq_len: 16}]"
     with pytest.raises(ConfigError, match="batch_warmup_tokens.*loader.seq_len_schedule"):
         load_pretrain_config(None, [*args, phases])
+
+
+# --- one set of defaults: the dataclasses; default.yaml spells them out; a file is laid over them
+
+
+def test_the_shipped_yaml_is_the_defaults(tmp_path):
+    """default.yaml names every default with comments; read as a config file it changes nothing
+    (an empty file is the dataclass defaults)."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    defaults = load_pretrain_config(str(empty), [])
+    assert load_pretrain_config(str(default_yaml()), []) == defaults
+    assert load_pretrain_config(None, []) == defaults
+    assert (defaults.train.steps, defaults.train.lr, defaults.eval.limit) == (300, 6e-3, 100)
+
+
+def test_a_partial_config_file_keeps_the_other_defaults(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("train: {steps: 50}\nloader: {batch_size: 4}\n")
+    config = load_pretrain_config(str(path), [])
+    expected = load_pretrain_config(None, ["train.steps=50", "loader.batch_size=4"])
+    assert config == expected
+    assert config.train.lr == pytest.approx(6e-3) and config.train.warmup_steps == 30
+    assert config.loader.proportions == {"web": 0.5, "books": 0.25, "code": 0.25}
+    assert [s.name for s in config.data.sources] == ["web", "books", "code"]
+
+
+def test_a_mapping_named_in_a_file_or_override_replaces_the_default(tmp_path):
+    """Merged key by key, `proportions: {web: 1}` would keep books and code at 0.25 each."""
+    path = tmp_path / "mine.yaml"
+    path.write_text("loader: {proportions: {web: 0.75, code: 0.25}}\neval: {bpb_sets: {}}\n")
+    config = load_pretrain_config(str(path), [])
+    assert config.loader.proportions == {"web": 0.75, "code": 0.25}
+    assert config.eval.bpb_sets == {}
+    config = load_pretrain_config(None, ["eval.bpb_sets={own: my.jsonl}"])
+    assert config.eval.bpb_sets == {"own": "my.jsonl"}

@@ -5,6 +5,8 @@ import gzip
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -260,6 +262,30 @@ def test_settings_that_keep_the_trajectory_keep_the_checkpoints(finished_run, tm
     assert _checkpoints(run) == ["step_000020", "step_000040"]
 
 
+def test_how_curation_runs_is_not_a_change_of_any_stage(finished_run, tmp_path, caplog):
+    """More curation workers or other executor settings curate the same documents: every stage
+    stays up to date and training resumes (llm_data.config.RUNTIME_FIELDS, one list)."""
+    run, args = _copy_run(finished_run, tmp_path)
+    before = (run / "metrics.jsonl").read_text()
+    runtime = [
+        "data.workers=4",
+        "data.skip_completed=false",
+        "data.overwrite=true",
+        "data.ray.num_cpus=2",
+        "data.slurm.time=01:00:00",
+    ]
+    with caplog.at_level("INFO"):
+        assert main([*args, *runtime]) == 0
+    for name in ("curate", "tokenizer", "shards", "train", "eval"):
+        assert f"stage {name}: up to date" in caplog.text, name
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert main(["train", *args, *runtime]) == 0  # forced: resumes, nothing left to do
+    assert "resumed from" in caplog.text
+    assert (run / "metrics.jsonl").read_text() == before
+    assert _checkpoints(run) == ["step_000020", "step_000040"]
+
+
 def test_the_mixture_warning_threshold_is_not_a_training_change(finished_run, tmp_path, caplog):
     run, args = _copy_run(finished_run, tmp_path)
     with caplog.at_level("INFO"):
@@ -399,3 +425,53 @@ def test_eval_skips_and_names_a_too_long_item_and_llm_eval_cli_loads_our_checkpo
     summary = json.loads((out / "results.json").read_text())
     assert summary["metadata"]["step"] == 40
     assert summary["tasks"]["arc_easy"]["acc"] == result["tasks"]["arc_easy"]["acc"]
+
+
+def test_a_checkpoint_copied_alone_evaluates_and_converts(finished_run, tmp_path):
+    """The manifest holds the model config and the tokenizer card's hash, so a checkpoint
+    directory copied anywhere (no config.yaml around it; the tokenizer travels inside it) is
+    evaluated and exported, and its weights load without an optimizer. Before, eval and
+    convert read ``../../config.yaml``, and eval built an optimizer to load the weights."""
+    from safetensors.torch import load_file
+
+    from llm_formats.atomic import sha256_file
+    from llm_formats.checkpoint import MANIFEST, ManifestError, read_manifest
+    from llm_model import Transformer
+    from llm_train import build_optimizer
+    from llm_train.checkpoint import load_checkpoint
+
+    config_path, run = finished_run
+    config = load_pretrain_config(str(config_path), [])
+    copy = tmp_path / "elsewhere" / "step_000040"
+    shutil.copytree(run / "checkpoints" / "step_000040", copy)
+    shutil.copyfile(run / "tokenizer.json", copy / "tokenizer.json")
+    manifest = read_manifest(copy)
+    assert manifest["model_config"] == dataclasses.asdict(config.model)
+    assert manifest["tokenizer_card_sha256"] == sha256_file(run / "tokenizer_card.json")
+
+    loaded = stages.eval_model(str(copy))
+    trained = Transformer(config.model)  # as a resume restores it: weights and optimizer
+    optimizer = build_optimizer(trained, config.train)
+    load_checkpoint(run / "checkpoints" / "step_000040", trained, optimizer)
+    want, got = trained.state_dict(), loaded.model.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    assert loaded.metadata["step"] == 40 and loaded.max_seq_len == config.model.max_seq_len
+
+    assert _convert(copy, tmp_path / "hf").returncode == 0
+    weights = load_file(tmp_path / "hf" / "model.safetensors")
+    assert torch.equal(weights["model.embed_tokens.weight"], want["tok_emb.weight"])
+
+    old = json.loads((copy / MANIFEST).read_text())  # as checkpoints were written before
+    del old["model_config"]
+    (copy / MANIFEST).write_text(json.dumps(old))
+    with pytest.raises(ManifestError, match="no field 'model_config'"):
+        stages.eval_model(str(copy))
+    refused = _convert(copy, tmp_path / "x")
+    assert refused.returncode == 1 and "no field 'model_config'" in refused.stderr
+
+
+def _convert(checkpoint: Path, out: Path) -> subprocess.CompletedProcess:
+    """``python -m tools.convert dcp-to-hf`` from the repository root (tools/ is no package)."""
+    root = Path(__file__).resolve().parents[3]
+    args = [sys.executable, "-m", "tools.convert", "dcp-to-hf", str(checkpoint), str(out)]
+    return subprocess.run(args, cwd=root, capture_output=True, text=True, check=False)

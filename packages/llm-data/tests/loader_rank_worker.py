@@ -19,7 +19,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from llm_data import build_loader
-from llm_data.mixture import MixtureConfig, MixturePhase, SeqLenPhase
+from llm_data.training_data.mixture import MixtureConfig, MixturePhase, SeqLenPhase
 
 BATCH_SIZE, SEED, SEQ_LEN, STEPS = 4, 7, 32, 5
 # test_loader.PHASES: books only for 3 steps, then both; 8-token rows for 2 steps

@@ -94,3 +94,18 @@ def test_slurm_and_dedup_settings_are_validated():
         SlurmConfig(partition="p", time="soon")
     with pytest.raises(ValueError, match="dedup.rows"):
         DedupConfig(rows=0)
+
+
+def test_how_curation_runs_is_not_part_of_its_fingerprint():
+    """`RUNTIME_FIELDS` is the one list of settings that do not change the curated documents
+    (apps/pretrain leaves the same ones out of its stage records)."""
+    import dataclasses
+
+    from llm_data.config import RUNTIME_FIELDS
+    from llm_data.curation import _fingerprint
+
+    base = CurationConfig(sources=[SourceConfig(name="a", path="a", format="jsonl")])
+    runtime = dict(workers=4, overwrite=True, executor="ray", skip_completed=False)
+    assert set(runtime) <= RUNTIME_FIELDS
+    assert _fingerprint(dataclasses.replace(base, **runtime), {}) == _fingerprint(base, {})
+    assert _fingerprint(dataclasses.replace(base, tasks=2), {}) != _fingerprint(base, {})

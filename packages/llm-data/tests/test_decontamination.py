@@ -20,10 +20,10 @@ ITEM = {  # 17 words of context + gold answer
 SHORT = {
     "task": "toy_short",
     "id": 1,
-    "contexts": ["The cat sat on the warm"],
+    "contexts": ["The cat sat on the warm and sunny"],
     "choices": [" mat"],
     "gold": ["mat", "rug", "sofa"],
-}  # fmt: skip  (9 words with the answers)
+}  # fmt: skip  (9 words with the target continuation)
 TINY = {"task": "toy_tiny", "id": 2, "contexts": ["Two plus two"], "choices": [" four"], "gold": 0}
 
 
@@ -57,8 +57,22 @@ def test_leaked_item_is_found_despite_case_and_punctuation(index):
         "sugar? answer: Carbon dioxide. Thanks for reading."
     )
     assert index.first_match(page) == "toy_qa"
-    short = "Nursery rhymes: the cat sat on the warm mat rug sofa, and so on."
+    short = "Nursery rhymes: the cat sat on the warm and sunny mat, and so on."
     assert index.first_match(short) == "toy_short"
+
+
+def test_decontamination_looks_for_the_text_llm_eval_scores(tmp_path):
+    """A generation item's gold text is its context + target continuation (``choices[0]``), as
+    llm-eval scores it; decontamination used to index the context + every accepted answer
+    joined ("... warm and sunny mat rug sofa"), so a document holding the scored text was kept."""
+    from llm_formats.eval_items import read_items
+
+    path = tmp_path / "toy.jsonl"
+    path.write_text(json.dumps(SHORT) + "\n")
+    (item,) = read_items(path)
+    index = build_eval_index((str(path),), n=13, min_words=8)
+    assert index.items == 1 and index.skipped == 0
+    assert index.first_match("Rhymes: " + item.gold_text + ". The end.") == "toy_short"
 
 
 def test_partial_overlap_below_n_words_is_clean(index):
@@ -110,12 +124,19 @@ def test_curation_drops_the_contaminated_document(tmp_path, helpers):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"task": "t", "contexts": ["c"], "choices": ["a"]}', r"bad\.jsonl, line 2: field 'gold'"),
-        ("{not json", r"bad\.jsonl, line 2: not JSON"),
         (
-            '{"task": "t", "contexts": ["c"], "choices": ["a"], "gold": 5}',
-            r"line 2: field 'gold'=5",
+            '{"task": "t", "id": 1, "contexts": ["c"], "choices": ["a"]}',
+            r"bad\.jsonl:2: missing field 'gold'",
         ),
+        ("{not json", r"bad\.jsonl:2: invalid JSON"),
+        (
+            '{"task": "t", "id": 1, "contexts": ["c"], "choices": ["a"], "gold": 5}',
+            r"bad\.jsonl:2: field 'gold' must be an index in \[0, 1\)",
+        ),
+        (
+            '{"task": "t", "id": 1, "contexts": ["c"], "choices": ["a"], "gold": true}',
+            r"bad\.jsonl:2: field 'gold'",
+        ),  # llm-eval refuses a bool gold; so does decontamination
     ],
 )
 def test_bad_eval_file_names_file_line_and_field(tmp_path, line, message):

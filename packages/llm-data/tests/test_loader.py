@@ -16,7 +16,7 @@ pytest.importorskip("torch", reason="needs the [shards] extra")
 import torch
 
 from llm_data import InputError, build_loader
-from llm_data.mixture import MixtureConfig, MixturePhase, SeqLenPhase
+from llm_data.training_data.mixture import MixtureConfig, MixturePhase, SeqLenPhase
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ pytest.importorskip("torch", reason="needs the [shards] extra")
 import torch
 
 from llm_data import build_loader
-from llm_data.mixture import MixtureConfig, MixturePhase, SeqLenPhase
+from llm_data.training_data.mixture import MixtureConfig, MixturePhase, SeqLenPhase
 
 SEQ_LEN = 32
 
@@ -161,7 +161,7 @@ def test_more_steps_resume_exactly_before_the_last_phase_and_go_on_in_it(make_lo
     resumed = make_loader(**args, steps=16)
     resumed.load_state_dict(early)
     assert all(torch.equal(a, b) for a, b in zip(reference[3:], _batches(resumed, 5), strict=True))
-    with caplog.at_level("WARNING", logger="llm_data.loader"):
+    with caplog.at_level("WARNING", logger="llm_data.training_data.loader"):
         resumed.load_state_dict(late)
     assert "another budget" in caplog.text and resumed.state_dict()["batch"] == 8
     assert _batches(resumed, 1)[0].shape == (4, SEQ_LEN)
@@ -173,7 +173,7 @@ def test_more_steps_resume_exactly_before_the_last_phase_and_go_on_in_it(make_lo
 def test_mapped_reads_equal_streamings_reads(shards):
     from streaming import Stream, StreamingDataset
 
-    from llm_data.mapped import MappedStreamingDataset
+    from llm_data.training_data.mapped import MappedStreamingDataset
 
     streams = [Stream(local=str(shards["out"] / s)) for s in ("books", "code")]
     dataset = MappedStreamingDataset(streams=streams, batch_size=1, num_canonical_nodes=1)

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from llm_data.mixture import (
+from llm_data.training_data.mixture import (
     MixtureConfig,
     MixturePhase,
     MixtureTable,
@@ -109,7 +109,7 @@ def test_schedule_phases_have_their_own_budgets():
 
 def test_table_reports_tokens_proportions_epochs_and_warns(caplog):
     mix = MixtureConfig(proportions={"web": 1}, epochs={"books": 6}, max_epochs=4)
-    with caplog.at_level(logging.WARNING, logger="llm_data.mixture"):
+    with caplog.at_level(logging.WARNING, logger="llm_data.training_data.mixture"):
         table = mixture_table(AVAILABLE, mix, seq_len=16, samples_per_step=8, steps=100)
     assert table.tokens == 100 * 8 * 16
     web, books = table.total  # in the shards' order

@@ -15,7 +15,7 @@ pytest.importorskip("torch", reason="needs the [shards] extra")
 from tokenizers import Tokenizer
 
 from llm_data import InputError, tokenize_to_shards
-from llm_data.shards import is_heldout
+from llm_data.training_data.shards import is_heldout
 
 
 def _docs(curated_small, source):
@@ -97,7 +97,7 @@ def test_special_token_text_in_a_document_is_not_eos(tmp_path, tokenizer):
 def test_bad_record_names_file_and_line(tmp_path, tokenizer):
     (tmp_path / "cur" / "web").mkdir(parents=True)
     (tmp_path / "cur" / "web" / "a.jsonl").write_text('{"id": "1", "text": "ok"}\n{"id": "2"}\n')
-    with pytest.raises(InputError, match=r"a\.jsonl, line 2"):
+    with pytest.raises(InputError, match=r"a\.jsonl:2: "):
         tokenize_to_shards(tmp_path / "cur", tokenizer, tmp_path / "out", seq_len=8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cur"]
 

@@ -16,7 +16,7 @@ from llm_eval.distill import (
     read_results,
     select_items,
 )
-from llm_eval.suite import write_jsonl
+from llm_formats.eval_results import write_jsonl_records as write_jsonl
 
 pytest.importorskip("scipy", reason="scipy (the [distill] extra) is not installed")
 SAMPLE_EVAL = Path(__file__).parents[3] / "data" / "sample" / "eval"

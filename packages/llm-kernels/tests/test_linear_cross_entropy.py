@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from llm_formats.device import resolve_device
 from llm_kernels import reference
 
 pytestmark = pytest.mark.skipif(
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.skipif(
 triton = pytest.importorskip("triton", reason="needs triton")
 from llm_kernels.ops.linear_cross_entropy import fused_linear_cross_entropy_triton  # noqa: E402
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DEVICE = resolve_device("auto", cuda_available=torch.cuda.is_available())
 N, D, V = 37, 64, 301
 TOL = {torch.float32: (2e-5, 1e-4), torch.bfloat16: (1e-3, 2e-2)}
 

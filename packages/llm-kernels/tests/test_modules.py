@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import llm_kernels
+from llm_formats.device import resolve_device
 from llm_kernels import modules, reference
 
 HAS_TRITON_PATH = torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
@@ -72,7 +73,7 @@ def test_custom_ops_compile_without_graph_breaks():
         return fused_linear_cross_entropy_triton(h, wout, labels)[0]
 
     torch.manual_seed(2)
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = resolve_device("auto", cuda_available=torch.cuda.is_available())
     args = [torch.randn(4, 8), torch.randn(4, 8), torch.rand(8), torch.randn(4, 16),
             torch.randn(1, 4, 2, 4), torch.randn(1, 4, 1, 4), torch.ones(4, 2), torch.zeros(4, 2),
             torch.randn(5, 8)]  # fmt: skip

@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from llm_formats.device import resolve_device
 from llm_kernels import reference
 
 pytestmark = pytest.mark.skipif(
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.skipif(
 triton = pytest.importorskip("triton", reason="needs triton")
 from llm_kernels.ops import swiglu as swiglu_ops  # noqa: E402
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DEVICE = resolve_device("auto", cuda_available=torch.cuda.is_available())
 TOL = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (2e-2, 2e-2), torch.float16: (2e-3, 2e-3)}
 
 

@@ -120,3 +120,19 @@ def test_saved_file_has_the_usual_mode(tokenizer_4k, tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_from_file_reads_the_eos_the_card_records(shakespeare, tmp_path):
+    """A tokenizer trained with another eos_token has no <|endoftext|>: `from_file` must take
+    the card's EOS (it took the default and failed)."""
+    from llm_tokenize import TokenizerConfig, train_tokenizer
+    from llm_tokenize.artifacts import CARD_FILE, write_card
+
+    config = TokenizerConfig(vocab_size=300, eos_token="<eos>", show_progress=False)
+    path = train_tokenizer(shakespeare[:1], config).save(tmp_path / "tokenizer.json")
+    write_card({"special_tokens": {"eos": {"token": "<eos>", "id": 0}}}, tmp_path / CARD_FILE)
+    tok = Tokenizer.from_file(path)
+    assert (tok.eos_token, tok.eos_id) == ("<eos>", 0)
+    (tmp_path / CARD_FILE).unlink()  # no card: the default EOS, which this file lacks
+    with pytest.raises(TokenizerFileError, match=r"tokenizer.json: EOS token '<\|endoftext\|>'"):
+        Tokenizer.from_file(path)

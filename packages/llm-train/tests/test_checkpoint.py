@@ -6,6 +6,7 @@ import torch
 from llm_train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    load_model_weights,
     save_checkpoint,
     verify_checkpoint,
 )
@@ -51,6 +52,23 @@ def test_round_trip_model_optimizer_manifest(toy, tmp_path):
     for name in ("exp_avg", "exp_avg_sq", "step"):
         for pa, pb in zip(model.parameters(), fresh.parameters(), strict=True):
             assert torch.equal(optimizer.state[pa][name], fresh_opt.state[pb][name])
+
+
+def test_model_weights_load_without_an_optimizer(toy, tmp_path, monkeypatch):
+    """Eval and export need the weights only: no optimizer is built (building one for eval
+    allocated its state for nothing), and the model ends equal to the trained one."""
+    path, model, _ = _save(toy, tmp_path, step=3)
+    fresh = toy.Model()
+
+    def no_optimizer(*args, **kwargs):
+        raise AssertionError("loading model weights built an optimizer")
+
+    monkeypatch.setattr(torch.optim.Optimizer, "__init__", no_optimizer)
+    manifest = load_model_weights(path, fresh)
+    assert manifest["step"] == 3 and manifest["tokens"] == 21
+    trained, loaded = model.state_dict(), fresh.state_dict()
+    assert trained.keys() == loaded.keys()
+    assert all(torch.equal(trained[k], loaded[k]) for k in trained)
 
 
 def test_latest_skips_corrupt_partial_and_tmp(toy, tmp_path, caplog):

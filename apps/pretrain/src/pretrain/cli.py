@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 
+from llm_formats import rundir as layout
 from pretrain.config import load_pretrain_config
 from pretrain.loading import ConfigError
 from pretrain.pipeline import STAGES, run_pipeline
@@ -32,7 +33,8 @@ fails at once, naming the holder (pid, host, start) of <run>/pretrain.lock.
 
 Training resumes from the newest valid checkpoint. Raising train.steps continues a finished run
 (the LR schedule is recomputed for the new length, logged); settings that do not change the
-updates (log_every, checkpoint_every, keep_checkpoints, eval_every, ...) keep the checkpoints.
+updates (log_every, checkpoint_every, keep_checkpoints, eval_every, ...) keep the checkpoints,
+and how curation runs (data.workers, data.executor, data.slurm, data.ray, ...) keeps every stage.
 Changing what the checkpoints were trained with (data, tokenizer, shards, loader, model, lr,
 seed, ...) is an error naming each change, as is a run whose checkpoints are all corrupt: use
 another run.name, or --restart to delete the run's checkpoints and metrics and train from step 0.
@@ -64,7 +66,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "stage", nargs="?", default="all", help=f"one or more of {', '.join(choices)}"
     )
     parser.add_argument("overrides", nargs="*", help="key.sub=value config overrides")
-    parser.add_argument("--config", help="YAML config (default: the packaged default.yaml)")
+    parser.add_argument(
+        "--config",
+        help="YAML file laid over the defaults (the sample run): it names only the keys it "
+        "changes; `pretrain show-config` prints the result",
+    )
     parser.add_argument(
         "--restart",
         action="store_true",
@@ -132,18 +138,17 @@ def launch_slurm(config, args: argparse.Namespace) -> int:
     """Write the sbatch script that trains this run on `--nodes` nodes; submit it if asked."""
     import shutil
     import subprocess
-    from pathlib import Path
 
     from pretrain.rundir import require_existing_run
     from pretrain.slurm import SlurmJob, sbatch_script
 
-    run_dir = (Path(config.run.root) / config.run.name).resolve()
+    run_dir = layout.run_dir(config.run.root, config.run.name).resolve()
     require_existing_run(run_dir)  # curate, tokenizer and shards come first, in one process
     job = SlurmJob(run_dir, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                    config=args.config, overrides=args.overrides, max_restarts=args.max_restarts,
                    time=args.time, partition=args.partition, account=args.account,
                    job_name=f"pretrain-{config.run.name}")  # fmt: skip
-    script = run_dir / "train.sbatch"
+    script = run_dir / layout.SLURM_SCRIPT
     script.write_text(sbatch_script(job))
     print(f"wrote {script}")
     if args.submit:

@@ -1,8 +1,11 @@
 """The pretrain config: each package's own config, composed, plus the few knobs only the app has.
 
-The defaults here are the sample run (the shipped corpus, a tiny model, CPU-sized); `default.yaml`
-beside this file spells them out. The model section starts from the preset named by `model_preset`
-and the YAML / command line override its fields (see `load_pretrain_config`).
+The dataclass defaults here are the one set of defaults, and they are the sample run (the shipped
+corpus, a tiny model, CPU-sized): `pretrain` with no `--config` runs them. `configs/default.yaml`
+beside this file spells them out with comments (`tests/test_config.py` keeps it equal to them);
+a user's `--config` file is laid over them, so it names only what it changes. The model section
+starts from the preset named by `model_preset` and the YAML / command line override its fields
+(see `load_pretrain_config`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from llm_data import CurationConfig, GopherConfig, SourceConfig
-from llm_data.mixture import MixtureConfig
+from llm_data.config import (
+    C4Config,
+    CurationConfig,
+    DecontaminationConfig,
+    FineWebConfig,
+    GopherConfig,
+    SourceConfig,
+)
+from llm_data.training_data.mixture import MixtureConfig
 from llm_model import ModelConfig
 from llm_model.presets import PRESETS, get_preset
 from llm_tokenize import TokenizerConfig
@@ -26,6 +36,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE = "data/sample"
 SAMPLE_TASKS = ("arc_easy", "piqa", "sciq", "hellaswag", "lambada")
+SAMPLE_LANGUAGES = ("en", "de", "fr", "es", "ja", "zh")  # the handbook pages' languages we keep
 
 
 def _sample_sources() -> list[SourceConfig]:
@@ -34,6 +45,23 @@ def _sample_sources() -> list[SourceConfig]:
         SourceConfig(name="books", path=f"{SAMPLE}/books", format="jsonl", quality_filters=False),
         SourceConfig(name="code", path=f"{SAMPLE}/code", format="jsonl", quality_filters=False),
     ]
+
+
+def _sample_curation() -> CurationConfig:
+    """The sample corpus with every quality rule on, decontaminated against the eval slices."""
+    return CurationConfig(
+        sources=_sample_sources(),
+        languages=SAMPLE_LANGUAGES,
+        gopher=GopherConfig(),
+        c4=C4Config(enabled=True),
+        fineweb=FineWebConfig(enabled=True),
+        decontamination=DecontaminationConfig(eval_paths=(f"{SAMPLE}/eval",)),
+    )
+
+
+def _sample_training() -> TrainConfig:
+    """A few minutes on 2 CPU cores: a high LR suits the tiny debug model."""
+    return TrainConfig(steps=300, lr=6e-3, warmup_steps=30, checkpoint_every=100)
 
 
 @dataclass(kw_only=True)
@@ -70,7 +98,7 @@ class RunConfig:
 
 @dataclass(kw_only=True)
 class ShardsConfig:
-    """Tokenized MDS shards: sample length and the held-out split (see llm_data.shards)."""
+    """Tokenized MDS shards: sample length and the held-out split (llm_data.training_data)."""
 
     seq_len: int = 256
     heldout_fraction: float = 0.02
@@ -119,11 +147,16 @@ class EvalConfig:
     tasks: list[str] = field(
         default_factory=lambda: [f"{SAMPLE}/eval/{t}.jsonl.gz" for t in SAMPLE_TASKS]
     )
-    limit: int = 0
+    limit: int = 100
     heldout_docs: int = 0
     batch_size: int = 32
     every: int = 0
-    bpb_sets: dict[str, str] = field(default_factory=dict)
+    bpb_sets: dict[str, str] = field(
+        default_factory=lambda: {
+            "fiction": f"{SAMPLE}/eval/lambada.jsonl.gz",
+            "science": f"{SAMPLE}/eval/sciq.jsonl.gz",
+        }
+    )
     autocast: bool = True
 
     def __post_init__(self) -> None:
@@ -142,17 +175,17 @@ class PretrainConfig:
     """The whole pipeline: curate -> tokenizer -> shards -> train -> eval."""
 
     run: RunConfig = field(default_factory=RunConfig)
-    data: CurationConfig = field(
-        default_factory=lambda: CurationConfig(sources=_sample_sources(), gopher=GopherConfig())
-    )
+    data: CurationConfig = field(default_factory=_sample_curation)
     tokenizer: TokenizerConfig = field(
         default_factory=lambda: TokenizerConfig(vocab_size=4096, show_progress=False)
     )
     shards: ShardsConfig = field(default_factory=ShardsConfig)
-    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    loader: LoaderConfig = field(
+        default_factory=lambda: LoaderConfig(proportions={"web": 0.5, "books": 0.25, "code": 0.25})
+    )
     model_preset: str = "debug"
     model: ModelConfig = field(default_factory=lambda: get_preset("debug"))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200))
+    train: TrainConfig = field(default_factory=_sample_training)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
@@ -170,27 +203,30 @@ class PretrainConfig:
 
 
 def default_yaml() -> Path:
+    """The defaults spelled out with comments: a starting point for a config file, never read
+    by `load_pretrain_config` (the dataclasses are the defaults; a test keeps the two equal)."""
     return Path(str(resources.files("pretrain") / "configs" / "default.yaml"))
 
 
 def load_pretrain_config(path: str | None, overrides: list[str]) -> PretrainConfig:
-    """Defaults <- YAML file <- `key=value` overrides, checked against the dataclasses.
+    """The dataclass defaults <- the YAML file `path` <- `key=value` overrides, checked.
 
+    The file and the overrides change only the keys they name (a list or a mapping they name is
+    replaced whole), so `path=None` is the sample run and a file need name only what it changes.
     The model section is the preset's, with the `model` keys given on top. A preset named on the
     command line that differs from the file's replaces the file's `model` keys too (they were
     written for the other preset; a warning names them). `model.vocab_size` and
     `model.max_seq_len` are set from `tokenizer.vocab_size` and `shards.seq_len`, so the
     resolved config is the model that trains.
     """
-    source = path or str(default_yaml())
-    file_layer = (f"config file {source}", read_yaml(source))
+    file_layers = [(f"config file {path}", read_yaml(path))] if path else []
     cli_layers = []
     for text in overrides:
         key, value = parse_override(text)
         cli_layers.append((f"override {text!r}", _nest(key, value)))
-    preset = _preset_name([file_layer, *cli_layers])
-    file_layer = _drop_model_keys_of_another_preset(file_layer, preset)
-    layers = [file_layer, *cli_layers]
+    preset = _preset_name([*file_layers, *cli_layers])
+    file_layers = [_drop_model_keys_of_another_preset(layer, preset) for layer in file_layers]
+    layers = [*file_layers, *cli_layers]
     schema = PretrainConfig(model_preset=preset, model=get_preset(preset))
     return _sized_model(merge_into(schema, layers), layers)
 

@@ -51,14 +51,32 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def merge_into(schema: T, layers: list[tuple[str, dict[str, Any]]]) -> T:
-    """Merge mappings (each with a name for errors) onto a dataclass instance used as schema."""
+    """Lay mappings (each with a name for errors) over a dataclass instance, its defaults.
+
+    Sections merge key by key, so a layer changes only the keys it names; a list or a mapping
+    setting it names (``loader.proportions``, ``eval.bpb_sets``) is replaced whole.
+    """
     node = OmegaConf.structured(schema)
     for source, mapping in layers:
         try:
             node.merge_with(OmegaConf.create(mapping))
+            _replace_mappings(node, mapping)
         except OmegaConfBaseException as e:
             raise ConfigError(f"{source}: {_first_line(e)} (key {_full_key(e)!r})") from None
     return to_dataclass(node)
+
+
+def _replace_mappings(node: DictConfig, mapping: dict[str, Any]) -> None:
+    """Give each plain-dict setting named in ``mapping`` exactly ``mapping``'s entries: merged,
+    ``proportions: {web: 1}`` over the default ``{web, books, code}`` would keep the other two."""
+    for key, value in mapping.items():
+        child = node.get(key)
+        if not isinstance(child, DictConfig) or not isinstance(value, dict):
+            continue
+        if OmegaConf.get_type(child) is dict:
+            OmegaConf.update(node, key, value, merge=False)
+        else:  # a nested config section: its own keys merge
+            _replace_mappings(child, value)
 
 
 def to_dataclass(node: DictConfig) -> Any:

@@ -3,8 +3,9 @@
 Each stage records, in `stages.json`, a hash of the config sections it depends on. A stage whose
 record matches the current config, whose outputs are still there, and whose upstream stages are
 up to date is skipped, so a second `pretrain` resumes where the first stopped; a changed section
-re-runs that stage and the ones after it. Settings that do not change results (how often to log
-or checkpoint, progress bars) are left out of the hashes.
+re-runs that stage and the ones after it. Settings that do not change results (how curation runs,
+how often to log or checkpoint, progress bars) are left out of the hashes: each package's config
+module lists its own as `RUNTIME_FIELDS`.
 
 Training state is never thrown away silently: `checkpoints/config.json` records the config
 sections the checkpoints were trained with (all but `train.steps` and the runtime settings), and a
@@ -26,8 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from llm_data.config import RUNTIME_FIELDS as CURATION_RUNTIME_FIELDS
+from llm_formats import rundir as layout
+from llm_formats.atomic import atomic_write_text
+from llm_formats.checkpoint import STEP_GLOB, step_of
+from llm_tokenize.config import RUNTIME_FIELDS as TOKENIZER_RUNTIME_FIELDS
 from llm_train.checkpoint import list_checkpoints
-from llm_train.config import RUNTIME_FIELDS
+from llm_train.config import RUNTIME_FIELDS as TRAIN_RUNTIME_FIELDS
 from pretrain import distributed, stages
 from pretrain.config import PretrainConfig
 from pretrain.loading import as_dict, to_yaml
@@ -48,20 +54,25 @@ STAGES = tuple(_STAGES)
 
 # What a finished stage leaves in the run directory (glob patterns); if one is gone it runs again.
 _OUTPUTS: dict[str, tuple[str, ...]] = {
-    "curate": ("curated/*",),
-    "tokenizer": ("tokenizer.json", "tokenizer_card.json"),
-    "shards": ("shards/shard_stats.json",),
-    "train": ("metrics.jsonl", "checkpoints/step_??????"),
-    "eval": ("eval.json", "eval/results.json"),
+    "curate": (f"{layout.CURATED}/*",),
+    "tokenizer": (layout.TOKENIZER, layout.TOKENIZER_CARD),
+    "shards": (layout.SHARD_STATS,),
+    "train": (layout.METRICS, f"{layout.CHECKPOINTS}/{STEP_GLOB}"),
+    "eval": (layout.EVAL_SUMMARY, layout.EVAL_RESULTS),
     "report": (),
 }
-# Settings that change neither a stage's results nor the training trajectory.
-_NOT_HASHED = {"tokenizer.show_progress", *(f"train.{name}" for name in RUNTIME_FIELDS)}
+# Settings that change neither a stage's results nor the training trajectory: each package's
+# config declares its own (how curation runs, progress bars, logging and checkpoint cadence).
+_RUNTIME_FIELDS = {
+    "data": CURATION_RUNTIME_FIELDS,
+    "tokenizer": TOKENIZER_RUNTIME_FIELDS,
+    "train": TRAIN_RUNTIME_FIELDS,
+}
+_NOT_HASHED = {f"{section}.{name}" for section, names in _RUNTIME_FIELDS.items() for name in names}
 # Also not part of what the checkpoints were trained with: a longer run continues, on any device;
 # loader.max_epochs only sets when the mixture table warns.
 _NOT_TRAINING_STATE = _NOT_HASHED | {"train.steps", "run.device", "loader.max_epochs"}
-TRAINING_RECORD = "config.json"  # in checkpoints/
-_TRAINED_ON = ("tokenizer.json", "shards/shard_stats.json")
+_TRAINED_ON = (layout.TOKENIZER, layout.SHARD_STATS)
 
 
 def run_pipeline(config: PretrainConfig, names: list[str], *, restart: bool = False) -> Path:
@@ -72,7 +83,7 @@ def run_pipeline(config: PretrainConfig, names: list[str], *, restart: bool = Fa
     if distributed.launched_world_size() > 1:
         return _run_distributed(config, names, restart=restart)
     stages.check_inputs(config, names)
-    run_dir = Path(config.run.root) / config.run.name
+    run_dir = layout.run_dir(config.run.root, config.run.name)
     if restart and "train" not in names:
         raise RunError("--restart deletes the training state to train again: add the train stage")
     if "curate" not in names:
@@ -94,7 +105,7 @@ def _run_distributed(config: PretrainConfig, names: list[str], *, restart: bool)
     """The train stage on every rank of a torchrun job; rank 0 holds the lock and writes."""
     distributed.refuse_undistributed(names)
     stages.check_inputs(config, names)
-    run_dir = Path(config.run.root) / config.run.name
+    run_dir = layout.run_dir(config.run.root, config.run.name)
     require_existing_run(run_dir)
     with distributed.process_group(stages.pick_device(config), config.run.replicas) as job:
         lock = RunLock(run_dir) if job.main else contextlib.nullcontext()
@@ -124,7 +135,7 @@ def _prepare(config: PretrainConfig, names: list[str], run_dir: Path, *, restart
     elif names != ["report"]:
         check_training_state(config, run_dir)  # before any stage overwrites what it was built on
     if names != ["report"]:  # the report reads the run; it does not run this config
-        _write_atomic(run_dir / "config.yaml", to_yaml(config))
+        atomic_write_text(run_dir / layout.CONFIG, to_yaml(config))
 
 
 def _run_locked(config: PretrainConfig, names: list[str], run_dir: Path, *, restart: bool) -> None:
@@ -155,14 +166,14 @@ def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool
     for later in STAGES[STAGES.index(name) + 1 :]:  # downstream results are now stale
         records.pop(later, None)
     records[name] = {**summary, "hash": digest, "seconds": round(time.perf_counter() - start, 2)}
-    _write_atomic(run_dir / "stages.json", json.dumps(records, indent=2))
+    atomic_write_text(run_dir / layout.STAGES, json.dumps(records, indent=2))
 
 
 def _record_training_state(config: PretrainConfig, run_dir: Path) -> None:
     check_training_state(config, run_dir)
-    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    (run_dir / layout.CHECKPOINTS).mkdir(exist_ok=True)
     state = json.dumps(_training_state(config, run_dir), indent=1, sort_keys=True)
-    _write_atomic(run_dir / "checkpoints" / TRAINING_RECORD, state)
+    atomic_write_text(run_dir / layout.TRAINING_RECORD, state)
 
 
 def stage_hash(config: PretrainConfig, name: str) -> str:
@@ -188,12 +199,12 @@ def _sections(config: PretrainConfig, name: str, leave_out: set[str]) -> dict[st
 
 def check_training_state(config: PretrainConfig, run_dir: Path) -> None:
     """Refuse to run a config the run's checkpoints were not trained with (nothing is deleted)."""
-    found = list_checkpoints(run_dir / "checkpoints")
+    found = list_checkpoints(run_dir / layout.CHECKPOINTS)
     if not found:
         return  # nothing to lose: a fresh run, or one that stopped before its first checkpoint
-    record = run_dir / "checkpoints" / TRAINING_RECORD
+    record = run_dir / layout.TRAINING_RECORD
     fix = (
-        f"To keep them, run with the config they were trained with ({run_dir / 'config.yaml'}); "
+        f"To keep them, run with the config they were trained with ({run_dir / layout.CONFIG}); "
         "for a new run use another run.name; to delete them and train from step 0, add --restart"
     )
     if not record.is_file():
@@ -205,7 +216,7 @@ def check_training_state(config: PretrainConfig, run_dir: Path) -> None:
             "or data: "
             f"{'; '.join(changed)}. {fix}"
         )
-    done = int(found[0].name.removeprefix("step_"))
+    done = step_of(found[0])
     if done > config.train.steps:
         raise RunError(
             f"{run_dir} has trained {done} steps, more than train.steps={config.train.steps}: "
@@ -215,13 +226,19 @@ def check_training_state(config: PretrainConfig, run_dir: Path) -> None:
 
 def discard_training_state(run_dir: Path) -> None:
     """--restart: delete checkpoints, metrics and what was computed from them, saying what."""
-    found = list_checkpoints(run_dir / "checkpoints")
-    outputs = ("metrics.jsonl", "spikes.jsonl", "loss.png", "eval.json", "run.json")
+    found = list_checkpoints(run_dir / layout.CHECKPOINTS)
+    outputs = (
+        layout.METRICS,
+        layout.SPIKES,
+        layout.LOSS_PLOT,
+        layout.EVAL_SUMMARY,
+        layout.RUN_INFO,
+    )
     files = [run_dir / n for n in outputs if (run_dir / n).exists()]
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run_dir / layout.CHECKPOINTS, ignore_errors=True)
     for path in files:
         path.unlink()
-    mirror = run_dir / "tensorboard"  # the metrics' TensorBoard copy goes with them
+    mirror = run_dir / layout.TENSORBOARD  # the metrics' TensorBoard copy goes with them
     if mirror.exists():
         shutil.rmtree(mirror)
         files.append(mirror)
@@ -229,7 +246,7 @@ def discard_training_state(run_dir: Path) -> None:
     if records:
         for stale in STAGES[STAGES.index("train") :]:
             records.pop(stale, None)
-        _write_atomic(run_dir / "stages.json", json.dumps(records, indent=2))
+        atomic_write_text(run_dir / layout.STAGES, json.dumps(records, indent=2))
     names = ", ".join([p.name for p in found] + [p.name for p in files]) or "nothing (none there)"
     log.warning("--restart: deleted %s from %s", names, run_dir)
 
@@ -281,11 +298,5 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
 
 
 def _read_records(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "stages.json"
+    path = run_dir / layout.STAGES
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -6,33 +6,27 @@ import json
 from pathlib import Path
 from typing import Any
 
+from llm_formats import rundir as layout
+from llm_formats.atomic import atomic_write_text
+from llm_formats.metrics import read_metrics
+
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def write_report(run_dir: Path) -> Path:
     """Gather the stage summaries under `run_dir` into `report.md` and return its path."""
-    stages = read_json(run_dir / "stages.json")
+    stages = read_json(run_dir / layout.STAGES)
     lines = [f"# Run `{run_dir.name}`", ""]
     lines += _curation_section(stages.get("curate", {}))
     lines += _tokens_section(stages.get("tokenizer", {}), stages.get("shards", {}))
     lines += _mixture_section(stages.get("train", {}))
-    lines += _training_section(stages.get("train", {}), read_metrics(run_dir / "metrics.jsonl"))
+    lines += _training_section(stages.get("train", {}), read_metrics(run_dir / layout.METRICS))
     lines += _eval_section(stages.get("eval", {}))
     lines += ["## Time per stage", "", "| stage | seconds |", "| --- | ---: |"]
     lines += [f"| {name} | {s.get('seconds', 0):.1f} |" for name, s in stages.items()]
-    out = run_dir / "report.md"
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out)
-    return out
+    return atomic_write_text(run_dir / layout.REPORT, "\n".join(lines) + "\n")
 
 
 def _curation_section(curate: dict[str, Any]) -> list[str]:
@@ -128,7 +122,7 @@ def _training_section(train: dict[str, Any], metrics: list[dict[str, Any]]) -> l
 def _mixture_section(train: dict[str, Any]) -> list[str]:
     if "mixture" not in train:
         return []
-    from llm_data.mixture import MixtureTable
+    from llm_data.training_data.mixture import MixtureTable
 
     return ["## Data mixture", "", MixtureTable.from_dict(train["mixture"]).markdown()]
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-LOCK_FILE = "pretrain.lock"
+from llm_formats import rundir as layout
 
 
 class RunError(Exception):
@@ -28,7 +28,7 @@ class RunLock:
     """Exclusive lock on a run directory for the life of a `with` block; fails at once if held."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / LOCK_FILE
+        self.path = run_dir / layout.LOCK
         self._fd: int | None = None
 
     def __enter__(self) -> RunLock:
@@ -71,9 +71,9 @@ class RunLock:
 
 def require_existing_run(run_dir: Path) -> None:
     """Stages that only read a run (eval, report) must not create an empty one from a typo."""
-    if (run_dir / "stages.json").is_file():
+    if (run_dir / layout.STAGES).is_file():
         return
-    others = sorted(p.parent.name for p in run_dir.parent.glob("*/stages.json"))
+    others = sorted(p.parent.name for p in run_dir.parent.glob(f"*/{layout.STAGES}"))
     known = ", ".join(others) or "none"
     raise RunError(
         f"run {run_dir} does not exist (no stages.json): check run.name and run.root "

@@ -16,6 +16,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_formats import rundir as layout
+
 __all__ = ["SlurmJob", "sbatch_script"]
 
 RDZV_PORT = 29500
@@ -54,7 +56,7 @@ def _headers(job: SlurmJob) -> list[str]:
         f"#SBATCH --gpus-per-node={job.gpus_per_node}",
         f"#SBATCH --cpus-per-task={job.cpus_per_gpu * job.gpus_per_node}",
         f"#SBATCH --time={job.time}",
-        f"#SBATCH --output={job.run_dir}/slurm-%j.out",
+        f"#SBATCH --output={job.run_dir}/{layout.SLURM_LOG}",
     ]
     if job.partition:
         lines.append(f"#SBATCH --partition={job.partition}")

@@ -7,7 +7,6 @@ the pipeline records in `stages.json` and the report reads.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import importlib.util
 import json
 import logging
@@ -18,6 +17,13 @@ from typing import Any
 
 import torch
 
+from llm_formats import rundir as layout
+from llm_formats.atomic import atomic_write_text
+from llm_formats.checkpoint import MANIFEST, step_of
+from llm_formats.device import resolve_device
+from llm_formats.documents import curated_sources, read_documents
+from llm_formats.eval_results import read_summary
+from llm_formats.heldout import read_heldout
 from llm_train import TrainConfig
 from pretrain import distributed
 from pretrain.config import PretrainConfig
@@ -44,7 +50,7 @@ def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
     if config.data.executor == "slurm":
         raise ValueError("data.executor=slurm submits jobs and returns: run llm-data's curation")
-    out = run_dir / "curated"
+    out = run_dir / layout.CURATED
     stats = run_curation(dataclasses.replace(config.data, output_dir=str(out), overwrite=True))
     keys = ("in", "kept", "removed", "removed_by", "counted")
     counts = {
@@ -65,7 +71,7 @@ def tokenizer(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_tokenize import train_from_config
 
     tok_config = dataclasses.replace(
-        config.tokenizer, sources=tokenizer_sources(config, run_dir / "curated")
+        config.tokenizer, sources=tokenizer_sources(config, run_dir / layout.CURATED)
     )
     tok, card = train_from_config(tok_config, run_dir)
     stats = card["statistics"]
@@ -87,11 +93,8 @@ def tokenizer_sources(config: PretrainConfig, curated: Path) -> list:
 
     names = [s.name for s in config.data.sources]
     if not config.tokenizer.sources:
-        return [
-            TrainingSource(name=name, paths=[str(curated / name)])
-            for name in names
-            if any((curated / name).glob("*.jsonl.gz"))  # a source curation emptied has none
-        ]
+        found = curated_sources(curated)  # a source curation emptied has no files
+        return [TrainingSource(name=n, paths=[str(curated / n)]) for n in names if n in found]
     filled = []
     for source in config.tokenizer.sources:
         if not source.paths and source.name not in names:
@@ -109,9 +112,9 @@ def shards(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_tokenize import Tokenizer
 
     stats = tokenize_to_shards(
-        run_dir / "curated",
-        Tokenizer.from_file(run_dir / "tokenizer.json"),  # the loader evaluation uses too
-        run_dir / "shards",
+        run_dir / layout.CURATED,
+        Tokenizer.from_file(run_dir / layout.TOKENIZER),  # the loader evaluation uses too
+        run_dir / layout.SHARDS,
         seq_len=config.shards.seq_len,
         heldout_fraction=config.shards.heldout_fraction,
         seed=config.shards.seed,
@@ -136,7 +139,7 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     model, init_state = _model_to_train(config, run_dir, device, job)
     params, flops = model.num_params(), model.flops_per_token(config.shards.seq_len)
     loader = build_loader(  # rank and world size come from torchrun's environment
-        run_dir / "shards",
+        run_dir / layout.SHARDS,
         seq_len=config.shards.seq_len,
         batch_size=config.loader.batch_size,
         mixture=config.loader,  # a MixtureConfig: proportions / epochs, schedules
@@ -157,13 +160,14 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         init_device=device if job.world > 1 else None,
         init_state=init_state,
         tensorboard_dir=tensorboard_dir(config, run_dir) if job.main else None,
+        manifest_fields=checkpoint_fields(config, run_dir),
     )
     try:
         final = trainer.fit()
     except CheckpointError as e:
         raise RunError(f"{e}; or run `pretrain train --restart` to delete them") from None
     if job.main:
-        plot_loss(run_dir / "metrics.jsonl", run_dir / "loss.png")
+        plot_loss(run_dir / layout.METRICS, run_dir / layout.LOSS_PLOT)
     return {
         "params": params,
         "flops_per_token": flops,
@@ -175,6 +179,19 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         "global_batch": config.loader.batch_size * config.train.grad_accum_steps * job.world,
         "peak_flops": train_config.peak_flops,
         "mixture": mixture.to_dict(),
+    }
+
+
+def checkpoint_fields(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
+    """What every checkpoint's manifest records so that it describes itself: the model config
+    (eval and convert build the model from it) and the tokenizer card's sha256 (which tokenizer
+    its token ids belong to)."""
+    from llm_formats.atomic import sha256_file
+
+    card = run_dir / "tokenizer_card.json"
+    return {
+        "model_config": dataclasses.asdict(model_config(config, run_dir)),
+        "tokenizer_card_sha256": sha256_file(card) if card.is_file() else None,
     }
 
 
@@ -203,7 +220,7 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
     device = pick_device(config)
     model, path, step = load_trained_model(config, run_dir, device)
-    tok = Tokenizer.from_file(run_dir / "tokenizer.json")
+    tok = Tokenizer.from_file(run_dir / layout.TOKENIZER)
     texts = heldout_texts(run_dir, config.eval.heldout_docs)
     seq_len = config.shards.seq_len
     kwargs = {"batch_size": config.eval.batch_size, "device": device}
@@ -215,7 +232,7 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     sets = bpb_sets(config, run_dir)
     by_set = bits_per_byte_sets(model, tok, sets, seq_len=seq_len, **kwargs)
     result["bpb_sets"] = {name: m["bpb"] for name, m in by_set.items()}
-    out = run_dir / "eval"
+    out = run_dir / layout.EVAL_DIR
     result["tasks"] = run_suite(
         model,
         tok,
@@ -224,47 +241,64 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         limit=config.eval.limit or None,
         autocast=config.eval.autocast and device.type == "cuda",
         output_dir=out,
-        metadata={"model": checkpoint, "step": step, "tokenizer": "tokenizer.json"},
+        metadata={"model": checkpoint, "step": step, "tokenizer": layout.TOKENIZER},
         **kwargs,
     )
-    result["skipped"] = json.loads((out / "results.json").read_text())["skipped"]
+    result["skipped"] = read_summary(out)["skipped"]
     result["per_item"] = out.relative_to(run_dir).as_posix()
-    write_json(run_dir / "eval.json", result)
+    atomic_write_text(run_dir / layout.EVAL_SUMMARY, json.dumps(result, indent=2))
     return result
 
 
 def eval_model(spec: str | None, device: str = "cpu"):
     """Our checkpoint for ``llm-eval run --model pretrain.stages:eval_model --model-arg SPEC``:
-    SPEC is a run directory (its newest checkpoint) or one of its ``checkpoints/step_*``."""
+    SPEC is a run directory (its newest checkpoint) or a checkpoint directory, wherever it lies.
+    The model is built from the checkpoint's manifest; the tokenizer is the checkpoint's own
+    ``tokenizer.json`` if it has one, else its run's."""
     from llm_eval.adapters import LoadedModel
     from llm_tokenize import Tokenizer
-    from llm_train import build_optimizer
-    from llm_train.checkpoint import list_checkpoints, load_checkpoint
-    from pretrain.config import load_pretrain_config
+    from llm_train.checkpoint import list_checkpoints
 
     if not spec:
         raise ValueError("pretrain.stages:eval_model needs --model-arg <run dir or checkpoint>")
     path = Path(spec)
-    run_dir = path.parents[1] if path.parent.name == "checkpoints" else path
-    if path == run_dir:
-        found = list_checkpoints(run_dir / "checkpoints")
+    if not (path / MANIFEST).is_file():  # a run directory: its newest checkpoint
+        found = list_checkpoints(path / layout.CHECKPOINTS)
         if not found:
-            raise FileNotFoundError(f"no checkpoint under {run_dir / 'checkpoints'}")
+            raise FileNotFoundError(f"no checkpoint under {path / 'checkpoints'}")
         path = found[0]
-    config = load_pretrain_config(str(run_dir / "config.yaml"), [])
-    model = build_model(config, run_dir, torch.device(device))
-    manifest = load_checkpoint(path, model, build_optimizer(model, config.train))
+    model, manifest = load_checkpoint_model(path, torch.device(device))
+    tok_path = path / layout.TOKENIZER
+    if not tok_path.is_file():
+        tok_path = path.parent.parent / layout.TOKENIZER
     return LoadedModel(
-        model=model.eval(),
-        tokenizer=Tokenizer.from_file(run_dir / "tokenizer.json"),
-        max_seq_len=config.model.max_seq_len,
+        model=model,
+        tokenizer=Tokenizer.from_file(tok_path),
+        max_seq_len=model.config.max_seq_len,
         metadata={
             "model": str(path),
             "step": manifest["step"],
-            "tokenizer": str(run_dir / "tokenizer.json"),
+            "tokenizer": str(tok_path),
             "params": sum(p.numel() for p in model.parameters()),
         },
     )
+
+
+def load_checkpoint_model(path: Path, device: torch.device):
+    """(model in eval mode, manifest) of checkpoint ``path``, from nothing but its directory:
+    the model config is the manifest's and only the weights are read (no optimizer)."""
+    from llm_formats.checkpoint import ManifestError, manifest_model_config, read_manifest
+    from llm_model import ModelConfig, Transformer
+    from llm_train.checkpoint import load_model_weights
+
+    fields = manifest_model_config(read_manifest(path), path)
+    try:
+        config = ModelConfig(**fields)
+    except (TypeError, ValueError) as e:
+        raise ManifestError(f"{path / MANIFEST}: field 'model_config' is invalid: {e}") from None
+    model = Transformer(config).to(device)
+    manifest = load_model_weights(path, model)
+    return model.eval(), manifest
 
 
 def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
@@ -276,15 +310,12 @@ def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
 
     sets: dict[str, list[str]] = defaultdict(list)
     by_language: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    path = run_dir / "shards" / "heldout.jsonl"
+    path = run_dir / layout.HELDOUT
     if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                doc = json.loads(line)
-                source = doc.get("source", "all")
-                sets[f"heldout/{source}"].append(doc["text"])
-                if doc.get("language"):
-                    by_language[source][doc["language"]].append(doc["text"])
+        for doc in read_heldout(path):
+            sets[f"heldout/{doc.source}"].append(doc.text)
+            if doc.language:
+                by_language[doc.source][doc.language].append(doc.text)
     for source, languages in sorted(by_language.items()):
         if len(languages) > 1:
             for language, texts in sorted(languages.items()):
@@ -292,12 +323,6 @@ def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
     for name, file in config.eval.bpb_sets.items():
         sets[name] = load_texts(file)
     return dict(sets)
-
-
-def write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    tmp.replace(path)
 
 
 def report(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
@@ -312,12 +337,10 @@ def report(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 def pick_device(config: PretrainConfig) -> torch.device:
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
-    if config.run.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("run.device='cuda' but torch sees no CUDA device; use run.device=cpu")
-    use_cuda = config.run.device == "cuda" or (
-        config.run.device == "auto" and torch.cuda.is_available()
+    device = resolve_device(
+        config.run.device, cuda_available=torch.cuda.is_available(), setting="run.device"
     )
-    return torch.device("cuda" if use_cuda else "cpu")
+    return torch.device(device)
 
 
 def with_device_peak(train: TrainConfig, device: torch.device) -> TrainConfig:
@@ -339,7 +362,7 @@ def tensorboard_dir(config: PretrainConfig, run_dir: Path) -> Path | None:
     if importlib.util.find_spec("tensorboard") is None:
         log.warning("run.tensorboard is set but tensorboard is not installed: JSONL only")
         return None
-    return run_dir / "tensorboard"
+    return run_dir / layout.TENSORBOARD
 
 
 def model_config(config: PretrainConfig, run_dir: Path):
@@ -347,7 +370,7 @@ def model_config(config: PretrainConfig, run_dir: Path):
     tokenizer: it may have fewer tokens than asked for (too little text), never more."""
     from llm_tokenize import Tokenizer
 
-    vocab = Tokenizer.from_file(run_dir / "tokenizer.json").vocab_size
+    vocab = Tokenizer.from_file(run_dir / layout.TOKENIZER).vocab_size
     if vocab > config.model.vocab_size:
         raise ValueError(
             f"{run_dir / 'tokenizer.json'} has {vocab} tokens, more than "
@@ -366,10 +389,9 @@ def build_model(config: PretrainConfig, run_dir: Path, device: torch.device):
 def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.device):
     """(model, checkpoint path, step) of the newest checkpoint; a corrupt one is an error, not a
     quiet fall back to an older step."""
-    from llm_train import build_optimizer
-    from llm_train.checkpoint import list_checkpoints, load_checkpoint, verify_checkpoint
+    from llm_train.checkpoint import list_checkpoints, verify_checkpoint
 
-    found = list_checkpoints(run_dir / "checkpoints")
+    found = list_checkpoints(run_dir / layout.CHECKPOINTS)
     if not found:
         raise FileNotFoundError(f"no checkpoint under {run_dir / 'checkpoints'}: train first")
     reason = verify_checkpoint(found[0])
@@ -381,14 +403,13 @@ def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.devi
             f"and write it again{older}"
         )
     _warn_if_not_final(run_dir, found[0])
-    model = build_model(config, run_dir, device)
-    manifest = load_checkpoint(found[0], model, build_optimizer(model, config.train))
-    return model.eval(), found[0], manifest["step"]
+    model, manifest = load_checkpoint_model(found[0], device)
+    return model, found[0], manifest["step"]
 
 
 def _warn_if_not_final(run_dir: Path, checkpoint: Path) -> None:
-    trained = json.loads((run_dir / "stages.json").read_text()).get("train", {}).get("steps")
-    step = int(checkpoint.name.removeprefix("step_"))
+    trained = json.loads((run_dir / layout.STAGES).read_text()).get("train", {}).get("steps")
+    step = step_of(checkpoint)
     if trained is not None and step != trained:
         log.warning("evaluating %s, but the train stage recorded %d steps", checkpoint, trained)
 
@@ -399,7 +420,7 @@ def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
 
     items = [item for path in config.eval.tasks for item in load_tasks(path)[:50]]
     return InLoopEval(
-        Tokenizer.from_file(run_dir / "tokenizer.json"),
+        Tokenizer.from_file(run_dir / layout.TOKENIZER),
         heldout_texts(run_dir, 20),
         items,
         every=config.eval.every,
@@ -412,16 +433,15 @@ def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
 
 def iter_curated(run_dir: Path) -> Iterator[tuple[str, str]]:
     """(text, group) of every curated document; group = language for web pages, else source."""
-    for path in sorted((run_dir / "curated").glob("*/*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                doc = json.loads(line)
-                yield doc["text"], doc.get("metadata", {}).get("language") or path.parent.name
+    for source, files in curated_sources(run_dir / layout.CURATED).items():
+        for path in files:
+            for doc in read_documents(path):
+                yield doc.text, doc.language or source
 
 
 def heldout_texts(run_dir: Path, limit: int) -> list[str]:
-    path = run_dir / "shards" / "heldout.jsonl"
+    path = run_dir / layout.HELDOUT
     if not path.is_file():
         return []
-    texts = [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
+    texts = [doc.text for doc in read_heldout(path)]
     return texts[:limit] if limit else texts

@@ -1,7 +1,8 @@
 """llm-data: curation on datatrove, MDS token shards and a resumable loader.
 
-The core (curation) imports no torch; `tokenize_to_shards` and `build_loader` need the
-`[shards]` extra and are imported lazily on first use.
+Two halves: curation (the modules of `llm_data` itself; no torch) and `llm_data.training_data`
+(shards, loader, mixtures). `tokenize_to_shards` and `build_loader` need the `[shards]` extra
+and are imported lazily on first use.
 """
 
 from llm_data.config import (
@@ -36,11 +37,11 @@ __all__ = [
 def __getattr__(name: str):
     # Lazy: torch and streaming load only when the shards extra is actually used.
     if name == "tokenize_to_shards":
-        from llm_data.shards import tokenize_to_shards
+        from llm_data.training_data.shards import tokenize_to_shards
 
         return tokenize_to_shards
     if name == "build_loader":
-        from llm_data.loader import build_loader
+        from llm_data.training_data.loader import build_loader
 
         return build_loader
     raise AttributeError(f"module 'llm_data' has no attribute {name!r}")

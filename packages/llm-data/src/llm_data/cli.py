@@ -69,25 +69,6 @@ def _curate_to_store(config, run_curation) -> dict:
     return stats
 
 
-class _HFTokenizer:
-    """A `tokenizer.json` behind the protocol `tokenize_to_shards` takes (special-token strings
-    in text encode as text; EOS only between documents)."""
-
-    def __init__(self, path: Path, eos_token: str):
-        from tokenizers import Tokenizer
-
-        self._tok = Tokenizer.from_file(str(path))
-        self._tok.encode_special_tokens = True
-        eos = self._tok.token_to_id(eos_token)
-        if eos is None:
-            raise SystemExit(f"{path}: no token {eos_token!r} (set --eos-token)")
-        self.eos_id = eos
-        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-
-    def encode_batch(self, texts):
-        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
-
-
 def _require_shards_extra() -> None:
     """Exit with the install line when a module of the [shards] extra is missing (shards.py
     imports torch and streaming only when it runs, so importing it proves nothing)."""
@@ -105,11 +86,12 @@ def _require_shards_extra() -> None:
 
 def _shards(args: argparse.Namespace) -> int:
     _require_shards_extra()
-    from llm_data.shards import tokenize_to_shards
+    from llm_data.tokenizer import load_tokenizer
+    from llm_data.training_data.shards import tokenize_to_shards
 
     stats = tokenize_to_shards(
         args.curated,
-        _HFTokenizer(args.tokenizer, args.eos_token),
+        load_tokenizer(args.tokenizer, args.eos_token),
         args.out,
         seq_len=args.seq_len,
         heldout_fraction=args.heldout_fraction,
@@ -149,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     shards.add_argument("--seq-len", type=int, required=True)
     shards.add_argument("--heldout-fraction", type=float, default=0.01)
     shards.add_argument("--seed", type=int, default=0)
-    shards.add_argument("--eos-token", default="<|endoftext|>")
+    shards.add_argument("--eos-token", help="default: the EOS of the tokenizer's card")
     shards.add_argument("--overwrite", action="store_true")
     shards.set_defaults(run=_shards)
 
@@ -165,12 +147,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from llm_data.readers import InputError
     from llm_data.yaml_config import ConfigError
+    from llm_formats.tokenizer import TokenizerFormatError
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    errors = (ConfigError, InputError, TokenizerFormatError, FileExistsError, FileNotFoundError)
     try:
         return args.run(args)
-    except (ConfigError, InputError, FileExistsError, FileNotFoundError) as err:
+    except errors as err:
         print(f"llm-data {args.command}: error: {err}", file=sys.stderr)
         return 2
 

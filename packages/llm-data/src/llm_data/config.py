@@ -14,6 +14,7 @@ __all__ = [
     "FineWebConfig",
     "GopherConfig",
     "PIIConfig",
+    "RUNTIME_FIELDS",
     "RayConfig",
     "ShardConfig",
     "SlurmConfig",
@@ -301,6 +302,12 @@ class RayConfig:
             _fail("ray.cpus_per_task", self.cpus_per_task, "an integer >= 1")
         if self.mem_per_cpu_gb <= 0:
             _fail("ray.mem_per_cpu_gb", self.mem_per_cpu_gb, "a number > 0")
+
+
+# CurationConfig fields that say how curation runs, not what it keeps: the curated documents are
+# the same for any value of these, so neither a resumable work folder (`curation._fingerprint`) nor
+# a pipeline's stage record (apps/pretrain) may depend on them. `tasks` is not one: it splits files.
+RUNTIME_FIELDS = frozenset({"workers", "overwrite", "executor", "skip_completed", "slurm", "ray"})
 
 
 @dataclass(kw_only=True)

@@ -29,7 +29,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.stats import PipelineStats
 
 from llm_data.atomic import _alive, make_temp_dir, remove_stale_temp_dirs
-from llm_data.config import CurationConfig
+from llm_data.config import RUNTIME_FIELDS, CurationConfig
 from llm_data.decontamination import EvalIndex, build_eval_index
 from llm_data.dedup_stages import DEDUP_LOGS, EXCLUDED_DIR, build_dedup_stages, dedup_methods
 from llm_data.executors import Stage, read_stage_stats, run_stages, submit_slurm
@@ -333,9 +333,7 @@ def _work_folder(config: CurationConfig, out: Path, inputs: dict) -> Path:
 
 def _fingerprint(config: CurationConfig, inputs: dict) -> str:
     """Hash of what the outputs depend on: the config (not how it runs) and the input files."""
-    settings = asdict(config)
-    for key in ("workers", "overwrite", "executor", "skip_completed", "slurm", "ray"):
-        settings.pop(key)
+    settings = {k: v for k, v in asdict(config).items() if k not in RUNTIME_FIELDS}
     files = {}
     for name, (base, paths) in inputs.items():
         files[name] = [str(base), [(p, *_size_and_mtime(base, p)) for p in paths]]

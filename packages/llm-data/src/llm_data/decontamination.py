@@ -1,7 +1,8 @@
 """Decontamination: drop training documents that contain text of an evaluation item.
 
 The test is GPT-3's (Brown et al. 2020, appendix C): a document is contaminated when it shares a
-word n-gram (13 by default) with an eval item's context + gold answer, after lower-casing and
+word n-gram (13 by default) with an eval item's gold text (`EvalItem.gold_text`: the gold
+context + continuation, the text llm-eval scores), after lower-casing and
 dropping punctuation. Items shorter than n words are matched whole when they have at least
 `min_words` words, and skipped otherwise (too short to be evidence of a leak).
 
@@ -12,8 +13,6 @@ n vectorised numpy steps. Eval n-gram hashes live in one sorted array, looked up
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from llm_data.readers import InputError
+from llm_formats.eval_items import EvalItem, read_items
+from llm_formats.jsonl import FormatError, is_jsonl
 
 __all__ = ["DecontaminationFilter", "EvalIndex", "build_eval_index", "ngram_hashes"]
 
@@ -89,23 +90,11 @@ class EvalIndex:
         return None
 
 
-def _item_text(item: dict, where: str) -> str:
-    for key in ("task", "contexts", "choices", "gold"):
-        if key not in item:
-            raise InputError(f"{where}: field {key!r} is missing (keys: {sorted(item)})")
-    gold = item["gold"]
-    if isinstance(gold, int) and 0 <= gold < len(item["choices"]) == len(item["contexts"]):
-        return item["contexts"][gold] + item["choices"][gold]
-    if isinstance(gold, list):  # LAMBADA-style: one context, accepted answers
-        return item["contexts"][0] + " " + " ".join(map(str, gold))
-    raise InputError(f"{where}: field 'gold'={gold!r} is not a choice index or a list of answers")
-
-
 def _eval_files(paths: tuple[str, ...]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.name.endswith((".jsonl", ".jsonl.gz")))
+            files += sorted(f for f in p.rglob("*") if is_jsonl(f))
         elif p.is_file():
             files.append(p)
         else:
@@ -115,42 +104,38 @@ def _eval_files(paths: tuple[str, ...]) -> list[Path]:
     return files
 
 
-def _eval_items(paths: tuple[str, ...]) -> Iterator[tuple[dict, str]]:
-    """(item, "file, line N") for every non-empty line of the eval files under `paths`."""
+def _eval_items(paths: tuple[str, ...]) -> Iterator[EvalItem]:
+    """Every eval item of the files under `paths`, validated as llm-eval validates it."""
     for path in _eval_files(paths):
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            lines = [(i, line) for i, line in enumerate(f, 1) if line.strip()]
-        for lineno, line in lines:
-            try:
-                yield json.loads(line), f"{path}, line {lineno}"
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}, line {lineno}: not JSON ({err})") from err
+        try:
+            yield from read_items(path)  # the whole file first: a bad line fails before indexing
+        except FormatError as err:
+            raise InputError(str(err)) from err
 
 
 def build_eval_index(paths: tuple[str, ...], n: int = 13, min_words: int = 8) -> EvalIndex:
     """Index the eval items of every JSONL file under `paths` (files or folders).
 
     Raises:
-        InputError: a missing path, a line that is not JSON, or an item without the eval
-            schema's fields (`task`, `contexts`, `choices`, `gold`), naming file and line.
+        InputError: a missing path, a line that is not JSON, or an item that breaks the eval
+            schema (`llm_formats.eval_items`), naming file, line and field.
     """
     grams: dict[int, list[np.ndarray]] = {}
     owners: dict[int, list[np.ndarray]] = {}
     tasks: list[str] = []
     items = skipped = 0
-    for item, where in _eval_items(paths):
-        tokens = words(_item_text(item, where))
+    for item in _eval_items(paths):
+        tokens = words(item.gold_text)  # the text llm-eval scores (one definition)
         items += 1
         if len(tokens) < min_words:
             skipped += 1
             continue
         length = min(n, len(tokens))
-        if item["task"] not in tasks:
-            tasks.append(item["task"])
+        if item.task not in tasks:
+            tasks.append(item.task)
         hashes = ngram_hashes(tokens, length)
         grams.setdefault(length, []).append(hashes)
-        owner = np.full(len(hashes), tasks.index(item["task"]), dtype=np.int32)
+        owner = np.full(len(hashes), tasks.index(item.task), dtype=np.int32)
         owners.setdefault(length, []).append(owner)
     sorted_hashes, sorted_tasks = {}, {}
     for length in grams:

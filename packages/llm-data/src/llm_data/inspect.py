@@ -8,21 +8,22 @@ documents, with datatrove's `metadata["filter_reason"]`).
 from __future__ import annotations
 
 import collections
-import gzip
 import json
 from pathlib import Path
+
+from llm_formats.documents import NOT_SOURCES, read_documents
+from llm_formats.jsonl import read_jsonl
 
 __all__ = ["inspect_curated", "render_report"]
 
 STATS_FILE = "curation_stats.json"  # written by llm_data.curation
-_NOT_SOURCES = {"logs", "excluded", "_work"}
 _PREVIEW_CHARS = 160
 
 
-def _documents(path: Path):
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            yield json.loads(line)
+def _records(path: Path):
+    """The raw records of an excluded-documents file (filters' Documents, dedup's records)."""
+    for record, _ in read_jsonl(path):
+        yield record
 
 
 def _source_summary(files: list[Path], progress, tokenizer=None) -> dict:
@@ -32,17 +33,17 @@ def _source_summary(files: list[Path], progress, tokenizer=None) -> dict:
     docs = words = chars = tokens = 0
     for path in files:
         batch = []
-        for doc in _documents(path):
-            meta = doc.get("metadata") or {}
+        for doc in read_documents(path):
+            meta = doc.metadata
             docs += 1
-            words += len(doc["text"].split())
-            chars += len(doc["text"])
+            words += len(doc.text.split())
+            chars += len(doc.text)
             languages[meta.get("language", "-")] += 1
             pii.update(meta.get("pii", {}))
             unfiltered.update(meta.get("unfiltered", []))
-            batch.append(doc["text"])
+            batch.append(doc.text)
         if tokenizer is not None and batch:
-            tokens += sum(len(e.ids) for e in tokenizer.encode_batch(batch))
+            tokens += sum(len(ids) for ids in tokenizer.encode_batch(batch))
         progress.update(1)
     return {
         "documents": docs,
@@ -64,7 +65,7 @@ def _removed(root: Path, examples: int, progress) -> dict:
         for path in sorted(step_dir.rglob("*.jsonl.gz")):
             # Filters write whole Documents; dedup writes records with `reason`, `duplicate_of`
             # and a `text_prefix` (llm_data.dedup).
-            for doc in _documents(path):
+            for doc in _records(path):
                 meta = doc.get("metadata") or {}
                 reason = meta.get("filter_reason") or doc.get("reason") or step_dir.name
                 reasons[reason] += 1
@@ -104,13 +105,13 @@ def inspect_curated(path: Path | str, examples: int = 3, tokenizer: Path | None 
     stats = json.loads(stats_file.read_text())
     hf_tokenizer = None
     if tokenizer is not None:
-        from tokenizers import Tokenizer  # a dependency of datatrove
+        from llm_data.tokenizer import load_tokenizer  # tokenizers: a dependency of datatrove
 
-        hf_tokenizer = Tokenizer.from_file(str(tokenizer))
+        hf_tokenizer = load_tokenizer(tokenizer)  # encodes as the shards do
     sources = {
         p.name: sorted(p.glob("*.jsonl.gz"))
         for p in sorted(root.iterdir())
-        if p.is_dir() and p.name not in _NOT_SOURCES
+        if p.is_dir() and p.name not in NOT_SOURCES
     }
     n_files = sum(len(f) for f in sources.values()) + len(list(root.glob("excluded/**/*.jsonl.gz")))
     with tqdm(total=n_files, desc="reading", unit="file", disable=n_files < 20) as progress:

@@ -7,35 +7,10 @@ import path that the app provides (``pretrain.stages:eval_model``) and the CLI c
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Any
 
-from torch import nn
+from llm_eval.protocols import LoadedModel
 
-from llm_eval.protocols import TokenizerLike
-
-
-@dataclass
-class LoadedModel:
-    """A model ready to score, its tokenizer, its context length and what they are.
-
-    Attributes:
-        model: ``model(input_ids) -> logits`` (optionally ``positions=``, ``attn_mask=``).
-        tokenizer: `TokenizerLike`.
-        max_seq_len: Longest input the model takes.
-        metadata: Written into results files; should name ``model`` and ``tokenizer``.
-    """
-
-    model: nn.Module
-    tokenizer: TokenizerLike
-    max_seq_len: int
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.max_seq_len < 1:
-            raise ValueError(f"LoadedModel.max_seq_len: got {self.max_seq_len}; must be >= 1")
-        for key in ("model", "tokenizer"):
-            self.metadata.setdefault(key, "unnamed")
+__all__ = ["LoadedModel", "load_model"]  # LoadedModel lives in protocols (hf.py needs it too)
 
 
 def load_model(spec: str, arg: str | None = None, device: str = "cpu") -> LoadedModel:

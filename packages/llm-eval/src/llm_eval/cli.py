@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from llm_eval.distill import METHODS
-from llm_eval.suite import write_atomic
+from llm_formats.atomic import atomic_write_text
+from llm_formats.device import resolve_device
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -20,7 +21,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    loaded = load_model(args.model, args.model_arg, device=args.device)
+    cuda = torch.cuda.is_available()
+    device = resolve_device(args.device, cuda_available=cuda, setting="--device")
+    loaded = load_model(args.model, args.model_arg, device=device)
     max_seq_len = min(args.max_seq_len or loaded.max_seq_len, loaded.max_seq_len)
     packed = False if args.no_pack else None
     results = run_suite(
@@ -30,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
         max_seq_len=max_seq_len,
         limit=args.limit,
         batch_size=args.batch_size,
-        device=args.device,
+        device=device,
         packed=packed,
         autocast=args.autocast,
         output_dir=args.output,
@@ -56,8 +59,8 @@ def _distill(args: argparse.Namespace) -> int:
             select, heldout, args.fractions, strata=args.strata, method=args.method
         )
         table = format_distill_table(rows, args.metric, len(select), len(heldout))
-        write_atomic(out / "distill.md", table)
-        write_atomic(out / "distill.json", json.dumps(rows, indent=2) + "\n")
+        atomic_write_text(out / "distill.md", table)
+        atomic_write_text(out / "distill.json", json.dumps(rows, indent=2) + "\n")
         print(table)
     chosen = distill(select, args.keep, args.strata, args.method)
     for path in write_distilled_tasks(chosen, args.tasks, out):
@@ -87,7 +90,7 @@ def _report(args: argparse.Namespace) -> int:
     table, rows = results_table(args.results, args.metric)
     print(table)
     if args.output:
-        write_atomic(Path(args.output), table)
+        atomic_write_text(Path(args.output), table)
     if args.plot:
         plot_over_steps(rows, args.metric, args.plot)
         print(f"wrote {args.plot}")
@@ -111,7 +114,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--max-seq-len", type=int, default=0, help="0 = the model's")
     run.add_argument("--batch-size", type=int, default=32)
     run.add_argument("--limit", type=int, default=None, help="first N items per task")
-    run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    run.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
     run.add_argument("--autocast", action="store_true", help="bf16 autocast (GPU)")
     run.add_argument("--no-pack", action="store_true", help="one row per choice")
     run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")

@@ -23,7 +23,6 @@ ranking by full mean (Kendall tau-b, Spearman), next to random subsets of the sa
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -33,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from llm_eval.suite import write_jsonl
 from llm_eval.tasks import load_tasks
+from llm_formats.eval_results import read_summary, read_task_records, write_jsonl_records
 
 CONTINUOUS = "logprob_per_byte"
 METHODS = ("strata", "match")
@@ -62,15 +61,10 @@ class ModelResults:
 
 def read_results(directory: str | os.PathLike, metric: str) -> ModelResults:
     """Per-item scores from a ``run_suite`` output directory (skipped items left out)."""
-    directory = Path(directory)
-    summary_path = directory / "results.json"
-    if not summary_path.is_file():
-        raise FileNotFoundError(f"{summary_path}: not a results directory (run `llm-eval run`)")
-    summary = json.loads(summary_path.read_text())
+    summary = read_summary(directory)
     scores = {}
     for task in summary["tasks"]:
-        lines = (directory / f"{task}.jsonl").read_text().splitlines()
-        records = [json.loads(line) for line in lines if line.strip()]
+        records = read_task_records(directory, task)
         scores[task] = {str(r["id"]): item_score(r, metric) for r in records if "skipped" not in r}
     return ModelResults(str(directory), scores, summary.get("metadata", {}))
 
@@ -288,6 +282,6 @@ def write_distilled_tasks(
         if len(records) != len(wanted):
             raise ValueError(f"{path}: {len(wanted) - len(records)} chosen ids are missing")
         out = Path(output_dir) / f"{task}_distilled.jsonl"
-        write_jsonl(out, records)
+        write_jsonl_records(out, records)
         written.append(out)
     return written

@@ -15,7 +15,7 @@ import random
 import torch
 from torch import nn
 
-from llm_eval.adapters import LoadedModel
+from llm_eval.protocols import LoadedModel
 from llm_eval.scoring import Request, score_requests
 
 logger = logging.getLogger(__name__)

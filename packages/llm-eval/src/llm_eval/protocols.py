@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -25,6 +26,29 @@ class LanguageModel(Protocol):
     """``model(input_ids: LongTensor[B, T]) -> logits FloatTensor[B, T, V]``."""
 
     def __call__(self, input_ids: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to score, its tokenizer, its context length and what they are.
+
+    Attributes:
+        model: ``model(input_ids) -> logits`` (optionally ``positions=``, ``attn_mask=``).
+        tokenizer: `TokenizerLike`.
+        max_seq_len: Longest input the model takes.
+        metadata: Written into results files; should name ``model`` and ``tokenizer``.
+    """
+
+    model: nn.Module
+    tokenizer: TokenizerLike
+    max_seq_len: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_seq_len < 1:
+            raise ValueError(f"LoadedModel.max_seq_len: got {self.max_seq_len}; must be >= 1")
+        for key in ("model", "tokenizer"):
+            self.metadata.setdefault(key, "unnamed")
 
 
 @contextmanager

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from llm_formats.eval_results import read_summary
+
 
 def _row(directory: str | os.PathLike) -> dict[str, Any]:
-    path = Path(directory) / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not a results directory (run `llm-eval run`)")
-    summary = json.loads(path.read_text())
+    summary = read_summary(directory)
     meta = summary.get("metadata", {})
     return {"dir": str(directory), "step": meta.get("step"), "model": meta.get("model", "?"),
             "tasks": summary["tasks"]}  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -17,20 +16,9 @@ from tqdm.auto import tqdm
 from llm_eval.multiple_choice import metrics_from_records, prepare, score_prepared
 from llm_eval.protocols import TokenizerLike
 from llm_eval.tasks import load_tasks
+from llm_formats.eval_results import task_records_path, write_jsonl_records, write_summary
 
 logger = logging.getLogger(__name__)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def run_suite(
@@ -118,8 +106,9 @@ class _ResultsWriter:
     def task_done(self, task, records: list[dict], metrics: dict, seconds: float) -> None:
         if self.out_dir is None:
             return
-        write_jsonl(self.out_dir / f"{task.task}.jsonl", [*records, *task.skipped_records()])
+        path = task_records_path(self.out_dir, task.task)
+        write_jsonl_records(path, [*records, *task.skipped_records()])
         self.summary["tasks"][task.task] = metrics
         self.summary["skipped"] += task.skipped
         self.summary["seconds"][task.task] = round(seconds, 3)
-        write_atomic(self.out_dir / "results.json", json.dumps(self.summary, indent=2) + "\n")
+        write_summary(self.out_dir, self.summary)

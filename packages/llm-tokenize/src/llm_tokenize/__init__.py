@@ -8,7 +8,6 @@ from llm_tokenize.config import (
     TrainingSource,
 )
 from llm_tokenize.corpus import CorpusError, Document
-from llm_tokenize.hf_files import transformers_tokenizer_files
 from llm_tokenize.report import compare, corpus_report, to_csv, to_markdown
 from llm_tokenize.stats import (
     bytes_per_token,
@@ -46,5 +45,4 @@ __all__ = [
     "tokenizer_report",
     "train_from_config",
     "train_tokenizer",
-    "transformers_tokenizer_files",
 ]

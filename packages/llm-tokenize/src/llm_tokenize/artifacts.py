@@ -8,8 +8,6 @@ how many bytes of each source went into training, and the statistics per source 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -17,7 +15,8 @@ from typing import Any
 
 import tokenizers
 
-from llm_tokenize.atomic import write_text_atomic
+from llm_formats.atomic import sha256_file
+from llm_formats.tokenizer import CARD_FILE, TOKENIZER_FILE, read_card, write_card
 from llm_tokenize.config import TokenizerConfig
 from llm_tokenize.corpus import (
     CorpusError,
@@ -33,8 +32,6 @@ from llm_tokenize.training import _limited, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
-TOKENIZER_FILE = "tokenizer.json"
-CARD_FILE = "tokenizer_card.json"
 # The card's statistics encode at most this much text per source and language (evenly spaced
 # documents): encoding is ~2 MB/s per core, so a full multi-GB training corpus would take hours.
 # `llm-tokenize stats` measures every document it is given.
@@ -99,7 +96,7 @@ def train_from_config(
     all_docs = [d for source in docs.values() for d in source]
     sample = stats_sample(all_docs, stats_bytes)
     card = make_card(tok, config, stats, seconds, corpus_report(tok, sample))
-    card["tokenizer_sha256"] = hashlib.sha256((out / TOKENIZER_FILE).read_bytes()).hexdigest()
+    card["tokenizer_sha256"] = sha256_file(out / TOKENIZER_FILE)
     write_card(card, out / CARD_FILE)
     return tok, read_card(out / TOKENIZER_FILE)  # as written: JSON types (lists, not tuples)
 
@@ -130,13 +127,3 @@ def make_card(
         },
         "statistics": statistics,
     }
-
-
-def write_card(card: dict[str, Any], path: Path) -> Path:
-    return write_text_atomic(path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-
-
-def read_card(tokenizer_path: str | Path) -> dict[str, Any] | None:
-    """The card next to a tokenizer.json, or None when there is none."""
-    path = Path(tokenizer_path).with_name(CARD_FILE)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -76,7 +76,7 @@ def load_tokenizers(entries: list[str]) -> dict[str, Tokenizer]:
         name, path = _named(entry, _tokenizer_name)
         hf = load_hf_tokenizer(path)
         # Statistics need no EOS; the wrapper wants one: the first special token (GPT-2's is
-        # its <|endoftext|>), else id 0.
+        # its end-of-text token), else id 0.
         specials = [t.content for _, t in sorted(hf.get_added_tokens_decoder().items())]
         loaded[name] = Tokenizer(hf, specials[0] if specials else hf.id_to_token(0))
     return loaded
@@ -113,11 +113,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _write_outputs(out: Path, markdown: str, rows) -> None:
-    from llm_tokenize.atomic import write_text_atomic
+    from llm_formats.atomic import atomic_write_text
     from llm_tokenize.report import plot
 
-    write_text_atomic(out / "stats.md", markdown + "\n")
-    write_text_atomic(out / "stats.csv", to_csv(rows))
+    atomic_write_text(out / "stats.md", markdown + "\n")
+    atomic_write_text(out / "stats.csv", to_csv(rows))
     try:
         plot(rows, out / "stats.png")
     except ImportError as err:

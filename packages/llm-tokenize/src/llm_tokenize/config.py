@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from llm_formats.tokenizer import DEFAULT_EOS_TOKEN  # the one definition; re-exported
+
 # 256 byte symbols form the initial alphabet of a byte-level BPE.
 BYTE_ALPHABET_SIZE = 256
-# The stack's one definition of the end-of-text string (documents are separated by its id).
-DEFAULT_EOS_TOKEN = "<|endoftext|>"
 # Fill-in-the-middle sentinels (Bavarian et al. 2022), in the order prefix, middle, suffix.
 FIM_TOKENS = ("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>")
 
@@ -166,3 +166,8 @@ class TokenizerConfig:
         if self.fim:
             roles |= dict(zip(("fim_prefix", "fim_middle", "fim_suffix"), FIM_TOKENS, strict=True))
         return {role: tok for role, tok in roles.items() if tok is not None}
+
+
+# TokenizerConfig fields that do not change the trained tokenizer (a pipeline re-running stages
+# when their config changes leaves these out of its record).
+RUNTIME_FIELDS = frozenset({"show_progress"})

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import glob
-import gzip
-import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_formats import documents as curated
+from llm_formats.atomic import sha256_file
+from llm_formats.jsonl import FormatError, is_jsonl
 from llm_tokenize.config import TrainingSource
 
 
@@ -61,43 +61,16 @@ def resolve_paths(source: TrainingSource) -> list[Path]:
 
 
 def _is_jsonl(path: Path) -> bool:
-    return path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz"))
+    return path.is_file() and is_jsonl(path)
 
 
 def read_documents(path: Path, source: str) -> Iterator[Document]:
     """Documents of one JSONL(.gz) file; a line that is not a Document stops with its number."""
-    opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if line.strip():
-                    yield _parse(line, path, line_no, source)
-    except (OSError, UnicodeDecodeError, EOFError) as err:
-        raise CorpusError(f"{path}: cannot read: {err}") from err
-
-
-def _parse(line: str, path: Path, line_no: int, source: str) -> Document:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise CorpusError(f"{path}:{line_no}: not JSON: {err}") from err
-    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        raise CorpusError(f'{path}:{line_no}: no string "text" field (a datatrove Document)')
-    metadata = record.get("metadata") or {}
-    return Document(
-        id=str(record.get("id", f"{path.name}:{line_no}")),
-        text=record["text"],
-        source=source,
-        language=metadata.get("language") if isinstance(metadata, dict) else None,
-    )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        for doc in curated.read_documents(path):
+            yield Document(id=doc.id, text=doc.text, source=source, language=doc.language)
+    except FormatError as err:
+        raise CorpusError(str(err)) from err
 
 
 def load_source(source: TrainingSource) -> tuple[list[Document], SourceStats]:
@@ -106,7 +79,7 @@ def load_source(source: TrainingSource) -> tuple[list[Document], SourceStats]:
     stats = SourceStats()
     for path in resolve_paths(source):
         stats.files.append(
-            {"path": str(path), "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+            {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
         )
         docs.extend(read_documents(path, source.name))
     stats.docs = len(docs)

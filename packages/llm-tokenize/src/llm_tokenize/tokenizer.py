@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer as HFTokenizer
 
-from llm_tokenize.atomic import write_text_atomic
-from llm_tokenize.config import DEFAULT_EOS_TOKEN
+from llm_formats.atomic import atomic_write_text
+from llm_formats.tokenizer import (
+    DEFAULT_EOS_TOKEN,
+    SPLIT_SPECIAL_TOKENS,
+    TokenizerFormatError,
+    read_tokenizer_json,
+)
+from llm_formats.tokenizer import eos_token as card_eos_token  # `eos_token` is an argument here
 
-
-class TokenizerFileError(ValueError):
-    """A tokenizer.json that llm-tokenize cannot use; the message names the file and why."""
+# A tokenizer.json that llm-tokenize cannot use; the message names the file and why. A thin
+# alias of llm_formats' error, kept because it is llm_tokenize's public API.
+TokenizerFileError = TokenizerFormatError
 
 
 def _types(component: dict[str, Any] | None) -> list[str]:
@@ -44,29 +49,21 @@ def check_byte_level_bpe(data: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 def load_hf_tokenizer(path: str | os.PathLike) -> HFTokenizer:
-    """Load a byte-level BPE tokenizer.json whose special-token strings in text stay text.
+    """Load a byte-level BPE tokenizer.json whose special-token strings in text stay text
+    (`llm_formats.tokenizer.SPLIT_SPECIAL_TOKENS`): llm-tokenize's one loader of the file.
 
     Raises:
         FileNotFoundError: If the file does not exist.
         TokenizerFileError: If it cannot be read, is no tokenizer.json, or is not byte-level BPE.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tokenizer file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise TokenizerFileError(f"{path}: cannot read a tokenizer.json: {err}") from err
-    if not isinstance(data, dict):
-        raise TokenizerFileError(f"{path}: not a Hugging Face tokenizer.json (not an object)")
+    data = read_tokenizer_json(path)
     check_byte_level_bpe(data, path)
     try:
-        hf = HFTokenizer.from_str(text)
+        hf = HFTokenizer.from_file(str(path))
     except Exception as err:  # tokenizers raises a bare Exception on parse errors
         raise TokenizerFileError(f"{path}: not a valid Hugging Face tokenizer.json: {err}") from err
     # Not stored in tokenizer.json: every reader must set it (see `Tokenizer`).
-    hf.encode_special_tokens = True
+    hf.encode_special_tokens = SPLIT_SPECIAL_TOKENS
     return hf
 
 
@@ -74,7 +71,7 @@ class Tokenizer:
     """Byte-level BPE tokenizer: ``encode_batch``, ``decode``, ``eos_id``, ``vocab_size``.
 
     ``encode`` never adds special tokens, and special-token strings that occur in the text (e.g. a
-    literal ``"<|endoftext|>"`` inside a code file) are encoded as ordinary text, so EOS only
+    literal EOS string inside a code file) are encoded as ordinary text, so EOS only
     appears where a caller puts it by id (`token_id` gives the ids of BOS, pad, FIM, ...). The
     flag behind this, `tokenizers`' ``encode_special_tokens``, is not stored in tokenizer.json:
     `load_hf_tokenizer` and `Tokenizer.from_file` set it, other readers of the file must too.
@@ -91,23 +88,25 @@ class Tokenizer:
         eos_id = hf_tokenizer.token_to_id(eos_token)
         if eos_id is None:
             raise ValueError(f"EOS token {eos_token!r} is not in the tokenizer's vocabulary")
-        hf_tokenizer.encode_special_tokens = True
+        hf_tokenizer.encode_special_tokens = SPLIT_SPECIAL_TOKENS
         self.hf = hf_tokenizer
         self.eos_token = eos_token
         self.eos_id: int = eos_id
         self.vocab_size: int = hf_tokenizer.get_vocab_size(with_added_tokens=True)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, eos_token: str = DEFAULT_EOS_TOKEN) -> Tokenizer:
-        """Load a byte-level BPE ``tokenizer.json`` (see `load_hf_tokenizer`).
+    def from_file(cls, path: str | os.PathLike, eos_token: str | None = None) -> Tokenizer:
+        """Load a byte-level BPE ``tokenizer.json`` (see `load_hf_tokenizer`) with the EOS its
+        card records (`llm_formats.tokenizer.eos_token`), unless ``eos_token`` is given.
 
         Raises:
             FileNotFoundError: If the file does not exist.
-            ValueError: If the file is not a byte-level BPE tokenizer.json or lacks ``eos_token``.
+            ValueError: If the file is not a byte-level BPE tokenizer.json or lacks its EOS.
         """
         hf = load_hf_tokenizer(path)
+        eos = eos_token if eos_token is not None else card_eos_token(path)
         try:
-            return cls(hf, eos_token)
+            return cls(hf, eos)
         except ValueError as err:
             raise TokenizerFileError(f"{path}: {err}") from err
 
@@ -139,7 +138,7 @@ class Tokenizer:
         Returns:
             The path written.
         """
-        return write_text_atomic(Path(path), self.hf.to_str(pretty=True))
+        return atomic_write_text(Path(path), self.hf.to_str(pretty=True))
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, eos_id={self.eos_id})"

@@ -1,20 +1,16 @@
 """Checkpoints: DCP directories of model + optimizer state, plus a manifest, written atomically.
 
-Layout of ``<checkpoint_dir>/step_000123/``: DCP's ``.metadata`` and ``__<rank>_0.distcp`` files,
-and ``manifest.json`` with the step, the caller's fields (tokens, config, scheduler state, ...),
-one entry per rank in ``rank_states`` (data-loader position, RNG states), provenance, and the
-sha256 of every other file. It is written as ``step_000123.tmp/`` and renamed once complete, so a
-directory without ``.tmp`` whose hashes match is a whole checkpoint.
+This module makes the DCP calls; the directory's names, the manifest's schema, its reader,
+writer and the hash check are ``llm_formats.checkpoint``'s. A checkpoint holds DCP's
+``.metadata`` and ``__<rank>_0.distcp`` files and the manifest: the step, the caller's fields
+(tokens, config, model config, tokenizer card hash, scheduler state, ...), one entry per rank in
+``rank_states`` (data-loader position, RNG states), provenance, and the sha256 of every other file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
-import os
-import re
 import shutil
 import threading
 import warnings
@@ -25,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from llm_formats import checkpoint as formats
 from llm_train.provenance import provenance
 
 # torch.distributed.checkpoint is imported inside the functions that use it: it pulls in DTensor
@@ -37,13 +34,13 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
+    "load_model_weights",
     "save_checkpoint",
     "verify_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
-MANIFEST = "manifest.json"
-_STEP_DIR = re.compile(r"^step_(\d+)$")
+MANIFEST = formats.MANIFEST  # kept: a public name of this module before llm_formats had it
 
 
 class CheckpointError(RuntimeError):
@@ -85,7 +82,7 @@ def save_checkpoint(
 
     Args:
         checkpoint_dir: Parent directory (shared by all ranks).
-        step: Number of optimizer steps taken; names the directory ``step_{step:06d}``.
+        step: Number of optimizer steps taken; names the directory (``step_dir_name``).
         model: Plain or FSDP2-sharded module.
         optimizer: Its optimizer.
         manifest: JSON-able fields recorded by rank 0 (tokens, config, scheduler state, ...).
@@ -189,10 +186,10 @@ def async_save_checkpoint(
 
 def _begin(checkpoint_dir: Path, step: int) -> tuple[Path, Path]:
     """(final, tmp) directories; rank 0 clears what a crash left and makes tmp (collective)."""
-    final = checkpoint_dir / f"step_{step:06d}"
-    tmp = final.with_name(final.name + ".tmp")
+    final = checkpoint_dir / formats.step_dir_name(step)
+    tmp = formats.tmp_dir(final)
     if _rank() == 0:
-        for stale in checkpoint_dir.glob("step_*.tmp"):  # left behind by a crash
+        for stale in formats.stale_tmp_dirs(checkpoint_dir):  # left behind by a crash
             shutil.rmtree(stale)
         tmp.mkdir(parents=True)
     _barrier()
@@ -216,12 +213,9 @@ def _gather(rank_state: dict) -> list[dict]:
 
 def _finish(tmp: Path, final: Path, manifest: dict, keep: int) -> None:
     """Rank 0: hash the files into the manifest, then make the checkpoint final (atomically)."""
-    files = {p.relative_to(tmp).as_posix(): _sha256(p) for p in _files(tmp)}
-    _write_json(tmp / MANIFEST, {**manifest, "files": files, "provenance": provenance()})
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fields = {**manifest, "provenance": provenance()}
+    formats.write_manifest(tmp, fields, formats.hash_files(tmp))
+    formats.finalize(tmp, final)
     if keep > 0:
         _prune(final.parent, keep)
 
@@ -232,7 +226,7 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-    manifest = json.loads((path / MANIFEST).read_text())
+    manifest = formats.read_manifest(path)
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
     with _single_process_quiet():
@@ -244,23 +238,29 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     return manifest
 
 
+def load_model_weights(path: str | Path, model: nn.Module) -> dict:
+    """Load only the model's tensors from checkpoint ``path`` into ``model``; returns its manifest.
+
+    For eval and export: DCP reads the ``model`` keys alone (the optimizer state stays on
+    disk), so no optimizer is built and its memory is never allocated. Works on plain and
+    FSDP2-sharded modules, and on checkpoints without optimizer state (``hf_to_dcp``'s).
+    """
+    path = Path(path)
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+
+    manifest = formats.read_manifest(path)
+    state = {"model": get_model_state_dict(model)}
+    with _single_process_quiet():
+        dcp.load(state, checkpoint_id=path, no_dist=not _distributed())
+    set_model_state_dict(model, state["model"])
+    log.info("loaded model weights of %s (step %d)", path, manifest["step"])
+    return manifest
+
+
 def verify_checkpoint(path: str | Path) -> str | None:
     """Why checkpoint ``path`` is not usable, or None if its manifest and all hashes check out."""
-    path = Path(path)
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-        files = manifest["files"]
-    except (OSError, ValueError, KeyError) as err:
-        return f"unreadable {MANIFEST}: {err}"
-    if ".metadata" not in files:
-        return "manifest lists no DCP .metadata file"
-    for name, digest in files.items():
-        file = path / name
-        if not file.is_file():
-            return f"missing file {name}"
-        if _sha256(file) != digest:
-            return f"sha256 mismatch for {name}"
-    return None
+    return formats.verify(path, required=(".metadata",))
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
@@ -279,11 +279,11 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
 
 def list_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
     """Every ``step_NNNNNN`` directory under ``checkpoint_dir``, valid or not, newest first."""
-    return _step_dirs(Path(checkpoint_dir), newest_first=True)
+    return formats.step_dirs(checkpoint_dir)
 
 
 def _find_latest(checkpoint_dir: Path) -> Path | None:
-    for path in _step_dirs(checkpoint_dir, newest_first=True):
+    for path in formats.step_dirs(checkpoint_dir):
         reason = verify_checkpoint(path)
         if reason is None:
             return path
@@ -291,43 +291,7 @@ def _find_latest(checkpoint_dir: Path) -> Path | None:
     return None
 
 
-def _step_dirs(checkpoint_dir: Path, *, newest_first: bool) -> list[Path]:
-    if not checkpoint_dir.is_dir():
-        return []
-    dirs = [p for p in checkpoint_dir.iterdir() if p.is_dir() and _STEP_DIR.match(p.name)]
-    return sorted(dirs, key=lambda p: int(_STEP_DIR.match(p.name)[1]), reverse=newest_first)
-
-
 def _prune(checkpoint_dir: Path, keep: int) -> None:
-    for old in _step_dirs(checkpoint_dir, newest_first=True)[keep:]:
+    for old in formats.step_dirs(checkpoint_dir)[keep:]:
         shutil.rmtree(old)
         log.info("removed old checkpoint %s", old)
-
-
-def _files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

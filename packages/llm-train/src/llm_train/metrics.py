@@ -4,13 +4,14 @@ trained again) stay in them, and the new values of those steps follow."""
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MetricsWriter", "read_metrics"]
+from llm_formats.atomic import atomic_write_text
+from llm_formats.metrics import make_record, read_metrics, record_line
+
+__all__ = ["MetricsWriter", "read_metrics"]  # read_metrics: llm_formats.metrics', kept public
 
 
 class MetricsWriter:
@@ -45,11 +46,8 @@ class MetricsWriter:
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         """Write one line for ``step``."""
-        record = {"step": int(step)}
-        for key, value in metrics.items():
-            value = float(value)
-            record[key] = value if math.isfinite(value) else None
-        self._file.write(json.dumps(record) + "\n")
+        record = make_record(step, metrics)
+        self._file.write(record_line(record))
         self._file.flush()
         if self._tb is not None:
             for key, value in record.items():
@@ -67,9 +65,7 @@ class MetricsWriter:
         self._file.close()
         records = read_metrics(self.path)
         kept = [r for r in records if r["step"] <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(map(record_line, kept)))
         self._file = self.path.open("a")
         return len(records) - len(kept)
 
@@ -95,22 +91,3 @@ def _wandb_run(kwargs: dict[str, Any]) -> Any:
         Path(kwargs["dir"]).mkdir(parents=True, exist_ok=True)
         kwargs["dir"] = str(kwargs["dir"])
     return wandb.init(**kwargs)
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    """All records of a metrics JSONL file; a torn last line (from a crash) is ignored."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    records = []
-    lines = path.read_text().splitlines()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            if i == len(lines) - 1:
-                break
-            raise ValueError(f"{path}:{i + 1}: not a JSON object: {err}") from err
-    return records

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from llm_formats.device import resolve_device
 from llm_train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ def parallelize(model: nn.Module, config: TrainConfig, mesh: DeviceMesh | None =
 def _device_type(model: nn.Module) -> str:
     device = next(model.parameters()).device
     if device.type == "meta":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device("auto", cuda_available=torch.cuda.is_available())
     return device.type
 
 

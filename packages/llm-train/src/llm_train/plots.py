@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
-from llm_train.metrics import read_metrics
+from llm_formats.atomic import atomic_write_bytes
+from llm_formats.metrics import read_metrics
 
 __all__ = ["plot_loss"]
 
@@ -49,12 +50,10 @@ def plot_loss(metrics_jsonl: str | Path, out_png: str | Path) -> Path:
     axes[-1].set_xlabel("step")
     axes[0].set_title(Path(metrics_jsonl).parent.name or "training")
     fig.tight_layout()
-    out_png = Path(out_png)
-    tmp = out_png.with_name(out_png.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, out_png)
-    return out_png
+    return atomic_write_bytes(out_png, png.getvalue())
 
 
 def panels(records: list[dict]) -> tuple[list[str], list[str]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,6 +16,8 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from llm_formats.atomic import atomic_write_text
+from llm_formats.metrics import METRICS_FILE
 from llm_train.batch_warmup import micro_batches_at
 from llm_train.callback import Callback
 from llm_train.checkpoint import (
@@ -77,6 +78,9 @@ class Trainer:
             sharding (see ``parallel.materialize``).
         init_state: With ``init_device``, on rank 0: the full state dict to start from.
         tensorboard_dir: If given, rank 0 mirrors the metrics there (``[tensorboard]`` extra).
+        manifest_fields: JSON-able fields every checkpoint's manifest records besides the
+            trainer's own, so a checkpoint describes itself (the app gives ``model_config``
+            and ``tokenizer_card_sha256``; see ``llm_formats.checkpoint``).
     """
 
     def __init__(
@@ -92,8 +96,10 @@ class Trainer:
         init_device: torch.device | None = None,
         init_state: dict[str, torch.Tensor] | None = None,
         tensorboard_dir: str | Path | None = None,
+        manifest_fields: dict | None = None,
     ) -> None:
         self.config, self.loader, self.callbacks, self.resume = config, loader, callbacks, resume
+        self.manifest_fields = dict(manifest_fields or {})
         self.model = parallelize(model, config, mesh)
         if init_device is not None:  # built on meta: allocate the shards, then the weights
             materialize(self.model, init_device, init_state)
@@ -113,7 +119,7 @@ class Trainer:
         self._pending: PendingCheckpoint | None = None  # an asynchronous save in flight
         self.metrics = None
         if self.rank == 0:
-            path = self.run_dir / "metrics.jsonl"
+            path = self.run_dir / METRICS_FILE
             wandb = _wandb_kwargs(config, self.run_dir) if config.wandb else None
             self.metrics = MetricsWriter(path, tensorboard_dir=tensorboard_dir, wandb=wandb)
         self.spikes = SpikeLog(self.run_dir / "spikes.jsonl" if self.rank == 0 else None)
@@ -434,6 +440,7 @@ class Trainer:
         self._check_finite()  # never checkpoint weights updated by a non-finite step
         loader_state = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
         manifest = {
+            **self.manifest_fields,
             "tokens": self.tokens,
             "skipped_total": self.skipped_total,
             "spikes_total": self.spikes_total,
@@ -500,10 +507,7 @@ def _refuse_unusable_checkpoints(checkpoint_dir: Path) -> None:
 def _write_run_info(run_dir: Path, config: TrainConfig, world_size: int) -> None:
     """``<run_dir>/run.json``: resolved config, versions, device, git revision (atomically)."""
     info = {"config": dataclasses.asdict(config), "world_size": world_size, **provenance()}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, run_dir / "run.json")
+    atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
 
 
 class _Throughput:

@@ -1,9 +1,9 @@
 """An endless, exactly resumable batch loader over MDS token shards (extra [shards]).
 
-One mosaicml-streaming `Stream` per source. The mixture (`llm_data.mixture`) turns proportions
-and epochs into samples per source, `Stream(choose=n)`: streaming picks those samples (whole
-repeats plus a random remainder per shard) and shuffles them. Rank and world size come from the
-environment that torchrun sets (what `torch.distributed` uses), read by streaming.
+One mosaicml-streaming `Stream` per source. The mixture (`llm_data.training_data.mixture`) turns
+proportions and epochs into samples per source, `Stream(choose=n)`: streaming picks those samples
+(whole repeats plus a random remainder per shard) and shuffles them. Rank and world size come
+from the environment that torchrun sets (what `torch.distributed` uses), read by streaming.
 
 The position is global: streaming orders an epoch's samples once for all ranks (the order
 depends on seed, epoch, streams and `num_canonical_nodes`, not on the world size) and deals
@@ -39,9 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_data.mixture import MixtureConfig, MixtureTable, mixture_table, resolve_mixture
 from llm_data.readers import InputError
-from llm_data.shards import SHARD_STATS_FILE
+from llm_data.training_data.mixture import (
+    MixtureConfig,
+    MixtureTable,
+    mixture_table,
+    resolve_mixture,
+)
+from llm_formats.jsonl import FormatError
+from llm_formats.shards import read_shard_stats, source_dir, source_samples
 
 __all__ = ["TokenLoader", "build_loader"]
 
@@ -139,7 +145,7 @@ class TokenLoader:
         _check_seq_lens(mixture, seq_len)
         self.world_size = _world_size()
         self.global_batch_size = batch_size * self.world_size
-        self.available = {s: st["samples"] for s, st in meta["sources"].items()}
+        self.available = source_samples(meta)
         self.phases = resolve_mixture(
             self.available, mixture, samples_per_step=self._samples_per_step, steps=steps
         )
@@ -150,7 +156,7 @@ class TokenLoader:
                     f"batch_size={batch_size} x world_size={self.world_size}"
                 )
         for source in sorted({s for phase in self.phases for s in phase.choose}):
-            verify_shards(self.shards_dir / source)
+            verify_shards(source_dir(self.shards_dir, source))
         self.dataset, self._dataset_phase = None, None
         self.batch = 0  # global batches taken since the start: the whole position
 
@@ -228,7 +234,7 @@ class TokenLoader:
         if self._dataset_phase != phase:
             self.close()
             choose = self.phases[phase].choose
-            streams = {self.shards_dir / s: n for s, n in choose.items() if n > 0}
+            streams = {source_dir(self.shards_dir, s): n for s, n in choose.items() if n > 0}
             seed = self._phase_seed(phase)
             self.dataset = _build_dataset(streams, self.batch_size, seed, self.shuffle)
             self._dataset_phase = phase
@@ -419,12 +425,10 @@ def _world_size() -> int:
 
 
 def _read_stats(shards_dir: Path) -> dict:
-    path = shards_dir / SHARD_STATS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: is {shards_dir} an output of tokenize_to_shards?"
-        )
-    return json.loads(path.read_text())
+    try:
+        return read_shard_stats(shards_dir)
+    except FormatError as err:
+        raise InputError(str(err)) from err
 
 
 def verify_shards(folder: Path) -> None:
@@ -455,10 +459,10 @@ def verify_shards(folder: Path) -> None:
 
 def _build_dataset(streams: dict[Path, int], batch_size: int, seed: int, shuffle: bool):
     """A StreamingDataset drawing `n` samples per epoch from each MDS folder (`choose`),
-    reading samples through memory maps (see `llm_data.mapped`)."""
+    reading samples through memory maps (see `llm_data.training_data.mapped`)."""
     from streaming import Stream
 
-    from llm_data.mapped import MappedStreamingDataset
+    from llm_data.training_data.mapped import MappedStreamingDataset
 
     # No clean_stale_shared_memory(): it unlinks the shared memory of every streaming job on the
     # machine, live ones included (under torchrun, what another local rank just created).

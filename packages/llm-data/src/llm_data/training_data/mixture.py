@@ -20,11 +20,12 @@ than `max_epochs`. This module needs neither torch nor streaming: plan a mixture
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from llm_formats.shards import read_shard_stats, source_samples
 
 __all__ = [
     "DEFAULT_MAX_EPOCHS",
@@ -409,9 +410,4 @@ def _total_rows(
 def _available(shards: str | Path | dict[str, int]) -> dict[str, int]:
     if isinstance(shards, dict):
         return dict(shards)
-    from llm_data.shards import SHARD_STATS_FILE  # numpy and xxhash only: no streaming import
-
-    path = Path(shards) / SHARD_STATS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {shards} an output of tokenize_to_shards?")
-    return {name: s["samples"] for name, s in json.loads(path.read_text())["sources"].items()}
+    return source_samples(read_shard_stats(shards))

@@ -10,8 +10,6 @@ being sharded.
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -23,12 +21,15 @@ from tqdm import tqdm
 
 from llm_data.atomic import make_temp_dir, remove_stale_temp_dirs
 from llm_data.readers import InputError
+from llm_formats.documents import Document, curated_sources, read_documents
+from llm_formats.heldout import HELDOUT_FILE, HeldoutRecord, write_heldout
+from llm_formats.jsonl import FormatError
+from llm_formats.shards import SHARD_STATS_FILE, source_dir, write_shard_stats
 
 __all__ = ["HELDOUT_FILE", "SHARD_STATS_FILE", "is_heldout", "tokenize_to_shards"]
+# HELDOUT_FILE and SHARD_STATS_FILE stay importable from here (llm_formats defines them).
 
 log = logging.getLogger(__name__)
-HELDOUT_FILE = "heldout.jsonl"
-SHARD_STATS_FILE = "shard_stats.json"
 _TOKENS_COLUMN = "tokens"
 _BATCH_DOCS = 64
 
@@ -41,36 +42,19 @@ def is_heldout(source: str, doc_id: str, fraction: float, seed: int) -> bool:
 
 def list_curated_sources(curated_dir: Path) -> dict[str, list[Path]]:
     """Map each source folder of a curation output to its sorted `*.jsonl[.gz]` files."""
-    sources = {}
-    for folder in sorted(p for p in curated_dir.iterdir() if p.is_dir() and p.name != "logs"):
-        files = sorted(f for f in folder.iterdir() if f.name.endswith((".jsonl", ".jsonl.gz")))
-        if files:
-            sources[folder.name] = files
+    sources = curated_sources(curated_dir)
     if not sources:
         raise InputError(f"curated_dir {str(curated_dir)!r} has no <source>/*.jsonl[.gz] files")
     return sources
 
 
-def iter_documents(files: list[Path]) -> Iterator[tuple[str, str, str | None]]:
-    """Yield (id, text, language) from curated JSONL files (language: ``metadata.language``
-    where language ID labelled the document, else None), raising `InputError` on a bad
-    record."""
+def iter_documents(files: list[Path]) -> Iterator[Document]:
+    """The curated documents of ``files`` in order, raising `InputError` on a bad record."""
     for path in files:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise InputError(f"{path}, line {line_no}: invalid JSON ({err})") from err
-                if not isinstance(record.get("text"), str):
-                    raise InputError(
-                        f"{path}, line {line_no}: field 'text' missing or not a string"
-                    )
-                metadata = record.get("metadata")
-                language = metadata.get("language") if isinstance(metadata, dict) else None
-                doc_id = str(record.get("id", f"{path.name}/{line_no}"))
-                yield doc_id, record["text"], language if isinstance(language, str) else None
+        try:
+            yield from read_documents(path)
+        except FormatError as err:
+            raise InputError(str(err)) from err
 
 
 def check_tokenizer(tokenizer) -> None:
@@ -153,7 +137,7 @@ def tokenize_to_shards(
     tmp = make_temp_dir(out)
     try:
         stats["sources"] = _write_streams(tmp, sources, tokenizer, stats)
-        (tmp / SHARD_STATS_FILE).write_text(json.dumps(stats, indent=2))
+        write_shard_stats(tmp, stats)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -183,7 +167,8 @@ def _write_streams(tmp: Path, sources: dict[str, list[Path]], tokenizer, stats: 
     per_source = {}
     with open(tmp / HELDOUT_FILE, "w", encoding="utf-8") as heldout:
         for name, files in sources.items():
-            with MDSWriter(out=str(tmp / name), columns=columns, hashes=["sha1", "xxh64"]) as w:
+            mds = str(source_dir(tmp, name))
+            with MDSWriter(out=mds, columns=columns, hashes=["sha1", "xxh64"]) as w:
                 packer = _Packer(w, seq_len + 1, dtype)
                 per_source[name] = _shard_source(
                     name, files, tokenizer, stats["eos_id"], packer, heldout,
@@ -204,14 +189,13 @@ def _shard_source(name, files, tokenizer, eos_id, packer, heldout, fraction, see
             tokens += len(ids) + 1
         batch.clear()
 
-    for doc_id, text, language in tqdm(iter_documents(files), desc=f"shard {name}", unit="doc"):
-        if is_heldout(name, doc_id, fraction, seed):
-            record = {"id": doc_id, "text": text, "source": name}
-            heldout.write(json.dumps(record | ({"language": language} if language else {})) + "\n")
+    for doc in tqdm(iter_documents(files), desc=f"shard {name}", unit="doc"):
+        if is_heldout(name, doc.id, fraction, seed):
+            write_heldout(heldout, HeldoutRecord(doc.id, doc.text, name, doc.language))
             held += 1
             continue
         docs += 1
-        batch.append(text)
+        batch.append(doc.text)
         if len(batch) >= _BATCH_DOCS:
             flush()
     flush()
