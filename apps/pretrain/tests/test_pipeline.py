@@ -17,6 +17,7 @@ from pretrain import stages
 from pretrain.cli import main
 from pretrain.config import load_pretrain_config
 from pretrain.pipeline import STAGES, run_pipeline
+from pretrain.rundir import RunError
 
 SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample"
 
@@ -468,6 +469,21 @@ def test_a_checkpoint_copied_alone_evaluates_and_converts(finished_run, tmp_path
         stages.eval_model(str(copy))
     refused = _convert(copy, tmp_path / "x")
     assert refused.returncode == 1 and "no field 'model_config'" in refused.stderr
+
+
+def test_eval_refuses_a_tokenizer_the_checkpoint_was_not_trained_with(finished_run, tmp_path):
+    """The manifest's tokenizer card hash is checked: another tokenizer's card beside the
+    checkpoint is an error naming it, not a silent score of the wrong token ids."""
+    _, run = finished_run
+    copy = tmp_path / "elsewhere" / "step_000040"
+    shutil.copytree(run / "checkpoints" / "step_000040", copy)
+    shutil.copyfile(run / "tokenizer.json", copy / "tokenizer.json")
+    card = json.loads((run / "tokenizer_card.json").read_text())
+    (copy / "tokenizer_card.json").write_text(json.dumps(card))  # same content, other bytes
+    with pytest.raises(RunError, match="is not the tokenizer card .* was trained with"):
+        stages.eval_model(str(copy))
+    shutil.copyfile(run / "tokenizer_card.json", copy / "tokenizer_card.json")
+    assert stages.eval_model(str(copy)).metadata["step"] == 40
 
 
 def _convert(checkpoint: Path, out: Path) -> subprocess.CompletedProcess:

@@ -188,7 +188,7 @@ def checkpoint_fields(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     its token ids belong to)."""
     from llm_formats.atomic import sha256_file
 
-    card = run_dir / "tokenizer_card.json"
+    card = run_dir / layout.TOKENIZER_CARD
     return {
         "model_config": dataclasses.asdict(model_config(config, run_dir)),
         "tokenizer_card_sha256": sha256_file(card) if card.is_file() else None,
@@ -220,6 +220,7 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
     device = pick_device(config)
     model, path, step = load_trained_model(config, run_dir, device)
+    check_tokenizer(path, run_dir / layout.TOKENIZER)
     tok = Tokenizer.from_file(run_dir / layout.TOKENIZER)
     texts = heldout_texts(run_dir, config.eval.heldout_docs)
     seq_len = config.shards.seq_len
@@ -271,6 +272,7 @@ def eval_model(spec: str | None, device: str = "cpu"):
     tok_path = path / layout.TOKENIZER
     if not tok_path.is_file():
         tok_path = path.parent.parent / layout.TOKENIZER
+    check_tokenizer(path, tok_path)
     return LoadedModel(
         model=model,
         tokenizer=Tokenizer.from_file(tok_path),
@@ -282,6 +284,21 @@ def eval_model(spec: str | None, device: str = "cpu"):
             "params": sum(p.numel() for p in model.parameters()),
         },
     )
+
+
+def check_tokenizer(checkpoint: Path, tokenizer: Path) -> None:
+    """Refuse a tokenizer whose card is not the one ``checkpoint`` was trained with (its manifest
+    records the card's sha256): another tokenizer's ids would be scored as if they were its."""
+    from llm_formats.atomic import sha256_file
+    from llm_formats.checkpoint import read_manifest
+    from llm_formats.tokenizer import card_path
+
+    want, card = read_manifest(checkpoint).get("tokenizer_card_sha256"), card_path(tokenizer)
+    if want and card.is_file() and sha256_file(card) != want:
+        raise RunError(
+            f"{card} is not the tokenizer card {checkpoint} was trained with (its manifest "
+            f"records sha256 {want[:12]}..., the file has {sha256_file(card)[:12]}...)"
+        )
 
 
 def load_checkpoint_model(path: Path, device: torch.device):
