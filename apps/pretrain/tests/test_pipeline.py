@@ -472,17 +472,17 @@ def test_a_checkpoint_copied_alone_evaluates_and_converts(finished_run, tmp_path
 
 
 def test_eval_refuses_a_tokenizer_the_checkpoint_was_not_trained_with(finished_run, tmp_path):
-    """The manifest's tokenizer card hash is checked: another tokenizer's card beside the
-    checkpoint is an error naming it, not a silent score of the wrong token ids."""
+    """The manifest's tokenizer hash is checked: another tokenizer.json beside the checkpoint is
+    an error naming it, not a silent score of the wrong token ids."""
     _, run = finished_run
     copy = tmp_path / "elsewhere" / "step_000040"
     shutil.copytree(run / "checkpoints" / "step_000040", copy)
-    shutil.copyfile(run / "tokenizer.json", copy / "tokenizer.json")
-    card = json.loads((run / "tokenizer_card.json").read_text())
-    (copy / "tokenizer_card.json").write_text(json.dumps(card))  # same content, other bytes
-    with pytest.raises(RunError, match="is not the tokenizer card .* was trained with"):
+    other = json.loads((run / "tokenizer.json").read_text())
+    other["model"]["vocab"] = dict(reversed(list(other["model"]["vocab"].items())))
+    (copy / "tokenizer.json").write_text(json.dumps(other))
+    with pytest.raises(RunError, match="is not the tokenizer .* was trained with"):
         stages.eval_model(str(copy))
-    shutil.copyfile(run / "tokenizer_card.json", copy / "tokenizer_card.json")
+    shutil.copyfile(run / "tokenizer.json", copy / "tokenizer.json")
     assert stages.eval_model(str(copy)).metadata["step"] == 40
 
 

@@ -188,10 +188,13 @@ def checkpoint_fields(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     its token ids belong to)."""
     from llm_formats.atomic import sha256_file
 
-    card = run_dir / layout.TOKENIZER_CARD
+    card, tokenizer = run_dir / layout.TOKENIZER_CARD, run_dir / layout.TOKENIZER
     return {
         "model_config": dataclasses.asdict(model_config(config, run_dir)),
         "tokenizer_card_sha256": sha256_file(card) if card.is_file() else None,
+        # The card also records its training time, so only tokenizer.json's bytes identify the
+        # token ids: a retrained identical tokenizer has another card hash but the same file.
+        "tokenizer_sha256": sha256_file(tokenizer) if tokenizer.is_file() else None,
     }
 
 
@@ -287,17 +290,16 @@ def eval_model(spec: str | None, device: str = "cpu"):
 
 
 def check_tokenizer(checkpoint: Path, tokenizer: Path) -> None:
-    """Refuse a tokenizer whose card is not the one ``checkpoint`` was trained with (its manifest
-    records the card's sha256): another tokenizer's ids would be scored as if they were its."""
+    """Refuse a tokenizer.json that is not the one ``checkpoint`` was trained with (its manifest
+    records the file's sha256): another tokenizer's ids would be scored as if they were its."""
     from llm_formats.atomic import sha256_file
     from llm_formats.checkpoint import read_manifest
-    from llm_formats.tokenizer import card_path
 
-    want, card = read_manifest(checkpoint).get("tokenizer_card_sha256"), card_path(tokenizer)
-    if want and card.is_file() and sha256_file(card) != want:
+    want = read_manifest(checkpoint).get("tokenizer_sha256")
+    if want and tokenizer.is_file() and (have := sha256_file(tokenizer)) != want:
         raise RunError(
-            f"{card} is not the tokenizer card {checkpoint} was trained with (its manifest "
-            f"records sha256 {want[:12]}..., the file has {sha256_file(card)[:12]}...)"
+            f"{tokenizer} is not the tokenizer {checkpoint} was trained with (its manifest "
+            f"records sha256 {want[:12]}..., the file has {have[:12]}...)"
         )
 
 

@@ -14,7 +14,9 @@ The manifest describes the checkpoint on its own, so eval and convert need nothi
 - ``model_config`` (object): the model config's fields (``llm_model.ModelConfig``), enough
   to build the model the tensors belong to.
 - ``tokenizer_card_sha256`` (str): the sha256 of the tokenizer card of the tokenizer it was
-  trained with, so a tokenizer found elsewhere can be checked against it.
+  trained with (the card also records when and how long it trained, so it names that training).
+- ``tokenizer_sha256`` (str): the sha256 of its ``tokenizer.json``, so a tokenizer found
+  elsewhere can be checked against it (a retrained identical tokenizer has the same one).
 - ``scheduler`` (object): the LR scheduler's state.
 - ``rank_states`` (list of objects): per rank, the data-loader position and RNG states.
 - anything else the writer adds (counters, provenance, ...), kept as it is.
@@ -63,6 +65,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "config": (dict,),
     "model_config": (dict,),
     "tokenizer_card_sha256": (str,),
+    "tokenizer_sha256": (str,),
     "scheduler": (dict,),
     "rank_states": (list,),
 }

@@ -79,8 +79,8 @@ class Trainer:
         init_state: With ``init_device``, on rank 0: the full state dict to start from.
         tensorboard_dir: If given, rank 0 mirrors the metrics there (``[tensorboard]`` extra).
         manifest_fields: JSON-able fields every checkpoint's manifest records besides the
-            trainer's own, so a checkpoint describes itself (the app gives ``model_config``
-            and ``tokenizer_card_sha256``; see ``llm_formats.checkpoint``).
+            trainer's own, so a checkpoint describes itself (the app gives ``model_config``,
+            ``tokenizer_card_sha256`` and ``tokenizer_sha256``; see ``llm_formats.checkpoint``).
     """
 
     def __init__(
