@@ -53,8 +53,11 @@ _ALLOWED = {
 }
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint file names a global outside the allow-list: refused before it runs."""
+class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
+    """A checkpoint file names a global outside the allow-list: refused before it runs.
+
+    A ``ValueError`` too (a bad input file), so the CLIs report it as they report a corrupt one.
+    """
 
 
 def _allowed(module: str, name: str) -> bool:
