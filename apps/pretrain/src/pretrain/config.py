@@ -217,7 +217,9 @@ def default_yaml() -> Path:
     return Path(str(resources.files("pretrain") / "configs" / "default.yaml"))
 
 
-def load_pretrain_config(path: str | None, overrides: list[str]) -> PretrainConfig:
+def load_pretrain_config(
+    path: str | None, overrides: list[str], *, allow_env: bool = False
+) -> PretrainConfig:
     """The dataclass defaults <- the YAML file `path` <- `key=value` overrides, checked.
 
     The file and the overrides change only the keys they name (a list or a mapping they name is
@@ -226,9 +228,11 @@ def load_pretrain_config(path: str | None, overrides: list[str]) -> PretrainConf
     command line that differs from the file's replaces the file's `model` keys too (they were
     written for the other preset; a warning names them). `model.vocab_size` and
     `model.max_seq_len` are set from `tokenizer.vocab_size` and `shards.seq_len`, so the
-    resolved config is the model that trains.
+    resolved config is the model that trains. The file is read strictly (``read_yaml``): a
+    duplicate key is an error, and so is a ``${...}`` interpolation unless ``allow_env``.
     """
-    file_layers = [(f"config file {path}", read_yaml(path))] if path else []
+    file = read_yaml(path, allow_interpolation=allow_env) if path else None
+    file_layers = [(f"config file {path}", file)] if path else []
     cli_layers = []
     for text in overrides:
         key, value = parse_override(text)

@@ -38,6 +38,7 @@ class SlurmJob:
     account: str | None = None
     cpus_per_gpu: int = 8
     job_name: str = "pretrain"
+    allow_env: bool = False  # pretrain --allow-env: the config file may use ${oc.env:...}
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.gpus_per_node < 1:
@@ -84,6 +85,8 @@ def _pretrain_args(job: SlurmJob) -> str:
     args = ["train", *job.overrides]
     if job.config:
         args += ["--config", str(Path(job.config).resolve())]
+    if job.allow_env:
+        args.append("--allow-env")
     return " ".join(_q(a) for a in args)
 
 
