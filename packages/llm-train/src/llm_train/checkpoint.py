@@ -190,10 +190,21 @@ def _begin(checkpoint_dir: Path, step: int) -> tuple[Path, Path]:
     tmp = formats.tmp_dir(final)
     if _rank() == 0:
         for stale in formats.stale_tmp_dirs(checkpoint_dir):  # left behind by a crash
-            shutil.rmtree(stale)
+            _remove(stale)
+        if tmp.is_symlink():  # a dangling link is no stale directory, yet blocks mkdir
+            tmp.unlink()
         tmp.mkdir(parents=True)
     _barrier()
     return final, tmp
+
+
+def _remove(stale: Path) -> None:
+    """Delete a stale ``.tmp`` directory; a symbolic link planted there is unlinked, never
+    followed (``rmtree`` through it would delete files outside the run)."""
+    if stale.is_symlink():
+        stale.unlink()
+    else:
+        shutil.rmtree(stale)
 
 
 def _state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
