@@ -6,6 +6,7 @@ chunk into a target tensor allocated beforehand, so one tensor costs twice its s
 chunk is ``torch.load``-ed straight from its byte range of the file and, when it is the whole
 tensor (a single-process checkpoint), returned as is, so one tensor costs its size once.
 Checkpoints written with storage transforms (compression) go through ``dcp.load`` instead.
+Both read ``.metadata`` with ``llm_train.safe_dcp``'s allow-list unpickler.
 """
 
 from __future__ import annotations
@@ -73,13 +74,14 @@ def model_tensors(checkpoint: str | os.PathLike) -> dict[str, DcpTensor]:
     Only the model's tensors are listed (optimizer state is skipped); loading one opens only the
     files that hold its chunks.
     """
-    from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import MetadataIndex, TensorStorageMetadata
+
+    from llm_train.safe_dcp import read_metadata
 
     checkpoint = Path(checkpoint)
     if not (checkpoint / ".metadata").is_file():
         raise FileNotFoundError(f"{checkpoint} is not a DCP checkpoint (no .metadata file)")
-    metadata = FileSystemReader(checkpoint).read_metadata()
+    metadata = read_metadata(checkpoint)  # the allow-list unpickler: a crafted file runs nothing
     out = {}
     for fqn, md in metadata.state_dict_metadata.items():
         if not fqn.startswith(PREFIX) or not isinstance(md, TensorStorageMetadata):
@@ -120,10 +122,10 @@ def _chunks_load_fn(checkpoint: Path, md, chunks, infos) -> Callable[[], torch.T
 
 def _dcp_load_fn(checkpoint: Path, fqn: str, md) -> Callable[[], torch.Tensor]:
     def load() -> torch.Tensor:
-        import torch.distributed.checkpoint as dcp
+        from llm_train import safe_dcp
 
         target = torch.empty(tuple(md.size), dtype=md.properties.dtype)
-        dcp.load({fqn: target}, checkpoint_id=checkpoint, no_dist=True)
+        safe_dcp.load({fqn: target}, checkpoint, no_dist=True)
         return target
 
     return load

@@ -248,6 +248,41 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
             dcp_to_hf(run, tmp_path / "hf")
 
 
+class _Marker:
+    """Unpickles to ``os.system("touch <marker>")``: a harmless stand-in for an attack."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_crafted_metadata_is_refused_and_runs_nothing(tmp_path, capsys):
+    """A shipped checkpoint whose ``.metadata`` pickle calls a function (its manifest re-hashed,
+    as whoever ships one would): refused by dcp_to_hf and the CLI, and nothing runs."""
+    import pickle
+
+    from llm_formats import checkpoint as formats
+    from llm_train.safe_dcp import UnsafeCheckpointError, read_metadata
+
+    run, marker = make_run(tmp_path, random_model(small_config())), tmp_path / "MARKER"
+    ckpt = run / "checkpoints" / "step_000003"
+    metadata = read_metadata(ckpt)
+    metadata.storage_meta.modules = [_Marker(marker)]
+    (ckpt / ".metadata").write_bytes(pickle.dumps(metadata))
+    fields = {k: v for k, v in formats.read_manifest(ckpt).items() if k != "files"}
+    formats.write_manifest(ckpt, fields, formats.hash_files(ckpt))
+    refusal = r"\.metadata: refusing to load global \w+\.system"
+    with pytest.raises(UnsafeCheckpointError, match=refusal):
+        dcp_to_hf(run, tmp_path / "hf")
+    assert main(["dcp-to-hf", str(run), str(tmp_path / "hf2")]) == 1
+    assert "refusing to load global" in capsys.readouterr().err
+    assert not marker.exists()
+
+
 def _fsdp_rank(rank: int, init_file: Path, run: Path, config: ModelConfig) -> None:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh

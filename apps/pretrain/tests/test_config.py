@@ -146,3 +146,42 @@ def test_a_mapping_named_in_a_file_or_override_replaces_the_default(tmp_path):
     assert config.eval.bpb_sets == {}
     config = load_pretrain_config(None, ["eval.bpb_sets={own: my.jsonl}"])
     assert config.eval.bpb_sets == {"own": "my.jsonl"}
+
+
+def test_a_key_given_twice_is_an_error_naming_it_and_its_lines(tmp_path, capsys):
+    """PyYAML keeps the last of two keys: a second `train:` block silently reset the first's."""
+    from pretrain.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 0.01\n  precision: fp32\nrun:\n  name: x\ntrain:\n  steps: 5\n")
+    with pytest.raises(ConfigError, match=rf"{path}.*line 6: key 'train' is given twice.*line 1"):
+        load_pretrain_config(str(path), [])
+    path.write_text("train:\n  lr: 0.01\n  steps: 3\n  lr: 0.02\n")  # nested
+    with pytest.raises(ConfigError, match=r"line 4: key 'lr' is given twice .*first on line 2"):
+        load_pretrain_config(str(path), [])
+    assert main(["show-config", "--config", str(path)]) == 2
+    assert "key 'lr' is given twice" in capsys.readouterr().err
+
+
+def test_interpolation_in_a_config_file_is_refused_unless_allowed(tmp_path, monkeypatch, capsys):
+    """`${oc.env:...}` in a downloaded config would copy a secret into config.yaml."""
+    from pretrain.cli import main
+
+    monkeypatch.setenv("PRETRAIN_TEST_SECRET", "hunter2")
+    path = tmp_path / "c.yaml"
+    path.write_text("run:\n  name: ok\n  root: ${oc.env:PRETRAIN_TEST_SECRET}\n")
+    with pytest.raises(ConfigError, match=rf"{path}, line 3: .*interpolation.*--allow-env"):
+        load_pretrain_config(str(path), [])
+    assert main(["show-config", "--config", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert "hunter2" not in out + err and "--allow-env" in err
+    path.write_text("train:\n  steps: 40\n  log_every: ${train.steps}\n")  # any interpolation
+    with pytest.raises(ConfigError, match="interpolation"):
+        load_pretrain_config(str(path), [])
+    assert load_pretrain_config(str(path), [], allow_env=True).train.log_every == 40
+    assert main(["show-config", "--allow-env", "--config", str(path)]) == 0
+
+
+def test_overrides_with_a_key_twice_are_refused():
+    with pytest.raises(ConfigError, match=r"override .*key 'web' is given twice"):
+        load_pretrain_config(None, ["loader.proportions={web: 1, web: 2}"])

@@ -39,3 +39,30 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_symlink_at_the_target_is_replaced_not_followed(tmp_path):
+    """The rename replaces a link planted at the target; the file it pointed at is untouched."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "stats.json").symlink_to(outside)
+    atomic_write_json(run / "stats.json", {"x": 1})
+    assert outside.read_text() == "precious"
+    assert not (run / "stats.json").is_symlink() and json.loads((run / "stats.json").read_text())
+
+
+def test_open_append_refuses_a_symlink_and_appends_otherwise(tmp_path):
+    from llm_formats.atomic import open_append
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    (tmp_path / "metrics.jsonl").symlink_to(outside)
+    with pytest.raises(OSError, match=r"metrics\.jsonl is a symbolic link"):
+        open_append(tmp_path / "metrics.jsonl")
+    assert outside.read_text() == "precious"
+    for text in ("a\n", "b\n"):
+        with open_append(tmp_path / "log.txt") as f:
+            f.write(text)
+    assert (tmp_path / "log.txt").read_text() == "a\nb\n"

@@ -103,3 +103,21 @@ def test_rng_state_round_trip():
     expected = (torch.rand(3), random.random())
     set_rng_state(state)
     assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
+
+
+def test_symlinks_planted_at_tmp_paths_are_removed_not_followed(toy, tmp_path):
+    """A link at a stale ``step_N.tmp`` (or the one being written) is unlinked: ``rmtree`` or
+    DCP writing through it would delete or overwrite files outside the run."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("precious")
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    (ckpts / "step_000000.tmp").symlink_to(outside)  # a stale one
+    (ckpts / "step_000001.tmp").symlink_to(outside)  # the path this save writes
+    (ckpts / "step_000002.tmp").symlink_to(tmp_path / "missing")  # dangling
+    path, _, _ = _save(toy, ckpts, step=1)
+    assert verify_checkpoint(path) is None
+    assert sorted(p.name for p in outside.iterdir()) == ["precious.txt"]
+    path, _, _ = _save(toy, ckpts, step=2)
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step_000001", "step_000002"]

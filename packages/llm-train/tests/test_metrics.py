@@ -53,3 +53,13 @@ def test_wandb_offline_writes_a_run_dir(toy, tmp_path, monkeypatch):
     assert len(runs) == 1, runs
     assert list(runs[0].glob("*.wandb"))  # the run's records, for `wandb sync` later
     assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2]
+
+
+def test_a_symlinked_metrics_file_is_refused_not_appended_to(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").symlink_to(outside)
+    with pytest.raises(OSError, match=r"metrics\.jsonl is a symbolic link"):
+        MetricsWriter(tmp_path / "run" / "metrics.jsonl")
+    assert outside.read_text() == "precious"

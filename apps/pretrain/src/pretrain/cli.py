@@ -25,7 +25,9 @@ _CHATTY_LOGGERS = ("trafilatura", "htmldate", "courlan", "jieba")
 
 
 _EPILOG = """\
-Overrides are key.sub=value pairs, e.g. train.steps=100 model.n_layers=2.
+Overrides are key.sub=value pairs, e.g. train.steps=100 model.n_layers=2. A key given twice in
+one mapping of a --config file is an error naming it and its lines; so is a ${...} interpolation
+there (${oc.env:NAME} would copy a secret into config.yaml) unless --allow-env.
 
 The run directory is runs/<run.name>. A stage whose config sections and outputs are unchanged is
 skipped; a stage run alone always runs. One pretrain at a time per run directory: a second one
@@ -72,6 +74,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "changes; `pretrain show-config` prints the result",
     )
     parser.add_argument(
+        "--allow-env",
+        action="store_true",
+        help="let the --config file use OmegaConf interpolations (${oc.env:NAME}, ${other.key}); "
+        "off by default: a downloaded config must not copy environment variables (secrets) into "
+        "the config, and so into the config.yaml a run records",
+    )
+    parser.add_argument(
         "--restart",
         action="store_true",
         help="delete this run's checkpoints, metrics and eval results (logged) and train again "
@@ -114,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in _CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        config = load_pretrain_config(args.config, args.overrides)
+        config = load_pretrain_config(args.config, args.overrides, allow_env=args.allow_env)
         if args.stage == "launch-slurm":
             return launch_slurm(config, args)
         if args.stage == "show-config":
@@ -147,7 +156,7 @@ def launch_slurm(config, args: argparse.Namespace) -> int:
     job = SlurmJob(run_dir, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                    config=args.config, overrides=args.overrides, max_restarts=args.max_restarts,
                    time=args.time, partition=args.partition, account=args.account,
-                   job_name=f"pretrain-{config.run.name}")  # fmt: skip
+                   job_name=f"pretrain-{config.run.name}", allow_env=args.allow_env)  # fmt: skip
     script = run_dir / layout.SLURM_SCRIPT
     script.write_text(sbatch_script(job))
     print(f"wrote {script}")

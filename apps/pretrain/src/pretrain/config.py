@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -64,6 +65,11 @@ def _sample_training() -> TrainConfig:
     return TrainConfig(steps=300, lr=6e-3, warmup_steps=30, checkpoint_every=100)
 
 
+# A run's name names its folder and lands in the sbatch script (job name, log path): no
+# separators, quotes, spaces or newlines; no leading '.' (hidden) or '-' (an option).
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
 @dataclass(kw_only=True)
 class RunConfig:
     """Where the run lives and what it runs on.
@@ -88,8 +94,11 @@ class RunConfig:
     replicas: int = 1
 
     def __post_init__(self) -> None:
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            raise ValueError(f"run.name={self.name!r} must be a plain folder name")
+        if not RUN_NAME.fullmatch(self.name):  # it names a folder and lands in an sbatch script
+            raise ValueError(
+                f"run.name={self.name!r} must be a plain folder name: letters, digits, '.', '_' "
+                "and '-', not starting with '.' or '-'"
+            )
         if self.threads < 0:
             raise ValueError(f"run.threads={self.threads} must be >= 0")
         if self.replicas < 1:
@@ -208,7 +217,9 @@ def default_yaml() -> Path:
     return Path(str(resources.files("pretrain") / "configs" / "default.yaml"))
 
 
-def load_pretrain_config(path: str | None, overrides: list[str]) -> PretrainConfig:
+def load_pretrain_config(
+    path: str | None, overrides: list[str], *, allow_env: bool = False
+) -> PretrainConfig:
     """The dataclass defaults <- the YAML file `path` <- `key=value` overrides, checked.
 
     The file and the overrides change only the keys they name (a list or a mapping they name is
@@ -217,9 +228,11 @@ def load_pretrain_config(path: str | None, overrides: list[str]) -> PretrainConf
     command line that differs from the file's replaces the file's `model` keys too (they were
     written for the other preset; a warning names them). `model.vocab_size` and
     `model.max_seq_len` are set from `tokenizer.vocab_size` and `shards.seq_len`, so the
-    resolved config is the model that trains.
+    resolved config is the model that trains. The file is read strictly (``read_yaml``): a
+    duplicate key is an error, and so is a ``${...}`` interpolation unless ``allow_env``.
     """
-    file_layers = [(f"config file {path}", read_yaml(path))] if path else []
+    file = read_yaml(path, allow_interpolation=allow_env) if path else None
+    file_layers = [(f"config file {path}", file)] if path else []
     cli_layers = []
     for text in overrides:
         key, value = parse_override(text)

@@ -3,11 +3,19 @@
 OmegaConf structured configs do the work: the dataclass is the schema, so unknown keys and values
 of the wrong type are errors that name the key; `__post_init__` validation of each package's config
 runs when the merged tree is turned back into dataclasses.
+
+YAML files are read strictly: a key given twice in one mapping is an error naming it and both
+lines (PyYAML keeps the last silently: a second ``train:`` block reset every setting of the
+first), and an OmegaConf interpolation (``${oc.env:TOKEN}``, ``${other.key}``) in a file is an
+error unless the caller allows it (``pretrain --allow-env``): a downloaded config must not copy
+environment variables (secrets) into config values, and so into the ``config.yaml`` a run records.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,13 +30,61 @@ class ConfigError(ValueError):
     """A config file or override is wrong; the message names the source and the key."""
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with errors that name the file."""
+_INTERPOLATION = re.compile(r"(?<!\\)\$\{")  # OmegaConf's ``${...}``; ``\${`` is a literal
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping and, unless
+    ``allow_interpolation``, any string holding an OmegaConf ``${...}`` interpolation."""
+
+    allow_interpolation = False
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader's own error follows
+            if key in seen:
+                raise ConfigError(
+                    f"line {line}: key {key!r} is given twice in one mapping (first on line "
+                    f"{seen[key]}); the second would silently replace the first"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_scalar(self, node: yaml.ScalarNode) -> Any:
+        value = super().construct_scalar(node)
+        if not self.allow_interpolation and isinstance(value, str) and _INTERPOLATION.search(value):
+            raise ConfigError(
+                f"line {node.start_mark.line + 1}: {value!r} is an OmegaConf interpolation; "
+                "config files may not read environment variables or other keys (secrets would "
+                "land in config.yaml): write the value, or pass --allow-env"
+            )
+        return value
+
+
+class _InterpolatingLoader(_StrictLoader):
+    allow_interpolation = True
+
+
+def strict_yaml(text: str, *, allow_interpolation: bool = False) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys (and interpolations, unless allowed);
+    errors are ``ConfigError`` naming the line, for the caller to prefix with the source."""
+    loader = _InterpolatingLoader if allow_interpolation else _StrictLoader
+    return yaml.load(text, Loader=loader)  # a SafeLoader subclass: no Python objects
+
+
+def read_yaml(path: str | Path, *, allow_interpolation: bool = False) -> dict[str, Any]:
+    """Read a YAML mapping strictly (``strict_yaml``), with errors that name the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = strict_yaml(path.read_text(), allow_interpolation=allow_interpolation) or {}
+    except ConfigError as e:
+        raise ConfigError(f"config file {path}, {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
@@ -43,8 +99,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} must look like key.sub=value")
-    try:
-        value = yaml.safe_load(raw) if raw else ""
+    try:  # the command line is the user's own: interpolations there are asked for
+        value = strict_yaml(raw, allow_interpolation=True) if raw else ""
+    except ConfigError as e:
+        raise ConfigError(f"override {text!r}: {e}") from None
     except yaml.YAMLError:
         value = raw
     return key.strip(), value

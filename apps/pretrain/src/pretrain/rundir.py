@@ -3,7 +3,8 @@
 The lock is `flock` on `<run>/pretrain.lock`, which records who holds it (pid, host, start time,
 command). The OS releases a flock when its process dies, however it dies, so a crashed run never
 leaves a lock behind that blocks the next one; the file itself stays and is overwritten by the
-next holder. flock works on local file systems; on NFS it depends on the mount.
+next holder. flock works on local file systems; on NFS it depends on the mount. The lock file
+opens with ``O_NOFOLLOW``: a symbolic link at its path is an error, never written through.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         while self._fd is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -45,6 +46,18 @@ class RunLock:
                 os.close(fd)
         _write_holder(self._fd)
         return self
+
+    def _open(self) -> int:
+        """The lock file, never through a symbolic link: one planted at the lock path would
+        make the holder's details overwrite the file it points at, outside the run."""
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError:
+            if self.path.is_symlink():
+                raise RunError(
+                    f"{self.path} is a symbolic link; refusing to lock through it: remove it"
+                ) from None
+            raise
 
     def __exit__(
         self, kind: type | None, error: BaseException | None, tb: TracebackType | None
@@ -83,7 +96,7 @@ def require_existing_run(run_dir: Path) -> None:
 
 def _same_file(fd: int, path: Path) -> bool:
     try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
+        return os.lstat(path).st_ino == os.fstat(fd).st_ino
     except FileNotFoundError:
         return False
 

@@ -38,6 +38,7 @@ class SlurmJob:
     account: str | None = None
     cpus_per_gpu: int = 8
     job_name: str = "pretrain"
+    allow_env: bool = False  # pretrain --allow-env: the config file may use ${oc.env:...}
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.gpus_per_node < 1:
@@ -46,22 +47,37 @@ class SlurmJob:
             )
         if self.max_restarts < 0:
             raise ValueError(f"--max-restarts must be >= 0, got {self.max_restarts}")
+        for name in ("run_dir", "time", "partition", "account", "job_name"):
+            _refuse_control_characters(name, getattr(self, name))
+
+
+def _refuse_control_characters(name: str, value) -> None:
+    """A newline in an ``#SBATCH`` value would end the comment: the rest runs as a command.
+    No quoting helps there, so such values are refused."""
+    if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in str(value)):
+        raise ValueError(f"slurm job field {name}={str(value)!r} holds a control character")
+
+
+def _q(value) -> str:
+    """Every value goes into the script through here: one shell word, whatever it holds (sbatch
+    reads ``#SBATCH`` values with the same quote rules)."""
+    return shlex.quote(str(value))
 
 
 def _headers(job: SlurmJob) -> list[str]:
     lines = [
-        f"#SBATCH --job-name={job.job_name}",
-        f"#SBATCH --nodes={job.nodes}",
+        f"#SBATCH --job-name={_q(job.job_name)}",
+        f"#SBATCH --nodes={_q(job.nodes)}",
         "#SBATCH --ntasks-per-node=1",  # one torchrun per node; it starts the per-GPU processes
-        f"#SBATCH --gpus-per-node={job.gpus_per_node}",
-        f"#SBATCH --cpus-per-task={job.cpus_per_gpu * job.gpus_per_node}",
-        f"#SBATCH --time={job.time}",
-        f"#SBATCH --output={job.run_dir}/{layout.SLURM_LOG}",
+        f"#SBATCH --gpus-per-node={_q(job.gpus_per_node)}",
+        f"#SBATCH --cpus-per-task={_q(job.cpus_per_gpu * job.gpus_per_node)}",
+        f"#SBATCH --time={_q(job.time)}",
+        f"#SBATCH --output={_q(f'{job.run_dir}/{layout.SLURM_LOG}')}",
     ]
     if job.partition:
-        lines.append(f"#SBATCH --partition={job.partition}")
+        lines.append(f"#SBATCH --partition={_q(job.partition)}")
     if job.account:
-        lines.append(f"#SBATCH --account={job.account}")
+        lines.append(f"#SBATCH --account={_q(job.account)}")
     return lines
 
 
@@ -69,12 +85,14 @@ def _pretrain_args(job: SlurmJob) -> str:
     args = ["train", *job.overrides]
     if job.config:
         args += ["--config", str(Path(job.config).resolve())]
-    return " ".join(shlex.quote(a) for a in args)
+    if job.allow_env:
+        args.append("--allow-env")
+    return " ".join(_q(a) for a in args)
 
 
 def sbatch_script(job: SlurmJob) -> str:
     """The sbatch script text (bash) for `job`."""
-    run_dir = shlex.quote(str(job.run_dir.resolve()))
+    run_dir = _q(job.run_dir.resolve())
     body = f"""set -euo pipefail
 RUN_DIR={run_dir}
 mkdir -p "$RUN_DIR"
@@ -83,18 +101,18 @@ mkdir -p "$RUN_DIR"
 # after a restart. A token written here must be visible from each node.
 TOKEN="$RUN_DIR/.shared-fs-check-$SLURM_JOB_ID"
 date > "$TOKEN"
-if ! srun --ntasks-per-node=1 bash -c "test -f '$TOKEN'"; then
+if ! srun --ntasks-per-node=1 bash -c 'test -f "$1"' check "$TOKEN"; then  # an argument, not code
     echo "pretrain: $RUN_DIR is not on a filesystem shared by all nodes" >&2
     exit 1
 fi
 rm -f "$TOKEN"
 
 HEAD_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-export OMP_NUM_THREADS={job.cpus_per_gpu}
+export OMP_NUM_THREADS={_q(job.cpus_per_gpu)}
 srun --ntasks-per-node=1 --kill-on-bad-exit=1 torchrun \\
-    --nnodes={job.nodes} --nproc-per-node={job.gpus_per_node} \\
+    --nnodes={_q(job.nodes)} --nproc-per-node={_q(job.gpus_per_node)} \\
     --rdzv-id="$SLURM_JOB_ID" --rdzv-backend=c10d --rdzv-endpoint="$HEAD_NODE:{RDZV_PORT}" \\
-    --max-restarts={job.max_restarts} \\
+    --max-restarts={_q(job.max_restarts)} \\
     --no-python pretrain {_pretrain_args(job)}
 """
     head = "#!/usr/bin/env bash\n# Written by `pretrain launch --slurm`; submit with `sbatch`.\n"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+from llm_formats.atomic import atomic_write_bytes
 from llm_formats.eval_results import read_summary
 
 
@@ -66,7 +67,7 @@ def plot_over_steps(rows: Sequence[dict[str, Any]], metric: str, path: str | os.
     ax.set_ylabel(metric)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = Path(str(path) + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    png = io.BytesIO()  # written with atomic_write_bytes: a fixed `.tmp` name could be a planted
+    fig.savefig(png, format="png", dpi=120)  # symbolic link that savefig would write through
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, png.getvalue())

@@ -4,6 +4,11 @@ A file is written to a temporary name in its own folder, flushed and fsynced, re
 target, and the folder is fsynced so the rename survives a power loss: a reader sees the old
 file or the whole new one, never half of it. The temporary file is removed when the write
 fails (disk full, an exception while serialising), so nothing half-written is left behind.
+
+No write follows a symbolic link planted in a run directory: the temporary name is new
+(``mkstemp`` creates it with ``O_EXCL``) and the rename replaces a link at the target rather
+than writing through it; files appended to in place open with ``O_NOFOLLOW``
+(``open_append``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "fsync_dir",
-           "sha256_file"]  # fmt: skip
+           "open_append", "sha256_file"]  # fmt: skip
 
 _CHUNK = 1 << 20
 
@@ -52,6 +57,22 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1)
     without touching the old file.
     """
     return atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def open_append(path: str | os.PathLike, encoding: str = "utf-8"):
+    """``open(path, "a")`` that refuses a symbolic link at ``path`` (an ``OSError`` naming it)
+    instead of appending to whatever file outside the run the link points at."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if path.is_symlink():
+            raise OSError(
+                e.errno, f"{path} is a symbolic link; refusing to write through it (remove it)"
+            ) from None
+        raise
+    return os.fdopen(fd, "a", encoding=encoding)
 
 
 def fsync_dir(path: str | os.PathLike) -> None:

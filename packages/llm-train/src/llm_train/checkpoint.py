@@ -190,10 +190,21 @@ def _begin(checkpoint_dir: Path, step: int) -> tuple[Path, Path]:
     tmp = formats.tmp_dir(final)
     if _rank() == 0:
         for stale in formats.stale_tmp_dirs(checkpoint_dir):  # left behind by a crash
-            shutil.rmtree(stale)
+            _remove(stale)
+        if tmp.is_symlink():  # a dangling link is no stale directory, yet blocks mkdir
+            tmp.unlink()
         tmp.mkdir(parents=True)
     _barrier()
     return final, tmp
+
+
+def _remove(stale: Path) -> None:
+    """Delete a stale ``.tmp`` directory; a symbolic link planted there is unlinked, never
+    followed (``rmtree`` through it would delete files outside the run)."""
+    if stale.is_symlink():
+        stale.unlink()
+    else:
+        shutil.rmtree(stale)
 
 
 def _state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -221,16 +232,21 @@ def _finish(tmp: Path, final: Path, manifest: dict, keep: int) -> None:
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """Load model and optimizer state in place from checkpoint ``path``; returns its manifest."""
+    """Load model and optimizer state in place from checkpoint ``path``; returns its manifest.
+
+    Every pickle in it is read with ``safe_dcp``'s allow-list: a crafted checkpoint raises
+    ``safe_dcp.UnsafeCheckpointError`` (naming the file and the global) instead of running code.
+    """
     path = Path(path)
-    import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    from llm_train import safe_dcp
 
     manifest = formats.read_manifest(path)
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
     with _single_process_quiet():
-        dcp.load(state, checkpoint_id=path, no_dist=not _distributed())
+        safe_dcp.load(state, path, no_dist=not _distributed())
     set_state_dict(
         model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"]
     )
@@ -244,15 +260,17 @@ def load_model_weights(path: str | Path, model: nn.Module) -> dict:
     For eval and export: DCP reads the ``model`` keys alone (the optimizer state stays on
     disk), so no optimizer is built and its memory is never allocated. Works on plain and
     FSDP2-sharded modules, and on checkpoints without optimizer state (``hf_to_dcp``'s).
+    Read with ``safe_dcp``'s allow-list, as ``load_checkpoint``.
     """
     path = Path(path)
-    import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+
+    from llm_train import safe_dcp
 
     manifest = formats.read_manifest(path)
     state = {"model": get_model_state_dict(model)}
     with _single_process_quiet():
-        dcp.load(state, checkpoint_id=path, no_dist=not _distributed())
+        safe_dcp.load(state, path, no_dist=not _distributed())
     set_model_state_dict(model, state["model"])
     log.info("loaded model weights of %s (step %d)", path, manifest["step"])
     return manifest

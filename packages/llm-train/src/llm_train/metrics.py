@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from llm_formats.atomic import atomic_write_text
+from llm_formats.atomic import atomic_write_text, open_append
 from llm_formats.metrics import make_record, read_metrics, record_line
 
 __all__ = ["MetricsWriter", "read_metrics"]  # read_metrics: llm_formats.metrics', kept public
@@ -36,7 +36,7 @@ class MetricsWriter:
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a")
+        self._file = open_append(self.path)
         self._tb = None
         if tensorboard_dir is not None:
             from torch.utils.tensorboard import SummaryWriter  # lazy: optional extra
@@ -66,7 +66,7 @@ class MetricsWriter:
         records = read_metrics(self.path)
         kept = [r for r in records if r["step"] <= step]
         atomic_write_text(self.path, "".join(map(record_line, kept)))
-        self._file = self.path.open("a")
+        self._file = open_append(self.path)
         return len(records) - len(kept)
 
     def close(self) -> None:

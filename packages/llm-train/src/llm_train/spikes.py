@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from llm_formats.atomic import open_append
+
 __all__ = ["SpikeLog", "batch_record"]
 
 
@@ -50,5 +52,5 @@ class SpikeLog:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as file:
+        with open_append(self.path) as file:
             file.write(json.dumps(event) + "\n")

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from llm_formats.atomic import open_append
+
 __all__ = ["StepWatchdog", "SyncedGC"]
 
 
@@ -46,7 +48,7 @@ class StepWatchdog:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._created = not self.path.exists()  # an earlier attempt's dump stays
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = open_append(self.path)
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         self._file.write(f"pid {os.getpid()}, step timeout {self.timeout_s:g} s, {started}\n")
         self._file.flush()
