@@ -146,3 +146,20 @@ def test_a_mapping_named_in_a_file_or_override_replaces_the_default(tmp_path):
     assert config.eval.bpb_sets == {}
     config = load_pretrain_config(None, ["eval.bpb_sets={own: my.jsonl}"])
     assert config.eval.bpb_sets == {"own": "my.jsonl"}
+
+
+@pytest.mark.parametrize(
+    "override, where",
+    [
+        ("loader.proportions={web: 0.5, bookz: 0.5}", "loader.proportions: 'bookz'"),
+        ("loader.epochs={codez: 1}", "loader.epochs: 'codez'"),
+        (
+            "loader.schedule=[{until_step: null, proportions: {wbe: 1}}]",
+            r"loader.schedule\[0\].proportions: 'wbe'",
+        ),
+    ],
+)
+def test_a_mixture_naming_no_source_fails_at_config_time(override, where):
+    """Not at train, after curation, tokenizer and shards ran (issue 23)."""
+    with pytest.raises(ConfigError, match=f"{where} names no data source.*web, books, code"):
+        load_pretrain_config(None, [override])
