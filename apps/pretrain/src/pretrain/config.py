@@ -202,7 +202,6 @@ class PretrainConfig:
                 "full-size steps); turn one of them off"
             )
 
-
     def _check_mixture_sources(self) -> None:
         """A mixture naming no data source fails here, not at train after three stages ran
         (the shards hold one stream per data source)."""

@@ -159,7 +159,9 @@ def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool
             log.info("stage %s: up to date, skipped (delete %s to redo it)", name, run_dir)
             return
         else:
-            log.warning("stage %s: missing outputs (%s), running it again", name, ", ".join(missing))
+            log.warning(
+                "stage %s: missing outputs (%s), running it again", name, ", ".join(missing)
+            )
     else:
         log.info("stage %s: running", name)
     if name in _TRAINED_FROM and not missing:
