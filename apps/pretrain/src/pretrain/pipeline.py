@@ -38,7 +38,7 @@ from pretrain import distributed, stages
 from pretrain.config import PretrainConfig
 from pretrain.inputs import inputs_hash
 from pretrain.loading import as_dict, to_yaml
-from pretrain.rundir import RunError, RunLock, require_existing_run
+from pretrain.rundir import RunError, RunLock, read_run_json, require_existing_run
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def check_training_state(config: PretrainConfig, run_dir: Path) -> None:
     )
     if not record.is_file():
         raise RunError(f"{run_dir}: checkpoints without a record of their config ({record}). {fix}")
-    changed = _changes(json.loads(record.read_text()), _training_state(config, run_dir))
+    changed = _changes(read_run_json(record), _training_state(config, run_dir))
     if changed:
         raise RunError(
             f"{run_dir} holds checkpoints (newest {found[0].name}) trained with other settings "
@@ -327,5 +327,4 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
 
 
 def _read_records(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / layout.STAGES
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_run_json(run_dir / layout.STAGES)

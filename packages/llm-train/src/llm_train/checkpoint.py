@@ -282,13 +282,24 @@ def list_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
     return formats.step_dirs(checkpoint_dir)
 
 
+# What a resume reads from a manifest besides the weights (the trainer's `_restore`): a checkpoint
+# without one is skipped for an older one, like a corrupt file, instead of a KeyError mid-resume.
+RESUME_FIELDS = ("tokens", "skipped_total", "scheduler", "guard", "rank_states")
+
+
 def _find_latest(checkpoint_dir: Path) -> Path | None:
     for path in formats.step_dirs(checkpoint_dir):
-        reason = verify_checkpoint(path)
+        reason = verify_checkpoint(path) or _missing_resume_field(path)
         if reason is None:
             return path
         log.warning("skipping invalid checkpoint %s: %s", path, reason)
     return None
+
+
+def _missing_resume_field(path: Path) -> str | None:
+    manifest = formats.read_manifest(path)
+    missing = [name for name in RESUME_FIELDS if name not in manifest]
+    return f"{path / formats.MANIFEST} has no {', '.join(missing)} to resume from" if missing else None
 
 
 def _prune(checkpoint_dir: Path, keep: int) -> None:
