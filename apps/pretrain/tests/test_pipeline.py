@@ -571,3 +571,31 @@ def test_restart_deletes_the_per_item_eval_results_of_the_deleted_weights(finish
     discard_training_state(run)
     assert not (run / "eval").exists() and not (run / "eval.json").exists()
     assert not (run / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "damaged", ["stages.json", "checkpoints/config.json", "shards/books/index.json"]
+)
+def test_a_damaged_run_file_is_an_error_naming_it_and_its_line(
+    finished_run, tmp_path, capsys, damaged
+):
+    """These were bare JSON errors ("Expecting value: line 2 column 11") naming no file."""
+    run, args = _copy_run(finished_run, tmp_path)
+    (run / damaged).write_text('{\n  "shards": oops\n}\n')
+    assert main(["train", *args, "train.steps=45"]) == 1
+    assert f"{run / damaged}:2: not valid JSON" in capsys.readouterr().err
+
+
+def test_a_manifest_without_scheduler_falls_back_to_an_older_checkpoint(
+    finished_run, tmp_path, caplog
+):
+    """It was a KeyError in the middle of resuming."""
+    run, args = _copy_run(finished_run, tmp_path)
+    manifest = run / "checkpoints" / "step_000040" / "manifest.json"
+    fields = json.loads(manifest.read_text())
+    del fields["scheduler"]
+    manifest.write_text(json.dumps(fields))
+    with caplog.at_level("INFO"):
+        assert main(["train", *args, "train.steps=45"]) == 0
+    assert f"{manifest} has no scheduler to resume from" in caplog.text
+    assert "step_000020 at step 20" in caplog.text
