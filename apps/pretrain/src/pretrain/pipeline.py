@@ -1,9 +1,13 @@
 """Run the stages in order inside one run directory, make-style.
 
-Each stage records, in `stages.json`, a hash of the config sections it depends on. A stage whose
-record matches the current config, whose outputs are still there, and whose upstream stages are
-up to date is skipped, so a second `pretrain` resumes where the first stopped; a changed section
-re-runs that stage and the ones after it. Settings that do not change results (how curation runs,
+Each stage records, in `stages.json`, a hash of the config sections it and the stages before it
+depend on, and a digest of the files it reads (`inputs.py`: source files, the curated documents,
+the tokenizer, the shards' stats and indexes, the newest checkpoint). A stage whose record matches
+the current config and inputs and whose outputs are still there is skipped, so a second `pretrain`
+resumes where the first stopped; a changed section re-runs that stage and the ones after it, and a
+changed input file re-runs the stage that reads it (a stage that rebuilt identical files leaves the
+later ones up to date). A stage before train never rewrites its outputs while checkpoints trained
+on them exist: it refuses, naming `--restart` (`refuse_overwrite`). Settings that do not change results (how curation runs,
 how often to log or checkpoint, progress bars) are left out of the hashes: each package's config
 module lists its own as `RUNTIME_FIELDS`.
 
@@ -153,7 +157,8 @@ def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool
     record = records.get(name, {})
     missing = [p for p in _OUTPUTS[name] if not any(run_dir.glob(p))]
     if not forced and name != "report" and record.get("hash") == digest:
-        if record.get("inputs", inputs) != inputs:  # a record from before inputs were hashed
+        if record.get("inputs", inputs) != inputs:  # (a record from before inputs were hashed
+            # has none: its config hash decides alone)
             log.info("stage %s: its input files changed, running it again", name)
         elif not missing:
             log.info("stage %s: up to date, skipped (delete %s to redo it)", name, run_dir)
