@@ -7,9 +7,9 @@ the current config and inputs and whose outputs are still there is skipped, so a
 resumes where the first stopped; a changed section re-runs that stage and the ones after it, and a
 changed input file re-runs the stage that reads it (a stage that rebuilt identical files leaves the
 later ones up to date). A stage before train never rewrites its outputs while checkpoints trained
-on them exist: it refuses, naming `--restart` (`refuse_overwrite`). Settings that do not change results (how curation runs,
-how often to log or checkpoint, progress bars) are left out of the hashes: each package's config
-module lists its own as `RUNTIME_FIELDS`.
+on them exist: it refuses, naming `--restart` (`refuse_overwrite`). Settings that do not change
+results (how curation runs, how often to log or checkpoint, progress bars) are left out of the
+hashes: each package's config module lists its own as `RUNTIME_FIELDS`.
 
 Training state is never thrown away silently: `checkpoints/config.json` records the config
 sections the checkpoints were trained with (all but `train.steps` and the runtime settings), and a

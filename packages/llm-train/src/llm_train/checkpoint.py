@@ -299,7 +299,9 @@ def _find_latest(checkpoint_dir: Path) -> Path | None:
 def _missing_resume_field(path: Path) -> str | None:
     manifest = formats.read_manifest(path)
     missing = [name for name in RESUME_FIELDS if name not in manifest]
-    return f"{path / formats.MANIFEST} has no {', '.join(missing)} to resume from" if missing else None
+    if not missing:
+        return None
+    return f"{path / formats.MANIFEST} has no {', '.join(missing)} to resume from"
 
 
 def _prune(checkpoint_dir: Path, keep: int) -> None:
