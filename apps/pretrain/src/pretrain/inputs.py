@@ -2,10 +2,12 @@
 
 A stage is up to date only when its config sections *and* its inputs are unchanged, so a file
 added to a source folder re-runs curation, and what depends on the curated documents runs again
-only if they changed. Inputs outside the run directory (source files, eval task files) and the
-curated documents (possibly many gigabytes) are fingerprinted by path, size and ``mtime_ns``:
-reading them whole on every ``pretrain`` would cost as much as a stage, and any rewrite changes
-the mtime (a file touched without a change re-runs a stage, never the reverse). The small files
+only if they changed. Inputs outside the run directory (source files, eval task files) are
+fingerprinted by path, size and ``mtime_ns``: reading them whole (possibly many gigabytes) on
+every ``pretrain`` would cost as much as a stage, and any rewrite changes the mtime (a file
+touched without a change re-runs a stage, never the reverse). The curated documents, inside the
+run directory, by path and size plus the hash of ``curation_stats.json``, which each curation
+writes (so a run directory copied without mtimes stays up to date). The small files
 a stage reads from the run directory (``tokenizer.json``, ``shard_stats.json``, each MDS
 ``index.json``, a checkpoint's manifest) are hashed: a stage rebuilt with identical output
 leaves the stages after it up to date.
@@ -74,7 +76,7 @@ def _eval(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     return {
         "checkpoint": newest,
         "tokenizer": _sha(run_dir / layout.TOKENIZER),
-        "heldout": _stat(run_dir / layout.HELDOUT, run_dir),
+        "heldout": _stat(run_dir / layout.HELDOUT, run_dir)[:2],  # written with shard_stats
         "files": [_tree(Path(p)) for p in files],
     }
 
@@ -89,10 +91,16 @@ _INPUTS = {
 
 
 def _curated(run_dir: Path) -> dict[str, Any]:
+    """The curated files' paths and sizes and the sha256 of ``curation_stats.json`` (written by
+    every curation): no mtimes, so a run directory copied without them stays up to date."""
+    from llm_data.curation import STATS_FILE
+
     curated = run_dir / layout.CURATED
     if not curated.is_dir():
         return {}
-    return {name: _stats(files, curated) for name, files in curated_sources(curated).items()}
+    files = {name: _stats(paths, curated) for name, paths in curated_sources(curated).items()}
+    sizes = {name: [stat[:2] for stat in stats] for name, stats in files.items()}
+    return {"stats": _sha(curated / STATS_FILE), "files": sizes}
 
 
 def _tree(path: Path) -> list[Any]:
