@@ -185,3 +185,20 @@ def test_interpolation_in_a_config_file_is_refused_unless_allowed(tmp_path, monk
 def test_overrides_with_a_key_twice_are_refused():
     with pytest.raises(ConfigError, match=r"override .*key 'web' is given twice"):
         load_pretrain_config(None, ["loader.proportions={web: 1, web: 2}"])
+
+
+@pytest.mark.parametrize(
+    "override, where",
+    [
+        ("loader.proportions={web: 0.5, bookz: 0.5}", "loader.proportions: 'bookz'"),
+        ("loader.epochs={codez: 1}", "loader.epochs: 'codez'"),
+        (
+            "loader.schedule=[{until_step: null, proportions: {wbe: 1}}]",
+            r"loader.schedule\[0\].proportions: 'wbe'",
+        ),
+    ],
+)
+def test_a_mixture_naming_no_source_fails_at_config_time(override, where):
+    """Not at train, after curation, tokenizer and shards ran (issue 23)."""
+    with pytest.raises(ConfigError, match=f"{where} names no data source.*web, books, code"):
+        load_pretrain_config(None, [override])

@@ -4,6 +4,7 @@ import dataclasses
 import gzip
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import yaml
 from pretrain import stages
 from pretrain.cli import main
 from pretrain.config import load_pretrain_config
-from pretrain.pipeline import STAGES, run_pipeline
+from pretrain.pipeline import STAGES, discard_training_state, run_pipeline
 from pretrain.rundir import RunError
 
 SAMPLE = Path(__file__).resolve().parents[3] / "data" / "sample"
@@ -362,7 +363,10 @@ def test_a_stage_whose_outputs_are_missing_runs_again(finished_run, tmp_path, ca
     before = (run / "metrics.jsonl").read_text()
     with caplog.at_level("INFO"):  # the same tokenizer and shards again: training resumes
         run_pipeline(config, list(STAGES))
-    assert "resumed from" in caplog.text and (run / "metrics.jsonl").read_text() == before
+    # The tokenizer came out the same (its hash is an input of shards and train): nothing after
+    # it runs again, and training resumes where it stopped.
+    assert "stage shards: up to date" in caplog.text and "stage train: up to date" in caplog.text
+    assert (run / "metrics.jsonl").read_text() == before
 
 
 def test_training_refuses_a_tokenizer_other_than_its_own(finished_run, tmp_path, capsys):
@@ -491,3 +495,107 @@ def _convert(checkpoint: Path, out: Path) -> subprocess.CompletedProcess:
     root = Path(__file__).resolve().parents[3]
     args = [sys.executable, "-m", "tools.convert", "dcp-to-hf", str(checkpoint), str(out)]
     return subprocess.run(args, cwd=root, capture_output=True, text=True, check=False)
+
+
+# --- the stage cache and its inputs (issue 23) ---------------------------------------------------
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _trained_on(run: Path) -> dict[str, str]:
+    files = [run / "tokenizer.json", run / "shards" / "shard_stats.json"]
+    files += sorted((run / "shards").rglob("index.json")) + sorted((run / "curated").rglob("*.gz"))
+    return {p.relative_to(run).as_posix(): _sha(p) for p in files}
+
+
+def test_a_file_added_to_a_source_folder_reruns_curation(tmp_path, caplog):
+    """The cache hashed config sections only: a new source file reported "up to date"."""
+    folder = tmp_path / "books"
+    folder.mkdir()
+    _head(SAMPLE / "books" / "shakespeare.jsonl.gz", folder / "a.jsonl.gz", 2)
+    config = yaml.safe_load(tiny_config(tmp_path).read_text())
+    config["data"]["sources"] = [
+        {"name": "books", "path": str(folder), "format": "jsonl", "quality_filters": False}
+    ]
+    config["loader"]["proportions"] = {"books": 1.0}
+    config_path = tmp_path / "books.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    names = ["curate", "tokenizer"]
+    run_pipeline(load_pretrain_config(str(config_path), []), names)
+    with caplog.at_level("INFO"):
+        run_pipeline(load_pretrain_config(str(config_path), []), names)
+    assert "stage curate: up to date" in caplog.text
+    assert "stage tokenizer: up to date" in caplog.text
+    caplog.clear()
+    _head(SAMPLE / "books" / "shakespeare.jsonl.gz", folder / "b.jsonl.gz", 3)
+    with caplog.at_level("INFO"):
+        run_pipeline(load_pretrain_config(str(config_path), []), names)
+    assert "stage curate: its input files changed, running it again" in caplog.text
+    assert "stage tokenizer: its input files changed, running it again" in caplog.text
+    stages_json = json.loads((tmp_path / "runs" / "tiny" / "stages.json").read_text())
+    assert stages_json["curate"]["documents"] == {"books": 3}  # b's first two are a's: dedup
+
+
+def test_curating_again_refuses_to_strand_the_checkpoints(finished_run, tmp_path, capsys, caplog):
+    """`pretrain curate` then `pretrain` rewrote the tokenizer and shards before train noticed,
+    and the checkpoints could neither resume nor be evaluated. Now a stage upstream of train
+    refuses, before writing, while checkpoints trained on its outputs exist."""
+    run, args = _copy_run(finished_run, tmp_path)
+    before = _trained_on(run)
+    assert main(["curate", *args]) == 1
+    err = capsys.readouterr().err
+    assert "stage curate would rewrite" in err and "--restart" in err and "step_000040" in err
+    config_path, _ = finished_run
+    books = Path(yaml.safe_load(config_path.read_text())["data"]["sources"][1]["path"])
+    st = books.stat()  # a changed source file (a new mtime): curate would run again
+    try:
+        os.utime(books, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        assert main([*args]) == 1
+        assert "stage curate would rewrite" in capsys.readouterr().err
+    finally:
+        os.utime(books, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert _trained_on(run) == before  # tokenizer, shards and curated documents untouched
+    with caplog.at_level("INFO"):
+        assert main(["train", *args, "train.steps=45"]) == 0
+    assert "resumed from" in caplog.text
+    assert _checkpoints(run) == ["step_000020", "step_000040", "step_000045"]
+
+
+def test_restart_deletes_the_per_item_eval_results_of_the_deleted_weights(finished_run, tmp_path):
+    run, _ = _copy_run(finished_run, tmp_path)
+    assert any((run / "eval").iterdir())
+    discard_training_state(run)
+    assert not (run / "eval").exists() and not (run / "eval.json").exists()
+    assert not (run / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "damaged", ["stages.json", "checkpoints/config.json", "shards/books/index.json"]
+)
+def test_a_damaged_run_file_is_an_error_naming_it_and_its_line(
+    finished_run, tmp_path, capsys, damaged
+):
+    """These were bare JSON errors ("Expecting value: line 2 column 11") naming no file."""
+    run, args = _copy_run(finished_run, tmp_path)
+    (run / damaged).write_text('{\n  "shards": oops\n}\n')
+    assert main(["train", *args, "train.steps=45"]) == 1
+    assert f"{run / damaged}:2: not valid JSON" in capsys.readouterr().err
+
+
+def test_a_manifest_without_scheduler_falls_back_to_an_older_checkpoint(
+    finished_run, tmp_path, caplog
+):
+    """It was a KeyError in the middle of resuming."""
+    run, args = _copy_run(finished_run, tmp_path)
+    manifest = run / "checkpoints" / "step_000040" / "manifest.json"
+    fields = json.loads(manifest.read_text())
+    del fields["scheduler"]
+    manifest.write_text(json.dumps(fields))
+    with caplog.at_level("INFO"):
+        assert main(["train", *args, "train.steps=45"]) == 0
+    assert f"{manifest} has no scheduler to resume from" in caplog.text
+    assert "step_000020 at step 20" in caplog.text

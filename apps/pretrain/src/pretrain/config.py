@@ -200,6 +200,7 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.model_preset not in PRESETS:
             raise ValueError(f"model_preset={self.model_preset!r} is not one of {sorted(PRESETS)}")
+        self._check_mixture_sources()
         # The loader places phase boundaries at step x grad_accum_steps batches; a batch warmup
         # takes fewer batches per step during its ramp, so the boundaries would land late.
         phased = [k for k in ("schedule", "seq_len_schedule") if getattr(self.loader, k)]
@@ -209,6 +210,23 @@ class PretrainConfig:
                 f"with loader.{' or loader.'.join(phased)} (phase boundaries are placed in "
                 "full-size steps); turn one of them off"
             )
+
+    def _check_mixture_sources(self) -> None:
+        """A mixture naming no data source fails here, not at train after three stages ran
+        (the shards hold one stream per data source)."""
+        known = [s.name for s in self.data.sources]
+        mixes = [("loader", self.loader.proportions, self.loader.epochs)] + [
+            (f"loader.schedule[{i}]", p.proportions, p.epochs)
+            for i, p in enumerate(self.loader.schedule)
+        ]
+        for where, proportions, epochs in mixes:
+            for key, table in (("proportions", proportions), ("epochs", epochs)):
+                unknown = sorted(set(table) - set(known))
+                if unknown:
+                    raise ValueError(
+                        f"{where}.{key}: {', '.join(map(repr, unknown))} names no data source "
+                        f"(data.sources: {', '.join(known)})"
+                    )
 
 
 def default_yaml() -> Path:

@@ -1,11 +1,15 @@
 """Run the stages in order inside one run directory, make-style.
 
-Each stage records, in `stages.json`, a hash of the config sections it depends on. A stage whose
-record matches the current config, whose outputs are still there, and whose upstream stages are
-up to date is skipped, so a second `pretrain` resumes where the first stopped; a changed section
-re-runs that stage and the ones after it. Settings that do not change results (how curation runs,
-how often to log or checkpoint, progress bars) are left out of the hashes: each package's config
-module lists its own as `RUNTIME_FIELDS`.
+Each stage records, in `stages.json`, a hash of the config sections it and the stages before it
+depend on, and a digest of the files it reads (`inputs.py`: source files, the curated documents,
+the tokenizer, the shards' stats and indexes, the newest checkpoint). A stage whose record matches
+the current config and inputs and whose outputs are still there is skipped, so a second `pretrain`
+resumes where the first stopped; a changed section re-runs that stage and the ones after it, and a
+changed input file re-runs the stage that reads it (a stage that rebuilt identical files leaves the
+later ones up to date). A stage before train never rewrites its outputs while checkpoints trained
+on them exist: it refuses, naming `--restart` (`refuse_overwrite`). Settings that do not change
+results (how curation runs, how often to log or checkpoint, progress bars) are left out of the
+hashes: each package's config module lists its own as `RUNTIME_FIELDS`.
 
 Training state is never thrown away silently: `checkpoints/config.json` records the config
 sections the checkpoints were trained with (all but `train.steps` and the runtime settings), and a
@@ -36,8 +40,9 @@ from llm_train.checkpoint import list_checkpoints
 from llm_train.config import RUNTIME_FIELDS as TRAIN_RUNTIME_FIELDS
 from pretrain import distributed, stages
 from pretrain.config import PretrainConfig
+from pretrain.inputs import inputs_hash
 from pretrain.loading import as_dict, to_yaml
-from pretrain.rundir import RunError, RunLock, require_existing_run
+from pretrain.rundir import RunError, RunLock, read_run_json, require_existing_run
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,8 @@ _NOT_HASHED = {f"{section}.{name}" for section, names in _RUNTIME_FIELDS.items()
 # loader.max_epochs only sets when the mixture table warns.
 _NOT_TRAINING_STATE = _NOT_HASHED | {"train.steps", "run.device", "loader.max_epochs"}
 _TRAINED_ON = (layout.TOKENIZER, layout.SHARD_STATS)
+# The stages whose outputs the checkpoints were trained on (directly or through a later stage).
+_TRAINED_FROM = STAGES[: STAGES.index("train")]
 
 
 def run_pipeline(config: PretrainConfig, names: list[str], *, restart: bool = False) -> Path:
@@ -146,15 +153,24 @@ def _run_locked(config: PretrainConfig, names: list[str], run_dir: Path, *, rest
 
 def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool) -> None:
     records = _read_records(run_dir)
-    digest = stage_hash(config, name)
-    if not forced and name != "report" and records.get(name, {}).get("hash") == digest:
-        missing = [p for p in _OUTPUTS[name] if not any(run_dir.glob(p))]
-        if not missing:
+    digest, inputs = stage_hash(config, name), inputs_hash(config, run_dir, name)
+    record = records.get(name, {})
+    missing = [p for p in _OUTPUTS[name] if not any(run_dir.glob(p))]
+    if not forced and name != "report" and record.get("hash") == digest:
+        if record.get("inputs", inputs) != inputs:  # (a record from before inputs were hashed
+            # has none: its config hash decides alone)
+            log.info("stage %s: its input files changed, running it again", name)
+        elif not missing:
             log.info("stage %s: up to date, skipped (delete %s to redo it)", name, run_dir)
             return
-        log.warning("stage %s: missing outputs (%s), running it again", name, ", ".join(missing))
+        else:
+            log.warning(
+                "stage %s: missing outputs (%s), running it again", name, ", ".join(missing)
+            )
     else:
         log.info("stage %s: running", name)
+    if name in _TRAINED_FROM and not missing:
+        refuse_overwrite(run_dir, name)
     job = distributed.current()
     if name == "train":
         _on_main(job, lambda: _record_training_state(config, run_dir))
@@ -162,10 +178,11 @@ def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool
     summary = _STAGES[name][0](config, run_dir)
     if not job.main:  # rank 0 alone records the stage
         return
+    # The stages after this one compare their inputs' digests: if it wrote the same files, they
+    # stay up to date; if not, they run again.
     records = _read_records(run_dir)
-    for later in STAGES[STAGES.index(name) + 1 :]:  # downstream results are now stale
-        records.pop(later, None)
-    records[name] = {**summary, "hash": digest, "seconds": round(time.perf_counter() - start, 2)}
+    seconds = round(time.perf_counter() - start, 2)
+    records[name] = {**summary, "hash": digest, "inputs": inputs, "seconds": seconds}
     atomic_write_text(run_dir / layout.STAGES, json.dumps(records, indent=2))
 
 
@@ -209,7 +226,7 @@ def check_training_state(config: PretrainConfig, run_dir: Path) -> None:
     )
     if not record.is_file():
         raise RunError(f"{run_dir}: checkpoints without a record of their config ({record}). {fix}")
-    changed = _changes(json.loads(record.read_text()), _training_state(config, run_dir))
+    changed = _changes(read_run_json(record), _training_state(config, run_dir))
     if changed:
         raise RunError(
             f"{run_dir} holds checkpoints (newest {found[0].name}) trained with other settings "
@@ -224,8 +241,23 @@ def check_training_state(config: PretrainConfig, run_dir: Path) -> None:
         )
 
 
+def refuse_overwrite(run_dir: Path, name: str) -> None:
+    """Refuse to rewrite the outputs of a stage the run's checkpoints were trained on: new
+    curated documents, tokenizer or shards would leave them unable to resume or be evaluated."""
+    found = list_checkpoints(run_dir / layout.CHECKPOINTS)
+    if found:
+        outputs = ", ".join(_OUTPUTS[name])
+        raise RunError(
+            f"stage {name} would rewrite {outputs} in {run_dir}, which its checkpoints (newest "
+            f"{found[0].name}) were trained on; nothing was changed. To train again on new "
+            "outputs, run every stage with --restart (deletes the checkpoints), or use another "
+            "run.name"
+        )
+
+
 def discard_training_state(run_dir: Path) -> None:
-    """--restart: delete checkpoints, metrics and what was computed from them, saying what."""
+    """--restart: delete checkpoints, metrics and what was computed from them (eval.json, eval/,
+    the TensorBoard mirror), saying what."""
     found = list_checkpoints(run_dir / layout.CHECKPOINTS)
     outputs = (
         layout.METRICS,
@@ -238,10 +270,12 @@ def discard_training_state(run_dir: Path) -> None:
     shutil.rmtree(run_dir / layout.CHECKPOINTS, ignore_errors=True)
     for path in files:
         path.unlink()
-    mirror = run_dir / layout.TENSORBOARD  # the metrics' TensorBoard copy goes with them
-    if mirror.exists():
-        shutil.rmtree(mirror)
-        files.append(mirror)
+    # The metrics' TensorBoard copy goes with them, and so do the per-item eval results of the
+    # deleted weights (eval/ would otherwise mix them with the new run's).
+    for folder in (run_dir / layout.TENSORBOARD, run_dir / layout.EVAL_DIR):
+        if folder.exists():
+            shutil.rmtree(folder)
+            files.append(folder)
     records = _read_records(run_dir)
     if records:
         for stale in STAGES[STAGES.index("train") :]:
@@ -298,5 +332,4 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
 
 
 def _read_records(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / layout.STAGES
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_run_json(run_dir / layout.STAGES)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from llm_formats import rundir as layout
 from llm_formats.atomic import atomic_write_text
 from llm_formats.metrics import read_metrics
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+from pretrain.rundir import read_run_json
 
 
 def write_report(run_dir: Path) -> Path:
     """Gather the stage summaries under `run_dir` into `report.md` and return its path."""
-    stages = read_json(run_dir / layout.STAGES)
+    stages = read_run_json(run_dir / layout.STAGES)  # a damaged file names itself
     lines = [f"# Run `{run_dir.name}`", ""]
     lines += _curation_section(stages.get("curate", {}))
     lines += _tokens_section(stages.get("tokenizer", {}), stages.get("shards", {}))

@@ -82,6 +82,25 @@ class RunLock:
         )
 
 
+def read_run_json(path: Path) -> dict:
+    """A JSON object the app wrote in a run directory (``stages.json``, the training record),
+    ``{}`` when it is not there; a damaged one is an error naming the file and line."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RunError(
+            f"{path}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno}); restore it, or "
+            "delete it to run the stages again"
+        ) from None
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def require_existing_run(run_dir: Path) -> None:
     """Stages that only read a run (eval, report) must not create an empty one from a typo."""
     if (run_dir / layout.STAGES).is_file():

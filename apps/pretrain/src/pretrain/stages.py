@@ -27,7 +27,7 @@ from llm_formats.heldout import read_heldout
 from llm_train import TrainConfig
 from pretrain import distributed
 from pretrain.config import PretrainConfig
-from pretrain.rundir import RunError
+from pretrain.rundir import RunError, read_run_json
 
 log = logging.getLogger(__name__)
 
@@ -427,7 +427,7 @@ def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.devi
 
 
 def _warn_if_not_final(run_dir: Path, checkpoint: Path) -> None:
-    trained = json.loads((run_dir / layout.STAGES).read_text()).get("train", {}).get("steps")
+    trained = read_run_json(run_dir / layout.STAGES).get("train", {}).get("steps")
     step = step_of(checkpoint)
     if trained is not None and step != trained:
         log.warning("evaluating %s, but the train stage recorded %d steps", checkpoint, trained)

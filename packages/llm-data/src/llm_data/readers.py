@@ -37,11 +37,17 @@ _MAX_WARNINGS = 10  # per task; every skipped line is still counted and recorded
 # The CLI turns on datatrove's progress bars (tqdm: files, documents) in `make_reader`'s readers.
 SHOW_PROGRESS = False
 
+# The file names a source folder's listing reads, matched case-insensitively (`.JSONL` too).
+# JSONL compression is inferred from the name (fsspec: gz, bz2, zst, xz); `.ndjson` is the
+# other common name of JSON Lines. Any other file in the folder is named in a warning.
 _SUFFIXES = {
     "warc": (".warc", ".warc.gz", ".warc.zst"),
-    "jsonl": (".jsonl", ".jsonl.gz", ".jsonl.zst"),
+    "jsonl": tuple(
+        f"{stem}{ext}" for stem in (".jsonl", ".ndjson") for ext in ("", ".gz", ".zst", ".bz2")
+    ),
     "parquet": (".parquet",),
 }
+_LISTED = 5  # unread files named in the warning
 
 
 class InputError(ValueError):
@@ -69,9 +75,7 @@ def resolve_source_files(source: SourceConfig) -> tuple[Path | str, list[str]]:
         base = Path(source.path.split("*")[0].split("?")[0].split("[")[0])
         base = base if base.is_dir() else base.parent
     elif path.is_dir():
-        files = [
-            p for p in path.rglob("*") if p.is_file() and p.name.endswith(_SUFFIXES[source.format])
-        ]
+        files = _folder_files(source, path)
         base = path
     elif path.is_file():
         files, base = [path], path.parent
@@ -84,6 +88,26 @@ def resolve_source_files(source: SourceConfig) -> tuple[Path | str, list[str]]:
         )
     base = base.resolve()
     return base, sorted(os.path.relpath(f.resolve(), base) for f in files)
+
+
+def _folder_files(source: SourceConfig, folder: Path) -> list[Path]:
+    """The files of ``folder`` (recursively) that ``source.format`` reads; the others are named
+    in a warning with their count (they used to be skipped without a word)."""
+    found = sorted(p for p in folder.rglob("*") if p.is_file())
+    files = [p for p in found if _readable(source, p.name)]
+    other = [p.relative_to(folder).as_posix() for p in found if not _readable(source, p.name)]
+    if other:
+        more = f" and {len(other) - _LISTED} more" if len(other) > _LISTED else ""
+        log.warning(
+            "source %r: %d file(s) in %s are not %s files (%s) and are not read: %s%s",
+            source.name, len(other), folder, source.format, ", ".join(_SUFFIXES[source.format]),
+            ", ".join(other[:_LISTED]), more,
+        )  # fmt: skip
+    return files
+
+
+def _readable(source: SourceConfig, name: str) -> bool:
+    return name.lower().endswith(_SUFFIXES[source.format])
 
 
 def _resolve_url_files(source: SourceConfig) -> tuple[str, list[str]]:
@@ -102,7 +126,7 @@ def _resolve_url_files(source: SourceConfig) -> tuple[str, list[str]]:
             return base, [name]
         if not folder.isdir(""):
             raise InputError(f"source {source.name!r}: path {url!r} does not exist")
-        files = [f for f in folder.list_files() if f.endswith(_SUFFIXES[source.format])]
+        files = [f for f in folder.list_files() if _readable(source, f)]
     if not files:
         raise InputError(
             f"source {source.name!r}: path {url!r} has no {source.format} files "

@@ -281,15 +281,16 @@ def verify_checkpoint(path: str | Path) -> str | None:
     return formats.verify(path, required=(".metadata",))
 
 
-def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+def latest_checkpoint(checkpoint_dir: str | Path, fields: tuple[str, ...] = ()) -> Path | None:
     """The newest valid checkpoint under ``checkpoint_dir`` (None if there is none).
 
-    Invalid ones (no manifest, missing or corrupt files) are skipped with a warning; ``.tmp``
-    directories are never considered. Under distributed, rank 0 decides and broadcasts.
+    Invalid ones (no manifest, missing or corrupt files, a manifest without one of ``fields``,
+    which the caller reads from it) are skipped with a warning; ``.tmp`` directories are never
+    considered. Under distributed, rank 0 decides and broadcasts.
     """
     found: list[Path | None] = [None]
     if _rank() == 0:
-        found[0] = _find_latest(Path(checkpoint_dir))
+        found[0] = _find_latest(Path(checkpoint_dir), fields)
     if _distributed():
         dist.broadcast_object_list(found, src=0)
     return found[0]
@@ -300,13 +301,21 @@ def list_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
     return formats.step_dirs(checkpoint_dir)
 
 
-def _find_latest(checkpoint_dir: Path) -> Path | None:
+def _find_latest(checkpoint_dir: Path, fields: tuple[str, ...]) -> Path | None:
     for path in formats.step_dirs(checkpoint_dir):
-        reason = verify_checkpoint(path)
+        reason = verify_checkpoint(path) or _missing_field(path, fields)
         if reason is None:
             return path
         log.warning("skipping invalid checkpoint %s: %s", path, reason)
     return None
+
+
+def _missing_field(path: Path, fields: tuple[str, ...]) -> str | None:
+    manifest = formats.read_manifest(path)
+    missing = [name for name in fields if name not in manifest]
+    if not missing:
+        return None
+    return f"{path / formats.MANIFEST} has no {', '.join(missing)} to resume from"
 
 
 def _prune(checkpoint_dir: Path, keep: int) -> None:

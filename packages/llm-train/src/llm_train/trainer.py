@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["Trainer"]
 
 log = logging.getLogger(__name__)
+# What a resume reads from a manifest besides the weights (`_restore`): a checkpoint without one
+# is skipped for an older one, like a corrupt file, instead of a KeyError in the middle of resuming.
+_RESUME_FIELDS = ("tokens", "skipped_total", "scheduler", "guard", "rank_states")
 
 
 class Trainer:
@@ -326,7 +329,7 @@ class Trainer:
     def _start(self) -> None:
         if self.rank == 0:
             _write_run_info(self.run_dir, self.config, self.world_size)
-        path = latest_checkpoint(self.checkpoint_dir) if self.resume else None
+        path = latest_checkpoint(self.checkpoint_dir, _RESUME_FIELDS) if self.resume else None
         if path is None:
             if self.resume:
                 _refuse_unusable_checkpoints(self.checkpoint_dir)
@@ -347,7 +350,7 @@ class Trainer:
         self._truncate_metrics()
         log.info("resumed from %s at step %d", path, self.step)
 
-    def _restore(self, manifest: dict, state: dict) -> None:
+    def _restore(self, manifest: dict, state: dict) -> None:  # reads _RESUME_FIELDS
         """Scheduler, guard, counters and RNG from a loaded checkpoint (not the loader)."""
         self.scheduler.load_state_dict(manifest["scheduler"])
         self.guard.load_state_dict(manifest["guard"])

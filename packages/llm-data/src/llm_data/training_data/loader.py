@@ -431,6 +431,19 @@ def _read_stats(shards_dir: Path) -> dict:
         raise InputError(str(err)) from err
 
 
+def _index_shards(index_path: Path) -> list[dict]:
+    """The ``shards`` list of an MDS ``index.json``; an unreadable one is an error naming it."""
+    try:
+        shards = json.loads(index_path.read_text())["shards"]
+    except json.JSONDecodeError as e:
+        raise InputError(f"{index_path}:{e.lineno}: not valid JSON: {e.msg}") from None
+    except (KeyError, TypeError):
+        shards = None
+    if not isinstance(shards, list) or not all(isinstance(s, dict) for s in shards):
+        raise InputError(f"{index_path}: field 'shards' must be a list of objects")
+    return shards
+
+
 def verify_shards(folder: Path) -> None:
     """Check every shard of an MDS folder against its index.json: present, size, hash.
 
@@ -442,7 +455,7 @@ def verify_shards(folder: Path) -> None:
     index_path = folder / "index.json"
     if not index_path.is_file():
         raise InputError(f"{index_path} is missing: {folder} is not an MDS folder")
-    for shard in json.loads(index_path.read_text())["shards"]:
+    for shard in _index_shards(index_path):
         info = shard.get("zip_data") or shard["raw_data"]
         path = folder / info["basename"]
         if not path.is_file():
