@@ -40,6 +40,7 @@ from llm_train.rng import get_rng_state, set_rng_state
 from llm_train.schedule import build_scheduler, lr_at, set_lr
 from llm_train.spikes import SpikeLog, batch_record
 from llm_train.step import finite, to_floats, train_step
+from llm_train.stop import StopSignals, TrainingStopped
 from llm_train.watchdog import StepWatchdog, SyncedGC
 
 if TYPE_CHECKING:
@@ -130,21 +131,29 @@ class Trainer:
         """Train until ``config.steps``; returns the last step's metrics (and callback results)."""
         self._start()
         self.model.train()
+        with StopSignals() as stop:  # before the watchdog: its SIGTERM dump chains to this
+            signum = self._fit(stop)
+        if self.metrics is not None:
+            self.metrics.close()
+        if signum:
+            raise TrainingStopped(signum, self.step, self.checkpoint)
+        return self.last_metrics
+
+    def _fit(self, stop: StopSignals) -> int:
+        """The loop under the watchdog; the signal it stopped on (0 when it ran to the end)."""
         watchdog = StepWatchdog(self.config.step_timeout_s, self.run_dir, self.rank)
         try:
             with SyncedGC(self.config.gc_every) as collector:
-                self._loop(watchdog, collector)
+                signum = self._loop(watchdog, collector, stop)
             self._wait_checkpoint()  # the last save is final before fit() returns
         except BaseException:
             self._finish_local_save()
             raise
         finally:
             watchdog.close()
-        if self.metrics is not None:
-            self.metrics.close()
-        return self.last_metrics
+        return signum
 
-    def _loop(self, watchdog: StepWatchdog, collector: SyncedGC) -> None:
+    def _loop(self, watchdog: StepWatchdog, collector: SyncedGC, stop: StopSignals) -> int:
         batches = self._batches()
         clock = _Throughput(self.tokens, self.world_size, self.config.activation_checkpointing)
         bar = tqdm(total=self.config.steps, initial=self.step, disable=self.rank != 0, desc="train")
@@ -184,7 +193,19 @@ class Trainer:
                 self.save()
             if evals or saving:
                 clock.restart(self.tokens)  # eval and checkpoint time is not training throughput
+            if signum := stop.agreed():  # every rank stops after the same step
+                bar.close()
+                return self._stop(signum, saved=saving)
         bar.close()
+        return 0
+
+    def _stop(self, signum: int, *, saved: bool) -> int:
+        """Checkpoint the step just taken (all ranks) so a rerun loses nothing; ``signum``."""
+        if not saved:
+            self.save()
+        log.warning("stopping after step %d on signal %d: checkpoint %s", self.step, signum,
+                    self.checkpoint)  # fmt: skip
+        return signum
 
     def _advance(self, micro: list[dict[str, torch.Tensor]], metrics: dict[str, float]) -> None:
         self.step += 1
