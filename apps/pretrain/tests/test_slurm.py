@@ -59,3 +59,16 @@ def test_cli_writes_the_script_into_an_existing_run(tmp_path, capsys):
     subprocess.run(["bash", "-n", str(tmp_path / "big" / "train.sbatch")], check=True)
     assert "--nnodes=2 --nproc-per-node=4" in script and "pretrain train" in script
     assert "train.steps=100" in script
+
+
+def test_slurm_warns_every_rank_and_torchrun_forwards_the_warning(tmp_path):
+    """`--signal=USR1@120` (no `B:`: the step's processes, not the batch shell, get it), and
+    torchrun accepts the options that forward SIGUSR1 and wait for the ranks' checkpoint."""
+    from torch.distributed.run import get_args_parser
+
+    text = sbatch_script(SlurmJob(tmp_path / "run", nodes=2, gpus_per_node=4))
+    assert "#SBATCH --signal=USR1@120" in text.splitlines()
+    options = text.split("torchrun \\\n", 1)[1].split("--no-python", 1)[0].split()
+    args = get_args_parser().parse_args([o for o in options if o != "\\"] + ["pretrain"])
+    assert "SIGUSR1" in args.signals_to_handle.split(",") and "SIGTERM" in args.signals_to_handle
+    assert 0 < args.shutdown_timeout < 120
