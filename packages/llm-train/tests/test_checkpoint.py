@@ -1,5 +1,6 @@
 import json
 import logging
+from pathlib import Path
 
 import torch
 
@@ -103,3 +104,32 @@ def test_rng_state_round_trip():
     expected = (torch.rand(3), random.random())
     set_rng_state(state)
     assert torch.equal(torch.rand(3), expected[0]) and random.random() == expected[1]
+
+
+def test_prune_counts_only_verified_checkpoints_and_keeps_the_new_one(toy, tmp_path):
+    for step in (1, 2, 4):
+        _save(toy, tmp_path, step=step)
+    _corrupt_file(tmp_path / "step_000004")
+    _save(toy, tmp_path, step=3, keep=1)  # the newest valid one; 4 is corrupt and newer
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000003", "step_000004"]
+    assert latest_checkpoint(tmp_path) == tmp_path / "step_000003"
+
+
+def test_prune_deletes_nothing_when_the_new_checkpoint_does_not_verify(toy, tmp_path, monkeypatch):
+    import llm_train.checkpoint as checkpoint
+
+    for step in (1, 2):
+        _save(toy, tmp_path, step=step)
+    real = checkpoint.verify_checkpoint
+    monkeypatch.setattr(checkpoint, "verify_checkpoint",
+                        lambda p: "corrupt" if Path(p).name == "step_000003" else real(p))  # fmt: skip
+    _save(toy, tmp_path, step=3, keep=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000001", "step_000002",
+                                                          "step_000003"]  # fmt: skip
+
+
+def _corrupt_file(checkpoint) -> None:
+    data = next(checkpoint.glob("*.distcp"))
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))

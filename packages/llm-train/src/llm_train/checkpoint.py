@@ -87,7 +87,7 @@ def save_checkpoint(
         optimizer: Its optimizer.
         manifest: JSON-able fields recorded by rank 0 (tokens, config, scheduler state, ...).
         rank_state: JSON-able per-rank state (data-loader position, RNG), gathered to rank 0.
-        keep: After saving, delete all but the newest ``keep`` checkpoints; 0 keeps all.
+        keep: After saving, keep the newest ``keep`` verified checkpoints (``_prune``); 0 keeps all.
 
     Returns:
         The final checkpoint directory.
@@ -217,7 +217,7 @@ def _finish(tmp: Path, final: Path, manifest: dict, keep: int) -> None:
     formats.write_manifest(tmp, fields, formats.hash_files(tmp))
     formats.finalize(tmp, final)
     if keep > 0:
-        _prune(final.parent, keep)
+        _prune(final, keep)
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -291,7 +291,27 @@ def _find_latest(checkpoint_dir: Path) -> Path | None:
     return None
 
 
-def _prune(checkpoint_dir: Path, keep: int) -> None:
-    for old in formats.step_dirs(checkpoint_dir)[keep:]:
-        shutil.rmtree(old)
-        log.info("removed old checkpoint %s", old)
+def _prune(new: Path, keep: int) -> None:
+    """Keep the ``keep`` newest verified checkpoints, counting from the one just written.
+
+    Only verified checkpoints count as kept and only verified ones older than the last kept
+    are deleted: a corrupt (or newer, e.g. from a fallback resume) directory is left alone with
+    a warning, since deleting good checkpoints to keep it would leave nothing to resume from.
+    Nothing is deleted unless ``new`` itself verifies, so a resumable checkpoint always remains.
+    """
+    if (reason := verify_checkpoint(new)) is not None:
+        log.warning("not pruning: the checkpoint just written %s does not verify: %s", new, reason)
+        return
+    kept, step = 1, formats.step_of(new)
+    for path in formats.step_dirs(new.parent):
+        if path == new:
+            continue
+        if (reason := verify_checkpoint(path)) is not None:
+            log.warning("left invalid checkpoint %s (not counted as kept): %s", path, reason)
+        elif formats.step_of(path) > step:
+            log.warning("left checkpoint %s, newer than the one just written", path)
+        elif kept < keep:
+            kept += 1
+        else:
+            shutil.rmtree(path)
+            log.info("removed old checkpoint %s", path)

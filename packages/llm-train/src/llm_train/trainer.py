@@ -62,7 +62,9 @@ class Trainer:
     exist but none is valid, it raises ``CheckpointError`` instead of starting again at step 0.
     Resuming under a larger ``steps`` continues the run with the LR schedule recomputed for the
     new length (logged); a checkpoint past ``steps`` is an error; other changed settings that
-    alter the updates (``trajectory_changes``) are logged as warnings.
+    alter the updates (``trajectory_changes``) are logged as warnings. SIGTERM, SIGINT or
+    SIGUSR1 (Slurm's warning) make every rank finish its step, checkpoint it together and raise
+    ``TrainingStopped`` (exit code 128 + the signal): a rerun resumes there (``llm_train.stop``).
 
     Args:
         model: ``forward(input_ids, labels)`` -> dict with ``"loss"``; ``blocks``;
