@@ -243,3 +243,13 @@ def test_pruning_after_a_fallback_resume_keeps_a_resumable_checkpoint(toy, tmp_p
     assert verify_checkpoint(checkpoints / "step_000005") is None
     again, _ = _run(toy, tmp_path, steps=5, keep_checkpoints=1)
     assert again.step == 5 and again.checkpoint == checkpoints / "step_000005"
+
+
+def test_a_stale_tmp_is_removed_when_training_starts(toy, tmp_path):
+    """A save that filled the disk left ``step_N.tmp``: the next start frees it first."""
+    stale = tmp_path / "checkpoints" / "step_000004.tmp"
+    stale.mkdir(parents=True)
+    (stale / "__0_0.distcp").write_bytes(b"\0" * 1000)
+    trainer = Trainer(toy.Model(), toy.Loader(), _config(), tmp_path)
+    trainer._start()  # before any step, before run.json
+    assert not stale.exists()

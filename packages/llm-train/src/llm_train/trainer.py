@@ -27,6 +27,7 @@ from llm_train.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    remove_stale_tmp,
     save_checkpoint,
     verify_checkpoint,
 )
@@ -347,6 +348,7 @@ class Trainer:
                 raise ValueError("the loader yielded no batches")
 
     def _start(self) -> None:
+        remove_stale_tmp(self.checkpoint_dir)  # first: a save that filled the disk frees it
         if self.rank == 0:
             _write_run_info(self.run_dir, self.config, self.world_size)
         path = latest_checkpoint(self.checkpoint_dir) if self.resume else None
