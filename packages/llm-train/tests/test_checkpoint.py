@@ -127,8 +127,11 @@ def test_prune_deletes_nothing_when_the_new_checkpoint_does_not_verify(toy, tmp_
     for step in (1, 2):
         _save(toy, tmp_path, step=step)
     real = checkpoint.verify_checkpoint
-    monkeypatch.setattr(checkpoint, "verify_checkpoint",
-                        lambda p: "corrupt" if Path(p).name == "step_000003" else real(p))  # fmt: skip
+
+    def verify(path):
+        return "corrupt" if Path(path).name == "step_000003" else real(path)
+
+    monkeypatch.setattr(checkpoint, "verify_checkpoint", verify)
     _save(toy, tmp_path, step=3, keep=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000001", "step_000002",
                                                           "step_000003"]  # fmt: skip
