@@ -21,7 +21,8 @@ def test_sbatch_script_parses_and_launches_torchrun_on_every_node(tmp_path):
     assert "--nnodes=4 --nproc-per-node=8" in text
     assert '--rdzv-backend=c10d --rdzv-endpoint="$HEAD_NODE:29500"' in text
     assert "--max-restarts=2" in text
-    assert f"--no-python pretrain train train.steps=1000 --config {tmp_path / 'my.yaml'}" in text
+    assert (f"--no-python pretrain train train.watchdog=true train.steps=1000 "
+            f"--config {tmp_path / 'my.yaml'}") in text  # fmt: skip
     assert "shared by all nodes" in text and str((tmp_path / "runs" / "big").resolve()) in text
 
 

@@ -76,7 +76,9 @@ def _headers(job: SlurmJob) -> list[str]:
 
 
 def _pretrain_args(job: SlurmJob) -> str:
-    args = ["train", *job.overrides]
+    # The hang watchdog (on by default; said here so a config cannot turn it off unseen): a
+    # hung rank exits and torchrun restarts the job instead of waiting out the NCCL timeout.
+    args = ["train", "train.watchdog=true", *job.overrides]
     if job.config:
         args += ["--config", str(Path(job.config).resolve())]
     return " ".join(shlex.quote(a) for a in args)

@@ -129,6 +129,7 @@ class Trainer:
         self.spikes = SpikeLog(self.run_dir / "spikes.jsonl" if self.rank == 0 else None)
         self.last_metrics: dict[str, float] = {}
         self.unchecked: list[tuple[int, torch.Tensor]] = []  # (step, finite flag) not yet read
+        self._watchdog = StepWatchdog(0, self.run_dir, self.rank)  # off until fit() runs
 
     def fit(self) -> dict[str, float]:
         """Train until ``config.steps``; returns the last step's metrics (and callback results)."""
@@ -144,7 +145,9 @@ class Trainer:
 
     def _fit(self, stop: StopSignals) -> int:
         """The loop under the watchdog; the signal it stopped on (0 when it ran to the end)."""
-        watchdog = StepWatchdog(self.config.step_timeout_s, self.run_dir, self.rank)
+        config = self.config
+        watchdog = StepWatchdog(config.step_timeout_s, self.run_dir, self.rank, auto=config.watchdog)
+        self._watchdog = watchdog
         try:
             with SyncedGC(self.config.gc_every) as collector:
                 signum = self._loop(watchdog, collector, stop)
@@ -193,7 +196,9 @@ class Trainer:
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}")
             self._log(metrics | evals, write=due or bool(evals))
             if saving:
+                watchdog.arm(self.step, "save")
                 self.save()
+                watchdog.disarm()
             if evals or saving:
                 clock.restart(self.tokens)  # eval and checkpoint time is not training throughput
             if signum := stop.agreed():  # every rank stops after the same step
@@ -319,10 +324,12 @@ class Trainer:
 
     def _run_callbacks(self, *, final: bool) -> dict[str, float]:
         results: dict[str, float] = {}
-        for callback in self.callbacks:
+        for index, callback in enumerate(self.callbacks):
             every = self.config.eval_every or callback.every
             if final or (every > 0 and self.step % every == 0):
+                self._watchdog.arm(self.step, f"callback {index}")
                 results |= callback(self.step, self.model)
+                self._watchdog.disarm()
                 self.model.train()
         return results
 
