@@ -145,9 +145,8 @@ class Trainer:
 
     def _fit(self, stop: StopSignals) -> int:
         """The loop under the watchdog; the signal it stopped on (0 when it ran to the end)."""
-        config = self.config
-        watchdog = StepWatchdog(config.step_timeout_s, self.run_dir, self.rank, auto=config.watchdog)
-        self._watchdog = watchdog
+        timeout, auto = self.config.step_timeout_s, self.config.watchdog
+        watchdog = self._watchdog = StepWatchdog(timeout, self.run_dir, self.rank, auto=auto)
         try:
             with SyncedGC(self.config.gc_every) as collector:
                 signum = self._loop(watchdog, collector, stop)
