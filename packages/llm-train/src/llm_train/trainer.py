@@ -176,6 +176,9 @@ class Trainer:
                 self.model, micro, self.optimizer, self.scheduler, self.config, guard=self.guard,
                 sync=due or saving,
             )  # fmt: skip
+            # The ranks agree on a stop signal inside the step's timer: a peer that hung since
+            # the last step makes this collective fire the watchdog, as the step's own would.
+            signum = stop.agreed()  # the same on every rank: all stop after this step
             watchdog.disarm()
             if (spike := self.guard.pop_event()) is not None and self._on_spike(spike):
                 bar.n = self.step  # rolled back: the steps since the checkpoint are redone
@@ -200,7 +203,7 @@ class Trainer:
                 watchdog.disarm()
             if evals or saving:
                 clock.restart(self.tokens)  # eval and checkpoint time is not training throughput
-            if signum := stop.agreed():  # every rank stops after the same step
+            if signum:
                 bar.close()
                 return self._stop(signum, saved=saving)
         bar.close()
