@@ -23,7 +23,8 @@ def test_sbatch_script_parses_and_launches_torchrun_on_every_node(tmp_path):
     assert "--nnodes=4 --nproc-per-node=8" in text
     assert '--rdzv-backend=c10d --rdzv-endpoint="$HEAD_NODE:29500"' in text
     assert "--max-restarts=2" in text
-    assert f"--no-python pretrain train train.steps=1000 --config {tmp_path / 'my.yaml'}" in text
+    assert (f"--no-python pretrain train train.watchdog=true train.steps=1000 "
+            f"--config {tmp_path / 'my.yaml'}") in text  # fmt: skip
     assert "shared by all nodes" in text and str((tmp_path / "runs" / "big").resolve()) in text
 
 
@@ -127,3 +128,16 @@ def test_newlines_in_sbatch_header_values_are_refused(tmp_path, field_name):
     kwargs = {"run_dir": tmp_path, field_name: values[field_name]}
     with pytest.raises(ValueError, match=f"{field_name}=.*control character"):
         SlurmJob(nodes=1, gpus_per_node=1, **kwargs)
+
+
+def test_slurm_warns_every_rank_and_torchrun_forwards_the_warning(tmp_path):
+    """`--signal=USR1@120` (no `B:`: the step's processes, not the batch shell, get it), and
+    torchrun accepts the options that forward SIGUSR1 and wait for the ranks' checkpoint."""
+    from torch.distributed.run import get_args_parser
+
+    text = sbatch_script(SlurmJob(tmp_path / "run", nodes=2, gpus_per_node=4))
+    assert "#SBATCH --signal=USR1@120" in text.splitlines()
+    options = text.split("torchrun \\\n", 1)[1].split("--no-python", 1)[0].split()
+    args = get_args_parser().parse_args([o for o in options if o != "\\"] + ["pretrain"])
+    assert "SIGUSR1" in args.signals_to_handle.split(",") and "SIGTERM" in args.signals_to_handle
+    assert 0 < args.shutdown_timeout < 120

@@ -1,9 +1,16 @@
+import errno
 import json
 import logging
+import shutil
+import subprocess
+from pathlib import Path
 
+import pytest
 import torch
 
 from llm_train.checkpoint import (
+    CheckpointError,
+    async_save_checkpoint,
     latest_checkpoint,
     load_checkpoint,
     load_model_weights,
@@ -121,3 +128,102 @@ def test_symlinks_planted_at_tmp_paths_are_removed_not_followed(toy, tmp_path):
     assert sorted(p.name for p in outside.iterdir()) == ["precious.txt"]
     path, _, _ = _save(toy, ckpts, step=2)
     assert sorted(p.name for p in ckpts.iterdir()) == ["step_000001", "step_000002"]
+
+
+def test_prune_counts_only_verified_checkpoints_and_keeps_the_new_one(toy, tmp_path):
+    for step in (1, 2, 4):
+        _save(toy, tmp_path, step=step)
+    _corrupt_file(tmp_path / "step_000004")
+    _save(toy, tmp_path, step=3, keep=1)  # the newest valid one; 4 is corrupt and newer
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000003", "step_000004"]
+    assert latest_checkpoint(tmp_path) == tmp_path / "step_000003"
+
+
+def test_prune_deletes_nothing_when_the_new_checkpoint_does_not_verify(toy, tmp_path, monkeypatch):
+    import llm_train.checkpoint as checkpoint
+
+    for step in (1, 2):
+        _save(toy, tmp_path, step=step)
+    real = checkpoint.verify_checkpoint
+
+    def verify(path):
+        return "corrupt" if Path(path).name == "step_000003" else real(path)
+
+    monkeypatch.setattr(checkpoint, "verify_checkpoint", verify)
+    _save(toy, tmp_path, step=3, keep=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000001", "step_000002",
+                                                          "step_000003"]  # fmt: skip
+
+
+def _corrupt_file(checkpoint) -> None:
+    data = next(checkpoint.glob("*.distcp"))
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+
+
+def _disk_full_after(monkeypatch, nbytes: int) -> None:
+    """DCP's writer writes ``nbytes`` of the first tensor file, then the disk is full."""
+    import torch.distributed.checkpoint.filesystem as fs
+
+    def write_item(transforms, stream, *args, **kwargs):
+        stream.write(b"\0" * nbytes)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fs, "_write_item", write_item)
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes()
+            for p in sorted(directory.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+@pytest.mark.parametrize("save", [save_checkpoint, async_save_checkpoint])
+def test_disk_full_names_the_path_and_leaves_no_tmp(toy, tmp_path, monkeypatch, save):
+    _save(toy, tmp_path, step=1)
+    before = _snapshot(tmp_path)
+    _disk_full_after(monkeypatch, 100)
+    model, optimizer = _trained(toy, 0)
+    with pytest.raises(CheckpointError) as failed:
+        saved = save(tmp_path, 2, model, optimizer, manifest={}, rank_state={})
+        saved.wait()  # the asynchronous save fails in its writer thread
+    assert str(tmp_path / "step_000002.tmp") in str(failed.value)
+    assert "No space left on device" in str(failed.value)
+    assert _snapshot(tmp_path) == before  # no .tmp; the earlier checkpoint untouched
+    assert latest_checkpoint(tmp_path) == tmp_path / "step_000001"
+
+
+def test_disk_full_on_the_manifest_removes_the_tmp(toy, tmp_path, monkeypatch):
+    from llm_formats import checkpoint as formats
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(formats, "write_manifest", full)
+    with pytest.raises(CheckpointError, match=r"step_000002\.tmp: \[Errno 28\] No space left"):
+        _save(toy, tmp_path, step=2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_on_a_small_tmpfs(toy, tmp_path):
+    """The real thing: a 1 MiB tmpfs (needs root; skipped where mounting is not allowed)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(mount)],
+                       check=True, capture_output=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as err:
+        pytest.skip(f"cannot mount a tmpfs here: {err}")
+    try:
+        first, model, optimizer = _save(toy, mount, step=1)
+        size = sum(len(b) for b in _snapshot(first).values())
+        free = shutil.disk_usage(mount).free
+        (mount / "filler").write_bytes(b"\0" * (free - size // 4))  # room for a quarter
+        before = _snapshot(first)
+        with pytest.raises(CheckpointError, match="No space left on device") as failed:
+            save_checkpoint(mount, 2, model, optimizer, manifest={}, rank_state={})
+        assert str(mount / "step_000002.tmp") in str(failed.value)
+        assert sorted(p.name for p in mount.iterdir()) == ["filler", "step_000001"]
+        assert _snapshot(first) == before
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)

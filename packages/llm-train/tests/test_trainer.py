@@ -228,3 +228,28 @@ def test_async_checkpoints_resume_like_sync_ones(toy, tmp_path):
     checkpoints = sorted((tmp_path / "resumed" / "checkpoints").iterdir())
     assert [c.name for c in checkpoints] == ["step_000005", "step_000010"]  # no .tmp left
     assert all(verify_checkpoint(c) is None for c in checkpoints)  # hashed in the background
+
+
+@pytest.mark.trains
+def test_pruning_after_a_fallback_resume_keeps_a_resumable_checkpoint(toy, tmp_path):
+    _run(toy, tmp_path, steps=6, checkpoint_every=2, keep_checkpoints=3)  # steps 2, 4, 6
+    checkpoints = tmp_path / "checkpoints"
+    _corrupt(checkpoints / "step_000006")
+    resumed, _ = _run(toy, tmp_path, steps=5, checkpoint_every=2, keep_checkpoints=1)
+    assert resumed.checkpoint == checkpoints / "step_000005"  # fell back to 4, saved 5
+    # The corrupt newer one is left but not counted as kept; 4 and 2 are pruned. What is on
+    # disk now is what a kill -9 right after the save leaves: it resumes from step 5.
+    assert [p.name for p in list_checkpoints(checkpoints)] == ["step_000006", "step_000005"]
+    assert verify_checkpoint(checkpoints / "step_000005") is None
+    again, _ = _run(toy, tmp_path, steps=5, keep_checkpoints=1)
+    assert again.step == 5 and again.checkpoint == checkpoints / "step_000005"
+
+
+def test_a_stale_tmp_is_removed_when_training_starts(toy, tmp_path):
+    """A save that filled the disk left ``step_N.tmp``: the next start frees it first."""
+    stale = tmp_path / "checkpoints" / "step_000004.tmp"
+    stale.mkdir(parents=True)
+    (stale / "__0_0.distcp").write_bytes(b"\0" * 1000)
+    trainer = Trainer(toy.Model(), toy.Loader(), _config(), tmp_path)
+    trainer._start()  # before any step, before run.json
+    assert not stale.exists()

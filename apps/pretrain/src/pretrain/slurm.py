@@ -21,6 +21,11 @@ from llm_formats import rundir as layout
 __all__ = ["SlurmJob", "sbatch_script"]
 
 RDZV_PORT = 29500
+SIGNAL_LEAD_S = 120  # seconds before the time limit that Slurm sends SIGUSR1
+# torchrun forwards these to its workers (its default list lacks SIGUSR1, whose default action
+# would kill torchrun itself) and then waits this long for them to checkpoint before SIGKILL.
+TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
+SHUTDOWN_TIMEOUT_S = SIGNAL_LEAD_S - 10
 
 
 @dataclass
@@ -73,6 +78,11 @@ def _headers(job: SlurmJob) -> list[str]:
         f"#SBATCH --cpus-per-task={_q(job.cpus_per_gpu * job.gpus_per_node)}",
         f"#SBATCH --time={_q(job.time)}",
         f"#SBATCH --output={_q(f'{job.run_dir}/{layout.SLURM_LOG}')}",
+        # SIGUSR1 two minutes before the time limit. Without `B:` Slurm signals every process
+        # of the job step (torchrun and its ranks), not the batch shell, which would have to
+        # trap and forward it; torchrun forwards it too (--signals-to-handle below), and the
+        # ranks stop after the same step, checkpoint it and exit 138 (a repeat is ignored).
+        f"#SBATCH --signal=USR1@{SIGNAL_LEAD_S}",
     ]
     if job.partition:
         lines.append(f"#SBATCH --partition={_q(job.partition)}")
@@ -82,7 +92,9 @@ def _headers(job: SlurmJob) -> list[str]:
 
 
 def _pretrain_args(job: SlurmJob) -> str:
-    args = ["train", *job.overrides]
+    # The hang watchdog (on by default; said here so a config cannot turn it off unseen): a
+    # hung rank exits and torchrun restarts the job instead of waiting out the NCCL timeout.
+    args = ["train", "train.watchdog=true", *job.overrides]
     if job.config:
         args += ["--config", str(Path(job.config).resolve())]
     if job.allow_env:
@@ -113,6 +125,7 @@ srun --ntasks-per-node=1 --kill-on-bad-exit=1 torchrun \\
     --nnodes={_q(job.nodes)} --nproc-per-node={_q(job.gpus_per_node)} \\
     --rdzv-id="$SLURM_JOB_ID" --rdzv-backend=c10d --rdzv-endpoint="$HEAD_NODE:{RDZV_PORT}" \\
     --max-restarts={_q(job.max_restarts)} \\
+    --signals-to-handle={TORCHRUN_SIGNALS} --shutdown-timeout={SHUTDOWN_TIMEOUT_S} \\
     --no-python pretrain {_pretrain_args(job)}
 """
     head = "#!/usr/bin/env bash\n# Written by `pretrain launch --slurm`; submit with `sbatch`.\n"

@@ -35,6 +35,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "load_model_weights",
+    "remove_stale_tmp",
     "save_checkpoint",
     "verify_checkpoint",
 ]
@@ -87,7 +88,7 @@ def save_checkpoint(
         optimizer: Its optimizer.
         manifest: JSON-able fields recorded by rank 0 (tokens, config, scheduler state, ...).
         rank_state: JSON-able per-rank state (data-loader position, RNG), gathered to rank 0.
-        keep: After saving, delete all but the newest ``keep`` checkpoints; 0 keeps all.
+        keep: After saving, keep the newest ``keep`` verified checkpoints (``_prune``); 0 keeps all.
 
     Returns:
         The final checkpoint directory.
@@ -96,8 +97,11 @@ def save_checkpoint(
 
     final, tmp = _begin(Path(checkpoint_dir), step)
     state = _state(model, optimizer)
-    with _single_process_quiet():
-        dcp.save(state, checkpoint_id=tmp, no_dist=not _distributed())
+    try:
+        with _single_process_quiet():
+            dcp.save(state, checkpoint_id=tmp, no_dist=not _distributed())
+    except _write_errors() as err:  # every rank: DCP reports one rank's failure on all
+        raise _discard(tmp, final, err) from None
     rank_states = _gather(rank_state)
     if _rank() == 0:
         _finish(tmp, final, {**manifest, "step": step, "rank_states": rank_states}, keep)
@@ -122,14 +126,23 @@ class PendingCheckpoint:
     def _finish_after_write(self, tmp: Path, manifest: dict, keep: int) -> None:
         try:
             self._future.result()
+        except _write_errors() as err:  # re-raised by wait() on the training thread
+            self._error = _discard(tmp, self.final, err)
+            return
+        try:
             _finish(tmp, self.final, manifest, keep)
-        except BaseException as e:  # re-raised by wait() on the training thread
+        except BaseException as e:
             self._error = e
 
     def wait(self, *, collective: bool = True, timeout: float | None = None) -> Path:
         """Block until the save is final. ``collective=False`` (after an error on this rank):
         no barrier, and give up after ``timeout`` seconds (a peer may be gone)."""
-        self._future.result(timeout=timeout)
+        try:
+            self._future.result(timeout=timeout)
+        except _write_errors() as err:  # the finisher (rank 0) removes the partial directory
+            if self._finisher is not None:
+                self._finisher.join(timeout)
+            raise self._error or _discard(formats.tmp_dir(self.final), self.final, err) from None
         if self._finisher is not None:
             self._finisher.join(timeout)
         if self._error is not None:
@@ -188,9 +201,8 @@ def _begin(checkpoint_dir: Path, step: int) -> tuple[Path, Path]:
     """(final, tmp) directories; rank 0 clears what a crash left and makes tmp (collective)."""
     final = checkpoint_dir / formats.step_dir_name(step)
     tmp = formats.tmp_dir(final)
+    remove_stale_tmp(checkpoint_dir)
     if _rank() == 0:
-        for stale in formats.stale_tmp_dirs(checkpoint_dir):  # left behind by a crash
-            _remove(stale)
         if tmp.is_symlink():  # a dangling link is no stale directory, yet blocks mkdir
             tmp.unlink()
         tmp.mkdir(parents=True)
@@ -225,10 +237,42 @@ def _gather(rank_state: dict) -> list[dict]:
 def _finish(tmp: Path, final: Path, manifest: dict, keep: int) -> None:
     """Rank 0: hash the files into the manifest, then make the checkpoint final (atomically)."""
     fields = {**manifest, "provenance": provenance()}
-    formats.write_manifest(tmp, fields, formats.hash_files(tmp))
+    try:
+        formats.write_manifest(tmp, fields, formats.hash_files(tmp))
+    except OSError as err:  # disk full on the manifest: the same cleanup as on the tensors
+        raise _discard(tmp, final, err) from None
     formats.finalize(tmp, final)
     if keep > 0:
-        _prune(final.parent, keep)
+        _prune(final, keep)
+
+
+def _write_errors() -> tuple[type[BaseException], ...]:
+    from torch.distributed.checkpoint.api import CheckpointException  # a BaseException
+
+    return (Exception, CheckpointException)
+
+
+def _discard(tmp: Path, final: Path, err: BaseException) -> CheckpointError:
+    """After a failed write: remove the partial ``tmp`` (rank 0) so it does not keep the disk
+    full, and an error naming the path and the cause (DCP's own message names neither)."""
+    causes = [exc for exc, _ in err.failures.values()] if hasattr(err, "failures") else [err]
+    detail = "; ".join(str(cause) for cause in causes)  # "[Errno 28] No space left on device"
+    if _rank() == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return CheckpointError(
+        f"saving checkpoint {final} failed writing {tmp}: {detail}; the partial {tmp.name} "
+        "was removed and earlier checkpoints are untouched"
+    )
+
+
+def remove_stale_tmp(checkpoint_dir: str | Path) -> None:
+    """Remove the ``step_NNNNNN.tmp`` directories a crash or failed save left (rank 0 only): a
+    run that stopped on a full disk frees that space before it writes anything else."""
+    if _rank() != 0:
+        return
+    for stale in formats.stale_tmp_dirs(checkpoint_dir):
+        _remove(stale)
+        log.warning("removed %s, an incomplete checkpoint left by an earlier run", stale)
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -318,7 +362,27 @@ def _missing_field(path: Path, fields: tuple[str, ...]) -> str | None:
     return f"{path / formats.MANIFEST} has no {', '.join(missing)} to resume from"
 
 
-def _prune(checkpoint_dir: Path, keep: int) -> None:
-    for old in formats.step_dirs(checkpoint_dir)[keep:]:
-        shutil.rmtree(old)
-        log.info("removed old checkpoint %s", old)
+def _prune(new: Path, keep: int) -> None:
+    """Keep the ``keep`` newest verified checkpoints, counting from the one just written.
+
+    Only verified checkpoints count as kept and only verified ones older than the last kept
+    are deleted: a corrupt (or newer, e.g. from a fallback resume) directory is left alone with
+    a warning, since deleting good checkpoints to keep it would leave nothing to resume from.
+    Nothing is deleted unless ``new`` itself verifies, so a resumable checkpoint always remains.
+    """
+    if (reason := verify_checkpoint(new)) is not None:
+        log.warning("not pruning: the checkpoint just written %s does not verify: %s", new, reason)
+        return
+    kept, step = 1, formats.step_of(new)
+    for path in formats.step_dirs(new.parent):
+        if path == new:
+            continue
+        if (reason := verify_checkpoint(path)) is not None:
+            log.warning("left invalid checkpoint %s (not counted as kept): %s", path, reason)
+        elif formats.step_of(path) > step:
+            log.warning("left checkpoint %s, newer than the one just written", path)
+        elif kept < keep:
+            kept += 1
+        else:
+            shutil.rmtree(path)
+            log.info("removed old checkpoint %s", path)

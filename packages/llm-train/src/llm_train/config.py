@@ -32,6 +32,7 @@ RUNTIME_FIELDS = frozenset(
         "max_consecutive_skips",
         "max_rollbacks",
         "step_timeout_s",
+        "watchdog",
         "gc_every",
         "async_checkpoint",
         "wandb",
@@ -82,7 +83,8 @@ class TrainConfig:
         seed: Seed for torch RNGs at the start of a fresh run.
         log_every: Write a metrics line every this many steps (and at the last step).
         checkpoint_every: Save a checkpoint every this many steps; 0 saves only at the end.
-        keep_checkpoints: Keep this many newest checkpoints; 0 keeps all.
+        keep_checkpoints: Keep this many newest verified checkpoints; 0 keeps all. Only older
+            verified ones are deleted, after the new one verifies; corrupt ones are left.
         eval_every: If > 0, run every callback at this cadence instead of its own ``every``.
         peak_flops: Peak FLOP/s of one device for MFU; 0 disables MFU logging.
         compile: ``torch.compile`` each block (applied by ``parallelize``).
@@ -103,6 +105,9 @@ class TrainConfig:
         max_consecutive_skips: Stop the run after this many skipped updates in a row.
         step_timeout_s: If > 0, a step (after the first, which compiles and warms up) that takes
             longer dumps every thread's stack to ``<run_dir>/hang-rank<R>.txt`` and exits 1.
+            0 (with ``watchdog``): derived from the measured step time (``llm_train.watchdog``).
+        watchdog: Watch steps, callbacks and saves for hangs with timeouts derived from their
+            measured durations (at least ``watchdog.FLOOR_S``); False turns derived ones off.
         async_checkpoint: Save checkpoints with DCP's ``async_save``: training goes on once the
             state is copied to CPU memory; writing, hashing and the manifest happen in the
             background (``.tmp`` until final; one save in flight; the last is waited for).
@@ -149,6 +154,7 @@ class TrainConfig:
     max_rollbacks: int = 3
     max_consecutive_skips: int = 20
     step_timeout_s: float = 0.0
+    watchdog: bool = True
     async_checkpoint: bool = False
     gc_every: int = 0
     wandb: bool = False
@@ -248,7 +254,7 @@ def _check_cadence(c: TrainConfig) -> None:
         _finite(c.step_timeout_s) and c.step_timeout_s >= 0,
         "step_timeout_s",
         c.step_timeout_s,
-        "a float >= 0 (0 = off)",
+        "a float >= 0 (0 = derived from the step time, or off with watchdog=false)",
     )
 
 

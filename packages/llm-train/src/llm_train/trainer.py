@@ -27,6 +27,7 @@ from llm_train.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    remove_stale_tmp,
     save_checkpoint,
     verify_checkpoint,
 )
@@ -40,6 +41,7 @@ from llm_train.rng import get_rng_state, set_rng_state
 from llm_train.schedule import build_scheduler, lr_at, set_lr
 from llm_train.spikes import SpikeLog, batch_record
 from llm_train.step import finite, to_floats, train_step
+from llm_train.stop import StopSignals, TrainingStopped
 from llm_train.watchdog import StepWatchdog, SyncedGC
 
 if TYPE_CHECKING:
@@ -64,7 +66,9 @@ class Trainer:
     exist but none is valid, it raises ``CheckpointError`` instead of starting again at step 0.
     Resuming under a larger ``steps`` continues the run with the LR schedule recomputed for the
     new length (logged); a checkpoint past ``steps`` is an error; other changed settings that
-    alter the updates (``trajectory_changes``) are logged as warnings.
+    alter the updates (``trajectory_changes``) are logged as warnings. SIGTERM, SIGINT or
+    SIGUSR1 (Slurm's warning) make every rank finish its step, checkpoint it together and raise
+    ``TrainingStopped`` (exit code 128 + the signal): a rerun resumes there (``llm_train.stop``).
 
     Args:
         model: ``forward(input_ids, labels)`` -> dict with ``"loss"``; ``blocks``;
@@ -128,26 +132,36 @@ class Trainer:
         self.spikes = SpikeLog(self.run_dir / "spikes.jsonl" if self.rank == 0 else None)
         self.last_metrics: dict[str, float] = {}
         self.unchecked: list[tuple[int, torch.Tensor]] = []  # (step, finite flag) not yet read
+        self._watchdog = StepWatchdog(0, self.run_dir, self.rank)  # off until fit() runs
 
     def fit(self) -> dict[str, float]:
         """Train until ``config.steps``; returns the last step's metrics (and callback results)."""
         self._start()
         self.model.train()
-        watchdog = StepWatchdog(self.config.step_timeout_s, self.run_dir, self.rank)
+        with StopSignals() as stop:  # before the watchdog: its SIGTERM dump chains to this
+            signum = self._fit(stop)
+        if self.metrics is not None:
+            self.metrics.close()
+        if signum:
+            raise TrainingStopped(signum, self.step, self.checkpoint)
+        return self.last_metrics
+
+    def _fit(self, stop: StopSignals) -> int:
+        """The loop under the watchdog; the signal it stopped on (0 when it ran to the end)."""
+        timeout, auto = self.config.step_timeout_s, self.config.watchdog
+        watchdog = self._watchdog = StepWatchdog(timeout, self.run_dir, self.rank, auto=auto)
         try:
             with SyncedGC(self.config.gc_every) as collector:
-                self._loop(watchdog, collector)
+                signum = self._loop(watchdog, collector, stop)
             self._wait_checkpoint()  # the last save is final before fit() returns
         except BaseException:
             self._finish_local_save()
             raise
         finally:
             watchdog.close()
-        if self.metrics is not None:
-            self.metrics.close()
-        return self.last_metrics
+        return signum
 
-    def _loop(self, watchdog: StepWatchdog, collector: SyncedGC) -> None:
+    def _loop(self, watchdog: StepWatchdog, collector: SyncedGC, stop: StopSignals) -> int:
         batches = self._batches()
         clock = _Throughput(self.tokens, self.world_size, self.config.activation_checkpointing)
         bar = tqdm(total=self.config.steps, initial=self.step, disable=self.rank != 0, desc="train")
@@ -165,6 +179,9 @@ class Trainer:
                 self.model, micro, self.optimizer, self.scheduler, self.config, guard=self.guard,
                 sync=due or saving,
             )  # fmt: skip
+            # The ranks agree on a stop signal inside the step's timer: a peer that hung since
+            # the last step makes this collective fire the watchdog, as the step's own would.
+            signum = stop.agreed()  # the same on every rank: all stop after this step
             watchdog.disarm()
             if (spike := self.guard.pop_event()) is not None and self._on_spike(spike):
                 bar.n = self.step  # rolled back: the steps since the checkpoint are redone
@@ -184,10 +201,24 @@ class Trainer:
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}")
             self._log(metrics | evals, write=due or bool(evals))
             if saving:
+                watchdog.arm(self.step, "save")
                 self.save()
+                watchdog.disarm()
             if evals or saving:
                 clock.restart(self.tokens)  # eval and checkpoint time is not training throughput
+            if signum:
+                bar.close()
+                return self._stop(signum, saved=saving)
         bar.close()
+        return 0
+
+    def _stop(self, signum: int, *, saved: bool) -> int:
+        """Checkpoint the step just taken (all ranks) so a rerun loses nothing; ``signum``."""
+        if not saved:
+            self.save()
+        log.warning("stopping after step %d on signal %d: checkpoint %s", self.step, signum,
+                    self.checkpoint)  # fmt: skip
+        return signum
 
     def _advance(self, micro: list[dict[str, torch.Tensor]], metrics: dict[str, float]) -> None:
         self.step += 1
@@ -298,10 +329,12 @@ class Trainer:
 
     def _run_callbacks(self, *, final: bool) -> dict[str, float]:
         results: dict[str, float] = {}
-        for callback in self.callbacks:
+        for index, callback in enumerate(self.callbacks):
             every = self.config.eval_every or callback.every
             if final or (every > 0 and self.step % every == 0):
+                self._watchdog.arm(self.step, f"callback {index}")
                 results |= callback(self.step, self.model)
+                self._watchdog.disarm()
                 self.model.train()
         return results
 
@@ -327,6 +360,7 @@ class Trainer:
                 raise ValueError("the loader yielded no batches")
 
     def _start(self) -> None:
+        remove_stale_tmp(self.checkpoint_dir)  # first: a save that filled the disk frees it
         if self.rank == 0:
             _write_run_info(self.run_dir, self.config, self.world_size)
         path = latest_checkpoint(self.checkpoint_dir, _RESUME_FIELDS) if self.resume else None

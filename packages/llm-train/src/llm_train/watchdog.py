@@ -1,10 +1,15 @@
 """Hang watchdog and synchronised garbage collection for the training loop.
 
 A hung collective (one rank died, a NCCL deadlock) blocks every rank forever without an error.
-``StepWatchdog`` arms faulthandler's C-level timer before each step: if the step does not end
-within the timeout, the Python stacks of all threads go to ``<dump_dir>/hang-rank<R>.txt`` and
-the process exits with status 1, so a supervisor (``torchrun --max-restarts``) restarts the job
-from its newest checkpoint. A SIGTERM once it has been armed (torchrun stopping the other ranks)
+``StepWatchdog`` arms faulthandler's C-level timer before each phase of an iteration (the step,
+each callback, the checkpoint save): if it does not end within its timeout, the Python stacks of
+all threads go to ``<dump_dir>/hang-rank<R>.txt`` and the process exits with status 1, so a
+supervisor (``torchrun --max-restarts``) restarts the job from its newest checkpoint. A step's
+timeout is the one given, or (``timeout_s=0``, ``auto=True``) derived once ``WARMUP`` steps are
+measured: ``FACTOR`` times the slowest step, at least ``FLOOR_S``. Callbacks and saves, whose
+length no step predicts, get the same rule over their own measured durations, and are not
+watched until one has been measured (a first save may take long; the process-group timeout
+still covers it). A SIGTERM once it has been armed (torchrun stopping the other ranks)
 also dumps the stacks there before the process ends. The timer runs in its own thread, so it
 fires even while the main thread waits inside a C call (a collective, a CUDA sync).
 
@@ -25,25 +30,58 @@ from typing import TextIO
 
 from llm_formats.atomic import open_append
 
-__all__ = ["StepWatchdog", "SyncedGC"]
+__all__ = ["FACTOR", "FLOOR_S", "WARMUP", "StepWatchdog", "SyncedGC"]
+
+WARMUP = 3  # measured steps before a step timeout is derived
+FACTOR = 10.0  # a derived timeout is this many times the slowest measured duration...
+FLOOR_S = 300.0  # ...and never shorter: a slow step must not look like a hang
 
 
 class StepWatchdog:
-    """Dump all stacks and exit(1) when one step takes longer than ``timeout_s`` (0 = off)."""
+    """Dump all stacks and exit(1) when a step, callback or save overruns its timeout.
 
-    def __init__(self, timeout_s: float, dump_dir: str | Path, rank: int = 0) -> None:
-        self.timeout_s = timeout_s
+    Args:
+        timeout_s: A fixed timeout for steps; 0 derives it (``auto``) or turns the watchdog off.
+        dump_dir: Where ``hang-rank<R>.txt`` goes.
+        rank: This process's rank (names the file).
+        auto: Derive timeouts from measured durations (module docstring).
+    """
+
+    def __init__(
+        self, timeout_s: float, dump_dir: str | Path, rank: int = 0, *, auto: bool = False
+    ) -> None:
+        self.timeout_s, self.auto = timeout_s, auto
         self.path = Path(dump_dir) / f"hang-rank{rank}.txt"
         self._file: TextIO | None = None
         self._created = False
+        self._durations: dict[str, list[float]] = {}  # phase -> measured seconds
+        self._phase: tuple[str, float] | None = None  # (phase, start) being measured
 
-    def arm(self, step: int) -> None:
-        """Start (or restart) the timer for ``step``: it must end within the timeout."""
-        if self.timeout_s <= 0:
+    def timeout(self, phase: str) -> float:
+        """The timeout ``phase`` gets now (0: not watched)."""
+        if phase == "step" and self.timeout_s > 0:
+            return self.timeout_s
+        measured = self._durations.get(phase, [])
+        if not self.auto or len(measured) < (WARMUP if phase == "step" else 1):
+            return 0.0
+        return max(FLOOR_S, FACTOR * max(measured))
+
+    def arm(self, step: int, phase: str = "step") -> None:
+        """Start timing ``phase`` of ``step`` (ending the previous phase) and arm its timer."""
+        self._end_phase()
+        self._phase = (phase, time.perf_counter())
+        timeout = self.timeout(phase)
+        if timeout <= 0:
             return
         if self._file is None:
             self._open()
-        faulthandler.dump_traceback_later(self.timeout_s, repeat=False, file=self._file, exit=True)
+        faulthandler.dump_traceback_later(timeout, repeat=False, file=self._file, exit=True)
+
+    def _end_phase(self) -> None:
+        if self._phase is not None:
+            phase, start = self._phase
+            self._durations.setdefault(phase, []).append(time.perf_counter() - start)
+            self._phase = None
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +95,8 @@ class StepWatchdog:
         faulthandler.register(signal.SIGTERM, file=self._file, all_threads=True, chain=True)
 
     def disarm(self) -> None:
-        """Stop the timer (before checkpoints, evaluation and at the end of training)."""
+        """End the phase being timed and stop the timer."""
+        self._end_phase()
         if self._file is not None:
             faulthandler.cancel_dump_traceback_later()
 
