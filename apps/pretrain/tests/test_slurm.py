@@ -112,7 +112,8 @@ def test_odd_paths_and_values_run_only_the_stand_ins(tmp_path):
     assert proc.returncode == 0, proc.stderr
     argv = argv_file.read_text().split("\0")[:-1]
     assert argv[argv.index("--no-python") :] == [
-        "--no-python", "pretrain", "train", *overrides, "--config", str(config.resolve()),
+        "--no-python", "pretrain", "train", "train.watchdog=true", *overrides,
+        "--config", str(config.resolve()),
     ]  # fmt: skip
     output = next(line for line in text.splitlines() if line.startswith("#SBATCH --output="))
     assert shlex.split(output.removeprefix("#SBATCH --output=")) == [
