@@ -2,6 +2,7 @@
 loses nothing (1 process, and 2 gloo ranks under torchrun)."""
 
 import importlib.util
+import os
 import signal
 import subprocess
 import sys
@@ -103,3 +104,43 @@ def test_stop_signals_record_the_first_signal_and_restore_the_handlers():
     assert signal.getsignal(signal.SIGUSR1) is before
     stopped = TrainingStopped(signal.SIGUSR1, 7, Path("step_000007"))
     assert stopped.code == 128 + signal.SIGUSR1 and "SIGUSR1 after step 7" in str(stopped)
+
+
+class _SignalAt:
+    """A callback that sends this process SIGTERM at one step, as `scancel` would."""
+
+    every = 1
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def __call__(self, step, model):
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+
+def test_a_signal_on_a_step_that_logs_nothing_still_checkpoints_it(tmp_path):
+    """With log_every > 1 most steps keep their metrics on the device (no host sync); the stop
+    checkpoint must read them first (it once failed: 'Object of type Tensor is not JSON
+    serializable', leaving a step_N.tmp)."""
+    import torch
+
+    from llm_train.config import TrainConfig
+    from llm_train.trainer import Trainer
+
+    toy = _stop_run().toy
+    config = TrainConfig(
+        steps=20, lr=1e-2, warmup_steps=2, precision="fp32", log_every=10,
+        checkpoint_every=1000, spike_k=0, grad_accum_steps=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    trainer = Trainer(toy.ToyModel(), toy.ToyLoader(), config, tmp_path, callbacks=[_SignalAt(3)])
+    with pytest.raises(TrainingStopped) as stopped:
+        trainer.fit()
+    assert stopped.value.code == 128 + signal.SIGTERM
+    newest = formats.step_dirs(tmp_path / "checkpoints")[0]
+    # The signal came in step 3's callbacks, after the ranks agreed for step 3: the step in
+    # flight, 4 (not logged: log_every=10), is the one finished and saved.
+    assert formats.step_of(newest) == 4 and not formats.stale_tmp_dirs(tmp_path / "checkpoints")
+    assert isinstance(formats.read_manifest(newest)["metrics"]["loss"], float)

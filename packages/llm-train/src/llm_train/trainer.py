@@ -196,7 +196,9 @@ class Trainer:
             if due:
                 metrics |= clock.measure(self.tokens, self._mfu_per_token_rate(micro))
             evals = self._run_callbacks(final=last)
-            if due or saving or evals:  # the only host sync of a step without guard or skip
+            # The only host sync of a step without guard or skip; a stop's checkpoint records
+            # the step's metrics, so they are read then too.
+            if due or saving or evals or signum:
                 metrics = self._read(metrics)
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}")
             self._log(metrics | evals, write=due or bool(evals))
