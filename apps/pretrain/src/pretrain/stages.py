@@ -223,7 +223,6 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 
     device = pick_device(config)
     model, path, step = load_trained_model(config, run_dir, device)
-    check_tokenizer(path, run_dir / layout.TOKENIZER)
     tok = Tokenizer.from_file(run_dir / layout.TOKENIZER)
     texts = heldout_texts(run_dir, config.eval.heldout_docs)
     seq_len = config.shards.seq_len
@@ -275,7 +274,7 @@ def eval_model(spec: str | None, device: str = "cpu"):
     tok_path = path / layout.TOKENIZER
     if not tok_path.is_file():
         tok_path = path.parent.parent / layout.TOKENIZER
-    check_tokenizer(path, tok_path)
+    check_tokenizer(manifest, path, tok_path)
     return LoadedModel(
         model=model,
         tokenizer=Tokenizer.from_file(tok_path),
@@ -289,13 +288,14 @@ def eval_model(spec: str | None, device: str = "cpu"):
     )
 
 
-def check_tokenizer(checkpoint: Path, tokenizer: Path) -> None:
-    """Refuse a tokenizer.json that is not the one ``checkpoint`` was trained with (its manifest
-    records the file's sha256): another tokenizer's ids would be scored as if they were its."""
+def check_tokenizer(manifest: dict, checkpoint: Path, tokenizer: Path) -> None:
+    """Refuse a tokenizer.json that is not the one ``checkpoint`` was trained with (``manifest``
+    records the file's sha256): another tokenizer's ids would be scored as if they were its.
+    The eval stage needs no such check: the run's training record (``trained_on``) is checked
+    before any stage runs; this is for a checkpoint evaluated on its own."""
     from llm_formats.atomic import sha256_file
-    from llm_formats.checkpoint import read_manifest
 
-    want = read_manifest(checkpoint).get("tokenizer_sha256")
+    want = manifest.get("tokenizer_sha256")
     if want and tokenizer.is_file() and (have := sha256_file(tokenizer)) != want:
         raise RunError(
             f"{tokenizer} is not the tokenizer {checkpoint} was trained with (its manifest "
