@@ -30,8 +30,12 @@ from pretrain.config import PretrainConfig
 
 def inputs_hash(config: PretrainConfig, run_dir: Path, name: str) -> str:
     """Digest of the files stage ``name`` reads (see the module docstring for how)."""
-    inputs = _INPUTS[name](config, run_dir) if name in _INPUTS else {}
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    return digest(_INPUTS[name](config, run_dir) if name in _INPUTS else {})
+
+
+def digest(value: Any) -> str:
+    """16 hex digits of the sha256 of ``value`` as sorted JSON: the stage cache's hashes."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:

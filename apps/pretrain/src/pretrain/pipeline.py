@@ -22,7 +22,6 @@ that fails before any stage finished is removed, so `runs/` never holds half-wri
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import shutil
@@ -33,14 +32,14 @@ from typing import Any
 
 from llm_data.config import RUNTIME_FIELDS as CURATION_RUNTIME_FIELDS
 from llm_formats import rundir as layout
-from llm_formats.atomic import atomic_write_text
+from llm_formats.atomic import atomic_write_text, sha256_file
 from llm_formats.checkpoint import STEP_GLOB, step_of
 from llm_tokenize.config import RUNTIME_FIELDS as TOKENIZER_RUNTIME_FIELDS
 from llm_train.checkpoint import list_checkpoints
 from llm_train.config import RUNTIME_FIELDS as TRAIN_RUNTIME_FIELDS
 from pretrain import distributed, stages
 from pretrain.config import PretrainConfig
-from pretrain.inputs import inputs_hash
+from pretrain.inputs import digest, inputs_hash
 from pretrain.loading import as_dict, to_yaml
 from pretrain.rundir import RunError, RunLock, read_run_json, require_existing_run
 
@@ -195,8 +194,7 @@ def _record_training_state(config: PretrainConfig, run_dir: Path) -> None:
 
 def stage_hash(config: PretrainConfig, name: str) -> str:
     """Hash of every config section this stage and its upstream stages read."""
-    picked = _sections(config, name, _NOT_HASHED)
-    return hashlib.sha256(json.dumps(picked, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest(_sections(config, name, _NOT_HASHED))
 
 
 def _sections(config: PretrainConfig, name: str, leave_out: set[str]) -> dict[str, Any]:
@@ -289,7 +287,7 @@ def _training_state(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     """The config sections the checkpoints depend on, and digests of the tokenizer and shards
     they were trained on: a stage re-run for missing outputs must rebuild the same ones."""
     digests = {
-        name: hashlib.sha256((run_dir / name).read_bytes()).hexdigest()[:16]
+        name: sha256_file(run_dir / name)[:16]
         for name in _TRAINED_ON
         if (run_dir / name).is_file()  # not yet made, or gone and about to be made again
     }
