@@ -1,7 +1,9 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
 from llm_model import ModelConfig, Transformer
+from llm_model.feedforward import activate
 from llm_model.moe import MoE
 
 
@@ -64,3 +66,149 @@ def test_moe_model_loss_includes_aux_and_all_experts_get_grads():
     moe_layer = model.blocks[1].ffn
     assert moe_layer.router.weight.grad.abs().sum() > 0
     assert (moe_layer.w1.grad.flatten(1).abs().sum(1) > 0).all()  # 64 tokens reach every expert
+
+
+# --- sync-free dispatch against the implementation it replaced ---------------------------------
+
+
+def loop_reference(m: MoE, x: torch.Tensor) -> torch.Tensor:
+    """The dispatch this module had before: sort by expert, a Python loop over per-expert slices
+    sized by a host-side bincount. Kept to show that outputs, gradients and aux losses agree."""
+    shape, k = x.shape, m.config.moe_top_k
+    x = x.reshape(-1, shape[-1])
+    logits = m.router(x).double()
+    probs = logits.softmax(-1)
+    weights, experts = probs.topk(k, dim=-1)
+    weights = (weights / weights.sum(-1, keepdim=True)).flatten().to(x.dtype)
+    experts = experts.flatten()
+    order = experts.argsort(stable=True)
+    token = order // k
+    xs, out, start = x[token], [], 0
+    for e, n in enumerate(torch.bincount(experts, minlength=m.config.n_experts).tolist()):
+        chunk = xs[start : start + n]
+        up = chunk @ m.w3[e].t() if m.w3 is not None else None
+        out.append(activate(m.config.activation, chunk @ m.w1[e].t(), up, False) @ m.w2[e].t())
+        start += n
+    out = torch.cat(out) * weights[order].unsqueeze(-1)
+    y = torch.zeros_like(x).index_add_(0, token, out)
+    if m.shared is not None:
+        y = y + m.shared(x)
+    frac = torch.bincount(experts, minlength=m.config.n_experts).double() / experts.numel()
+    lb = m.config.n_experts * (frac * probs.mean(0)).sum()
+    z = torch.logsumexp(logits, -1).pow(2).mean()
+    return y.view(shape), lb, z
+
+
+def outputs_and_grads(m: MoE, x: torch.Tensor, g: torch.Tensor, forward):
+    x = x.clone().requires_grad_(True)
+    y, lb, z = forward(m, x)
+    ((y * g).sum() + lb + z).backward()  # the aux losses' gradients reach the router too
+    grads = {"x": x.grad, **{n: p.grad for n, p in m.named_parameters()}}
+    m.zero_grad(set_to_none=True)
+    return y.detach(), lb.detach(), z.detach(), grads
+
+
+def new_forward(m, x):
+    return m(x), m.lb_loss, m.router_z_loss
+
+
+CASES = [  # top-k, activation (gated or plain), shared experts
+    (1, "swiglu", 0),
+    (2, "swiglu", 0),
+    (2, "gelu", 0),
+    (1, "relu", 1),
+    (2, "swiglu", 1),
+]
+
+
+@pytest.mark.parametrize("path", ["grouped", "dense"])
+@pytest.mark.parametrize(("top_k", "activation", "shared"), CASES)
+def test_sync_free_dispatch_matches_the_loop_it_replaced(path, top_k, activation, shared):
+    cfg = dict(moe_top_k=top_k, activation=activation, moe_shared_experts=shared)
+    m64 = moe(**cfg)  # float64: the reference, and the dense path at float64 precision
+    m32 = moe(**cfg).float()  # float32: what torch._grouped_mm accepts on CPU
+    torch.manual_seed(1)
+    x, g = torch.randn(2, 2, 13, 32, dtype=torch.float64)  # 26 tokens: experts get uneven slices
+    ref = outputs_and_grads(m64, x, g, loop_reference)
+    assert m64._grouped_mm_dtype(x) is None and m32._grouped_mm_dtype(x.float()) == torch.float32
+    with pytest.MonkeyPatch.context() as mp:
+        calls = []
+        grouped_mm = torch._grouped_mm
+        mp.setattr(torch, "_grouped_mm", lambda *a, **kw: calls.append(1) or grouped_mm(*a, **kw))
+        if path == "dense":
+            assert_same(outputs_and_grads(m64, x, g, new_forward), ref, rtol=1e-10, atol=1e-12)
+            mp.setattr(m32, "_grouped_mm_dtype", lambda x: None)
+        got = outputs_and_grads(m32, x.float(), g.float(), new_forward)
+    assert len(calls) == (3 if m32.w3 is not None else 2) * (path == "grouped")
+    assert_same(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def assert_same(got, ref, rtol, atol):
+    for a, b in zip(got[:3], ref[:3], strict=True):  # output, load-balancing loss, z-loss
+        torch.testing.assert_close(a.double(), b, rtol=rtol, atol=atol)
+    assert got[3].keys() == ref[3].keys()  # x and every parameter, each expert matrix included
+    for name, grad in ref[3].items():
+        assert got[3][name] is not None, name
+        torch.testing.assert_close(got[3][name].double(), grad, rtol=rtol, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # grouped GEMM, dense
+def test_dynamo_traces_one_graph_without_breaks(dtype):
+    m = moe(moe_shared_experts=1).to(dtype)
+    torch._dynamo.reset()
+    explain = torch._dynamo.explain(m)(torch.randn(2, 9, 32, dtype=dtype))
+    assert explain.graph_break_count == 0, explain.break_reasons
+    assert explain.graph_count == 1
+
+
+def test_path_choice_follows_device_dtype_and_alignment():
+    m = moe().float()
+    cpu = torch.empty(1, 32)
+    assert m._grouped_mm_dtype(cpu) == torch.float32
+    assert m._grouped_mm_dtype(cpu.bfloat16()) == torch.bfloat16
+    assert m._grouped_mm_dtype(cpu.double()) is None  # _grouped_mm has no float64
+    assert m._grouped_mm_dtype(torch.empty(1, 32, device="meta")) == torch.float32
+    with torch.autocast("cpu", torch.bfloat16):  # autocast does not cover _grouped_mm: done here
+        assert m._grouped_mm_dtype(cpu) == torch.bfloat16
+    odd = MoE(ModelConfig(d_model=30, n_layers=1, n_heads=3, n_experts=4, moe_ffn_hidden=42))
+    assert odd._grouped_mm_dtype(torch.empty(1, 30)) is None  # rows not 16-byte aligned
+    x = torch.randn(5, 30)
+    assert odd(x).shape == x.shape
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] not in (9, 10),
+    reason="torch._grouped_mm's sync-free kernel needs a CUDA GPU of sm90/sm100 (H100/H200/B200)",
+)
+def test_grouped_mm_on_gpu_matches_the_loop_without_a_host_sync():
+    m = moe(moe_shared_experts=1).cuda()
+    torch.manual_seed(1)
+    x, g = torch.randn(2, 4, 64, 32, dtype=torch.float64, device="cuda")
+    ref = outputs_and_grads(m, x, g, loop_reference)
+    mb = moe(moe_shared_experts=1).cuda().bfloat16()
+    assert mb._grouped_mm_dtype(x.bfloat16()) == torch.bfloat16
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any device-to-host copy raises
+    try:
+        got = outputs_and_grads(mb, x.bfloat16(), g.bfloat16(), new_forward)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for a, b in zip(got[:3], ref[:3], strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=0.05, atol=0.02)
+    for name, grad in ref[3].items():
+        scale = grad.abs().max()
+        torch.testing.assert_close(got[3][name].double() / scale, grad / scale, rtol=0, atol=0.03)
+
+
+def test_an_expert_that_gets_no_tokens_has_an_empty_slice_and_zero_grads():
+    m32, m64 = moe().float(), moe()
+    x = torch.randn(20, 32, dtype=torch.float64).abs()
+    with torch.no_grad():  # positive inputs, negative row: expert 3 always has the lowest logit
+        for m in (m32, m64):
+            m.router.weight[3] = -m.router.weight[3].abs() - 1
+    g = torch.randn_like(x)
+    ref = outputs_and_grads(m64, x, g, loop_reference)
+    got = outputs_and_grads(m32, x.float(), g.float(), new_forward)
+    assert_same(got, ref, rtol=1e-4, atol=1e-5)
+    assert got[3]["w1"][3].abs().sum() == 0 and got[3]["w1"][:3].abs().sum() > 0

@@ -1,8 +1,25 @@
 """Mixture-of-experts FFN: top-k router, load-balancing and router z-losses, dropless dispatch.
 
-Tokens are sorted by expert and each expert runs one matmul over its contiguous slice
-(sort-and-scatter); the only Python loop is over experts, never over tokens. No capacity
-limit: every routed token is computed (dropless, as in MegaBlocks).
+Dispatch never reads a routing decision on the host: no ``.tolist()``/``.item()``, no shape
+that depends on the data, no Python branch on a tensor. So the layer is one graph under
+``torch.compile`` and can be captured in a CUDA graph. Every routed token is computed
+(dropless, as in MegaBlocks). The routed experts run in one of two ways, chosen per call from
+the device and the dtype (``_grouped_mm_dtype``), with the same outputs and gradients:
+
+- **Grouped GEMM** (``torch._grouped_mm``): the N*k (token, expert) pairs are sorted by
+  expert and each expert multiplies its contiguous slice, in one call whose slice ends are
+  ``offs = cumsum(counts)``, a device tensor. FLOPs and memory are those of the N*k routed
+  pairs. Runs on CUDA sm90/sm100 in bf16 (CUTLASS kernel), on CPU in fp32/bf16/fp16 (ATen
+  loops over the groups in C++, over host memory: nothing to sync) and on meta (shapes only,
+  so meta-device FLOP/memory checks see the routed cost, not the fallback's). Elsewhere (other
+  GPUs, fp32 on CUDA) ATen falls back to copying ``offs`` to the host: a sync, so not used.
+- **Dense fallback** (everything else, e.g. fp64, an A100, odd widths): every expert on every
+  token, combined with an (N, E) gate matrix that is zero off each token's top-k. A padded
+  batched matmul would need a static capacity to be sync-free, and the only capacity that is
+  dropless is N per expert (top-k experts are distinct, so one expert can receive every
+  token): an (E, N, d) buffer that costs exactly the dense FLOPs plus a scatter and a gather.
+  So the fallback computes densely, with two plain GEMMs: E/k times the routed FLOPs and
+  E/k times the (N, k, hidden) activations, i.e. 4x for moe-small (E=8, k=2), 8x for OLMoE.
 """
 
 from __future__ import annotations
@@ -14,6 +31,9 @@ from llm_model.config import ModelConfig
 from llm_model.feedforward import FeedForward, activate
 
 __all__ = ["MoE"]
+
+# dtypes torch._grouped_mm accepts on the host (CPU, meta); CUDA's sync-free kernel is bf16 only
+_HOST_GROUPED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 class MoE(nn.Module):
@@ -52,45 +72,71 @@ class MoE(nn.Module):
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         probs = logits.softmax(-1)
         weights, experts = probs.topk(self.config.moe_top_k, dim=-1)  # (N, k)
-        weights = weights / weights.sum(-1, keepdim=True)
-        self._aux_losses(logits, probs, experts)
-        y = self._dispatch(x, experts.flatten(), weights.flatten().to(x.dtype))
+        weights = (weights / weights.sum(-1, keepdim=True)).to(x.dtype)
+        # tokens per expert as a device tensor: bincount would size its output from the data
+        flat = experts.flatten()
+        counts = torch.zeros(self.config.n_experts, dtype=torch.long, device=x.device)
+        counts = counts.scatter_add_(0, flat, torch.ones_like(flat))  # (E,)
+        self._aux_losses(logits, probs, counts)
+        dtype = self._grouped_mm_dtype(x)
+        if dtype is not None:
+            y = self._grouped(x, experts, weights, counts, dtype)
+        else:
+            y = self._dense(x, experts, weights)
         if self.shared is not None:
             y = y + self.shared(x)
         return y.view(shape)
 
-    def _dispatch(self, x: torch.Tensor, experts: torch.Tensor, weights: torch.Tensor):
-        """Sort the N*k (token, expert) pairs by expert, run each expert on its slice, scatter."""
-        k = self.config.moe_top_k
-        order = experts.argsort(stable=True)
-        token = order // k  # token index of each sorted pair
-        counts = self._counts(experts)
-        xs = x[token]  # (N*k, d) gathered in expert order
-        out = torch.empty_like(xs)
-        start = 0
-        for e, n in enumerate(counts):
-            if n:
-                chunk = xs[start : start + n]
-                up = chunk @ self.w3[e].t() if self.w3 is not None else None
-                hidden = activate(self.config.activation, chunk @ self.w1[e].t(), up, False)
-                out[start : start + n] = hidden @ self.w2[e].t()
-            start += n
-        out = out * weights[order].unsqueeze(-1)
-        return torch.zeros_like(x).index_add_(0, token, out)
+    def _grouped_mm_dtype(self, x: torch.Tensor) -> torch.dtype | None:
+        """The dtype the experts compute in if torch._grouped_mm runs it without a host sync.
 
-    def _counts(self, experts: torch.Tensor) -> list[int]:
-        E = self.config.n_experts
-        if experts.is_meta:  # shapes only (meta-device FLOP/memory checks): an even split
-            n = experts.numel()
-            return [n // E + (e < n % E) for e in range(E)]
-        return torch.bincount(experts, minlength=E).tolist()
+        Decided from the device, the dtype (the autocast dtype under autocast, which does not
+        cover _grouped_mm, so the cast is done here) and the widths (rows must be 16-byte
+        aligned); all are static, so under torch.compile this is folded, not a graph break.
+        """
+        device = x.device.type
+        dtype = x.dtype
+        if device in ("cuda", "cpu") and torch.is_autocast_enabled(device):
+            dtype = torch.get_autocast_dtype(device)
+        if not hasattr(torch, "_grouped_mm"):  # torch < 2.8
+            return None
+        if device == "cuda" and torch.cuda.is_available():
+            sm = torch.cuda.get_device_properties(x.device).major
+            ok = torch.version.hip is None and sm in (9, 10) and dtype == torch.bfloat16
+        else:  # CPU; meta, or fake CUDA tensors without a GPU (dry runs): shapes only
+            ok = device in ("cpu", "meta", "cuda") and dtype in _HOST_GROUPED_DTYPES
+        widths = (self.config.d_model, self.config.expert_hidden_dim)
+        return dtype if ok and all(w * dtype.itemsize % 16 == 0 for w in widths) else None
 
-    def _aux_losses(self, logits, probs, experts) -> None:
+    def _grouped(self, x, experts, weights, counts, dtype) -> torch.Tensor:
+        """Sort the N*k (token, expert) pairs by expert; three grouped GEMMs; combine per token."""
+        N, k = experts.shape
+        order = experts.flatten().argsort(stable=True)  # (N*k,) pair indices in expert order
+        offs = counts.cumsum(0).to(torch.int32)  # (E,) end row of each expert's slice
+        xs = x.to(dtype)[order // k]  # (N*k, d) tokens gathered in expert order
+
+        def mm(a, w):  # a: (N*k, in) @ w[e].T per slice; w is (E, out, in) like nn.Linear
+            return torch._grouped_mm(a, w.to(dtype).transpose(-2, -1), offs=offs)
+
+        up = mm(xs, self.w3) if self.w3 is not None else None
+        hidden = activate(self.config.activation, mm(xs, self.w1), up, False)  # (N*k, h)
+        out = mm(hidden, self.w2)  # (N*k, d), expert order
+        out = out.new_empty(out.shape).index_copy(0, order, out)  # (N*k, d), (token, slot) order
+        return (out.view(N, k, -1).to(x.dtype) * weights.unsqueeze(-1)).sum(1)  # (N, d)
+
+    def _dense(self, x, experts, weights) -> torch.Tensor:
+        """Every expert on every token; an (N, E) gate matrix zero off the top-k selects."""
+        N, (E, h, d) = x.shape[0], self.w1.shape
+        gates = x.new_zeros(N, E).scatter(1, experts, weights)  # (N, E)
+        gate = (x @ self.w1.reshape(E * h, d).t()).view(N, E, h)  # all experts in one GEMM
+        up = (x @ self.w3.reshape(E * h, d).t()).view(N, E, h) if self.w3 is not None else None
+        hidden = activate(self.config.activation, gate, up, False) * gates.unsqueeze(-1)
+        return torch.einsum("neh,edh->nd", hidden, self.w2)  # sums experts and hidden at once
+
+    def _aux_losses(self, logits, probs, counts) -> None:
         E = self.config.n_experts
         # Switch Transformer: E * sum_e (fraction of routed slots to e) * (mean prob of e)
-        ones = probs.new_ones(experts.numel())
-        frac = probs.new_zeros(E).scatter_add_(0, experts.flatten(), ones)
-        frac = frac / experts.numel()
+        frac = counts.to(probs.dtype) / (probs.shape[0] * self.config.moe_top_k)
         self.lb_loss = E * (frac * probs.mean(0)).sum()
         self.router_z_loss = torch.logsumexp(logits, -1).pow(2).mean()  # ST-MoE
         c = self.config
