@@ -121,11 +121,11 @@ CASES = [  # top-k, activation (gated or plain), shared experts
 ]
 
 
-@pytest.mark.parametrize("path", ["grouped", "dense"])
+@pytest.mark.parametrize("path", ["grouped", "tiled"])
 @pytest.mark.parametrize(("top_k", "activation", "shared"), CASES)
 def test_sync_free_dispatch_matches_the_loop_it_replaced(path, top_k, activation, shared):
     cfg = dict(moe_top_k=top_k, activation=activation, moe_shared_experts=shared)
-    m64 = moe(**cfg)  # float64: the reference, and the dense path at float64 precision
+    m64 = moe(**cfg)  # float64: the reference, and the tiled path at float64 precision
     m32 = moe(**cfg).float()  # float32: what torch._grouped_mm accepts on CPU
     torch.manual_seed(1)
     x, g = torch.randn(2, 2, 13, 32, dtype=torch.float64)  # 26 tokens: experts get uneven slices
@@ -135,7 +135,7 @@ def test_sync_free_dispatch_matches_the_loop_it_replaced(path, top_k, activation
         calls = []
         grouped_mm = torch._grouped_mm
         mp.setattr(torch, "_grouped_mm", lambda *a, **kw: calls.append(1) or grouped_mm(*a, **kw))
-        if path == "dense":
+        if path == "tiled":
             assert_same(outputs_and_grads(m64, x, g, new_forward), ref, rtol=1e-10, atol=1e-12)
             mp.setattr(m32, "_grouped_mm_dtype", lambda x: None)
         got = outputs_and_grads(m32, x.float(), g.float(), new_forward)
@@ -152,7 +152,7 @@ def assert_same(got, ref, rtol, atol):
         torch.testing.assert_close(got[3][name].double(), grad, rtol=rtol, atol=atol, msg=name)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # grouped GEMM, dense
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # grouped GEMM, tiled
 def test_dynamo_traces_one_graph_without_breaks(dtype):
     m = moe(moe_shared_experts=1).to(dtype)
     torch._dynamo.reset()
@@ -201,14 +201,22 @@ def test_grouped_mm_on_gpu_matches_the_loop_without_a_host_sync():
         torch.testing.assert_close(got[3][name].double() / scale, grad / scale, rtol=0, atol=0.03)
 
 
-def test_an_expert_that_gets_no_tokens_has_an_empty_slice_and_zero_grads():
+@pytest.mark.parametrize("path", ["grouped", "tiled"])
+@pytest.mark.parametrize("hot", [[0, 1, 2], [0, 1]])  # one expert idle; two take every token
+def test_skewed_routing_empty_and_full_experts(path, hot):
     m32, m64 = moe().float(), moe()
     x = torch.randn(20, 32, dtype=torch.float64).abs()
-    with torch.no_grad():  # positive inputs, negative row: expert 3 always has the lowest logit
+    cold = [e for e in range(4) if e not in hot]
+    with torch.no_grad():  # positive inputs: the hot experts' rows win, the cold ones' never do
         for m in (m32, m64):
-            m.router.weight[3] = -m.router.weight[3].abs() - 1
+            w = m.router.weight
+            w[hot], w[cold] = w[hot].abs() + 1, -w[cold].abs() - 1
     g = torch.randn_like(x)
     ref = outputs_and_grads(m64, x, g, loop_reference)
-    got = outputs_and_grads(m32, x.float(), g.float(), new_forward)
+    with pytest.MonkeyPatch.context() as mp:
+        if path == "tiled":
+            mp.setattr(m32, "_grouped_mm_dtype", lambda x: None)
+        got = outputs_and_grads(m32, x.float(), g.float(), new_forward)
     assert_same(got, ref, rtol=1e-4, atol=1e-5)
-    assert got[3]["w1"][3].abs().sum() == 0 and got[3]["w1"][:3].abs().sum() > 0
+    w1_grad = got[3]["w1"].flatten(1).abs().sum(1)
+    assert (w1_grad[cold] == 0).all() and (w1_grad[hot] > 0).all()

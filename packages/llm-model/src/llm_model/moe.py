@@ -13,13 +13,18 @@ the device and the dtype (``_grouped_mm_dtype``), with the same outputs and grad
   loops over the groups in C++, over host memory: nothing to sync) and on meta (shapes only,
   so meta-device FLOP/memory checks see the routed cost, not the fallback's). Elsewhere (other
   GPUs, fp32 on CUDA) ATen falls back to copying ``offs`` to the host: a sync, so not used.
-- **Dense fallback** (everything else, e.g. fp64, an A100, odd widths): every expert on every
-  token, combined with an (N, E) gate matrix that is zero off each token's top-k. A padded
-  batched matmul would need a static capacity to be sync-free, and the only capacity that is
-  dropless is N per expert (top-k experts are distinct, so one expert can receive every
-  token): an (E, N, d) buffer that costs exactly the dense FLOPs plus a scatter and a gather.
-  So the fallback computes densely, with two plain GEMMs: E/k times the routed FLOPs and
-  E/k times the (N, k, hidden) activations, i.e. 4x for moe-small (E=8, k=2), 8x for OLMoE.
+- **Tiled fallback** (everything else: fp64, an A100, fp32 on CUDA, odd widths): each
+  expert's sorted slice is padded to whole tiles of B = ceil(N*k/E) rows (the mean load), and
+  one ``bmm`` multiplies every tile by its expert's weights (gathered per tile). T =
+  ceil(N*k/B) + E tiles hold any routing, so shapes are static. Cost: at most 2x the routed
+  FLOPs and activations (T*B <= N*k + E*B = 2*N*k rows), plus the per-tile weight copies,
+  T*in*out per matrix <= 2x the layer's expert weights, transient (``_TileMatmul`` gathers
+  them again in backward rather than keeping them).
+  Rejected: a padded (E, capacity, d) buffer. It is dropless only with capacity N per expert
+  (a token's top-k experts are distinct, so one expert can get every token): the cost of
+  running every expert on every token, E/k times the routed FLOPs and activations (4x for
+  moe-small, 8x for OLMoE; 3-4x the saved bytes and 2-6x the time of the tiled path in
+  ``benchmarks/moe``). B near the mean load roughly minimises padding + weight copies.
 """
 
 from __future__ import annotations
@@ -78,11 +83,11 @@ class MoE(nn.Module):
         counts = torch.zeros(self.config.n_experts, dtype=torch.long, device=x.device)
         counts = counts.scatter_add_(0, flat, torch.ones_like(flat))  # (E,)
         self._aux_losses(logits, probs, counts)
-        dtype = self._grouped_mm_dtype(x)
-        if dtype is not None:
-            y = self._grouped(x, experts, weights, counts, dtype)
-        else:
-            y = self._dense(x, experts, weights)
+        k = self.config.moe_top_k
+        order = flat.argsort(stable=True)  # (N*k,) pair indices in expert order
+        out = self._routed(x[order // k], flat[order], counts)  # (N*k, d), expert order
+        out = out.new_empty(out.shape).index_copy(0, order, out)  # (N*k, d), (token, slot) order
+        y = (out.view(-1, k, out.shape[-1]).to(x.dtype) * weights.unsqueeze(-1)).sum(1)  # (N, d)
         if self.shared is not None:
             y = y + self.shared(x)
         return y.view(shape)
@@ -108,30 +113,29 @@ class MoE(nn.Module):
         widths = (self.config.d_model, self.config.expert_hidden_dim)
         return dtype if ok and all(w * dtype.itemsize % 16 == 0 for w in widths) else None
 
-    def _grouped(self, x, experts, weights, counts, dtype) -> torch.Tensor:
-        """Sort the N*k (token, expert) pairs by expert; three grouped GEMMs; combine per token."""
-        N, k = experts.shape
-        order = experts.flatten().argsort(stable=True)  # (N*k,) pair indices in expert order
-        offs = counts.cumsum(0).to(torch.int32)  # (E,) end row of each expert's slice
-        xs = x.to(dtype)[order // k]  # (N*k, d) tokens gathered in expert order
+    def _routed(self, xs, experts, counts) -> torch.Tensor:
+        """Each pair's expert FFN on ``xs`` (N*k, d), sorted by expert (``experts``, ``counts``)."""
+        dtype = self._grouped_mm_dtype(xs)
+        if dtype is not None:
+            offs = counts.cumsum(0).to(torch.int32)  # (E,) end row of each expert's slice
 
-        def mm(a, w):  # a: (N*k, in) @ w[e].T per slice; w is (E, out, in) like nn.Linear
-            return torch._grouped_mm(a, w.to(dtype).transpose(-2, -1), offs=offs)
+            def grouped(a, w):  # a (N*k, in): each expert's slice @ w[e].T; w (E, out, in)
+                return torch._grouped_mm(a, w.to(dtype).transpose(-2, -1), offs=offs)
 
+            return self._ffn(xs.to(dtype), grouped)
+        row, tile_expert, B = _tiles(experts, counts)
+
+        def tiled(a, w):  # a (T*B, in) as T tiles of B rows, each tile @ its expert's w.T
+            tiles = a.view(-1, B, a.shape[-1])  # (T, B, in)
+            return _TileMatmul.apply(tiles, w, tile_expert).flatten(0, 1)
+
+        padded = xs.new_zeros(tile_expert.shape[0] * B, xs.shape[-1]).index_copy(0, row, xs)
+        return self._ffn(padded, tiled)[row]  # padding rows are zeros and dropped here
+
+    def _ffn(self, xs: torch.Tensor, mm) -> torch.Tensor:
+        """w2(act(w1 x) [* w3 x]) per expert, the matmuls done by ``mm(input, weight)``."""
         up = mm(xs, self.w3) if self.w3 is not None else None
-        hidden = activate(self.config.activation, mm(xs, self.w1), up, False)  # (N*k, h)
-        out = mm(hidden, self.w2)  # (N*k, d), expert order
-        out = out.new_empty(out.shape).index_copy(0, order, out)  # (N*k, d), (token, slot) order
-        return (out.view(N, k, -1).to(x.dtype) * weights.unsqueeze(-1)).sum(1)  # (N, d)
-
-    def _dense(self, x, experts, weights) -> torch.Tensor:
-        """Every expert on every token; an (N, E) gate matrix zero off the top-k selects."""
-        N, (E, h, d) = x.shape[0], self.w1.shape
-        gates = x.new_zeros(N, E).scatter(1, experts, weights)  # (N, E)
-        gate = (x @ self.w1.reshape(E * h, d).t()).view(N, E, h)  # all experts in one GEMM
-        up = (x @ self.w3.reshape(E * h, d).t()).view(N, E, h) if self.w3 is not None else None
-        hidden = activate(self.config.activation, gate, up, False) * gates.unsqueeze(-1)
-        return torch.einsum("neh,edh->nd", hidden, self.w2)  # sums experts and hidden at once
+        return mm(activate(self.config.activation, mm(xs, self.w1), up, False), self.w2)
 
     def _aux_losses(self, logits, probs, counts) -> None:
         E = self.config.n_experts
@@ -141,3 +145,50 @@ class MoE(nn.Module):
         self.router_z_loss = torch.logsumexp(logits, -1).pow(2).mean()  # ST-MoE
         c = self.config
         self.aux_loss = c.moe_aux_coef * self.lb_loss + c.moe_router_z_coef * self.router_z_loss
+
+
+def _tiles(experts: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Tile the n expert-sorted pairs with static shapes: each expert's slice padded to whole
+    tiles of B rows, B = ceil(n / E) (the mean load). T = ceil(n / B) + E tiles bound
+    sum_e ceil(counts_e / B) for any routing, so no shape depends on the data.
+
+    Returns each pair's row in the padded (T*B, d) buffer, each tile's expert (the spare tiles
+    get the last expert and only zero rows), and B.
+    """
+    n, E = experts.shape[0], counts.shape[0]
+    B = -(-n // E)
+    T = -(-n // B) + E
+    tiles = (counts + B - 1) // B  # (E,) tiles of each expert
+    tile_end = tiles.cumsum(0)  # (E,)
+    start = counts.cumsum(0) - counts  # (E,) first sorted pair of each expert
+    rank = torch.arange(n, device=experts.device) - start[experts]  # (n,) place in its slice
+    row = (tile_end - tiles)[experts] * B + rank  # (n,)
+    tile = torch.arange(T, device=experts.device)
+    tile_expert = torch.searchsorted(tile_end, tile, right=True).clamp_(max=E - 1)  # (T,)
+    return row, tile_expert, B
+
+
+class _TileMatmul(torch.autograd.Function):
+    """(T, B, in) tiles @ w[tile_expert].T -> (T, B, out); w (E, out, in).
+
+    Backward gathers the tiles' weights again instead of keeping the T gathered copies (up to
+    twice the layer's expert weights) alive from forward to backward, as a plain bmm would.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
+    def forward(ctx, tiles, w, tile_expert):
+        ctx.save_for_backward(tiles, w, tile_expert)
+        return torch.bmm(tiles, w[tile_expert].transpose(-2, -1))
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, grad):
+        tiles, w, tile_expert = ctx.saved_tensors
+        grad_tiles = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_tiles = torch.bmm(grad, w[tile_expert].to(grad.dtype))  # (T, B, in)
+        if ctx.needs_input_grad[1]:
+            per_tile = torch.bmm(grad.transpose(1, 2), tiles.to(grad.dtype))  # (T, out, in)
+            grad_w = torch.zeros_like(w).index_add_(0, tile_expert, per_tile.to(w.dtype))
+        return grad_tiles, grad_w, None
