@@ -24,7 +24,7 @@ the device and the dtype (``_grouped_mm_dtype``), with the same outputs and grad
   (a token's top-k experts are distinct, so one expert can get every token): the cost of
   running every expert on every token, E/k times the routed FLOPs and activations (4x for
   moe-small, 8x for OLMoE), against at most 2x here; at 2048 tokens on CPU it saved 1.8-2.3x
-  the bytes of the tiled path and took 1.8-2.5x its time (``benchmarks/moe``), a gap that
+  the bytes of the tiled path and took 1.9-2.3x its time (``benchmarks/moe``), a gap that
   grows with E/k. B near the mean load roughly minimises padding + weight copies.
 """
 
