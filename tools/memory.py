@@ -11,11 +11,13 @@ What one device holds during a training step (single process, or FSDP2 over ``fs
                   bytes/param; 8-bit AdamW: 2 bytes/param plus one fp32 scale per 256 values
                   per state; / fsdp
   weight copies   bf16 autocast without FSDP: each matmul weight cast once, kept for backward
-                  (2 bytes/param); FSDP2 gathers bf16 blocks instead: 2 blocks at a time
+                  (2 bytes/param); FSDP2 gathers bf16 groups instead, 2 at a time: a block and
+                  the next, or the root (embeddings, head) and the last block around the loss
   activations     what autograd keeps from forward for backward, counted tensor by tensor for
                   llm-model's blocks below (per layer, and the embedding / head part once);
-                  with activation checkpointing a block keeps only its input, and backward
-                  recomputes one block at a time (its activations once, on top)
+                  with activation checkpointing a block keeps only its input (fp32; bf16 under
+                  FSDP2's bf16 param dtype), and backward recomputes one block at a time (its
+                  activations once, on top)
   peak            parameters + optimizer + weight copies + max(activations + the loss's
                   backward buffer, gradients + one fp32 parameter-sized optimizer temporary)
 
@@ -143,8 +145,10 @@ def estimate(plan: MemoryPlan) -> MemoryEstimate:
         copies = 0
     elif shard == 1:
         copies = 2 * matmul  # autocast's bf16 weights, saved by each matmul for backward
-    else:  # FSDP2 bf16 param dtype: the gathered block and the prefetched next one
-        copies = 2 * 2 * block
+    else:  # FSDP2 bf16 param dtype: two gathered groups at a time, the larger of a block and
+        # the root (embeddings, final norm, head: gathered through the loss and its backward)
+        root = n - c.n_layers * block
+        copies = 2 * (block + max(block, root))
     per_layer = _layer_bytes(plan)
     acts = _base_bytes(plan)
     if plan.activation_checkpointing:
@@ -190,7 +194,10 @@ def _sizes(plan: MemoryPlan) -> dict[str, int]:
 
 def _block_input_bytes(plan: MemoryPlan) -> int:
     s = _sizes(plan)
-    return 4 * s["bt"] * s["d"]  # the residual stream is fp32 (fp32 embeddings + bf16 adds)
+    # One device: the residual stream is fp32 (fp32 embeddings + bf16 adds). FSDP2's bf16 param
+    # dtype casts the embedding table too, so the stream is bf16 (pretrain plan measures it).
+    width = 2 if plan.precision == "bf16" and plan.fsdp > 1 else 4
+    return width * s["bt"] * s["d"]
 
 
 def _norm_bytes(plan: MemoryPlan, rows: int, width: int) -> int:

@@ -115,6 +115,20 @@ def test_scaling_rules():
     assert (one.params + one.gradients + one.optimizer) / 2**30 == pytest.approx(100.4, abs=0.1)
 
 
+def test_fsdp2_bf16_gathers_the_root_and_keeps_bf16_block_inputs():
+    """What `pretrain plan` measured (benchmarks/results/plan-llama3-70b-256.md): under FSDP2's
+    bf16 param dtype the checkpointed block inputs are bf16, and around the loss the root's
+    gathered embeddings and head (1.05B parameters each at vocab 128,256) sit beside a block."""
+    config = get_preset("llama3-70b")
+    base = dict(config=config, seq_len=8192, micro_batch=1, activation_checkpointing=True)
+    one = memory.estimate(memory.MemoryPlan(**base))
+    fsdp = memory.estimate(memory.MemoryPlan(**base, fsdp=32))
+    tokens_d = 8192 * 8192
+    assert one.activations - fsdp.activations == 80 * (4 - 2) * tokens_d
+    n, blocks = config_params(config), 80 * 855_654_400  # Llama-3-70B: 855,654,400 per block
+    assert fsdp.weight_copies == 2 * (855_654_400 + (n - blocks))
+
+
 def test_bad_plan_is_a_clear_error():
     with pytest.raises(ValueError, match=r"MemoryPlan.micro_batch=0 must be an integer >= 1"):
         memory.MemoryPlan(config=get_preset("debug"), seq_len=8, micro_batch=0)
