@@ -31,7 +31,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -100,7 +100,6 @@ class StepPlan:
     checkpoint_bytes: int  # what this rank writes to a DCP checkpoint (model + optimizer)
     checkpoint_items: int
     seconds: float
-    notes: list[str] = field(default_factory=list)
 
 
 def simulated_train_config(config: TrainConfig) -> TrainConfig:
