@@ -7,14 +7,17 @@ What one device holds during a training step (single process, or FSDP2 over ``fs
 
   parameters      fp32 master weights, 4 bytes each, / fsdp
   gradients       fp32, 4 bytes each, / fsdp
-  optimizer       AdamW: exp_avg + exp_avg_sq in fp32, 8 bytes/param; 8-bit AdamW: 2 bytes/param
-                  plus one fp32 scale per 256 values per state; / fsdp
+  optimizer       AdamW: exp_avg + exp_avg_sq in fp32, 8 bytes/param; Lion: exp_avg only, 4
+                  bytes/param; 8-bit AdamW: 2 bytes/param plus one fp32 scale per 256 values
+                  per state; / fsdp
   weight copies   bf16 autocast without FSDP: each matmul weight cast once, kept for backward
-                  (2 bytes/param); FSDP2 gathers bf16 blocks instead: 2 blocks at a time
+                  (2 bytes/param); FSDP2 gathers bf16 groups instead, 2 at a time: a block and
+                  the next, or the root (embeddings, head) and the last block around the loss
   activations     what autograd keeps from forward for backward, counted tensor by tensor for
                   llm-model's blocks below (per layer, and the embedding / head part once);
-                  with activation checkpointing a block keeps only its input, and backward
-                  recomputes one block at a time (its activations once, on top)
+                  with activation checkpointing a block keeps only its input (fp32; bf16 under
+                  FSDP2's bf16 param dtype), and backward recomputes one block at a time (its
+                  activations once, on top)
   peak            parameters + optimizer + weight copies + max(activations + the loss's
                   backward buffer, gradients + one fp32 parameter-sized optimizer temporary)
 
@@ -45,7 +48,9 @@ __all__ = [
 ]
 
 Precision = Literal["fp32", "bf16"]
-Optimizer = Literal["adamw", "adamw8bit"]
+Optimizer = Literal["adamw", "lion", "adamw8bit"]
+# optimizer state bytes per parameter (8-bit AdamW: two 1-byte states + an fp32 scale per 256)
+_OPTIMIZER_BYTES = {"adamw": 8.0, "lion": 4.0, "adamw8bit": 2.0 + 2 * 4 / 256}
 GiB = 2**30
 
 
@@ -58,7 +63,7 @@ class MemoryPlan:
         seq_len: Tokens per sample T.
         micro_batch: Samples per forward B.
         precision: ``bf16`` autocast (llm-train on CUDA) or ``fp32``.
-        optimizer: ``adamw`` (fp32 states) or ``adamw8bit``.
+        optimizer: ``adamw`` (two fp32 states), ``lion`` (one) or ``adamw8bit``.
         activation_checkpointing: Each block recomputed in backward (llm-train's wrapper).
         fsdp: FSDP2 world size the parameters, gradients and optimizer are sharded over.
         kernels: llm-kernels run (CUDA and ``config.kernels``): their saved tensors are counted.
@@ -80,9 +85,9 @@ class MemoryPlan:
                 raise ValueError(f"MemoryPlan.{name}={value!r} must be an integer >= 1")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"MemoryPlan.precision={self.precision!r} is not 'fp32' or 'bf16'")
-        if self.optimizer not in ("adamw", "adamw8bit"):
+        if self.optimizer not in _OPTIMIZER_BYTES:
             raise ValueError(
-                f"MemoryPlan.optimizer={self.optimizer!r} is not 'adamw' or 'adamw8bit'"
+                f"MemoryPlan.optimizer={self.optimizer!r} is not one of {sorted(_OPTIMIZER_BYTES)}"
             )
         if self.config.dropout > 0:
             raise ValueError("MemoryPlan.config.dropout > 0: dropout masks are not counted")
@@ -134,14 +139,16 @@ def estimate(plan: MemoryPlan) -> MemoryEstimate:
     c = plan.config
     n, matmul, block = _param_counts(c)
     shard = plan.fsdp
-    opt_per_param = 8.0 if plan.optimizer == "adamw" else 2.0 + 2 * 4 / 256
+    opt_per_param = _OPTIMIZER_BYTES[plan.optimizer]
     bf16 = plan.precision == "bf16"
     if not bf16:
         copies = 0
     elif shard == 1:
         copies = 2 * matmul  # autocast's bf16 weights, saved by each matmul for backward
-    else:  # FSDP2 bf16 param dtype: the gathered block and the prefetched next one
-        copies = 2 * 2 * block
+    else:  # FSDP2 bf16 param dtype: two gathered groups at a time, the larger of a block and
+        # the root (embeddings, final norm, head: gathered through the loss and its backward)
+        root = n - c.n_layers * block
+        copies = 2 * (block + max(block, root))
     per_layer = _layer_bytes(plan)
     acts = _base_bytes(plan)
     if plan.activation_checkpointing:
@@ -187,7 +194,10 @@ def _sizes(plan: MemoryPlan) -> dict[str, int]:
 
 def _block_input_bytes(plan: MemoryPlan) -> int:
     s = _sizes(plan)
-    return 4 * s["bt"] * s["d"]  # the residual stream is fp32 (fp32 embeddings + bf16 adds)
+    # One device: the residual stream is fp32 (fp32 embeddings + bf16 adds). FSDP2's bf16 param
+    # dtype casts the embedding table too, so the stream is bf16 (pretrain plan measures it).
+    width = 2 if plan.precision == "bf16" and plan.fsdp > 1 else 4
+    return width * s["bt"] * s["d"]
 
 
 def _norm_bytes(plan: MemoryPlan, rows: int, width: int) -> int:
@@ -300,7 +310,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=2048)
     p.add_argument("--micro-batch", type=int, default=1)
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
-    p.add_argument("--optimizer", choices=["adamw", "adamw8bit"], default="adamw")
+    p.add_argument("--optimizer", choices=sorted(_OPTIMIZER_BYTES), default="adamw")
     p.add_argument("--activation-checkpointing", action="store_true")
     p.add_argument("--fsdp", type=int, default=1, help="FSDP world size")
     p.add_argument("--kernels", action="store_true", help="count llm-kernels' saved tensors")

@@ -80,6 +80,23 @@ def test_state_bytes_of_a_real_step_match_the_estimate():
     assert measured["optimizer"] == est.optimizer + 4 * n_tensors
 
 
+def config_params(config):
+    with torch.device("meta"):
+        return Transformer(config).num_params()
+
+
+def test_lion_state_of_a_real_step_matches_the_estimate():
+    config = get_preset("debug", kernels=False)
+    model = Transformer(config)
+    train = TrainConfig(steps=2, precision="fp32", optimizer="lion", lr=1e-4)
+    optimizer = build_optimizer(model, train)
+    train_step(model, [_batch(config.vocab_size, 2, 32)], optimizer,
+               build_scheduler(optimizer, train), train)  # fmt: skip
+    est = memory.estimate(memory.MemoryPlan(config=config, seq_len=32, micro_batch=2,
+                                            precision="fp32", optimizer="lion"))  # fmt: skip
+    assert memory.state_bytes(model, optimizer)["optimizer"] == est.optimizer
+
+
 def test_scaling_rules():
     config = get_preset("llama-7b")
     base = dict(config=config, seq_len=4096, micro_batch=1)
@@ -92,8 +109,24 @@ def test_scaling_rules():
     assert sharded.params == one.params // 8 and sharded.optimizer == one.optimizer // 8
     eight_bit = memory.estimate(memory.MemoryPlan(**base, optimizer="adamw8bit"))
     assert eight_bit.optimizer < one.optimizer / 3.9
+    lion = memory.estimate(memory.MemoryPlan(**base, optimizer="lion"))  # one state, not two
+    assert lion.optimizer == one.optimizer // 2 == 4 * config_params(config)
     # 7B in AdamW, unsharded: 4 + 4 + 8 bytes x 6.74e9 = 100 GiB before any activation
     assert (one.params + one.gradients + one.optimizer) / 2**30 == pytest.approx(100.4, abs=0.1)
+
+
+def test_fsdp2_bf16_gathers_the_root_and_keeps_bf16_block_inputs():
+    """What `pretrain plan` measured (benchmarks/results/plan-llama3-70b-256.md): under FSDP2's
+    bf16 param dtype the checkpointed block inputs are bf16, and around the loss the root's
+    gathered embeddings and head (1.05B parameters each at vocab 128,256) sit beside a block."""
+    config = get_preset("llama3-70b")
+    base = dict(config=config, seq_len=8192, micro_batch=1, activation_checkpointing=True)
+    one = memory.estimate(memory.MemoryPlan(**base))
+    fsdp = memory.estimate(memory.MemoryPlan(**base, fsdp=32))
+    tokens_d = 8192 * 8192
+    assert one.activations - fsdp.activations == 80 * (4 - 2) * tokens_d
+    n, blocks = config_params(config), 80 * 855_654_400  # Llama-3-70B: 855,654,400 per block
+    assert fsdp.weight_copies == 2 * (855_654_400 + (n - blocks))
 
 
 def test_bad_plan_is_a_clear_error():

@@ -17,6 +17,9 @@ PUBLISHED = {
     "gpt2-1.3b": 1_315_575_808,  # EleutherAI/gpt-neo-1.3B (same shape, no q/k/v bias)
     "llama-1b": 1_235_814_400,  # meta-llama/Llama-3.2-1B
     "llama-3b": 3_212_749_824,  # meta-llama/Llama-3.2-3B
+    "llama3-8b": 8_030_261_248,  # meta-llama/Llama-3.1-8B
+    "llama3-70b": 70_553_706_496,  # meta-llama/Llama-3.1-70B
+    "llama3-405b": 405_853_388_800,  # meta-llama/Llama-3.1-405B
     "llama-7b": 6_738_415_616,  # meta-llama/Llama-2-7b-hf
     "llama-13b": 13_015_864_320,  # meta-llama/Llama-2-13b-hf
     "mpt-7b": 6_649_286_656,  # mosaicml/mpt-7b
@@ -44,6 +47,9 @@ HAND = {
     "gpt2-1.3b": gpt2_hand(50257, 2048, 2048, 24),
     "llama-1b": llama_hand(128256, 2048, 16, 32, 8, 8192, True),
     "llama-3b": llama_hand(128256, 3072, 28, 24, 8, 8192, True),
+    "llama3-8b": llama_hand(128256, 4096, 32, 32, 8, 14336, False),
+    "llama3-70b": llama_hand(128256, 8192, 80, 64, 8, 28672, False),
+    "llama3-405b": llama_hand(128256, 16384, 126, 128, 8, 53248, False),
     "llama-7b": llama_hand(32000, 4096, 32, 32, 32, 11008, False),
     "llama-13b": llama_hand(32000, 5120, 40, 40, 40, 13824, False),
     # MPT: tied, no biases, LayerNorm weights only, GELU MLP 4d, ALiBi (no position table)
@@ -66,6 +72,13 @@ def test_counts_match_hand_calculation(name):
 def test_counts_match_published_sizes_within_1_percent(name):
     n = build(name).num_params()
     assert abs(n - PUBLISHED[name]) / PUBLISHED[name] < 0.01, n
+
+
+@pytest.mark.parametrize("name", ["llama3-8b", "llama3-70b", "llama3-405b"])
+def test_llama3_counts_are_exactly_the_published_ones(name):
+    # Meta's checkpoints: e.g. 8B = 32 x (attention 41,943,040 + FFN 176,160,768 + norms 8,192)
+    # + 2 x 128,256 x 4,096 (embedding and untied head) + the final norm's 4,096.
+    assert build(name).num_params() == PUBLISHED[name]
 
 
 def test_gpt2_124m_exact_and_non_embedding():

@@ -6,6 +6,8 @@ pretrain curate tokenizer shards      # several stages, in pipeline order
 torchrun --nproc-per-node 2 --no-python pretrain train   # the train stage on 2 processes
 pretrain train --config my.yaml train.steps=50   # options go before or after the stage
 pretrain show-config                  # print the resolved config and exit
+pretrain plan model_preset=llama3-70b plan.world_size=256 run.replicas=8 shards.seq_len=8192
+                                      # simulate the first train step on 256 fake ranks
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ writes metrics, run.json and stages.json, every rank its checkpoint shard. Run c
 tokenizer and shards before it and eval and report after it, each in one process.
 `pretrain launch-slurm --nodes N --gpus-per-node G [--submit]` writes <run>/train.sbatch: torchrun
 on every node, c10d rendezvous on the first, --max-restarts, resume from the newest checkpoint.
+
+`pretrain plan` simulates the train stage's first step (mesh, FSDP2, init, forward, backward,
+optimizer, checkpoint plan) on plan.world_size fake ranks and fake tensors, in one CPU process:
+rank 0's peak memory by category beside tools/memory.py's estimate, collectives and bytes per
+step. It needs no run directory; the model keeps its preset's vocab_size and max_seq_len, and
+shards.seq_len, loader.batch_size and train.* set the step. --out FILE writes the markdown.
 """
 
 
@@ -63,7 +71,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    choices = ["all", *STAGES, "show-config", "launch-slurm"]
+    choices = ["all", *STAGES, "show-config", "launch-slurm", "plan"]
     parser.add_argument(
         "stage", nargs="?", default="all", help=f"one or more of {', '.join(choices)}"
     )
@@ -87,6 +95,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "from step 0; needs the train stage",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--out", help="plan: also write the tables as markdown to this file (= plan.out)"
+    )
     slurm = parser.add_argument_group("launch-slurm (writes <run>/train.sbatch)")
     slurm.add_argument("--nodes", type=int, default=1)
     slurm.add_argument("--gpus-per-node", type=int, default=8)
@@ -123,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in _CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
+        if args.stage == "plan":
+            return plan(args)
         config = load_pretrain_config(args.config, args.overrides, allow_env=args.allow_env)
         if args.stage == "launch-slurm":
             return launch_slurm(config, args)
@@ -140,6 +153,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pretrain: error: {e}", file=sys.stderr)
         return 1
     log.info("done: %s", run_dir)
+    return 0
+
+
+def plan(args: argparse.Namespace) -> int:
+    """Simulate the train stage's first step on plan.world_size fake ranks and print the tables.
+
+    No run directory, tokenizer or shards: the model keeps its preset's vocabulary
+    (``sized=False``).
+    """
+    from pretrain.plan import run_plan
+
+    overrides = [*args.overrides, *([f"plan.out={args.out}"] if args.out else [])]
+    config = load_pretrain_config(args.config, overrides, allow_env=args.allow_env, sized=False)
+    command = " ".join(
+        ["pretrain", "plan", *args.overrides] + (["--out", args.out] if args.out else [])
+    )
+    print(run_plan(config, command), end="")
     return 0
 
 

@@ -180,6 +180,24 @@ class EvalConfig:
 
 
 @dataclass(kw_only=True)
+class PlanConfig:
+    """`pretrain plan`: the train stage's first step simulated on a fake world (pretrain/plan.py).
+
+    Attributes:
+        world_size: ranks of the simulated job; the mesh is run.replicas x (world_size /
+            run.replicas), as under torchrun.
+        out: also write the tables as markdown to this file ("": print only).
+    """
+
+    world_size: int = 8
+    out: str = ""
+
+    def __post_init__(self) -> None:
+        if self.world_size < 1:
+            raise ValueError(f"plan.world_size={self.world_size} must be >= 1")
+
+
+@dataclass(kw_only=True)
 class PretrainConfig:
     """The whole pipeline: curate -> tokenizer -> shards -> train -> eval."""
 
@@ -196,6 +214,7 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=lambda: get_preset("debug"))
     train: TrainConfig = field(default_factory=_sample_training)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
 
     def __post_init__(self) -> None:
         if self.model_preset not in PRESETS:
@@ -236,7 +255,7 @@ def default_yaml() -> Path:
 
 
 def load_pretrain_config(
-    path: str | None, overrides: list[str], *, allow_env: bool = False
+    path: str | None, overrides: list[str], *, allow_env: bool = False, sized: bool = True
 ) -> PretrainConfig:
     """The dataclass defaults <- the YAML file `path` <- `key=value` overrides, checked.
 
@@ -248,6 +267,7 @@ def load_pretrain_config(
     `model.max_seq_len` are set from `tokenizer.vocab_size` and `shards.seq_len`, so the
     resolved config is the model that trains. The file is read strictly (``read_yaml``): a
     duplicate key is an error, and so is a ``${...}`` interpolation unless ``allow_env``.
+    ``sized=False`` keeps the model's own vocabulary and context (`pretrain plan`: no tokenizer).
     """
     file = read_yaml(path, allow_interpolation=allow_env) if path else None
     file_layers = [(f"config file {path}", file)] if path else []
@@ -259,7 +279,8 @@ def load_pretrain_config(
     file_layers = [_drop_model_keys_of_another_preset(layer, preset) for layer in file_layers]
     layers = [*file_layers, *cli_layers]
     schema = PretrainConfig(model_preset=preset, model=get_preset(preset))
-    return _sized_model(merge_into(schema, layers), layers)
+    config = merge_into(schema, layers)
+    return _sized_model(config, layers) if sized else config
 
 
 def _preset_name(layers: list[tuple[str, dict[str, Any]]]) -> str:

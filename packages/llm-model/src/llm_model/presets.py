@@ -6,7 +6,9 @@ gpt2-760m = GPT-3 Large shape (760M), gpt2-1.3b = GPT-3 XL / GPT-Neo 1.3B (1,315
 llama-1b / llama-3b = Llama 3.2 1B / 3B (1,235,814,400 / 3,212,749,824),
 llama-7b / llama-13b = Llama 2 7B / 13B (6,738,415,616 / 13,015,864,320),
 mpt-7b = MPT-7B (6,649,286,656), olmo2-1b = OLMo-2 0425 1B (1,484,916,736),
-olmoe-1b-7b = OLMoE-1B-7B (6,919,161,856 total, 1.28B active).
+olmoe-1b-7b = OLMoE-1B-7B (6,919,161,856 total, 1.28B active),
+llama3-8b / llama3-70b / llama3-405b = Llama 3.1 8B / 70B / 405B (8,030,261,248 /
+70,553,706,496 / 405,853,388,800; untied head, the shapes of Meta's model cards).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def _llama(d_model, n_layers, n_heads, n_kv_heads, ffn_hidden, vocab_size, **kw)
 
 
 _LLAMA3 = dict(rope_theta=500000.0, max_seq_len=8192, tie_embeddings=True)
+_LLAMA3_BIG = dict(_LLAMA3, tie_embeddings=False)  # 8B and larger: separate output head
 _LLAMA2 = dict(rope_theta=10000.0, max_seq_len=4096, tie_embeddings=False)
 
 PRESETS: dict[str, ModelConfig] = {
@@ -57,6 +60,9 @@ PRESETS: dict[str, ModelConfig] = {
     "gpt2-1.3b": _gpt2(2048, 24, 16, 2048),
     "llama-1b": _llama(2048, 16, 32, 8, 8192, 128256, **_LLAMA3),
     "llama-3b": _llama(3072, 28, 24, 8, 8192, 128256, **_LLAMA3),
+    "llama3-8b": _llama(4096, 32, 32, 8, 14336, 128256, **_LLAMA3_BIG),
+    "llama3-70b": _llama(8192, 80, 64, 8, 28672, 128256, **_LLAMA3_BIG),
+    "llama3-405b": _llama(16384, 126, 128, 8, 53248, 128256, **_LLAMA3_BIG),
     "llama-7b": _llama(4096, 32, 32, 32, 11008, 32000, **_LLAMA2),
     "llama-13b": _llama(5120, 40, 40, 40, 13824, 32000, **_LLAMA2),
     "mpt-7b": ModelConfig(
