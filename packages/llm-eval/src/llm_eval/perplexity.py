@@ -104,9 +104,14 @@ def bits_per_byte_sets(
     out-of-distribution sets): ``{name: {"bpb", ...}}``; an empty set is left out."""
     return {
         name: bits_per_byte(
-            model, tokenizer, texts, seq_len=seq_len, batch_size=batch_size, device=device,
+            model,
+            tokenizer,
+            texts,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            device=device,
             ranks=ranks,
-        )  # fmt: skip
+        )
         for name, texts in sets.items()
         if texts
     }
