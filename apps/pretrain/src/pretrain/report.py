@@ -128,7 +128,8 @@ def _eval_section(ev: dict[str, Any]) -> list[str]:
         return []
     lines = ["## Evaluation", ""]
     if "checkpoint" in ev:
-        lines.append(f"- scored checkpoint `{ev['checkpoint']}` (step {ev.get('step')})")
+        weights = f", {ev['precision']} weights" if "precision" in ev else ""
+        lines.append(f"- scored checkpoint `{ev['checkpoint']}` (step {ev.get('step')}{weights})")
     if "bpb" in ev:
         lines.append(f"- bits per byte on held-out text: {ev['bpb']:.3f}")
     for name, bpb in ev.get("bpb_sets", {}).items():

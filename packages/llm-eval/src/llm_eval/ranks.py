@@ -8,7 +8,8 @@ rank, so any sum over them (bits per byte, a task's metrics) runs in the one-pro
 does not depend on the number of ranks.
 
 With ``lockstep`` (a sharded model, whose FSDP2 all-gathers are collective) every rank runs the
-same number of forwards: the ranks with fewer batches run dummy ones (`steps`).
+same number of forwards: the ranks with fewer batches run dummy ones (`steps`);
+`shard_model` shards a model so that this is all its collectives need.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch.distributed as dist
+from torch import nn
 
-__all__ = ["Ranks", "assign"]
+__all__ = ["Ranks", "assign", "shard_model"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +90,23 @@ def gather_rows(rows: list[Any], ranks: Ranks) -> list[Any]:
     parts: list[Any] = [None] * ranks.world
     dist.all_gather_object(parts, rows)
     return [row for part in parts for row in part]
+
+
+def shard_model(model: nn.Module, mesh: Any) -> nn.Module:
+    """Shard a model built on the meta device over ``mesh`` with FSDP2, for scoring only (then
+    ``to_empty`` and load its weights): each of ``model.blocks`` is gathered for its forward and
+    freed after it; the root's own parameters (embeddings, final norm, head: small next to the
+    blocks) stay gathered after their first use, so that the head, which scoring calls a
+    varying number of times per batch (`scoring._target_logprobs`), runs no collective and the
+    ranks' collectives match whenever their forwards do (score with ``lockstep``).
+    ``hidden_states`` and ``logits`` count as forwards (FSDP2 gathers for ``forward`` only).
+    """
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+
+    for block in model.blocks:
+        fully_shard(block, mesh=mesh, reshard_after_forward=True)
+    fully_shard(model, mesh=mesh, reshard_after_forward=False)
+    for name in ("hidden_states", "logits"):
+        if callable(getattr(model, name, None)):
+            register_fsdp_forward_method(model, name)
+    return model
