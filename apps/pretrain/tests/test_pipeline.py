@@ -160,6 +160,7 @@ def test_report_and_eval_have_real_numbers(finished_run):
     report = (run / "report.md").read_text()
     assert "bits per byte" in report and "arc_easy" in report and "Curation" in report
     assert "checkpoint `checkpoints/step_000040` (step 40)" in report
+    assert "weights scored in float32" in report and ev["precision"] == "float32"  # CPU: fp32
     mixture = json.loads((run / "stages.json").read_text())["train"]["mixture"]
     assert "## Data mixture" in report and "Token budget: 20,480 tokens." in report  # 40x8x64
     assert sum(row["tokens_used"] for row in mixture["total"]) == 20_480
