@@ -34,12 +34,14 @@ def _losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl")}
 
 
-def _launch(config: Path, *args: str, script: Path | None = None, restarts: int = 0):
-    """`torchrun` of 2 processes running `pretrain train` (or `script`, a wrapper of it)."""
+def _launch(config: Path, *args: str, script: Path | None = None, restarts: int = 0,
+            stage: str = "train"):  # fmt: skip
+    """`torchrun` of 2 processes running `pretrain train` (or `stage`; or `script`, a wrapper
+    of it)."""
     program = [str(script)] if script else ["--no-python", str(BIN / "pretrain")]
     return subprocess.run(
         [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2",
-         "--max-restarts", str(restarts), *program, "--config", str(config), "train", *args],
+         "--max-restarts", str(restarts), *program, "--config", str(config), stage, *args],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
 
@@ -108,9 +110,49 @@ def test_resume_on_another_world_size_continues_the_same_run(trained):
 def test_other_stages_refuse_under_torchrun(prepared, monkeypatch, capsys):
     config, _ = prepared
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["--config", str(config), "eval"]) == 1
+    assert main(["--config", str(config), "eval", "report"]) == 1
     err = capsys.readouterr().err
-    assert "only the train stage runs" in err and "pretrain curate tokenizer shards" in err
+    assert "only the train and eval stages run" in err and "asked for eval, report" in err
+    assert "pretrain curate tokenizer shards" in err
+
+
+def _scores(run: Path) -> tuple[dict, dict, dict]:
+    """(eval.json without how it ran, eval/results.json without its wall times, every per-item
+    file's text)."""
+    summary = json.loads((run / "eval" / "results.json").read_text())
+    assert summary.pop("seconds").keys() == summary["tasks"].keys()
+    per_item = {p.name: p.read_text() for p in sorted((run / "eval").glob("*.jsonl"))}
+    scores = json.loads((run / "eval.json").read_text())
+    del scores["world_size"], scores["sharded"]
+    return scores, summary, per_item
+
+
+def test_eval_on_two_ranks_writes_the_scores_of_one_process(trained):
+    # `pretrain eval` against torchrun's 2 ranks, replicated and sharded (FSDP2), on copies of
+    # the trained run: the same per-item records (every log-likelihood, to the last bit) and
+    # metrics, written once (rank 0). Each rank scores whole batches that one process forms
+    # too, and sums run over the gathered results in one-process order: nothing depends on
+    # the rank count. One thread everywhere: torchrun gives each rank one, and a matrix
+    # product may round differently on another thread count. The run was trained in one
+    # process with batch 16: eval compares no global batch, so any rank count may score it.
+    config, runs = trained
+    args = ["eval.limit=6", "run.threads=1"]
+    for name in ("eval_one", "eval_two", "eval_sharded"):
+        shutil.copytree(runs / "one", runs / name)
+    one = subprocess.run([str(BIN / "pretrain"), "--config", str(config), "eval",
+                          "run.name=eval_one", *args], capture_output=True, text=True)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    for name, shard in (("eval_two", "never"), ("eval_sharded", "always")):
+        proc = _launch(config, f"run.name={name}", f"eval.shard={shard}", *args, stage="eval")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert _scores(runs / name) == _scores(runs / "eval_one"), name
+        ran = json.loads((runs / name / "eval.json").read_text())
+        assert (ran["world_size"], ran["sharded"]) == (2, shard == "always")
+        stages = json.loads((runs / name / "stages.json").read_text())["eval"]
+        assert stages["tasks"] == _scores(runs / name)[0]["tasks"]  # recorded by rank 0
+    ev = json.loads((runs / "eval_one" / "eval.json").read_text())
+    assert ev["precision"] == "float32" and ev["step"] == 10  # CPU: fp32, as before
+    assert (ev["world_size"], ev["sharded"]) == (1, False)
 
 
 def _rank1_fails_after(step: int, failure: str) -> str:

@@ -160,6 +160,7 @@ def test_report_and_eval_have_real_numbers(finished_run):
     report = (run / "report.md").read_text()
     assert "bits per byte" in report and "arc_easy" in report and "Curation" in report
     assert "checkpoint `checkpoints/step_000040` (step 40)" in report
+    assert "weights scored in float32" in report and ev["precision"] == "float32"  # CPU: fp32
     mixture = json.loads((run / "stages.json").read_text())["train"]["mixture"]
     assert "## Data mixture" in report and "Token budget: 20,480 tokens." in report  # 40x8x64
     assert sum(row["tokens_used"] for row in mixture["total"]) == 20_480
@@ -473,6 +474,29 @@ def test_a_checkpoint_copied_alone_evaluates_and_converts(finished_run, tmp_path
         stages.eval_model(str(copy))
     refused = _convert(copy, tmp_path / "x")
     assert refused.returncode == 1 and "no field 'model_config'" in refused.stderr
+
+
+def test_eval_loads_weights_only_in_the_eval_precision(finished_run):
+    """Built on the meta device, allocated in the eval dtype and filled from the checkpoint: bf16
+    weights are the fp32 ones rounded once, nothing asks for gradients, and "auto" is fp32 on a
+    CPU (CPU scores unchanged) and bf16 on CUDA."""
+    _, run = finished_run
+    path = run / "checkpoints" / "step_000040"
+    fp32, _ = stages.load_checkpoint_model(path, torch.device("cpu"))
+    bf16, _ = stages.load_checkpoint_model(path, torch.device("cpu"), torch.bfloat16)
+    want = {k: v.to(torch.bfloat16) for k, v in fp32.state_dict().items()}
+    got = bf16.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    for model, dtype in ((fp32, torch.float32), (bf16, torch.bfloat16)):
+        assert {p.dtype for p in model.parameters()} == {dtype} and not model.training
+        assert not any(p.requires_grad or p.grad is not None for p in model.parameters())
+    assert stages.eval_dtype("auto", torch.device("cpu")) == torch.float32
+    assert stages.eval_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert stages.eval_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert not stages.eval_sharded("auto", 1 << 40, cpu, 2)  # never on a CPU by default
+    assert stages.eval_sharded("always", 1, cpu, 2) and not stages.eval_sharded("always", 1, cpu, 1)
+    assert not stages.eval_sharded("never", 1 << 60, gpu, 8)
 
 
 def test_eval_refuses_a_tokenizer_the_checkpoint_was_not_trained_with(finished_run, tmp_path):

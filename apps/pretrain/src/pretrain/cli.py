@@ -4,6 +4,7 @@ pretrain                              # every stage with the default config
 pretrain train train.steps=50         # one stage, with an override
 pretrain curate tokenizer shards      # several stages, in pipeline order
 torchrun --nproc-per-node 2 --no-python pretrain train   # the train stage on 2 processes
+torchrun --nproc-per-node 2 --no-python pretrain eval    # eval shared by 2 processes
 pretrain train --config my.yaml train.steps=50   # options go before or after the stage
 pretrain show-config                  # print the resolved config and exit
 pretrain plan model_preset=llama3-70b plan.world_size=256 run.replicas=8 shards.seq_len=8192
@@ -48,11 +49,14 @@ model.max_seq_len follow tokenizer.vocab_size and shards.seq_len. Stages other t
 an existing run; eval scores the newest checkpoint (an error if it is corrupt) and records its
 step in eval.json.
 
-Under torchrun (WORLD_SIZE > 1) only the train stage runs: one process per device, FSDP2 over
-all of them, the same weights at start as one process, each micro-batch per rank (the global
-batch is loader.batch_size x grad_accum_steps x WORLD_SIZE, recorded in stages.json); rank 0
-writes metrics, run.json and stages.json, every rank its checkpoint shard. Run curate,
-tokenizer and shards before it and eval and report after it, each in one process.
+Under torchrun (WORLD_SIZE > 1) only the train and eval stages run: one process per device.
+Train: FSDP2 over all of them, the same weights at start as one process, each micro-batch per
+rank (the global batch is loader.batch_size x grad_accum_steps x WORLD_SIZE, recorded in
+stages.json); rank 0 writes metrics, run.json and stages.json, every rank its checkpoint shard.
+Eval: every rank loads the weights only, in eval.precision (whole, or FSDP2-sharded per
+eval.shard), scores a share of the requests, and rank 0 writes eval/ and eval.json, the same
+scores as one process. Run curate, tokenizer and shards before them and report after them,
+each in one process.
 `pretrain launch-slurm --nodes N --gpus-per-node G [--submit]` writes <run>/train.sbatch: torchrun
 on every node, c10d rendezvous on the first, --max-restarts, resume from the newest checkpoint.
 

@@ -151,6 +151,11 @@ class EvalConfig:
         bpb_sets: named JSONL(.gz) files whose texts get their own bits per byte, e.g. sets
             kept out of training ({"text"} records, or task items: context + gold choice).
         autocast: bf16 autocast for scoring on CUDA (fp32 on CPU).
+        precision: dtype the weights are loaded in for the eval stage: "auto" is bf16 on CUDA
+            and fp32 on a CPU (so CPU scores do not change), or "fp32" / "bf16" anywhere.
+        shard: under torchrun, shard the weights over the ranks with FSDP2 ("always"), keep a
+            whole copy on each rank ("never"), or shard only when the weights in the eval
+            precision would take more than half of a device's memory ("auto"; never on a CPU).
     """
 
     tasks: list[str] = field(
@@ -167,8 +172,16 @@ class EvalConfig:
         }
     )
     autocast: bool = True
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    shard: Literal["auto", "always", "never"] = "auto"
 
     def __post_init__(self) -> None:
+        for name, allowed in (("precision", ("auto", "fp32", "bf16")),
+                              ("shard", ("auto", "always", "never"))):  # fmt: skip
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"eval.{name}={getattr(self, name)!r} must be one of {', '.join(allowed)}"
+                )
         for name, path in self.bpb_sets.items():
             if not name or not isinstance(path, str) or not path:
                 raise ValueError(f"eval.bpb_sets: {name!r}: {path!r} must name a JSONL file")

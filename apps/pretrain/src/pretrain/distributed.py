@@ -1,8 +1,11 @@
 """The app under torchrun: process group, device, mesh, and the rule for what runs distributed.
 
-Only the train stage runs on several processes. torchrun's environment (RANK, WORLD_SIZE,
+The train and eval stages run on several processes. torchrun's environment (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR/PORT) gives the process group: NCCL on CUDA, gloo on CPU; each process
-takes the GPU of its local rank; the mesh is 1-D data parallel over all processes (FSDP2).
+takes the GPU of its local rank; the mesh is 1-D data parallel over all processes (FSDP2), or
+replicas x shards (HSDP). Train shards the model over it; eval loads the weights on every rank
+(whole, or sharded when they would not fit: ``eval.shard``), each rank scores a share of the
+requests and rank 0 writes the results, the same as one process's.
 The other stages are single-process work on shared files: under torchrun they refuse with a
 message naming the command to run instead, rather than running N times on the same files.
 """
@@ -23,7 +26,7 @@ from pretrain.rundir import RunError
 
 __all__ = ["Dist", "current", "launched_world_size", "process_group"]
 
-DISTRIBUTED_STAGES = ("train",)
+DISTRIBUTED_STAGES = ("train", "eval")
 
 
 @dataclass(frozen=True)
@@ -127,12 +130,13 @@ def _attempt_store(rank: int, world: int, timeout: datetime.timedelta) -> dist.S
 
 
 def refuse_undistributed(names: list[str]) -> None:
-    """Under torchrun only the train stage runs: say what to run instead for the others."""
+    """Under torchrun only the train and eval stages run: say what to run instead for the
+    others."""
     others = [n for n in names if n not in DISTRIBUTED_STAGES]
     if others:
         raise RunError(
-            f"under torchrun (WORLD_SIZE={launched_world_size()}) only the train stage runs; "
-            f"asked for {', '.join(names)}. Run the single-process stages first with "
-            f"`pretrain curate tokenizer shards` (no torchrun), then `torchrun ... pretrain "
-            f"train`, then `pretrain eval report`"
+            f"under torchrun (WORLD_SIZE={launched_world_size()}) only the train and eval "
+            f"stages run; asked for {', '.join(names)}. Run the single-process stages first "
+            f"with `pretrain curate tokenizer shards` (no torchrun), then `torchrun ... "
+            f"pretrain train eval`, then `pretrain report`"
         )

@@ -108,7 +108,9 @@ def run_pipeline(config: PretrainConfig, names: list[str], *, restart: bool = Fa
 
 
 def _run_distributed(config: PretrainConfig, names: list[str], *, restart: bool) -> Path:
-    """The train stage on every rank of a torchrun job; rank 0 holds the lock and writes."""
+    """The train and eval stages (those of `names`, in order, each run: a skip decision read
+    from files could differ between ranks) on every rank of a torchrun job; rank 0 holds the
+    lock and writes."""
     distributed.refuse_undistributed(names)
     stages.check_inputs(config, names)
     run_dir = layout.run_dir(config.run.root, config.run.name)
@@ -117,7 +119,9 @@ def _run_distributed(config: PretrainConfig, names: list[str], *, restart: bool)
         lock = RunLock(run_dir) if job.main else contextlib.nullcontext()
         with lock:
             _on_main(job, lambda: _prepare(config, names, run_dir, restart=restart))
-            _run_stage("train", config, run_dir, forced=True)
+            for name in names:
+                _run_stage(name, config, run_dir, forced=True)
+                job.barrier()  # rank 0 has recorded it before any rank reads the records
     return run_dir
 
 
@@ -139,7 +143,8 @@ def _prepare(config: PretrainConfig, names: list[str], run_dir: Path, *, restart
     if restart:
         discard_training_state(run_dir)
     elif names != ["report"]:
-        check_training_state(config, run_dir)  # before any stage overwrites what it was built on
+        # before any stage overwrites what it was built on
+        check_training_state(config, run_dir, training="train" in names)
     if names != ["report"]:  # the report reads the run; it does not run this config
         atomic_write_text(run_dir / layout.CONFIG, to_yaml(config))
 
@@ -212,8 +217,11 @@ def _sections(config: PretrainConfig, name: str, leave_out: set[str]) -> dict[st
 # --- training state: what the checkpoints were trained with -----------------------------------
 
 
-def check_training_state(config: PretrainConfig, run_dir: Path) -> None:
-    """Refuse to run a config the run's checkpoints were not trained with (nothing is deleted)."""
+def check_training_state(config: PretrainConfig, run_dir: Path, training: bool = True) -> None:
+    """Refuse to run a config the run's checkpoints were not trained with (nothing is deleted).
+
+    Without ``training`` (no train stage in this job) the global batch is not compared: it is
+    ``loader.batch_size`` x this job's world size, and eval may run on any number of ranks."""
     found = list_checkpoints(run_dir / layout.CHECKPOINTS)
     if not found:
         return  # nothing to lose: a fresh run, or one that stopped before its first checkpoint
@@ -224,7 +232,11 @@ def check_training_state(config: PretrainConfig, run_dir: Path) -> None:
     )
     if not record.is_file():
         raise RunError(f"{run_dir}: checkpoints without a record of their config ({record}). {fix}")
-    changed = _changes(read_run_json(record), _training_state(config, run_dir))
+    old, new = read_run_json(record), _training_state(config, run_dir)
+    if not training:
+        for state in (old, new):
+            state.get("loader", {}).pop("global_batch", None)
+    changed = _changes(old, new)
     if changed:
         raise RunError(
             f"{run_dir} holds checkpoints (newest {found[0].name}) trained with other settings "

@@ -129,6 +129,8 @@ def _eval_section(ev: dict[str, Any]) -> list[str]:
     lines = ["## Evaluation", ""]
     if "checkpoint" in ev:
         lines.append(f"- scored checkpoint `{ev['checkpoint']}` (step {ev.get('step')})")
+    if "precision" in ev:
+        lines.append(f"- weights scored in {ev['precision']}")
     if "bpb" in ev:
         lines.append(f"- bits per byte on held-out text: {ev['bpb']:.3f}")
     for name, bpb in ev.get("bpb_sets", {}).items():

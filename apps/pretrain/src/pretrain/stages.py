@@ -217,19 +217,28 @@ def _model_to_train(config: PretrainConfig, run_dir: Path, device: torch.device,
 def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     """Bits per byte (held-out text, per source and per named set) and every task, scored
     with the newest checkpoint. Per-item records and metrics go to ``eval/`` after each task;
-    items too long for the model are skipped and named, never failing the other tasks."""
-    from llm_eval import bits_per_byte, bits_per_byte_sets, run_suite
+    items too long for the model are skipped and named, never failing the other tasks.
+
+    Under torchrun every rank loads the weights (whole, or sharded: `eval_sharded`) and scores
+    a share of the batches (llm_eval's ``ranks``); rank 0 writes the results, which equal
+    one process's."""
+    from llm_eval import Ranks, bits_per_byte, bits_per_byte_sets, run_suite
     from llm_tokenize import Tokenizer
 
-    device = pick_device(config)
-    model, path, step = load_trained_model(config, run_dir, device)
+    job = distributed.current()
+    device = job.device or pick_device(config)
+    model, path, step = load_trained_model(config, run_dir, device, job)
+    sharded = job.world > 1 and _is_sharded(model)
+    ranks = Ranks(rank=job.rank, world=job.world, lockstep=sharded)
     tok = Tokenizer.from_file(run_dir / layout.TOKENIZER)
     texts = heldout_texts(run_dir, config.eval.heldout_docs)
     seq_len = config.shards.seq_len
-    kwargs = {"batch_size": config.eval.batch_size, "device": device}
+    kwargs = {"batch_size": config.eval.batch_size, "device": device, "ranks": ranks}
     checkpoint = path.relative_to(run_dir).as_posix()
     # Which weights were scored: the newest checkpoint, named relative to the run.
     result: dict[str, Any] = {"step": step, "checkpoint": checkpoint}
+    result["precision"] = str(next(model.parameters()).dtype).removeprefix("torch.")
+    result.update(world_size=job.world, sharded=sharded)  # how it ran (not what it scored)
     if texts:
         result.update(bits_per_byte(model, tok, texts, seq_len=seq_len, **kwargs))
     sets = bpb_sets(config, run_dir)
@@ -247,9 +256,10 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         metadata={"model": checkpoint, "step": step, "tokenizer": layout.TOKENIZER},
         **kwargs,
     )
-    result["skipped"] = read_summary(out)["skipped"]
-    result["per_item"] = out.relative_to(run_dir).as_posix()
-    atomic_write_text(run_dir / layout.EVAL_SUMMARY, json.dumps(result, indent=2))
+    if job.main:  # rank 0 wrote eval/ (the others return what the pipeline does not record)
+        result["skipped"] = read_summary(out)["skipped"]
+        result["per_item"] = out.relative_to(run_dir).as_posix()
+        atomic_write_text(run_dir / layout.EVAL_SUMMARY, json.dumps(result, indent=2))
     return result
 
 
@@ -303,9 +313,21 @@ def check_tokenizer(manifest: dict, checkpoint: Path, tokenizer: Path) -> None:
         )
 
 
-def load_checkpoint_model(path: Path, device: torch.device):
+def load_checkpoint_model(
+    path: Path,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    mesh=None,
+    shard: str = "never",
+):
     """(model in eval mode, manifest) of checkpoint ``path``, from nothing but its directory:
-    the model config is the manifest's and only the weights are read (no optimizer)."""
+    the model config is the manifest's and only the weights are read (no optimizer).
+
+    The model is built on the meta device in ``dtype``, allocated on ``device`` (under
+    torchrun, sharded over ``mesh`` with FSDP2 as ``shard`` (`eval_sharded`) decides:
+    `llm_eval.ranks.shard_model`) and the checkpoint's weights are read straight into it: no
+    fp32 copy, no initialisation, no gradients."""
+    from llm_eval.ranks import shard_model
     from llm_formats.checkpoint import ManifestError, manifest_model_config, read_manifest
     from llm_model import ModelConfig, Transformer
     from llm_train.checkpoint import load_model_weights
@@ -315,9 +337,44 @@ def load_checkpoint_model(path: Path, device: torch.device):
         config = ModelConfig(**fields)
     except (TypeError, ValueError) as e:
         raise ManifestError(f"{path / MANIFEST}: field 'model_config' is invalid: {e}") from None
-    model = Transformer(config).to(device)
+    with torch.device("meta"):
+        model = Transformer(config).to(dtype).requires_grad_(False)
+    size = sum(p.numel() for p in model.parameters()) * dtype.itemsize
+    if mesh is not None and eval_sharded(shard, size, device, mesh.size()):
+        shard_model(model, mesh)
+    model.to_empty(device=device)  # every tensor is a parameter, so the checkpoint fills all
     manifest = load_model_weights(path, model)
     return model.eval(), manifest
+
+
+def eval_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """``eval.precision``: "auto" is bf16 on CUDA and fp32 elsewhere (CPU scores unchanged)."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def eval_sharded(shard: str, param_bytes: int, device: torch.device, world: int) -> bool:
+    """``eval.shard`` under torchrun: "auto" shards when the weights would take more than
+    `SHARD_ABOVE` of the device's memory (never on a CPU, whose memory the ranks share)."""
+    if world == 1 or shard == "never":
+        return False
+    if shard == "always":
+        return True
+    if device.type != "cuda":
+        return False
+    return param_bytes > SHARD_ABOVE * torch.cuda.get_device_properties(device).total_memory
+
+
+# whole weights above this fraction of a device's memory are sharded (eval.shard=auto): the
+# rest holds activations, the head's logits and the allocator's slack
+SHARD_ABOVE = 0.5
+
+
+def _is_sharded(model) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
 
 
 def bpb_sets(config: PretrainConfig, run_dir: Path) -> dict[str, list[str]]:
@@ -405,11 +462,13 @@ def build_model(config: PretrainConfig, run_dir: Path, device: torch.device):
     return Transformer(model_config(config, run_dir)).to(device)
 
 
-def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.device):
-    """(model, checkpoint path, step) of the newest checkpoint; a corrupt one is an error, not a
-    quiet fall back to an older step."""
+def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.device, job=None):
+    """(model, checkpoint path, step) of the newest checkpoint, in ``eval.precision``, whole or
+    sharded over ``job``'s ranks (``eval.shard``); a corrupt one is an error, not a quiet fall
+    back to an older step."""
     from llm_train.checkpoint import list_checkpoints, verify_checkpoint
 
+    job = job or distributed.current()
     found = list_checkpoints(run_dir / layout.CHECKPOINTS)
     if not found:
         raise FileNotFoundError(f"no checkpoint under {run_dir / 'checkpoints'}: train first")
@@ -422,7 +481,8 @@ def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.devi
             f"and write it again{older}"
         )
     _warn_if_not_final(run_dir, found[0])
-    model, manifest = load_checkpoint_model(found[0], device)
+    dtype = eval_dtype(config.eval.precision, device)
+    model, manifest = load_checkpoint_model(found[0], device, dtype, job.mesh, config.eval.shard)
     return model, found[0], manifest["step"]
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from llm_eval.protocols import TokenizerLike, eval_mode, model_device
+from llm_eval.ranks import Ranks
 from llm_eval.scoring import Request, Score, check_request, score_requests
 from llm_eval.tasks import TaskItem
 
@@ -191,10 +192,12 @@ def score_prepared(
     autocast: bool = False,
     progress: Callable[[int], None] | None = None,
     inference: bool = False,
+    ranks: Ranks | None = None,
 ) -> list[dict[str, Any]]:
     """Score a prepared task; its per-item records (see `choice_records`, `greedy_records`).
     ``progress`` is called with the number of items finished (approximately, per batch);
-    ``inference`` runs under ``torch.inference_mode`` (see `eval_mode`)."""
+    ``inference`` runs under ``torch.inference_mode`` (see `eval_mode`); ``ranks`` shares the
+    requests among the ranks of a ``torch.distributed`` job (every rank gets every record)."""
     sizes = [len(r) for r in prepared.requests]
     flat = [r for reqs in prepared.requests for r in reqs]
     per_request = None
@@ -212,6 +215,7 @@ def score_prepared(
             packed=packed,
             autocast=autocast,
             progress=per_request,
+            ranks=ranks,
         )
     if prepared.generation:
         return greedy_records(prepared.items, scores)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from llm_eval.protocols import TokenizerLike, eval_mode, model_device
+from llm_eval.ranks import Ranks
 from llm_eval.scoring import Request, Score, score_requests
 
 
@@ -58,6 +59,7 @@ def bits_per_byte(
     seq_len: int,
     batch_size: int = 8,
     device: torch.device | str | None = None,
+    ranks: Ranks | None = None,
 ) -> dict[str, float]:
     """Bits per UTF-8 byte of ``texts`` under ``model`` (tokenizer-independent compression).
 
@@ -72,6 +74,8 @@ def bits_per_byte(
         seq_len: Positions per forward pass (the model's context length or less).
         batch_size: Windows per forward pass.
         device: Where inputs go; None = the device of the model's parameters.
+        ranks: Share the windows among the ranks of a ``torch.distributed`` job (see
+            `llm_eval.ranks`); every rank returns the one-process result.
 
     Returns:
         ``{"bpb", "nll_per_token", "perplexity", "tokens", "bytes"}``.
@@ -80,8 +84,9 @@ def bits_per_byte(
     device = model_device(model) if device is None else device
     with eval_mode(model):
         scores = score_requests(
-            model, requests, batch_size=batch_size, max_seq_len=seq_len, device=device
-        )
+            model, requests, batch_size=batch_size, max_seq_len=seq_len, device=device,
+            ranks=ranks,
+        )  # fmt: skip
     return bpb_metrics(scores, n_bytes)
 
 
@@ -93,12 +98,19 @@ def bits_per_byte_sets(
     seq_len: int,
     batch_size: int = 8,
     device: torch.device | str | None = None,
+    ranks: Ranks | None = None,
 ) -> dict[str, dict[str, float]]:
     """`bits_per_byte` of each named set of texts (per language, per domain, held-out or
     out-of-distribution sets): ``{name: {"bpb", ...}}``; an empty set is left out."""
     return {
         name: bits_per_byte(
-            model, tokenizer, texts, seq_len=seq_len, batch_size=batch_size, device=device
+            model,
+            tokenizer,
+            texts,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            device=device,
+            ranks=ranks,
         )
         for name, texts in sets.items()
         if texts

@@ -10,7 +10,8 @@ Two paths compute the same numbers:
 
 Rows are sorted by length and batched by a token budget; packed, shorter rows fill the
 padding of longer ones (`_batches`). Only the positions that predict a continuation token go
-through the output head, a chunk at a time (`_target_logprobs`).
+through the output head, a chunk at a time (`_target_logprobs`). Under ``torch.distributed``
+each rank can score a share of the batches (``ranks=``, see `llm_eval.ranks`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from llm_eval.protocols import LanguageModel
+from llm_eval.ranks import Ranks, assign, gather_rows, steps
 
 IGNORE = -100
 # logits reduced per chunk of scored positions (see `_target_logprobs`): 4 MB of float32 on a
@@ -286,6 +288,7 @@ def score_requests(
     packed: bool | None = None,
     autocast: bool = False,
     progress: Callable[[int], None] | None = None,
+    ranks: Ranks | None = None,
 ) -> list[Score]:
     """Summed log-probability of each continuation, returned in input order.
 
@@ -302,7 +305,11 @@ def score_requests(
         device: Where inputs go.
         packed: Share each context among its requests; None = when `supports_packing`.
         autocast: Run the forward pass under bf16 autocast (log-softmax stays in float32).
-        progress: Called with the number of requests each batch finished.
+        progress: Called with the number of requests each batch finished (with ``ranks``:
+            that all ranks finished at each step).
+        ranks: Share the batches among the ranks of a ``torch.distributed`` job (see
+            `llm_eval.ranks`); every rank returns every request's score, the same as one
+            process's. None: this process scores everything.
 
     Raises:
         ValueError: For an empty context or continuation, a continuation longer than
@@ -315,31 +322,61 @@ def score_requests(
             raise ValueError(f"cannot score request {req}: {reason}")
     packed = supports_packing(model) if packed is None else packed
     device = torch.device(device)
+    ranks = ranks or Ranks()
     rows = _rows(requests, max_seq_len, packed)
-    logprob = torch.zeros(len(requests), dtype=torch.float64)
-    n_tokens = torch.zeros(len(requests), dtype=torch.long)
-    greedy = torch.ones(len(requests), dtype=torch.bool)
+    plan = list(_batches(rows, requests, batch_size, batch_size * max_seq_len, fill=packed))
+    # padded tokens per batch: what its forward pass computes
+    owner = assign([len(lines) * _line_length(lines, requests) for lines in plan], ranks.world)
+    mine, n_steps = steps(owner, ranks)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else nullcontext()
     chunk = _CHUNK_ELEMENTS["cpu" if device.type == "cpu" else "accelerator"]
-    for lines in _batches(rows, requests, batch_size, batch_size * max_seq_len, fill=packed):
-        batch = _build_batch(lines, requests)
-        for name in ("inputs", "positions", "rows", "segments", "at", "targets", "owner"):
-            setattr(batch, name, getattr(batch, name).to(device, non_blocking=True))
-        with amp:
-            x, head = _scored(model, batch, packed)
-        token_lp, hit = _target_logprobs(x, head, batch.targets, amp, chunk)
-        k = len(batch.requests)
-        sums = torch.zeros(k, dtype=torch.float64, device=device)
-        sums.index_add_(0, batch.owner, token_lp.double())
-        misses = torch.zeros(k, dtype=torch.long, device=device).index_add_(
-            0, batch.owner, (~hit).long()
-        )
-        counts = torch.bincount(batch.owner, minlength=k)
-        idx = torch.tensor(batch.requests)
-        logprob[idx], n_tokens[idx], greedy[idx] = sums.cpu(), counts.cpu(), misses.cpu() == 0
+    done = _progress_per_step(plan, owner, ranks.world)
+    # lockstep: a rank out of batches runs the shortest row again (and drops its result), so
+    # that every rank's forwards, and so the sharded model's all-gathers, match
+    dummy = [[min(rows, key=lambda row: _row_length(row, requests))]] if rows else []
+    results = []
+    for step in range(n_steps):
+        lines = plan[mine[step]] if step < len(mine) else dummy
+        scored = _score_batch(model, lines, requests, packed, device, amp, chunk)
+        if step < len(mine):
+            results += scored
         if progress is not None:
-            progress(k)
-    return [
-        Score(float(lp), int(n), bool(g))
-        for lp, n, g in zip(logprob.tolist(), n_tokens.tolist(), greedy.tolist(), strict=True)
-    ]
+            progress(done[step])
+    scores: list[Score | None] = [None] * len(requests)
+    for i, lp, n, g in gather_rows(results, ranks):
+        scores[i] = Score(lp, n, g)
+    return scores  # type: ignore[return-value]  # every request is in exactly one batch
+
+
+def _line_length(lines: Sequence[Sequence[_Row]], requests: Sequence[Request]) -> int:
+    return max(sum(_row_length(r, requests) for r in line) for line in lines)
+
+
+def _progress_per_step(plan, owner: Sequence[int], world: int) -> list[int]:
+    """Requests finished by all ranks at each step (every rank's k-th batch runs at step k):
+    a progress bar on one rank shows the whole job's progress."""
+    by_rank: list[list[int]] = [[] for _ in range(world)]
+    for lines, r in zip(plan, owner, strict=True):
+        by_rank[r].append(sum(len(row.members) for line in lines for row in line))
+    longest = max((len(b) for b in by_rank), default=0)
+    return [sum(b[k] for b in by_rank if k < len(b)) for k in range(longest)]
+
+
+def _score_batch(model, lines, requests, packed: bool, device, amp, chunk: int) -> list[tuple]:
+    """``(request index, summed log-probability, tokens, greedy)`` of each request in ``lines``."""
+    batch = _build_batch(lines, requests)
+    for name in ("inputs", "positions", "rows", "segments", "at", "targets", "owner"):
+        setattr(batch, name, getattr(batch, name).to(device, non_blocking=True))
+    with amp:
+        x, head = _scored(model, batch, packed)
+    token_lp, hit = _target_logprobs(x, head, batch.targets, amp, chunk)
+    k = len(batch.requests)
+    sums = torch.zeros(k, dtype=torch.float64, device=device)
+    sums.index_add_(0, batch.owner, token_lp.double())
+    misses = torch.zeros(k, dtype=torch.long, device=device).index_add_(
+        0, batch.owner, (~hit).long()
+    )
+    counts = torch.bincount(batch.owner, minlength=k)
+    return list(
+        zip(batch.requests, sums.tolist(), counts.tolist(), (misses == 0).tolist(), strict=True)
+    )

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from llm_eval.multiple_choice import metrics_from_records, prepare, score_prepared
 from llm_eval.protocols import TokenizerLike
+from llm_eval.ranks import Ranks
 from llm_eval.tasks import load_tasks
 from llm_formats.eval_results import task_records_path, write_jsonl_records, write_summary
 
@@ -35,6 +36,7 @@ def run_suite(
     output_dir: str | os.PathLike | None = None,
     metadata: dict[str, Any] | None = None,
     progress: bool = True,
+    ranks: Ranks | None = None,
 ) -> dict[str, dict[str, float]]:
     """Evaluate every task file (one task per file) and return ``{task: metrics}``.
 
@@ -62,16 +64,21 @@ def run_suite(
             after each task, atomically, so finished tasks survive a later failure.
         metadata: What was evaluated (model, tokenizer, ...), copied into ``results.json``.
         progress: Show a progress bar (items/s).
+        ranks: Share every task's requests among the ranks of a ``torch.distributed`` job (see
+            `llm_eval.ranks`): every rank returns the one-process metrics, rank 0 alone writes
+            ``output_dir`` and shows the progress bar.
     """
     prepared = [_prepare_file(path, tokenizer, limit, max_seq_len) for path in task_paths]
-    writer = _ResultsWriter(output_dir, metadata, max_seq_len)
+    main = ranks is None or ranks.main
+    writer = _ResultsWriter(output_dir if main else None, metadata, max_seq_len)
     score = dict(max_seq_len=max_seq_len, batch_size=batch_size, device=device, packed=packed,
-                 autocast=autocast, inference=True)  # fmt: skip  # standalone: not mid-training
+                 autocast=autocast, inference=True, ranks=ranks)  # fmt: skip  # standalone
+    progress = progress and main
     results: dict[str, dict[str, float]] = {}
     total = sum(len(p.items) for p in prepared)
     with tqdm(total=total, unit="item", desc="eval", disable=not progress) as bar:
         for task in prepared:
-            for skip in task.skipped:
+            for skip in task.skipped if main else ():
                 logger.warning("skipped %s/%s: %s", skip["task"], skip["id"], skip["reason"])
             start = time.perf_counter()
             bar.set_postfix_str(task.task)
