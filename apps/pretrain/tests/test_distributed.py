@@ -118,7 +118,7 @@ def test_two_ranks_warm_start_from_hf_like_one_process(trained, tmp_path):
     subprocess.run(convert, cwd=root, check=True, capture_output=True)
     for name in ("warm_two", "warm_one"):
         shutil.copytree(runs / "tiny", runs / name)
-    warm = [f"train.init_from={hf}", "train.steps=2", "train.log_every=1"]
+    warm = [f"train.init_from={hf}", "train.steps=2", "train.log_every=1", "train.warmup_steps=0"]
     _torchrun(config, *warm, "run.name=warm_two")
     argv = ["--config", str(config), "train", *warm, "loader.batch_size=16"]
     assert main([*argv, "run.name=warm_one"]) == 0

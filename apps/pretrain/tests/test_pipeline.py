@@ -714,3 +714,20 @@ def test_init_from_another_shape_names_every_mismatch(finished_run, tmp_path, ca
     assert "a Hugging Face directory holds no optimizer state" in capsys.readouterr().err
     assert main(["train", *args, f"train.init_from={tmp_path}"]) == 1
     assert "is neither a checkpoint directory" in capsys.readouterr().err
+
+
+def test_init_from_with_a_longer_context_and_rope_scaling_passes_the_check(finished_run):
+    """Context extension: twice the context with Llama 3.1 RoPE scaling over the 64 positions
+    the source was trained on changes no weight, so the check lets it start from them."""
+    from llm_model import Transformer
+
+    config_path, source = finished_run
+    longer = ["shards.seq_len=128", "model.rope_scaling=llama3", "model.rope_factor=2",
+              "model.rope_original_max_seq_len=64", f"train.init_from={source}"]  # fmt: skip
+    config = load_pretrain_config(str(config_path), longer)
+    assert config.model.max_seq_len == 128
+    with torch.device("meta"):
+        model = Transformer(config.model)
+    target = source.parent / "none-yet"  # a run with no checkpoints yet: a warm start
+    warm, record = stages.warm_start(config, target, model)
+    assert warm.problems == () and record["init_from"]["step"] == 40
