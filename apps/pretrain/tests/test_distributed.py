@@ -107,6 +107,28 @@ def test_resume_on_another_world_size_continues_the_same_run(trained):
         assert sorted(got) == sorted(ref)  # every logged step once, none replayed
 
 
+@pytest.mark.trains
+def test_two_ranks_warm_start_from_hf_like_one_process(trained, tmp_path):
+    """``train.init_from`` a Hugging Face export under FSDP2: each rank reads its own shards'
+    slices of the safetensors (DCP's Hugging Face reader), and the first losses equal those of
+    one process started from the same directory with the same global batch."""
+    config, runs = trained
+    hf = tmp_path / "hf"
+    root = Path(__file__).resolve().parents[3]
+    convert = [sys.executable, "-m", "tools.convert", "dcp-to-hf",
+               str(runs / "one" / "checkpoints" / "step_000010"), str(hf)]  # fmt: skip
+    subprocess.run(convert, cwd=root, check=True, capture_output=True)
+    for name in ("warm_two", "warm_one"):
+        shutil.copytree(runs / "tiny", runs / name)
+    warm = [f"train.init_from={hf}", "train.steps=2", "train.log_every=1", "train.warmup_steps=0"]
+    _torchrun(config, *warm, "run.name=warm_two")
+    argv = ["--config", str(config), "train", *warm, "loader.batch_size=16"]
+    assert main([*argv, "run.name=warm_one"]) == 0
+    two, one = _losses(runs / "warm_two"), _losses(runs / "warm_one")
+    assert sorted(two) == [1, 2] and two == pytest.approx(one, rel=1e-4)
+    assert two[1] < _losses(runs / "one")[1] - 0.1  # not the untrained model's loss
+
+
 def test_other_stages_refuse_under_torchrun(prepared, monkeypatch, capsys):
     config, _ = prepared
     monkeypatch.setenv("WORLD_SIZE", "2")

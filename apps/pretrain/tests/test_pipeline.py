@@ -623,3 +623,135 @@ def test_a_manifest_without_scheduler_falls_back_to_an_older_checkpoint(
         assert main(["train", *args, "train.steps=45"]) == 0
     assert f"{manifest} has no scheduler to resume from" in caplog.text
     assert "step_000020 at step 20" in caplog.text
+
+
+# --- warm start: train.init_from (issue 24) ------------------------------------------------------
+
+
+def _fresh_copy(finished_run, tmp_path: Path, name: str) -> tuple[Path, list[str]]:
+    """A new run that shares the finished run's curated data, tokenizer and shards but has no
+    training state: a warm start's target (the stages before train stay up to date)."""
+    config_path, run = finished_run
+    target = tmp_path / "runs" / name
+    shutil.copytree(run, target)
+    discard_training_state(target)
+    return target, ["--config", str(config_path), f"run.root={tmp_path}/runs", f"run.name={name}"]
+
+
+_WARM = ["train.steps=3", "train.log_every=1", "train.checkpoint_every=0", "train.warmup_steps=0"]
+
+
+def _first_batch_loss(finished_run, args: list[str], run: Path) -> float:
+    """The finished run's final weights' loss on the warm run's first batch (same loader)."""
+    from llm_data import build_loader
+
+    config_path, source = finished_run
+    config = load_pretrain_config(str(config_path), [a for a in args if "=" in a and "--" not in a])
+    loader = build_loader(
+        run / "shards", seq_len=config.shards.seq_len, batch_size=config.loader.batch_size,
+        mixture=config.loader, steps=config.train.steps, batches_per_step=1,
+        seed=config.loader.seed,
+    )  # fmt: skip
+    batch = next(iter(loader))
+    checkpoint = source / "checkpoints" / "step_000040"
+    model, _ = stages.load_checkpoint_model(checkpoint, torch.device("cpu"))
+    with torch.no_grad():
+        return float(model(batch["input_ids"], labels=batch["labels"])["loss"])
+
+
+def _first_loss(run: Path) -> float:
+    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["step"] == 1
+    return first["loss"]
+
+
+@pytest.mark.trains
+def test_init_from_a_checkpoint_starts_at_the_trained_loss_and_resumes_its_own(
+    finished_run, tmp_path, caplog
+):
+    """A run started from another run's directory (its newest checkpoint, step 40) begins at the
+    loss those weights have, not at ln(vocab); its manifest and stages.json say where the
+    weights came from; once it has checkpoints of its own it resumes from them."""
+    _, source = finished_run
+    run, args = _fresh_copy(finished_run, tmp_path, "warm")
+    args += [f"train.init_from={source}", *_WARM]
+    assert main(["train", *args]) == 0
+    want = _first_batch_loss(finished_run, args, run)
+    got = _first_loss(run)
+    # The same weights on the same batch, in fp32 on the same machine: only the order of the
+    # reductions in a training forward may differ.
+    assert got == pytest.approx(want, rel=1e-5)
+    # Not a cold start: nearer the source's last logged loss (another batch) than its first.
+    lines = (source / "metrics.jsonl").read_text().splitlines()
+    logged = [json.loads(line)["loss"] for line in lines]
+    assert abs(got - logged[-1]) < abs(got - logged[0])
+    assert logged[0] == pytest.approx(math.log(512), rel=0.01)  # the untrained model's
+    record = json.loads((run / "stages.json").read_text())["train"]["init_from"]
+    checkpoint = source / "checkpoints" / "step_000040"
+    assert record["path"] == str(checkpoint)
+    assert record["kind"] == "checkpoint" and record["step"] == 40
+    assert record["manifest_sha256"] == _sha(checkpoint / "manifest.json")
+    own = run / "checkpoints" / "step_000003"
+    assert json.loads((own / "manifest.json").read_text())["init_from"] == record
+    with caplog.at_level("INFO"):
+        assert main(["train", *args, "train.steps=4"]) == 0
+    assert "not read: the run resumes from its own checkpoints" in caplog.text
+    assert "resumed from" in caplog.text and _steps(run) == [1, 2, 3, 4]
+    assert json.loads((run / "stages.json").read_text())["train"]["init_from"] == record
+
+
+@pytest.mark.trains
+def test_init_from_an_exported_hf_directory_starts_at_the_trained_loss(finished_run, tmp_path):
+    """``tools.convert dcp-to-hf`` output starts a run: each tensor read through DCP's
+    Hugging Face reader under the HF names, at the loss of the run it was exported from."""
+    _, source = finished_run
+    hf = tmp_path / "hf"
+    assert _convert(source / "checkpoints" / "step_000040", hf).returncode == 0
+    run, args = _fresh_copy(finished_run, tmp_path, "warm-hf")
+    args += [f"train.init_from={hf}", *_WARM]
+    assert main(["train", *args]) == 0
+    assert _first_loss(run) == pytest.approx(_first_batch_loss(finished_run, args, run), rel=1e-5)
+    record = json.loads((run / "stages.json").read_text())["train"]["init_from"]
+    assert record == {"path": str(hf), "kind": "hf", "config_sha256": _sha(hf / "config.json")}
+    report = run / "report.md"
+    assert main(["report", *args]) == 0
+    assert f"started from: `{hf}` (Hugging Face" in report.read_text()
+
+
+def test_init_from_another_shape_names_every_mismatch(finished_run, tmp_path, capsys):
+    """Another d_model and more layers: one error naming each differing model field and the
+    tensors that do not fit, before anything trains; the optimizer cannot come from HF."""
+    _, source = finished_run
+    run, args = _fresh_copy(finished_run, tmp_path, "warm-bad")
+    bad = ["model.d_model=32", "model.n_layers=3", f"train.init_from={source}", *_WARM]
+    assert main(["train", *args, *bad]) == 1
+    err = capsys.readouterr().err
+    assert "cannot start this model" in err
+    assert "model.d_model: the source has 64, this run 32" in err
+    assert "model.n_layers: the source has 2, this run 3" in err
+    assert "missing tensor blocks.2.attn.wq.weight" in err
+    assert "tok_emb.weight has shape [512, 64] in the source, the model needs [512, 32]" in err
+    assert not list(run.glob("checkpoints/step_*"))
+    hf = tmp_path / "hf"
+    assert _convert(source / "checkpoints" / "step_000040", hf).returncode == 0
+    assert main(["train", *args, f"train.init_from={hf}", "train.init_optimizer=true"]) == 1
+    assert "a Hugging Face directory holds no optimizer state" in capsys.readouterr().err
+    assert main(["train", *args, f"train.init_from={tmp_path}"]) == 1
+    assert "is neither a checkpoint directory" in capsys.readouterr().err
+
+
+def test_init_from_with_a_longer_context_and_rope_scaling_passes_the_check(finished_run):
+    """Context extension: twice the context with Llama 3.1 RoPE scaling over the 64 positions
+    the source was trained on changes no weight, so the check lets it start from them."""
+    from llm_model import Transformer
+
+    config_path, source = finished_run
+    longer = ["shards.seq_len=128", "model.rope_scaling=llama3", "model.rope_factor=2",
+              "model.rope_original_max_seq_len=64", f"train.init_from={source}"]  # fmt: skip
+    config = load_pretrain_config(str(config_path), longer)
+    assert config.model.max_seq_len == 128
+    with torch.device("meta"):
+        model = Transformer(config.model)
+    target = source.parent / "none-yet"  # a run with no checkpoints yet: a warm start
+    warm, record = stages.warm_start(config, target, model)
+    assert warm.problems == () and record["init_from"]["step"] == 40

@@ -100,6 +100,8 @@ def _training_section(train: dict[str, Any], metrics: list[dict[str, Any]]) -> l
             f"- model: {train['params']:,} parameters, {train.get('flops_per_token', 0):.3g} "
             f"FLOPs/token (6N + 12LdT), on {train.get('device')}"
         )
+    if "init_from" in train:
+        lines.append(f"- started from: {_init_from(train['init_from'])}")
     if logged:
         first, last = logged[0], logged[-1]
         lines.append(
@@ -113,6 +115,17 @@ def _training_section(train: dict[str, Any], metrics: list[dict[str, Any]]) -> l
             lines.append(f"- {key}: {train[key]:,}")
     lines.append("- loss curve: `loss.png`")
     return lines + [""]
+
+
+def _init_from(record: dict[str, Any]) -> str:
+    """Where a warm-started run's first weights came from (``train.init_from``)."""
+    if record.get("kind") == "hf":
+        sha = record["config_sha256"][:12]
+        return f"`{record['path']}` (Hugging Face, config.json sha256 {sha})"
+    return (
+        f"`{record['path']}` (step {record['step']}, manifest sha256 "
+        f"{record['manifest_sha256'][:12]})"
+    )
 
 
 def _mixture_section(train: dict[str, Any]) -> list[str]:

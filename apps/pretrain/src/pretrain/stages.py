@@ -137,6 +137,7 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     job = distributed.current()
     device = job.device or pick_device(config)
     model, init_state = _model_to_train(config, run_dir, device, job)
+    warm, init_from = warm_start(config, run_dir, model)
     params, flops = model.num_params(), model.flops_per_token(config.shards.seq_len)
     loader = build_loader(  # rank and world size come from torchrun's environment
         run_dir / layout.SHARDS,
@@ -160,7 +161,8 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         init_device=device if job.world > 1 else None,
         init_state=init_state,
         tensorboard_dir=tensorboard_dir(config, run_dir) if job.main else None,
-        manifest_fields=checkpoint_fields(config, run_dir),
+        manifest_fields=checkpoint_fields(config, run_dir) | init_from,
+        warm_start=warm,
     )
     try:
         final = trainer.fit()
@@ -179,7 +181,37 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         "global_batch": config.loader.batch_size * config.train.grad_accum_steps * job.world,
         "peak_flops": train_config.peak_flops,
         "mixture": mixture.to_dict(),
+        **init_from,
     }
+
+
+def warm_start(config: PretrainConfig, run_dir: Path, model) -> tuple[Any, dict[str, Any]]:
+    """(``train.init_from`` resolved and checked against ``model`` (meta or real, before any
+    weights are materialised) or None, ``{"init_from": where the first weights came from}``
+    for the manifests, ``stages.json`` and the report). A run with checkpoints of its own
+    resumes from them: the source is not read again (it may be gone), its record is kept."""
+    from llm_train.checkpoint import list_checkpoints
+    from pretrain.warm_start import resolve_init_from
+
+    if not config.train.init_from:
+        return None, {}
+    own = list_checkpoints(run_dir / layout.CHECKPOINTS)
+    if own:
+        log.info("train.init_from=%s not read: the run resumes from its own checkpoints",
+                 config.train.init_from)  # fmt: skip
+        return None, _recorded_init_from(own[0])
+    warm = resolve_init_from(config, run_dir, model.config)
+    warm.check(model)  # every mismatch now, not after the model is materialised and sharded
+    return warm, {"init_from": warm.record}
+
+
+def _recorded_init_from(checkpoint: Path) -> dict[str, Any]:
+    from llm_formats.checkpoint import ManifestError, read_manifest
+
+    try:
+        return {"init_from": read_manifest(checkpoint)["init_from"]}
+    except (ManifestError, KeyError, OSError):
+        return {}  # the trainer names what is wrong with the checkpoint when it resumes
 
 
 def checkpoint_fields(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
@@ -16,7 +17,7 @@ QKNorm = Literal["none", "head", "full"]
 Init = Literal["normal", "scaled", "mitchell"]
 AttnBackend = Literal["sdpa", "flash"]
 
-__all__ = ["ModelConfig"]
+__all__ = ["WEIGHT_FREE_FIELDS", "ModelConfig", "weight_fields"]
 
 
 def _check_choice(name: str, value: str, choices: type) -> None:
@@ -295,3 +296,26 @@ class ModelConfig:
     def is_moe_layer(self, layer_id: int) -> bool:
         """Whether block ``layer_id`` uses an MoE FFN."""
         return self.n_experts > 0 and (layer_id + 1) % self.moe_every == 0
+
+
+# Fields the trained weights do not depend on, so a warm start (``train.init_from``) may change
+# them: the context length and RoPE settings (context extension), attention kernel and window,
+# document masking, dropout, loss terms, initialisation and kernels. ``multiple_of``,
+# ``ffn_hidden``, ``n_kv_heads`` and ``head_dim`` are compared through the widths they give.
+WEIGHT_FREE_FIELDS = frozenset(
+    {
+        "max_seq_len", "rope_theta", "rope_scaling", "rope_factor", "rope_original_max_seq_len",
+        "rope_low_freq_factor", "rope_high_freq_factor", "rope_beta_fast", "rope_beta_slow",
+        "rope_attention_factor", "sliding_window", "attn_backend", "doc_mask_eos_id", "dropout",
+        "z_loss", "init", "init_std", "moe_aux_coef", "moe_router_z_coef", "kernels",
+        "multiple_of", "ffn_hidden", "n_kv_heads", "head_dim", "moe_ffn_hidden",
+    }
+)  # fmt: skip
+
+
+def weight_fields(c: ModelConfig) -> dict:
+    """The settings trained weights depend on (shapes and what they compute): two configs with
+    equal ``weight_fields`` can exchange weights; every other field is ``WEIGHT_FREE_FIELDS``."""
+    kept = {k: v for k, v in dataclasses.asdict(c).items() if k not in WEIGHT_FREE_FIELDS}
+    widths = {"kv_heads": c.kv_heads, "dim_per_head": c.dim_per_head, "hidden_dim": c.hidden_dim}
+    return kept | widths | {"expert_hidden_dim": c.expert_hidden_dim}

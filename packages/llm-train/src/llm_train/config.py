@@ -81,6 +81,13 @@ class TrainConfig:
         float8_skip: Module-name substrings left out of the float8 conversion (e.g. the head).
         precision: ``bf16`` autocasts on CUDA; on CPU it falls back to fp32 (see ``precision.py``).
         seed: Seed for torch RNGs at the start of a fresh run.
+        init_from: Warm start: a fresh run starts from these weights instead of the seeded
+            initialisation, with a fresh optimizer, schedule and loader (``llm_train.warm_start``).
+            The trainer reads a DCP checkpoint directory (``step_NNNNNN/``); the app also takes
+            a run directory (its newest checkpoint) or a Hugging Face Llama directory. Ignored
+            (logged) once the run has checkpoints of its own: it resumes from them. "" is off.
+        init_optimizer: With ``init_from`` a checkpoint: also restore its optimizer state
+            (moments; the LR, weight decay and betas stay this config's).
         log_every: Write a metrics line every this many steps (and at the last step).
         checkpoint_every: Save a checkpoint every this many steps; 0 saves only at the end.
         keep_checkpoints: Keep this many newest verified checkpoints; 0 keeps all. Only older
@@ -139,6 +146,8 @@ class TrainConfig:
     float8_skip: tuple[str, ...] = ()
     precision: Precision = "bf16"
     seed: int = 0
+    init_from: str = ""
+    init_optimizer: bool = False
     log_every: int = 10
     checkpoint_every: int = 0
     keep_checkpoints: int = 3
@@ -172,6 +181,7 @@ class TrainConfig:
         _check_precision(self)
         _check_cadence(self)
         _check_guards(self)
+        _check_warm_start(self)
 
     @property
     def min_lr(self) -> float:
@@ -255,6 +265,16 @@ def _check_cadence(c: TrainConfig) -> None:
         "step_timeout_s",
         c.step_timeout_s,
         "a float >= 0 (0 = derived from the step time, or off with watchdog=false)",
+    )
+
+
+def _check_warm_start(c: TrainConfig) -> None:
+    """``init_optimizer`` needs a source to restore the optimizer from."""
+    _require(
+        c.init_from or not c.init_optimizer,
+        "init_optimizer",
+        c.init_optimizer,
+        "false unless init_from names a checkpoint",
     )
 
 

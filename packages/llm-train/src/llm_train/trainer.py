@@ -42,6 +42,7 @@ from llm_train.schedule import build_scheduler, lr_at, set_lr
 from llm_train.spikes import SpikeLog, batch_record
 from llm_train.step import finite, to_floats, train_step
 from llm_train.stop import StopSignals, TrainingStopped
+from llm_train.warm_start import WarmStart
 from llm_train.watchdog import StepWatchdog, SyncedGC
 
 if TYPE_CHECKING:
@@ -88,6 +89,8 @@ class Trainer:
         manifest_fields: JSON-able fields every checkpoint's manifest records besides the
             trainer's own, so a checkpoint describes itself (the app gives ``model_config``,
             ``tokenizer_card_sha256`` and ``tokenizer_sha256``; see ``llm_formats.checkpoint``).
+        warm_start: Where a fresh run's weights come from (``llm_train.warm_start``); None:
+            ``config.init_from`` as a DCP checkpoint directory, if set. Not used on a resume.
     """
 
     def __init__(
@@ -104,7 +107,11 @@ class Trainer:
         init_state: dict[str, torch.Tensor] | None = None,
         tensorboard_dir: str | Path | None = None,
         manifest_fields: dict | None = None,
+        warm_start: WarmStart | None = None,
     ) -> None:
+        if warm_start is None and config.init_from:
+            warm_start = WarmStart(Path(config.init_from), optimizer=config.init_optimizer)
+        self.warm_start = warm_start
         self.config, self.loader, self.callbacks, self.resume = config, loader, callbacks, resume
         self.manifest_fields = dict(manifest_fields or {})
         self.model = parallelize(model, config, mesh)
@@ -369,10 +376,14 @@ class Trainer:
         if path is None:
             if self.resume:
                 _refuse_unusable_checkpoints(self.checkpoint_dir)
+            self._warm_start()
             torch.manual_seed(self.config.seed)
             random.seed(self.config.seed)
             self._truncate_metrics()
             return
+        if self.warm_start is not None:
+            log.info("resuming from the run's own %s: init_from %s is not read", path,
+                     self.warm_start.path)  # fmt: skip
         manifest = load_checkpoint(path, self.model, self.optimizer)
         self._check_resumed_config(path, manifest)
         state = self._rank_state(manifest["rank_states"])
@@ -385,6 +396,15 @@ class Trainer:
         self.checkpoint = path
         self._truncate_metrics()
         log.info("resumed from %s at step %d", path, self.step)
+
+    def _warm_start(self) -> None:
+        """A fresh start from ``warm_start``'s weights (checked first, every mismatch in one
+        error); optimizer moments too if asked, while step, schedule and loader start at 0."""
+        if self.warm_start is None:
+            return
+        self.warm_start.check(self.model)
+        self.warm_start.load(self.model, self.optimizer)
+        _apply_schedule(self.scheduler)  # the step-0 LR, whatever a loaded optimizer held
 
     def _restore(self, manifest: dict, state: dict) -> None:  # reads _RESUME_FIELDS
         """Scheduler, guard, counters and RNG from a loaded checkpoint (not the loader)."""
