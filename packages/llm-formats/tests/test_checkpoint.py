@@ -145,6 +145,11 @@ def test_each_rank_hashes_the_files_it_wrote_and_rank_0_merges_them(tmp_path):
     assert sorted(rank_files(tmp, 0, 1)) == sorted(hash_files(tmp))  # one rank: every file
     assert [owner("__5_0.distcp", w) for w in (8, 4, 1)] == [5, 1, 0]
     write_rank_hashes(tmp, 1, rank_files(tmp, 1, 2))
+    (tmp / ".rank_00002.hashes.json.x1y2.tmp").write_text("{")  # another rank, mid-write
+    assert sorted(rank_files(tmp, 0, 1)) == [  # neither rank file is hashed
+        ".metadata", "__0_0.distcp", "__1_0.distcp", "__1_1.distcp",
+    ]  # fmt: skip
+    (tmp / ".rank_00002.hashes.json.x1y2.tmp").unlink()
     merged = {**rank_files(tmp, 0, 2), **read_rank_hashes(tmp, 2, timeout=1)}
     assert merged == hash_files(tmp) and not list(tmp.glob("*.hashes.json"))  # removed
 

@@ -78,6 +78,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # DCP's file system writer names rank r's files ``__<r>_<i>.distcp``.
 _RANK_FILE = re.compile(r"^__(\d+)_\d+\.distcp$")
 _RANK_HASHES = "rank_{rank:05d}.hashes.json"
+# ... and the temporary name atomic_write_json writes it under (``.rank_00001.hashes.json.*``).
+_RANK_HASHES_FILE = re.compile(r"^\.?rank_\d+\.hashes\.json")
 # Optional fields and the JSON type each must have when present.
 _TYPES: dict[str, tuple[type, ...]] = {
     "tokens": (int,),
@@ -163,7 +165,8 @@ def rank_files(directory: str | os.PathLike, rank: int, world: int) -> dict[str,
 
 
 def _is_rank_hashes(name: str) -> bool:
-    return name.startswith("rank_") and name.endswith(".hashes.json")
+    """A per-rank hash file, or the temporary file another rank is writing it through."""
+    return _RANK_HASHES_FILE.match(name) is not None
 
 
 def write_rank_hashes(tmp: str | os.PathLike, rank: int, files: dict[str, str]) -> Path:
