@@ -192,7 +192,9 @@ def main() -> None:
         ("load average (1, 5, 15 min) before", ", ".join(f"{x:.2f}" for x in load_before)),
         ("load average after", ", ".join(f"{x:.2f}" for x in load_after)),
         ("times", "seconds, median of the repeats, slowest rank"),
-    ]
+        ("cores", f"{os.cpu_count()}: with more ranks than cores, the ranks share them and "
+                  "every per-rank time grows with the contention, not the model"),
+    ]  # fmt: skip
     head = "\n".join(f"- {k}: {v}" for k, v in info)
     cols = list(rows[0])
     table = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
