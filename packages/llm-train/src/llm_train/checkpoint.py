@@ -101,7 +101,7 @@ def save_checkpoint(
         optimizer: Its optimizer.
         manifest: JSON-able fields recorded by rank 0 (tokens, config, scheduler state, ...).
         rank_state: JSON-able per-rank state (data-loader position, RNG), gathered to rank 0.
-        keep: After saving, keep the newest ``keep`` verified checkpoints (``_prune``); 0 keeps all.
+        keep: After saving, keep the newest ``keep`` intact checkpoints (``_prune``); 0 keeps all.
 
     Returns:
         The final checkpoint directory.
