@@ -142,6 +142,7 @@ def test_damaged_shard_is_an_error_naming_it(shards, tmp_path, how, what):
         loader = build_loader(tmp_path / "shards", seq_len=32, batch_size=2)
         try:
             next(iter(loader))
+            loader.shard_hashes.wait()  # the hash is checked in the background
         finally:
             loader.close()
 

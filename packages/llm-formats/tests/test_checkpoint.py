@@ -15,7 +15,10 @@ from llm_formats.checkpoint import (
     finalize,
     hash_files,
     manifest_model_config,
+    owner,
+    rank_files,
     read_manifest,
+    read_rank_hashes,
     stale_tmp_dirs,
     step_dir_name,
     step_dirs,
@@ -23,6 +26,7 @@ from llm_formats.checkpoint import (
     tmp_dir,
     verify,
     write_manifest,
+    write_rank_hashes,
 )
 
 
@@ -125,3 +129,76 @@ def test_an_old_manifest_without_model_config_is_a_clear_error(tmp_path):
     path = make_checkpoint(tmp_path, 2)
     with pytest.raises(ManifestError, match="no field 'model_config'.*before manifests"):
         manifest_model_config(read_manifest(path), path)
+
+
+def _two_rank_files(tmp: Path) -> None:
+    tmp.mkdir(parents=True)
+    for name in (".metadata", "__0_0.distcp", "__1_0.distcp", "__1_1.distcp"):
+        (tmp / name).write_bytes(name.encode() * 10)
+
+
+def test_each_rank_hashes_the_files_it_wrote_and_rank_0_merges_them(tmp_path):
+    tmp = tmp_dir(tmp_path / step_dir_name(4))
+    _two_rank_files(tmp)
+    assert sorted(rank_files(tmp, 0, 2)) == [".metadata", "__0_0.distcp"]
+    assert sorted(rank_files(tmp, 1, 2)) == ["__1_0.distcp", "__1_1.distcp"]
+    assert sorted(rank_files(tmp, 0, 1)) == sorted(hash_files(tmp))  # one rank: every file
+    assert [owner("__5_0.distcp", w) for w in (8, 4, 1)] == [5, 1, 0]
+    write_rank_hashes(tmp, 1, rank_files(tmp, 1, 2))
+    (tmp / ".rank_00002.hashes.json.x1y2.tmp").write_text("{")  # another rank, mid-write
+    assert sorted(rank_files(tmp, 0, 1)) == [  # neither rank file is hashed
+        ".metadata", "__0_0.distcp", "__1_0.distcp", "__1_1.distcp",
+    ]  # fmt: skip
+    (tmp / ".rank_00002.hashes.json.x1y2.tmp").unlink()
+    merged = {**rank_files(tmp, 0, 2), **read_rank_hashes(tmp, 2, timeout=1)}
+    assert merged == hash_files(tmp) and not list(tmp.glob("*.hashes.json"))  # removed
+
+
+def test_a_missing_rank_hash_file_names_the_rank(tmp_path):
+    tmp = tmp_dir(tmp_path / step_dir_name(4))
+    _two_rank_files(tmp)
+    write_rank_hashes(tmp, 1, rank_files(tmp, 1, 3))
+    with pytest.raises(ManifestError, match=r"rank_00002\.hashes\.json: rank 2 of 3 wrote no"):
+        read_rank_hashes(tmp, 3, timeout=0.1)
+
+
+@pytest.mark.parametrize(
+    "content", ["{", '{"rank": 2, "files": {}}', '{"rank": 1, "files": {"a": "xyz"}}']
+)
+def test_a_corrupt_rank_hash_file_is_an_error_naming_it(tmp_path, content):
+    tmp = tmp_dir(tmp_path / step_dir_name(4))
+    _two_rank_files(tmp)
+    (tmp / "rank_00001.hashes.json").write_text(content)
+    with pytest.raises(ManifestError, match=r"rank_00001\.hashes\.json"):
+        read_rank_hashes(tmp, 2, timeout=1)
+
+
+def test_verify_checks_a_rank_s_share_and_the_cheap_check_reads_nothing(tmp_path, monkeypatch):
+    import llm_formats.checkpoint as formats
+
+    tmp = tmp_dir(tmp_path / step_dir_name(4))
+    _two_rank_files(tmp)
+    write_manifest(tmp, {"step": 4}, hash_files(tmp))
+    path = finalize(tmp, tmp_path / step_dir_name(4))
+    assert read_manifest(path)["sizes"]["__1_0.distcp"] == len(b"__1_0.distcp" * 10)
+    (path / "__1_0.distcp").write_bytes(b"X" + (path / "__1_0.distcp").read_bytes()[1:])
+    assert verify(path, rank=0, world=2) is None  # not rank 0's file
+    assert verify(path, rank=1, world=2) == "sha256 mismatch for __1_0.distcp"
+    hashed = []
+    monkeypatch.setattr(formats, "sha256_file", lambda p: hashed.append(p) or "")
+    assert verify(path, hashes=False) is None and hashed == []  # same size: passes unread
+    (path / "__1_1.distcp").write_bytes(b"short")
+    assert verify(path, hashes=False) == (
+        "size mismatch for __1_1.distcp: 5 bytes, the manifest says 120"
+    )
+
+
+def test_a_manifest_without_sizes_still_verifies(tmp_path):
+    """Checkpoints written before manifests recorded sizes: hashes of every file only."""
+    path = make_checkpoint(tmp_path, 1)
+    manifest = read_manifest(path)
+    del manifest["sizes"]
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    assert verify(path, (".metadata",)) is None and verify(path, hashes=False) is None
+    (path / "__0_0.distcp").write_bytes(b"changed")
+    assert verify(path) == "sha256 mismatch for __0_0.distcp"

@@ -144,12 +144,12 @@ def test_prune_deletes_nothing_when_the_new_checkpoint_does_not_verify(toy, tmp_
 
     for step in (1, 2):
         _save(toy, tmp_path, step=step)
-    real = checkpoint.verify_checkpoint
+    real = checkpoint._intact  # what pruning checks (presence and sizes, not hashes)
 
-    def verify(path):
+    def intact(path):
         return "corrupt" if Path(path).name == "step_000003" else real(path)
 
-    monkeypatch.setattr(checkpoint, "verify_checkpoint", verify)
+    monkeypatch.setattr(checkpoint, "_intact", intact)
     _save(toy, tmp_path, step=3, keep=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000001", "step_000002",
                                                           "step_000003"]  # fmt: skip

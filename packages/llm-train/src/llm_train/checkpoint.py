@@ -5,6 +5,12 @@ writer and the hash check are ``llm_formats.checkpoint``'s. A checkpoint holds D
 ``.metadata`` and ``__<rank>_0.distcp`` files and the manifest: the step, the caller's fields
 (tokens, config, model config, tokenizer card hash, scheduler state, ...), one entry per rank in
 ``rank_states`` (data-loader position, RNG states), provenance, and the sha256 of every other file.
+
+Hashing is per rank, so its cost on a rank follows its shard, not the model: at save every rank
+hashes the files it wrote (an asynchronous save in its background thread, after the write) and
+rank 0 writes all the hashes into the manifest; at resume every rank checks its share of the
+files and the ranks agree on the newest checkpoint all of them found valid. Pruning never reads
+old checkpoints again: they were hashed when written or resumed, so presence and size suffice.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 MANIFEST = formats.MANIFEST  # kept: a public name of this module before llm_formats had it
+# How long rank 0's finisher waits for the other ranks' hashes of an asynchronous save: they
+# hash their own shard after their write, so a rank still missing after this failed or hung.
+RANK_HASH_TIMEOUT_S = 600.0
 
 
 class CheckpointError(RuntimeError):
@@ -54,6 +63,10 @@ def _distributed() -> bool:
 
 def _rank() -> int:
     return dist.get_rank() if _distributed() else 0
+
+
+def _world() -> int:
+    return dist.get_world_size() if _distributed() else 1
 
 
 @contextlib.contextmanager
@@ -88,7 +101,7 @@ def save_checkpoint(
         optimizer: Its optimizer.
         manifest: JSON-able fields recorded by rank 0 (tokens, config, scheduler state, ...).
         rank_state: JSON-able per-rank state (data-loader position, RNG), gathered to rank 0.
-        keep: After saving, keep the newest ``keep`` verified checkpoints (``_prune``); 0 keeps all.
+        keep: After saving, keep the newest ``keep`` intact checkpoints (``_prune``); 0 keeps all.
 
     Returns:
         The final checkpoint directory.
@@ -102,9 +115,11 @@ def save_checkpoint(
             dcp.save(state, checkpoint_id=tmp, no_dist=not _distributed())
     except _write_errors() as err:  # every rank: DCP reports one rank's failure on all
         raise _discard(tmp, final, err) from None
-    rank_states = _gather(rank_state)
+    gathered = _gather({"state": rank_state, "files": _own_hashes(tmp)})
     if _rank() == 0:
-        _finish(tmp, final, {**manifest, "step": step, "rank_states": rank_states}, keep)
+        files = {name: digest for g in gathered for name, digest in g["files"].items()}
+        fields = {**manifest, "step": step, "rank_states": [g["state"] for g in gathered]}
+        _finish(tmp, final, fields, files, keep)
     _barrier()
     log.info("saved checkpoint %s", final)
     return final
@@ -114,23 +129,30 @@ class PendingCheckpoint:
     """An asynchronous save in flight; ``wait()`` (collective) returns once it is final.
 
     The state was copied to CPU memory before ``async_save_checkpoint`` returned, so training
-    may go on changing the weights. The files are written in a background thread; rank 0 then
-    hashes them, writes the manifest and renames the directory in another thread: until then
-    the checkpoint is a ``.tmp`` directory that resume ignores.
+    may go on changing the weights. The files are written in a background thread; then, in
+    another thread on every rank, each rank hashes the files it wrote into a per-rank hash file
+    (a file, not a collective: a background thread's collective could interleave with
+    training's), and rank 0 waits for all of them, writes the manifest and renames the
+    directory: until then the checkpoint is a ``.tmp`` directory that resume ignores.
     """
 
     def __init__(self, final: Path, future, finisher: threading.Thread | None) -> None:
         self.final, self._future, self._finisher = final, future, finisher
         self._error: BaseException | None = None
 
-    def _finish_after_write(self, tmp: Path, manifest: dict, keep: int) -> None:
+    def _finish_after_write(self, tmp: Path, manifest: dict, keep: int, world: int) -> None:
         try:
             self._future.result()
         except _write_errors() as err:  # re-raised by wait() on the training thread
             self._error = _discard(tmp, self.final, err)
             return
         try:
-            _finish(tmp, self.final, manifest, keep)
+            own = _own_hashes(tmp)
+            if _rank() != 0:
+                formats.write_rank_hashes(tmp, _rank(), own)
+                return
+            others = formats.read_rank_hashes(tmp, world, RANK_HASH_TIMEOUT_S)
+            _finish(tmp, self.final, manifest, {**own, **others}, keep)
         except BaseException as e:
             self._error = e
 
@@ -188,12 +210,11 @@ def async_save_checkpoint(
             state, checkpoint_id=tmp, process_group=group, no_dist=not _distributed()
         )
     pending = PendingCheckpoint(final, future, None)
-    if _rank() == 0:
-        full = {**manifest, "step": step, "rank_states": rank_states}
-        pending._finisher = threading.Thread(
-            target=pending._finish_after_write, args=(tmp, full, keep), daemon=True
-        )
-        pending._finisher.start()
+    full = {**manifest, "step": step, "rank_states": rank_states}
+    pending._finisher = threading.Thread(
+        target=pending._finish_after_write, args=(tmp, full, keep, _world()), daemon=True
+    )
+    pending._finisher.start()
     return pending
 
 
@@ -234,11 +255,17 @@ def _gather(rank_state: dict) -> list[dict]:
     return rank_states
 
 
-def _finish(tmp: Path, final: Path, manifest: dict, keep: int) -> None:
-    """Rank 0: hash the files into the manifest, then make the checkpoint final (atomically)."""
+def _own_hashes(tmp: Path) -> dict[str, str]:
+    """This rank's share of the hashing: the files it wrote (rank 0 also ``.metadata``)."""
+    return formats.rank_files(tmp, _rank(), _world())
+
+
+def _finish(tmp: Path, final: Path, manifest: dict, files: dict[str, str], keep: int) -> None:
+    """Rank 0: write the ranks' hashes ``files`` into the manifest, then make the checkpoint
+    final (atomically)."""
     fields = {**manifest, "provenance": provenance()}
     try:
-        formats.write_manifest(tmp, fields, formats.hash_files(tmp))
+        formats.write_manifest(tmp, fields, files)
     except OSError as err:  # disk full on the manifest: the same cleanup as on the tensors
         raise _discard(tmp, final, err) from None
     formats.finalize(tmp, final)
@@ -320,9 +347,23 @@ def load_model_weights(path: str | Path, model: nn.Module) -> dict:
     return manifest
 
 
+_REQUIRED = (".metadata",)
+
+
 def verify_checkpoint(path: str | Path) -> str | None:
-    """Why checkpoint ``path`` is not usable, or None if its manifest and all hashes check out."""
-    return formats.verify(path, required=(".metadata",))
+    """Why checkpoint ``path`` is not usable, or None if its manifest and all hashes check out.
+
+    Under distributed it is collective: each rank hashes its share of the files
+    (``llm_formats.checkpoint.owner``) and every rank returns the same answer, the first
+    failing rank's reason (naming the file) or None.
+    """
+    reason = formats.verify(path, _REQUIRED, rank=_rank(), world=_world())
+    if not _distributed():
+        return reason
+    reasons: list[str | None] = [None] * _world()
+    dist.all_gather_object(reasons, reason)
+    failed = [(rank, r) for rank, r in enumerate(reasons) if r is not None]
+    return f"{failed[0][1]} (found by rank {failed[0][0]})" if failed else None
 
 
 def latest_checkpoint(checkpoint_dir: str | Path, fields: tuple[str, ...] = ()) -> Path | None:
@@ -330,28 +371,24 @@ def latest_checkpoint(checkpoint_dir: str | Path, fields: tuple[str, ...] = ()) 
 
     Invalid ones (no manifest, missing or corrupt files, a manifest without one of ``fields``,
     which the caller reads from it) are skipped with a warning; ``.tmp`` directories are never
-    considered. Under distributed, rank 0 decides and broadcasts.
+    considered. Collective under distributed: the ranks verify each candidate together
+    (``verify_checkpoint``), rank 0's listing of candidates is everyone's.
     """
-    found: list[Path | None] = [None]
-    if _rank() == 0:
-        found[0] = _find_latest(Path(checkpoint_dir), fields)
+    candidates = [formats.step_dirs(checkpoint_dir)]
     if _distributed():
-        dist.broadcast_object_list(found, src=0)
-    return found[0]
+        dist.broadcast_object_list(candidates, src=0)
+    for path in candidates[0]:
+        reason = verify_checkpoint(path) or _missing_field(path, fields)
+        if reason is None:
+            return path
+        if _rank() == 0:
+            log.warning("skipping invalid checkpoint %s: %s", path, reason)
+    return None
 
 
 def list_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
     """Every ``step_NNNNNN`` directory under ``checkpoint_dir``, valid or not, newest first."""
     return formats.step_dirs(checkpoint_dir)
-
-
-def _find_latest(checkpoint_dir: Path, fields: tuple[str, ...]) -> Path | None:
-    for path in formats.step_dirs(checkpoint_dir):
-        reason = verify_checkpoint(path) or _missing_field(path, fields)
-        if reason is None:
-            return path
-        log.warning("skipping invalid checkpoint %s: %s", path, reason)
-    return None
 
 
 def _missing_field(path: Path, fields: tuple[str, ...]) -> str | None:
@@ -362,22 +399,31 @@ def _missing_field(path: Path, fields: tuple[str, ...]) -> str | None:
     return f"{path / formats.MANIFEST} has no {', '.join(missing)} to resume from"
 
 
-def _prune(new: Path, keep: int) -> None:
-    """Keep the ``keep`` newest verified checkpoints, counting from the one just written.
+def _intact(path: Path) -> str | None:
+    """Why ``path`` is not a whole checkpoint, from its manifest and its files' presence and
+    sizes alone (``stat``, no hashing): what pruning checks, on rank 0 only."""
+    return formats.verify(path, _REQUIRED, hashes=False)
 
-    Only verified checkpoints count as kept and only verified ones older than the last kept
-    are deleted: a corrupt (or newer, e.g. from a fallback resume) directory is left alone with
-    a warning, since deleting good checkpoints to keep it would leave nothing to resume from.
-    Nothing is deleted unless ``new`` itself verifies, so a resumable checkpoint always remains.
+
+def _prune(new: Path, keep: int) -> None:
+    """Keep the ``keep`` newest intact checkpoints, counting from the one just written.
+
+    Intact (``_intact``) means manifest, files and sizes, not hashes: every checkpoint here was
+    hashed when it was written (``new`` a moment ago) and checked by the resume that read it,
+    and re-hashing them all on rank 0 at every save cost a full read of each. Only intact ones
+    count as kept and only intact ones older than the last kept are deleted: a broken (or
+    newer, e.g. from a fallback resume) directory is left alone with a warning, since deleting
+    good checkpoints to keep it would leave nothing to resume from. Nothing is deleted unless
+    ``new`` itself is intact, so a resumable checkpoint always remains.
     """
-    if (reason := verify_checkpoint(new)) is not None:
-        log.warning("not pruning: the checkpoint just written %s does not verify: %s", new, reason)
+    if (reason := _intact(new)) is not None:
+        log.warning("not pruning: the checkpoint just written %s is not intact: %s", new, reason)
         return
     kept, step = 1, formats.step_of(new)
     for path in formats.step_dirs(new.parent):
         if path == new:
             continue
-        if (reason := verify_checkpoint(path)) is not None:
+        if (reason := _intact(path)) is not None:
             log.warning("left invalid checkpoint %s (not counted as kept): %s", path, reason)
         elif formats.step_of(path) > step:
             log.warning("left checkpoint %s, newer than the one just written", path)

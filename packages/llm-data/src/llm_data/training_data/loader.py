@@ -24,14 +24,14 @@ whose `seq_len` (a divisor s of the full T) says to cut each (T + 1)-token sampl
 of s + 1 tokens (consecutive rows share one token, the label of the row before): the same
 samples and tokens per batch, T / s times the rows.
 
-Shards are verified against their index.json (presence, size, xxh64 or sha1 hash) before a
-dataset is built: streaming only checks hashes of shards it downloads, so a zeroed local shard
-trained silently and a truncated or deleted one failed later without naming the file.
+Shards are checked against their index.json (`llm_data.training_data.shard_check`): presence
+and size on every rank before a dataset is built (stat calls), and each shard's xxh64 or sha1
+hash once per run, by one rank in a background thread; a mismatch stops the run at the next
+batch with an error naming the shard file and the index.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from itertools import islice
@@ -46,6 +46,7 @@ from llm_data.training_data.mixture import (
     mixture_table,
     resolve_mixture,
 )
+from llm_data.training_data.shard_check import ShardHashCheck, check_shards
 from llm_formats.jsonl import FormatError
 from llm_formats.shards import read_shard_stats, source_dir, source_samples
 
@@ -155,8 +156,9 @@ class TokenLoader:
                     f"mixture phase {i} has {phase.epoch_size} samples per epoch, fewer than "
                     f"batch_size={batch_size} x world_size={self.world_size}"
                 )
-        for source in sorted({s for phase in self.phases for s in phase.choose}):
-            verify_shards(source_dir(self.shards_dir, source))
+        sources = sorted({s for phase in self.phases for s in phase.choose})
+        records = [r for s in sources for r in check_shards(source_dir(self.shards_dir, s))]
+        self.shard_hashes = ShardHashCheck(records, _rank(), self.world_size)
         self.dataset, self._dataset_phase = None, None
         self.batch = 0  # global batches taken since the start: the whole position
 
@@ -220,6 +222,7 @@ class TokenLoader:
             if end is not None:
                 left = min(left, end * self.batches_per_step - self.batch)
             for _ in range(left):
+                self.shard_hashes.check()  # a corrupt shard found so far stops the run here
                 rows = [s["tokens"][: self.seq_len + 1] for s in islice(samples, self.batch_size)]
                 if len(rows) < self.batch_size:
                     raise RuntimeError(
@@ -270,6 +273,7 @@ class TokenLoader:
         """Global position after the last yielded batch (the same on every rank), plus what
         must match when resuming. `phase`, `epoch` and `sample_in_epoch` follow from `batch`
         (recorded to read, and checked on load)."""
+        self.shard_hashes.check()
         phase, epoch, sample_in_epoch = self._locate(self.batch)
         return {
             "version": STATE_VERSION,
@@ -424,50 +428,17 @@ def _world_size() -> int:
     return get_world_size()
 
 
+def _rank() -> int:
+    from streaming.base.distributed import get_rank
+
+    return get_rank()
+
+
 def _read_stats(shards_dir: Path) -> dict:
     try:
         return read_shard_stats(shards_dir)
     except FormatError as err:
         raise InputError(str(err)) from err
-
-
-def _index_shards(index_path: Path) -> list[dict]:
-    """The ``shards`` list of an MDS ``index.json``; an unreadable one is an error naming it."""
-    try:
-        shards = json.loads(index_path.read_text())["shards"]
-    except json.JSONDecodeError as e:
-        raise InputError(f"{index_path}:{e.lineno}: not valid JSON: {e.msg}") from None
-    except (KeyError, TypeError):
-        shards = None
-    if not isinstance(shards, list) or not all(isinstance(s, dict) for s in shards):
-        raise InputError(f"{index_path}: field 'shards' must be a list of objects")
-    return shards
-
-
-def verify_shards(folder: Path) -> None:
-    """Check every shard of an MDS folder against its index.json: present, size, hash.
-
-    Raises:
-        InputError: naming the index or the shard file and what is wrong with it.
-    """
-    from streaming.base.hashing import get_hash
-
-    index_path = folder / "index.json"
-    if not index_path.is_file():
-        raise InputError(f"{index_path} is missing: {folder} is not an MDS folder")
-    for shard in _index_shards(index_path):
-        info = shard.get("zip_data") or shard["raw_data"]
-        path = folder / info["basename"]
-        if not path.is_file():
-            raise InputError(f"{path}: shard listed in {index_path} is missing")
-        size = path.stat().st_size
-        if size != info["bytes"]:
-            raise InputError(
-                f"{path}: {size} bytes, index.json says {info['bytes']} (truncated or replaced)"
-            )
-        algo = next((a for a in ("xxh64", "sha1") if a in info.get("hashes", {})), None)
-        if algo is not None and get_hash(algo, path.read_bytes()) != info["hashes"][algo]:
-            raise InputError(f"{path}: {algo} hash does not match index.json (corrupt shard)")
 
 
 def _build_dataset(streams: dict[Path, int], batch_size: int, seed: int, shuffle: bool):
@@ -487,7 +458,7 @@ def _build_dataset(streams: dict[Path, int], batch_size: int, seed: int, shuffle
         shuffle=shuffle,
         shuffle_seed=seed,
         num_canonical_nodes=NUM_CANONICAL_NODES,
-        validate_hash=None,  # verify_shards did it, naming the file
+        validate_hash=None,  # ShardHashCheck does it once per run, naming the file
         # streaming's read-ahead thread only marks local samples ready (nothing to download),
         # but at its default (8 batches) it keeps pausing 7 ms, and so does the main thread
         # waiting on it: that capped the loader at ~4,500 samples/s.
