@@ -25,7 +25,6 @@ from llm_formats import checkpoint as formats
 from llm_formats import rundir as layout
 from llm_formats.atomic import sha256_file
 from llm_train.warm_start import WarmStart, config_problems
-from pretrain import distributed
 from pretrain.rundir import RunError
 
 HF_CONFIG = "config.json"
@@ -46,7 +45,7 @@ def resolve_init_from(config, run_dir: Path, model_config) -> WarmStart | None:
     if folder.is_dir() and formats.step_dirs(folder):
         from llm_train.checkpoint import latest_checkpoint
 
-        newest = latest_checkpoint(folder)  # rank 0 verifies, every rank gets its answer
+        newest = latest_checkpoint(folder)  # collective: the ranks verify it together
         if newest is None:
             raise RunError(f"train.init_from={given}: no valid checkpoint under {folder}")
         return _from_checkpoint(config, run_dir, model_config, newest)
@@ -58,11 +57,11 @@ def resolve_init_from(config, run_dir: Path, model_config) -> WarmStart | None:
 
 
 def _verified(path: Path) -> Path:
-    """``path`` if its files match its manifest; rank 0 checks, every rank gets the verdict."""
+    """``path`` if its files match its manifest. Collective under torchrun: each rank hashes
+    its share of the files and every rank gets the same verdict."""
     from llm_train.checkpoint import verify_checkpoint
 
-    job = distributed.current()
-    reason = job.broadcast(verify_checkpoint(path) if job.main else None)
+    reason = verify_checkpoint(path)
     if reason is not None:
         raise RunError(f"train.init_from={path} is not a usable checkpoint: {reason}")
     return path
