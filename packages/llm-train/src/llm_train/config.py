@@ -90,8 +90,9 @@ class TrainConfig:
             (moments; the LR, weight decay and betas stay this config's).
         log_every: Write a metrics line every this many steps (and at the last step).
         checkpoint_every: Save a checkpoint every this many steps; 0 saves only at the end.
-        keep_checkpoints: Keep this many newest verified checkpoints; 0 keeps all. Only older
-            verified ones are deleted, after the new one verifies; corrupt ones are left.
+        keep_checkpoints: Keep this many newest intact checkpoints (manifest, every file present
+            at its recorded size; hashes were checked when written); 0 keeps all. Only older
+            intact ones are deleted, after the new one is intact; damaged ones are left.
         eval_every: If > 0, run every callback at this cadence instead of its own ``every``.
         peak_flops: Peak FLOP/s of one device for MFU; 0 disables MFU logging.
         compile: ``torch.compile`` each block (applied by ``parallelize``).
