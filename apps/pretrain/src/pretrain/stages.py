@@ -132,8 +132,10 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_data import build_loader
     from llm_train import Trainer
     from llm_train.checkpoint import CheckpointError
+    from llm_train.host_memory import return_freed_memory_to_os
     from llm_train.plots import plot_loss
 
+    return_freed_memory_to_os()  # else each rank's resident set grows by what steps free
     job = distributed.current()
     device = job.device or pick_device(config)
     model = _model_to_train(config, run_dir)
