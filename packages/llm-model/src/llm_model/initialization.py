@@ -132,6 +132,16 @@ def _local_slice(param: torch.Tensor) -> tuple[slice, ...] | None:
     return tuple(slice(o, o + s) for o, s in zip(offset, shape, strict=True))
 
 
+def _generator(t: torch.Tensor, seed: int) -> torch.Generator | None:
+    """``t``'s device's generator seeded with ``seed``; None for a fake tensor (a dry run under
+    FakeTensorMode: no values, and no such device need exist here), which still allocates."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    if is_fake(t):
+        return None
+    return torch.Generator(device=t.device).manual_seed(seed)
+
+
 def _fill(param: torch.Tensor, init: _Init, seed: int) -> None:
     """Initialise ``param`` (its local shard if it is a DTensor) in place."""
     where = _local_slice(param)
@@ -145,7 +155,7 @@ def _fill(param: torch.Tensor, init: _Init, seed: int) -> None:
     whole = local
     if where is not None:
         whole = torch.empty(param.shape, dtype=local.dtype, device=local.device)
-    generator = torch.Generator(device=local.device).manual_seed(seed)
+    generator = _generator(local, seed)
     if init.truncate:
         std = init.std
         nn.init.trunc_normal_(whole, std=std, a=-3 * std, b=3 * std, generator=generator)
