@@ -5,7 +5,7 @@ own ``mmap`` and unmaps it on free. But each free of such a block raises the thr
 size (up to 32 MiB), after which blocks that size come from the heap, and the heap keeps what
 is freed in the middle of it. Training frees and reallocates block-sized buffers on every step
 (FSDP's all-gathered parameters, unsharded gradients, optimizer temporaries), so the resident
-set grew by what was freed: with 4 gloo ranks and a 145M-parameter model, 1.8-2.0x the
+set grew by what was freed: with 4 gloo ranks and a 145M-parameter model, 1.7-2.0x the
 model's fp32 bytes per rank against 1.1x with the threshold fixed (measured:
 ``benchmarks/memory/bench_host_memory.py``). Fixing the threshold keeps large tensors on
 their own mappings.
