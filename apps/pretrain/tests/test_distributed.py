@@ -35,12 +35,12 @@ def _losses(run: Path) -> dict[int, float]:
 
 
 def _launch(config: Path, *args: str, script: Path | None = None, restarts: int = 0,
-            stage: str = "train"):  # fmt: skip
-    """`torchrun` of 2 processes running `pretrain train` (or `stage`; or `script`, a wrapper
-    of it)."""
+            stage: str = "train", nproc: int = 2):  # fmt: skip
+    """`torchrun` of `nproc` processes running `pretrain train` (or `stage`; or `script`, a
+    wrapper of it)."""
     program = [str(script)] if script else ["--no-python", str(BIN / "pretrain")]
     return subprocess.run(
-        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2",
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", str(nproc),
          "--max-restarts", str(restarts), *program, "--config", str(config), stage, *args],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -60,8 +60,8 @@ def _run_wrapped(trained, tmp_path: Path, name: str, wrapper: str, *args: str, r
     return runs / name, proc.stderr
 
 
-def _torchrun(config: Path, *args: str) -> None:
-    proc = _launch(config, *args)
+def _torchrun(config: Path, *args: str, nproc: int = 2) -> None:
+    proc = _launch(config, *args, nproc=nproc)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -272,6 +272,37 @@ def test_hybrid_sharding_trains_like_one_process(trained):
     shutil.copytree(runs / "tiny", runs / "hsdp")
     _torchrun(config, "train.steps=10", "run.replicas=2", "run.name=hsdp")
     assert _losses(runs / "hsdp") == pytest.approx(_losses(runs / "one"), rel=1e-4)
+
+
+@pytest.mark.trains
+def test_hybrid_sharding_on_a_2x2_mesh_trains_like_one_process_and_shards_the_checkpoint(
+    trained,
+):
+    # run.replicas=2 on 4 processes: 2 replicas x 2 shards, 4 rows each = one process's 16.
+    config, runs = trained
+    shutil.copytree(runs / "tiny", runs / "hsdp4")
+    _torchrun(config, "train.steps=10", "run.replicas=2", "loader.batch_size=4",
+              "run.name=hsdp4", nproc=4)  # fmt: skip
+    assert _losses(runs / "hsdp4") == pytest.approx(_losses(runs / "one"), rel=1e-4)
+    # Each sharded tensor is stored as two chunks, its two halves, in two files.
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    metadata = FileSystemReader(runs / "hsdp4" / "checkpoints" / "step_000010").read_metadata()
+    tensors = {
+        key: meta for key, meta in metadata.state_dict_metadata.items()
+        if key.startswith("model.") and isinstance(meta, TensorStorageMetadata)
+    }  # fmt: skip
+    assert tensors
+    for key, meta in tensors.items():
+        rows, half = meta.size[0], -(-meta.size[0] // 2)
+        chunks = sorted((c.offsets[0], c.sizes[0]) for c in meta.chunks)
+        assert chunks == [(0, half), (half, rows - half)], (key, chunks)
+        assert all(tuple(c.sizes[1:]) == tuple(meta.size[1:]) for c in meta.chunks), key
+        files = {
+            info.relative_path for index, info in metadata.storage_data.items() if index.fqn == key
+        }  # fmt: skip
+        assert len(files) == 2, (key, files)
 
 
 def test_replicas_must_divide_the_world(trained, capsys):

@@ -43,3 +43,18 @@ def test_init_weights_is_reproducible_and_resets():
     model.init_weights()
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_meta_build_with_a_seed_equals_a_seeded_build():
+    # One definition of the init: torch.manual_seed(s); Transformer(c) == meta + init_weights(s).
+    c = ModelConfig(d_model=64, n_layers=2, n_heads=4, vocab_size=100, ffn_hidden=128)
+    torch.manual_seed(7)
+    built = Transformer(c)
+    with torch.device("meta"):
+        meta = Transformer(c)
+    meta.to_empty(device="cpu")
+    meta.init_weights(seed=7)
+    for (name, a), b in zip(built.state_dict().items(), meta.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    meta.init_weights(seed=8)  # another seed, other weights
+    assert not torch.equal(meta.blocks[0].attn.wq.weight, built.blocks[0].attn.wq.weight)

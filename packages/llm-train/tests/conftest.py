@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from types import SimpleNamespace
@@ -37,6 +38,36 @@ class ToyModel(nn.Module):
         self.blocks = nn.ModuleList(ToyBlock(D_MODEL, dropout, hidden) for _ in range(n_layers))
         self.norm = nn.LayerNorm(D_MODEL)
         self.head = nn.Linear(D_MODEL, VOCAB, bias=False)
+        if not self.head.weight.is_meta:  # as llm_model's Transformer: one definition of init
+            self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self, seed: int | None = None) -> None:
+        """The trainable-model protocol's initialiser, as llm_model does it: each parameter drawn
+        whole from a generator seeded by (seed, its name), then sliced to its local shard."""
+        from torch.distributed.tensor import DTensor
+        from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+        seed = torch.initial_seed() if seed is None else seed
+        for name, param in self.named_parameters():
+            name = name.replace("._checkpoint_wrapped_module", "")
+            digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+            g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+            whole = torch.empty(param.shape)
+            if name.endswith("bias"):
+                whole.zero_()
+            elif "norm" in name:
+                whole.fill_(1.0)
+            else:
+                whole.normal_(std=0.02, generator=g)
+            if isinstance(param, DTensor):
+                shape, offset = compute_local_shape_and_global_offset(
+                    param.shape, param.device_mesh, param.placements
+                )
+                where = tuple(slice(o, o + n) for o, n in zip(offset, shape, strict=True))
+                param.to_local().copy_(whole[where])
+            else:
+                param.copy_(whole)
 
     def forward(self, input_ids, labels=None):
         x = self.embed(input_ids)  # (B, T, d)

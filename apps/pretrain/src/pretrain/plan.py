@@ -6,7 +6,7 @@ returns at once, nothing is sent) and fake tensors (shapes, dtypes and devices, 
   mesh       ``pretrain.distributed._mesh``: 1-D FSDP, or run.replicas x (world / replicas) HSDP
   model      ``llm_model.Transformer`` built on the meta device
   sharding   ``llm_train.parallel``: activation checkpointing, then FSDP2 per block, then the root
-  init       ``_materialize``: allocate this rank's shards, ``init_weights()``
+  init       ``llm_train.parallel.materialize``: allocate this rank's shards, ``init_weights(seed)``
   step       ``llm_train.step.train_step`` over train.grad_accum_steps micro-batches, with
              ``build_optimizer`` / ``build_scheduler``
   checkpoint DCP's ``DefaultSavePlanner`` over the state the trainer saves: what this rank writes
@@ -41,7 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from llm_train import TrainConfig
 from llm_train.optimizer import build_optimizer
-from llm_train.parallel import apply_activation_checkpointing, apply_fsdp
+from llm_train.parallel import apply_activation_checkpointing, apply_fsdp, materialize
 from llm_train.schedule import build_scheduler
 from llm_train.step import train_step
 from pretrain.config import PretrainConfig
@@ -148,7 +148,7 @@ def _plan_on_mesh(build_model, train, mesh, micro_batch, seq_len, vocab_size, st
         model = build_model()
     params = sum(p.numel() for p in model.parameters())
     _shard(model, mesh, train)
-    _materialize(model, torch.device("cpu"))
+    materialize(model, torch.device("cpu"), train.seed)  # the trainer's: each rank its shards
     optimizer = build_optimizer(model, train)
     scheduler = build_scheduler(optimizer, train)
     _warm_up(model, optimizer, train)
@@ -191,15 +191,6 @@ def _shard(model: nn.Module, mesh, train: TrainConfig) -> None:
     if train.activation_checkpointing:
         apply_activation_checkpointing(model)
     apply_fsdp(model, mesh, param_dtype=train.precision)
-
-
-def _materialize(model: nn.Module, device: torch.device) -> None:
-    """Allocate this rank's shards and initialise them: the trainer's path once every rank
-    initialises only its own shards (``llm_train.parallel.materialize`` today broadcasts rank
-    0's full state dict, which the plan must not need). Switch to it when it does this."""
-    model.to_empty(device=device)
-    with torch.no_grad():
-        model.init_weights()
 
 
 def _warm_up(model: nn.Module, optimizer: torch.optim.Optimizer, train: TrainConfig) -> None:

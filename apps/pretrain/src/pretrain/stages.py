@@ -132,11 +132,13 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_data import build_loader
     from llm_train import Trainer
     from llm_train.checkpoint import CheckpointError
+    from llm_train.host_memory import return_freed_memory_to_os
     from llm_train.plots import plot_loss
 
+    return_freed_memory_to_os()  # else each rank's resident set grows by what steps free
     job = distributed.current()
     device = job.device or pick_device(config)
-    model, init_state = _model_to_train(config, run_dir, device, job)
+    model = _model_to_train(config, run_dir)
     warm, init_from = warm_start(config, run_dir, model)
     params, flops = model.num_params(), model.flops_per_token(config.shards.seq_len)
     loader = build_loader(  # rank and world size come from torchrun's environment
@@ -158,8 +160,7 @@ def train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         run_dir,
         callbacks=callbacks,
         mesh=job.mesh,
-        init_device=device if job.world > 1 else None,
-        init_state=init_state,
+        init_device=device,  # each rank initialises its own shards there (init_weights(seed))
         tensorboard_dir=tensorboard_dir(config, run_dir) if job.main else None,
         manifest_fields=checkpoint_fields(config, run_dir) | init_from,
         warm_start=warm,
@@ -230,20 +231,15 @@ def checkpoint_fields(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def _model_to_train(config: PretrainConfig, run_dir: Path, device: torch.device, job):
-    """(model, rank 0's initial state dict or None). One process: the model, built and seeded
-    on ``device``. Under torchrun: every rank builds it on the meta device (the trainer shards
-    and materialises it); rank 0 also builds it whole on the CPU with the same seed, whose
-    weights the trainer broadcasts, so every world size starts from the same weights."""
+def _model_to_train(config: PretrainConfig, run_dir: Path):
+    """The model, built on the meta device in every process: the trainer shards it (under
+    torchrun), allocates it on the run's device and runs ``init_weights(seed=train.seed)``, so
+    each rank draws only its own shards and 1 or N processes start from the same weights, the
+    ones ``build_model`` gives."""
     from llm_model import Transformer
 
-    if job.world == 1:
-        return build_model(config, run_dir, device), None
-    init_state = None
-    if job.main:
-        init_state = build_model(config, run_dir, torch.device("cpu")).state_dict()
     with torch.device("meta"):
-        return Transformer(model_config(config, run_dir)), init_state
+        return Transformer(model_config(config, run_dir))
 
 
 def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
@@ -488,10 +484,15 @@ def model_config(config: PretrainConfig, run_dir: Path):
 
 
 def build_model(config: PretrainConfig, run_dir: Path, device: torch.device):
+    """The model with the weights a training run starts from: drawn on ``device`` from
+    ``train.seed`` (each parameter from its own generator, so any world size gets them)."""
     from llm_model import Transformer
 
-    torch.manual_seed(config.train.seed)
-    return Transformer(model_config(config, run_dir)).to(device)
+    with torch.device("meta"):
+        model = Transformer(model_config(config, run_dir))
+    model.to_empty(device=device)
+    model.init_weights(seed=config.train.seed)
+    return model
 
 
 def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.device, job=None):

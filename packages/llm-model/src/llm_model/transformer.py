@@ -29,9 +29,10 @@ def _embedding(n: int, d: int) -> nn.Embedding:
 class Transformer(nn.Module):
     """Decoder-only transformer that the config fully describes.
 
-    Build on the meta device and call ``init_weights()`` after ``to_empty()`` to materialise a
-    large model without allocating it twice. ``blocks`` are the units for FSDP and
-    activation checkpointing.
+    Build on the meta device and call ``init_weights(seed)`` after ``to_empty()`` (and after
+    sharding) to materialise a large model without allocating it twice; built on a real device
+    after ``torch.manual_seed(seed)`` it holds the same weights. ``blocks`` are the units for
+    FSDP and activation checkpointing.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -51,9 +52,11 @@ class Transformer(nn.Module):
         if not self.tok_emb.weight.is_meta:  # on meta: to_empty() then init_weights()
             self.init_weights()
 
-    def init_weights(self) -> None:
-        """(Re)initialise all parameters with the scheme ``config.init`` selects."""
-        init_weights(self)
+    def init_weights(self, seed: int | None = None) -> None:
+        """(Re)initialise all parameters with the scheme ``config.init`` selects, each from a
+        generator seeded by (``seed``, its name); under FSDP2 only this rank's shards. None:
+        the seed of the last ``torch.manual_seed`` (see ``initialization.init_weights``)."""
+        init_weights(self, seed)
 
     @property
     def output_weight(self) -> torch.Tensor:

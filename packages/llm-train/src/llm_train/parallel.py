@@ -13,7 +13,6 @@ import logging
 from typing import TYPE_CHECKING, Literal
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from llm_formats.device import resolve_device
@@ -155,28 +154,15 @@ def _device_type(model: nn.Module) -> str:
     return device.type
 
 
-def materialize(
-    model: nn.Module, device: torch.device, full_state_dict: dict[str, torch.Tensor] | None = None
-) -> None:
-    """Allocate a model built on the meta device (and sharded) on ``device``, then initialise it.
+def materialize(model: nn.Module, device: torch.device, seed: int) -> None:
+    """Allocate a model built on the meta device (and sharded) on ``device``, then initialise it
+    with the trainable-model protocol's ``init_weights(seed=seed)``.
 
-    Under ``torch.distributed`` the weights come from rank 0's ``full_state_dict`` (a model built
-    whole on the CPU with the run's seed), broadcast and sharded: every world size starts from
-    the exact weights one process would. Single-process, or without a state dict, the model's
-    own ``init_weights()`` runs (the trainable-model protocol's initialiser).
+    ``init_weights`` must give each parameter values that depend only on ``seed`` and the
+    parameter (not on the rank or world size) and write only the local shard of a sharded
+    one, so every rank initialises its own shards with no collective and no full state dict,
+    and every world size starts from the weights one process would.
     """
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
     model.to_empty(device=device)
-    distributed = dist.is_available() and dist.is_initialized()
-    if distributed:
-        if dist.get_rank() == 0 and full_state_dict is None:
-            raise ValueError("materialize: rank 0 needs the full state dict to broadcast")
-        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
-        state = full_state_dict if dist.get_rank() == 0 else {}
-        set_model_state_dict(model, state, options=options)
-    elif full_state_dict is not None:
-        model.load_state_dict(full_state_dict)
-    else:
-        with torch.no_grad():
-            model.init_weights()
+    with torch.no_grad():
+        model.init_weights(seed=seed)

@@ -83,8 +83,8 @@ class Trainer:
         resume: Continue from the newest valid checkpoint in ``run_dir`` if there is one.
         mesh: Data-parallel mesh; if given, the model is sharded with FSDP2.
         init_device: For a model built on the meta device: where to materialise it after
-            sharding (see ``parallel.materialize``).
-        init_state: With ``init_device``, on rank 0: the full state dict to start from.
+            sharding; each rank then runs ``model.init_weights(seed=config.seed)`` on its own
+            shards (see ``parallel.materialize``).
         tensorboard_dir: If given, rank 0 mirrors the metrics there (``[tensorboard]`` extra).
         manifest_fields: JSON-able fields every checkpoint's manifest records besides the
             trainer's own, so a checkpoint describes itself (the app gives ``model_config``,
@@ -104,7 +104,6 @@ class Trainer:
         resume: bool = True,
         mesh: DeviceMesh | None = None,
         init_device: torch.device | None = None,
-        init_state: dict[str, torch.Tensor] | None = None,
         tensorboard_dir: str | Path | None = None,
         manifest_fields: dict | None = None,
         warm_start: WarmStart | None = None,
@@ -116,7 +115,7 @@ class Trainer:
         self.manifest_fields = dict(manifest_fields or {})
         self.model = parallelize(model, config, mesh)
         if init_device is not None:  # built on meta: allocate the shards, then the weights
-            materialize(self.model, init_device, init_state)
+            materialize(self.model, init_device, config.seed)
         self.optimizer = build_optimizer(self.model, config)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.guard = SpikeGuard(
