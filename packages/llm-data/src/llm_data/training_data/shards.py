@@ -6,27 +6,43 @@ text identically), each followed by the EOS id, concatenated and cut into sample
 `seq_len + 1` tokens (inputs plus the shifted labels). A deterministic slice of documents,
 chosen by a hash of their id, is held out as raw text for bits-per-byte evaluation instead of
 being sharded.
+
+The work runs as datatrove tasks on curation's executors (`llm_data.executors`: local pool,
+Slurm job array, Ray), each over a contiguous share of the curated files, writing its own MDS
+folder `<source>/<rank>/`; `finalize` merges the indexes per source. Packing is per file, so
+the output does not depend on the task count.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import shutil
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xxhash
-from tqdm import tqdm
+from datatrove.pipeline.base import PipelineStep
 
 from llm_data.atomic import make_temp_dir, remove_stale_temp_dirs
+from llm_data.executors import Stage, run_stages, submit_slurm
 from llm_data.readers import InputError
+from llm_formats.atomic import atomic_write_text
 from llm_formats.documents import Document, curated_sources, read_documents
 from llm_formats.heldout import HELDOUT_FILE, HeldoutRecord, write_heldout
 from llm_formats.jsonl import FormatError
 from llm_formats.shards import SHARD_STATS_FILE, source_dir, write_shard_stats
 
-__all__ = ["HELDOUT_FILE", "SHARD_STATS_FILE", "is_heldout", "tokenize_to_shards"]
+if TYPE_CHECKING:
+    from llm_data.config import CurationConfig
+
+__all__ = ["HELDOUT_FILE", "SHARD_STATS_FILE", "is_heldout", "pack", "tokenize_to_shards"]
 # HELDOUT_FILE and SHARD_STATS_FILE stay importable from here (llm_formats defines them).
 
 log = logging.getLogger(__name__)
@@ -68,22 +84,24 @@ def check_tokenizer(tokenizer) -> None:
         )
 
 
-class _Packer:
-    """Concatenate token lists and emit fixed-length samples to an MDSWriter."""
+def pack(
+    carry: np.ndarray, docs: list[list[int]], eos_id: int, sample_len: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Append each of ``docs`` plus EOS to ``carry`` and cut the result into samples.
 
-    def __init__(self, writer, sample_len: int, dtype: np.dtype):
-        self.writer, self.sample_len, self.dtype = writer, sample_len, dtype
-        self.buffer: list[int] = []
-        self.samples = 0
-
-    def add(self, tokens: list[int]) -> None:
-        self.buffer.extend(tokens)
-        n_full = len(self.buffer) // self.sample_len
-        for i in range(n_full):
-            chunk = self.buffer[i * self.sample_len : (i + 1) * self.sample_len]
-            self.writer.write({_TOKENS_COLUMN: np.asarray(chunk, dtype=self.dtype)})
-        self.samples += n_full
-        del self.buffer[: n_full * self.sample_len]
+    Returns:
+        ``(rows, rest)``: the full ``(n, sample_len)`` samples and the tokens left over (fewer
+        than ``sample_len``), to be passed as the next call's ``carry``. Same dtype as ``carry``.
+    """
+    total = sum(len(ids) + 1 for ids in docs)
+    flat = np.empty(len(carry) + total, dtype=carry.dtype)
+    flat[: len(carry)] = carry
+    # One C-level pass over the token lists; only the per-document loop is Python.
+    flat[len(carry) :] = np.fromiter(
+        chain.from_iterable(chain(ids, (eos_id,)) for ids in docs), dtype=carry.dtype, count=total
+    )
+    n = len(flat) // sample_len
+    return flat[: n * sample_len].reshape(n, sample_len), flat[n * sample_len :].copy()
 
 
 def tokenize_to_shards(
@@ -95,8 +113,18 @@ def tokenize_to_shards(
     heldout_fraction: float = 0.01,
     seed: int = 0,
     overwrite: bool = False,
+    tasks: int = 1,
+    workers: int = 1,
+    run_config: CurationConfig | None = None,
 ) -> dict:
     """Write one MDS stream per source to `out_dir/<source>/`, plus held-out text and stats.
+
+    The curated files are split into `tasks` contiguous shares, each tokenized by one datatrove
+    task (on the executor of `run_config`) into its own MDS folder `<source>/<rank>/`; a final
+    step merges each source's index (streaming's `merge_index`), the held-out parts and the
+    stats. Each curated file is packed on its own (its last partial sample is dropped), and the
+    held-out split is a hash of each document's id, so the samples, their order, the held-out
+    file and the stats do not depend on `tasks`.
 
     Args:
         curated_dir: output of `run_curation` (`<source>/*.jsonl.gz` with "id" and "text").
@@ -104,7 +132,7 @@ def tokenize_to_shards(
             added; special-token strings in the text encode as text), `eos_id` and
             `vocab_size`, e.g. `llm_tokenize.Tokenizer.from_file("tokenizer.json")`. Taken as an
             object so that shards and evaluation share one loader (llm-data does not depend on
-            llm-tokenize).
+            llm-tokenize). It must pickle (it travels to the tasks).
         out_dir: destination, written atomically (built beside it, then renamed).
         seq_len: model context; each sample holds `seq_len + 1` tokens.
         heldout_fraction: share of documents (by id hash) kept out of the shards and written
@@ -112,99 +140,245 @@ def tokenize_to_shards(
             the curated record has `metadata.language`.
         seed: changes which documents are held out.
         overwrite: replace an existing `out_dir`.
+        tasks: datatrove tasks (at most one per curated file is useful; more are capped).
+        workers: tasks running at once (local and Ray executors).
+        run_config: where the tasks run: its `executor` ("local", "ray" or "slurm"),
+            `skip_completed`, `slurm` and `ray` settings (not its workers or tasks). Default:
+            local processes, resumable.
 
-    Temp folders of earlier runs killed before they finished (`.<out_dir>.tmp-<host>-<pid>-*`
-    of a dead process) are removed first.
+    With `skip_completed` (the default) the work folder is `.<out_dir name>.partial` beside
+    `out_dir`; a run killed or failed there is resumed by running again with the same
+    settings, curated files and tokenizer: tasks with datatrove's completion marker are
+    skipped, the others start over (a task clears its own folders first). Temp folders of
+    earlier runs killed before they finished (`.<out_dir>.tmp-<host>-<pid>-*` of a dead
+    process) are removed first.
 
     Returns:
         The stats also saved to `out_dir/shard_stats.json`: per source `docs`, `heldout_docs`,
-        `tokens` (written into samples), `samples`, `tokens_dropped` (the last partial sample).
+        `tokens` (written into samples), `samples`, `tokens_dropped` (the last partial sample
+        of each file). With `executor: slurm` the jobs are only submitted:
+        `{"executor": "slurm", "jobs": {stage: job id}, "work_dir": ...}`.
     """
     from streaming import MDSWriter  # noqa: F401  (without [shards], fail before any check)
 
-    _check_shard_args(seq_len, heldout_fraction)
+    _check_shard_args(seq_len, heldout_fraction, tasks, workers)
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and not overwrite:
         raise FileExistsError(f"out_dir={str(out)!r} exists; pass overwrite=True to replace it")
     check_tokenizer(tokenizer)
     sources = list_curated_sources(Path(curated_dir))
+    files = [(name, str(path)) for name, paths in sources.items() for path in paths]
     eos_id, vocab_size = int(tokenizer.eos_id), int(tokenizer.vocab_size)
     dtype = np.dtype(np.uint16 if vocab_size < 2**16 else np.uint32)
     stats = {"seq_len": seq_len, "sample_len": seq_len + 1, "dtype": dtype.name, "eos_id": eos_id}
     stats |= {"vocab_size": vocab_size, "heldout_fraction": heldout_fraction, "seed": seed}
+    runs = _executor_settings(run_config, workers)
+    tasks = min(tasks, len(files))
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_dirs(out)
-    tmp = make_temp_dir(out)
+    root = _work_folder(out, runs, _fingerprint(stats, tasks, files, tokenizer))
+    stage = Stage(_STAGE, [ShardTask(root, files, tokenizer, stats)], tasks)
     try:
-        stats["sources"] = _write_streams(tmp, sources, tokenizer, stats)
-        write_shard_stats(tmp, stats)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if runs.executor == "slurm":
+            return _submit(stage, runs, root, out, list(sources))
+        run_stages([stage], runs, root / _WORK / "logs")
+        return finalize(root, out, list(sources), tasks, stats)
+    except BaseException as err:
+        # Bad input must change before a rerun (and so the fingerprint): nothing to resume.
+        if not runs.skip_completed or isinstance(err, InputError):
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            log.error("shards failed; run again with the same settings to resume (%s)", root)
         raise
-    return stats
 
 
-def _check_shard_args(seq_len: int, heldout_fraction: float) -> None:
+_STAGE = "shards"
+_WORK = "_work"  # scratch in the work folder (task parts, logs), removed before the rename
+
+
+def _check_shard_args(seq_len: int, heldout_fraction: float, tasks: int, workers: int) -> None:
     """Refuse bad settings before anything is read or written."""
     if seq_len < 1:
         raise ValueError(f"seq_len={seq_len!r} is invalid: expected an integer >= 1")
     if not 0.0 <= heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction={heldout_fraction!r} is invalid: expected [0, 1)")
+    for name, value in (("tasks", tasks), ("workers", workers)):
+        if value < 1:
+            raise ValueError(f"{name}={value!r} is invalid: expected an integer >= 1")
 
 
-def _write_streams(tmp: Path, sources: dict[str, list[Path]], tokenizer, stats: dict) -> dict:
-    """One MDS stream per source under ``tmp``, and the held-out file; per-source stats.
-
-    ``stats`` supplies seq_len, dtype, eos_id, heldout_fraction and seed.
-    """
-    from streaming import MDSWriter
-
-    seq_len, dtype = stats["seq_len"], np.dtype(stats["dtype"])
-    columns = {_TOKENS_COLUMN: f"ndarray:{dtype.name}:{seq_len + 1}"}
-    per_source = {}
-    with open(tmp / HELDOUT_FILE, "w", encoding="utf-8") as heldout:
-        for name, files in sources.items():
-            mds = str(source_dir(tmp, name))
-            with MDSWriter(out=mds, columns=columns, hashes=["sha1", "xxh64"]) as w:
-                packer = _Packer(w, seq_len + 1, dtype)
-                per_source[name] = _shard_source(
-                    name, files, tokenizer, stats["eos_id"], packer, heldout,
-                    stats["heldout_fraction"], stats["seed"],
-                )  # fmt: skip
-    return per_source
+def _executor_settings(run_config: CurationConfig | None, workers: int):
+    """What `run_stages` reads of a curation config: executor, workers, skip_completed, ray."""
+    if run_config is None:
+        return SimpleNamespace(executor="local", workers=workers, skip_completed=True)
+    return SimpleNamespace(
+        executor=run_config.executor,
+        workers=workers,
+        skip_completed=run_config.skip_completed,
+        slurm=run_config.slurm,
+        ray=run_config.ray,
+    )
 
 
-def _shard_source(name, files, tokenizer, eos_id, packer, heldout, fraction, seed) -> dict:
-    """Tokenize one source into ``packer`` in batches, its held-out documents into ``heldout``."""
-    docs = held = tokens = 0
-    batch: list[str] = []
+def _share(n_files: int, rank: int, world_size: int) -> range:
+    """The contiguous slice of files of task `rank`: rank order is file order."""
+    return range(rank * n_files // world_size, (rank + 1) * n_files // world_size)
 
-    def flush() -> None:
-        nonlocal tokens
-        for ids in tokenizer.encode_batch(batch):
-            packer.add([*ids, eos_id])
-            tokens += len(ids) + 1
-        batch.clear()
 
-    for doc in tqdm(iter_documents(files), desc=f"shard {name}", unit="doc"):
-        if is_heldout(name, doc.id, fraction, seed):
-            write_heldout(heldout, HeldoutRecord(doc.id, doc.text, name, doc.language))
-            held += 1
-            continue
-        docs += 1
-        batch.append(doc.text)
-        if len(batch) >= _BATCH_DOCS:
-            flush()
-    flush()
-    dropped = len(packer.buffer)
-    log.info("source %r: %d docs, %d samples, %d tokens", name, docs, packer.samples, tokens)
-    return {
-        "docs": docs,
-        "heldout_docs": held,
-        "tokens": tokens - dropped,
-        "samples": packer.samples,
-        "tokens_dropped": dropped,
-    }
+def _task_dir(root: Path, rank: int) -> Path:
+    return root / _WORK / "tasks" / f"{rank:05d}"
+
+
+class ShardTask(PipelineStep):
+    """One datatrove task: tokenize its share of the curated files into `<source>/<rank>/`."""
+
+    name = "🔢 Shards"
+
+    def __init__(self, root: Path, files: list[tuple[str, str]], tokenizer, stats: dict):
+        super().__init__()
+        self.root, self.files, self.tokenizer, self.settings = root, files, tokenizer, stats
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> None:
+        from streaming import MDSWriter
+
+        mine = [self.files[i] for i in _share(len(self.files), rank, world_size)]
+        by_source: dict[str, list[str]] = {}
+        for name, path in mine:
+            by_source.setdefault(name, []).append(path)
+        parts = _task_dir(self.root, rank)
+        # A task killed before its completion marker left these half-written: start over.
+        shutil.rmtree(parts, ignore_errors=True)
+        for name in by_source:
+            shutil.rmtree(source_dir(self.root, name) / f"{rank:05d}", ignore_errors=True)
+        parts.mkdir(parents=True)
+        dtype = np.dtype(self.settings["dtype"])
+        columns = {_TOKENS_COLUMN: f"ndarray:{dtype.name}:{self.settings['sample_len']}"}
+        per_source = {}
+        with open(parts / HELDOUT_FILE, "w", encoding="utf-8") as heldout:
+            for name, paths in by_source.items():
+                mds = str(source_dir(self.root, name) / f"{rank:05d}")
+                with MDSWriter(out=mds, columns=columns, hashes=["sha1", "xxh64"]) as writer:
+                    counts = [self._shard_file(name, Path(p), writer, heldout) for p in paths]
+                per_source[name] = {k: sum(c[k] for c in counts) for k in counts[0]}
+                self.stat_update("samples", value=per_source[name]["samples"])
+        atomic_write_text(parts / "stats.json", json.dumps(per_source))
+
+    def _shard_file(self, name: str, path: Path, writer, heldout) -> dict:
+        """Pack one file's kept documents into ``writer``; its held-out ones into ``heldout``."""
+        s = self.settings
+        carry = np.empty(0, dtype=np.dtype(s["dtype"]))
+        counts = dict.fromkeys(("docs", "heldout_docs", "tokens", "samples"), 0)
+        batch: list[str] = []
+
+        def flush() -> None:
+            nonlocal carry
+            encoded = self.tokenizer.encode_batch(batch)
+            rows, carry = pack(carry, encoded, s["eos_id"], s["sample_len"])
+            for row in rows:
+                writer.write({_TOKENS_COLUMN: row})
+            counts["samples"] += len(rows)
+            counts["tokens"] += rows.size
+            batch.clear()
+
+        for doc in iter_documents([path]):
+            if is_heldout(name, doc.id, s["heldout_fraction"], s["seed"]):
+                write_heldout(heldout, HeldoutRecord(doc.id, doc.text, name, doc.language))
+                counts["heldout_docs"] += 1
+                continue
+            counts["docs"] += 1
+            batch.append(doc.text)
+            if len(batch) >= _BATCH_DOCS:
+                flush()
+        flush()
+        counts["tokens_dropped"] = len(carry)
+        log.info("%s: %d docs, %d samples", path, counts["docs"], counts["samples"])
+        return counts
+
+
+def finalize(root: Path, out: Path, sources: list[str], tasks: int, stats: dict) -> dict:
+    """Merge the tasks' indexes, held-out parts and stats in rank order; rename `root` to `out`."""
+    from streaming.base.util import merge_index
+
+    per_source: dict[str, dict] = {}
+    with open(root / HELDOUT_FILE, "w", encoding="utf-8") as heldout:
+        for rank in range(tasks):
+            parts = _task_dir(root, rank)
+            with open(parts / HELDOUT_FILE, encoding="utf-8") as part:
+                shutil.copyfileobj(part, heldout)
+            for name, counts in json.loads((parts / "stats.json").read_text()).items():
+                total = per_source.setdefault(name, dict.fromkeys(counts, 0))
+                for key, value in counts.items():
+                    total[key] += value
+    for name in sources:
+        folder = source_dir(root, name)
+        indexes = [str(p) for p in sorted(folder.glob("[0-9]*/index.json"))]
+        merge_index(indexes, str(folder), keep_local=True)
+    stats = {**stats, "sources": {name: per_source[name] for name in sources}}
+    for name, s in stats["sources"].items():
+        log.info(
+            "source %r: %d docs, %d samples, %d tokens", name, s["docs"], s["samples"], s["tokens"]
+        )
+    write_shard_stats(root, stats)
+    shutil.rmtree(root / _WORK)
+    if out.exists():
+        shutil.rmtree(out)
+    root.rename(out)
+    return stats
+
+
+def _submit(stage: Stage, runs, root: Path, out: Path, sources: list[str]) -> dict:
+    """Submit the shard tasks as a Slurm array and a one-task job that runs `finalize`."""
+    final = Stage(
+        "_finalize",
+        [_Finalize(root, out, sources, stage.tasks, stage.pipeline[0].settings)],
+        1,
+        (stage.name,),
+    )
+    jobs = submit_slurm([stage], runs, root / _WORK / "logs")
+    # The finalize job's own logs cannot live in the folder it renames.
+    jobs |= submit_slurm([final], runs, out.parent / f".{out.name}.finalize", jobs)
+    return {"executor": "slurm", "jobs": jobs, "work_dir": str(root)}
+
+
+class _Finalize(PipelineStep):
+    """Run `finalize` as the last Slurm job."""
+
+    name = "🏁 Finalize shards"
+
+    def __init__(self, root: Path, out: Path, sources: list[str], tasks: int, stats: dict):
+        super().__init__()
+        self.args = (root, out, sources, tasks, stats)
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> None:
+        finalize(*self.args)
+
+
+# --- the work folder: a fresh temp folder, or a resumable `.partial` one -------------------
+
+
+def _work_folder(out: Path, runs, fingerprint: str) -> Path:
+    if not runs.skip_completed and runs.executor != "slurm":
+        return make_temp_dir(out)
+    root = out.parent / f".{out.name}.partial"
+    saved = root / _WORK / "fingerprint"
+    if root.exists() and (not saved.is_file() or saved.read_text() != fingerprint):
+        log.info("%s was left by a run of other settings or input: starting over", root)
+        shutil.rmtree(root)
+    elif root.exists():
+        log.info("resuming from %s: completed tasks are skipped", root)
+    (root / _WORK).mkdir(parents=True, exist_ok=True)
+    saved.write_text(fingerprint)
+    return root
+
+
+_PROBE = "The tokenizer's fingerprint: ünïcödé, 12345, <|endoftext|> def f(x): return x"
+
+
+def _fingerprint(stats: dict, tasks: int, files: list[tuple[str, str]], tokenizer) -> str:
+    """Hash of what the outputs depend on: settings, task count, curated files, tokenizer."""
+    listed = [
+        (name, path, os.stat(path).st_size, os.stat(path).st_mtime_ns) for name, path in files
+    ]
+    probe = [list(ids) for ids in tokenizer.encode_batch([_PROBE])]
+    blob = json.dumps([stats, tasks, listed, probe], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
