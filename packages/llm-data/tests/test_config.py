@@ -62,7 +62,10 @@ def test_shard_config_validates_and_round_trips():
     from llm_data import ShardConfig
 
     cfg = OmegaConf.to_object(OmegaConf.structured(ShardConfig(seq_len=64)))
-    assert asdict(cfg) == {"seq_len": 64, "heldout_fraction": 0.01, "seed": 0, "overwrite": False}
+    assert asdict(cfg) == {
+        "seq_len": 64, "heldout_fraction": 0.01, "seed": 0, "overwrite": False, "tasks": 1,
+        "workers": 1,
+    }  # fmt: skip
     with pytest.raises(ValueError, match="heldout_fraction"):
         ShardConfig(heldout_fraction=1.0)
 

@@ -1,4 +1,6 @@
+import copy
 import json
+import pickle
 
 import pytest
 
@@ -94,7 +96,9 @@ def test_special_token_text_stays_text_only_through_our_loader(tokenizer_4k, tmp
     path = tokenizer_4k.save(tmp_path / "tokenizer.json")
     text = 'eos = "<|endoftext|>"  # <|pad|>'
     assert 0 in HFTokenizer.from_file(str(path)).encode(text).ids  # the hazard
-    for tok in (tokenizer_4k, Tokenizer.from_file(path)):
+    # A copy (pickle, deepcopy: how datatrove's shard tasks get it) keeps the switch too.
+    copies = (pickle.loads(pickle.dumps(tokenizer_4k)), copy.deepcopy(tokenizer_4k))
+    for tok in (tokenizer_4k, Tokenizer.from_file(path), *copies):
         ids = tok.encode(text)
         assert tok.eos_id not in ids and tok.token_id("<|pad|>") not in ids
         assert tok.decode(ids) == text

@@ -112,12 +112,21 @@ class ShardsConfig:
     seq_len: int = 256
     heldout_fraction: float = 0.02
     seed: int = 0
+    tasks: int = 1  # datatrove tasks (shares of the curated files); the result does not change
+    workers: int = 1  # tasks at once, on `data.executor` (local or ray)
 
     def __post_init__(self) -> None:
         if self.seq_len < 8:
             raise ValueError(f"shards.seq_len={self.seq_len} must be >= 8")
         if not 0.0 <= self.heldout_fraction < 1.0:
             raise ValueError(f"shards.heldout_fraction={self.heldout_fraction} must be in [0, 1)")
+        for name in ("tasks", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"shards.{name}={getattr(self, name)} must be >= 1")
+
+
+# How the shards run, not what they hold (the pipeline does not hash them).
+SHARDS_RUNTIME_FIELDS = frozenset({"tasks", "workers"})
 
 
 @dataclass(kw_only=True)

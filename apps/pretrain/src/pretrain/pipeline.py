@@ -38,7 +38,7 @@ from llm_tokenize.config import RUNTIME_FIELDS as TOKENIZER_RUNTIME_FIELDS
 from llm_train.checkpoint import list_checkpoints
 from llm_train.config import RUNTIME_FIELDS as TRAIN_RUNTIME_FIELDS
 from pretrain import distributed, stages
-from pretrain.config import PretrainConfig
+from pretrain.config import SHARDS_RUNTIME_FIELDS, PretrainConfig
 from pretrain.inputs import digest, inputs_hash
 from pretrain.loading import as_dict, to_yaml
 from pretrain.rundir import RunError, RunLock, read_run_json, require_existing_run
@@ -70,6 +70,7 @@ _OUTPUTS: dict[str, tuple[str, ...]] = {
 _RUNTIME_FIELDS = {
     "data": CURATION_RUNTIME_FIELDS,
     "tokenizer": TOKENIZER_RUNTIME_FIELDS,
+    "shards": SHARDS_RUNTIME_FIELDS,
     "train": TRAIN_RUNTIME_FIELDS,
 }
 _NOT_HASHED = {f"{section}.{name}" for section, names in _RUNTIME_FIELDS.items() for name in names}

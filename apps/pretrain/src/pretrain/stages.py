@@ -111,6 +111,8 @@ def shards(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_data import tokenize_to_shards
     from llm_tokenize import Tokenizer
 
+    if config.data.executor == "slurm":
+        raise ValueError("data.executor=slurm submits jobs and returns: run llm-data's shards")
     stats = tokenize_to_shards(
         run_dir / layout.CURATED,
         Tokenizer.from_file(run_dir / layout.TOKENIZER),  # the loader evaluation uses too
@@ -119,6 +121,9 @@ def shards(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         heldout_fraction=config.shards.heldout_fraction,
         seed=config.shards.seed,
         overwrite=True,
+        tasks=config.shards.tasks,
+        workers=config.shards.workers,
+        run_config=config.data,  # the executor curation runs on (local or ray)
     )
     sources = {
         name: {"documents": s["docs"], "tokens": s["tokens"], "samples": s["samples"]}

@@ -2,6 +2,7 @@
 
 llm-data curate CONFIG.yaml [--overwrite] [--workers N] [--tasks N]
 llm-data shards CURATED_DIR --tokenizer tokenizer.json --out SHARDS_DIR --seq-len N
+    [--tasks N] [--workers N]
 llm-data inspect CURATED_DIR [--examples N]
 """
 
@@ -97,6 +98,8 @@ def _shards(args: argparse.Namespace) -> int:
         heldout_fraction=args.heldout_fraction,
         seed=args.seed,
         overwrite=args.overwrite,
+        tasks=args.tasks,
+        workers=args.workers,
     )
     for name, s in stats["sources"].items():
         print(f"{name}: {s}")
@@ -133,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     shards.add_argument("--seed", type=int, default=0)
     shards.add_argument("--eos-token", help="default: the EOS of the tokenizer's card")
     shards.add_argument("--overwrite", action="store_true")
+    shards.add_argument("--tasks", type=int, default=1, help="datatrove tasks (shares of files)")
+    shards.add_argument("--workers", type=int, default=1, help="tasks at once (local processes)")
     shards.set_defaults(run=_shards)
 
     inspect = sub.add_parser("inspect", help="summarize a curated folder")

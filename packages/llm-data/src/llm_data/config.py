@@ -389,15 +389,22 @@ class ShardConfig:
         heldout_fraction: share of documents (by id hash) kept out for bits-per-byte eval.
         seed: changes which documents are held out.
         overwrite: replace an existing output folder.
+        tasks: datatrove tasks, contiguous shares of the curated files (same output for any).
+        workers: tasks running at once.
     """
 
     seq_len: int = 1024
     heldout_fraction: float = 0.01
     seed: int = 0
     overwrite: bool = False
+    tasks: int = 1
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.seq_len < 1:
             _fail("seq_len", self.seq_len, "an integer >= 1")
         if not 0.0 <= self.heldout_fraction < 1.0:
             _fail("heldout_fraction", self.heldout_fraction, "a fraction in [0, 1)")
+        for name in ("tasks", "workers"):
+            if getattr(self, name) < 1:
+                _fail(name, getattr(self, name), "an integer >= 1")

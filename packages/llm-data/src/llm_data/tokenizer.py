@@ -32,6 +32,11 @@ class FileTokenizer:
         self.eos_id: int = self._tok.token_to_id(eos_token)
         self.vocab_size: int = self._tok.get_vocab_size(with_added_tokens=True)
 
+    def __setstate__(self, state: dict) -> None:
+        # tokenizers' pickle (and so deepcopy, and a datatrove task's copy) drops the flag.
+        self.__dict__.update(state)
+        self._tok.encode_special_tokens = SPLIT_SPECIAL_TOKENS
+
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
 

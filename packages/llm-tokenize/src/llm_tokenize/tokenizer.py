@@ -94,6 +94,11 @@ class Tokenizer:
         self.eos_id: int = eos_id
         self.vocab_size: int = hf_tokenizer.get_vocab_size(with_added_tokens=True)
 
+    def __setstate__(self, state: dict) -> None:
+        # tokenizers' pickle (and so deepcopy, and a datatrove task's copy) drops the flag.
+        self.__dict__.update(state)
+        self.hf.encode_special_tokens = SPLIT_SPECIAL_TOKENS
+
     @classmethod
     def from_file(cls, path: str | os.PathLike, eos_token: str | None = None) -> Tokenizer:
         """Load a byte-level BPE ``tokenizer.json`` (see `load_hf_tokenizer`) with the EOS its
