@@ -137,3 +137,19 @@ def test_failed_run_resumes_from_completed_tasks(curated_files, tokenizer, tmp_p
     assert resumed == fresh
     assert _samples(tmp_path / "out", "code") == _samples(tmp_path / "fresh", "code")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "out"]
+
+
+@pytest.mark.slow  # spawns 2 workers that import datatrove
+def test_two_workers_in_the_local_pool_give_the_same_shards(
+    curated_files, tokenizer_json, tmp_path
+):
+    """Tasks in spawned worker processes: the tokenizer travels pickled (and keeps its
+    special-token switch), the result equals one task in this process."""
+    from llm_data.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tokenizer_json, "<|endoftext|>")
+    one = _run(curated_files, tok, tmp_path / "one", tasks=1)
+    pooled = _run(curated_files, tok, tmp_path / "pool", tasks=3, workers=2)
+    assert one == pooled
+    for source in ("books", "code"):
+        assert _samples(tmp_path / "one", source) == _samples(tmp_path / "pool", source)
