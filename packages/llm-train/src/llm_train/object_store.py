@@ -91,6 +91,7 @@ def begin(final: str) -> None:
     """Rank 0, before writing checkpoint ``final``: remove its manifest first (so the prefix is
     never a committed checkpoint over a mix of old and new files), then whatever else is there."""
     fs, path = filesystem(final)
+    fs.invalidate_cache(path)  # decide from the store, not from an earlier listing
     manifest = posixpath.join(path, formats.MANIFEST)
     if fs.exists(manifest):
         fs.rm(manifest)
@@ -111,6 +112,7 @@ def remove_incomplete(checkpoint_dir: str) -> list[str]:
     removed = []
     for checkpoint in step_dirs(checkpoint_dir):
         fs, path = filesystem(checkpoint)
+        fs.invalidate_cache(path)  # a stale listing must never delete a committed checkpoint
         if not fs.exists(posixpath.join(path, formats.MANIFEST)):
             fs.rm(path, recursive=True)
             removed.append(checkpoint)
@@ -153,6 +155,9 @@ def read_manifest(checkpoint: str) -> dict:
     """The validated manifest of checkpoint ``checkpoint``."""
     url = join(checkpoint, formats.MANIFEST)
     fs, path = filesystem(url)
+    # s3fs answers from its cached listing of the prefix, which this rank may have taken before
+    # rank 0 wrote the manifest (hash_files lists the prefix): "not found" without asking.
+    fs.invalidate_cache(posixpath.dirname(path))
     try:
         manifest = json.loads(fs.cat_file(path))
     except (OSError, FileNotFoundError) as err:
