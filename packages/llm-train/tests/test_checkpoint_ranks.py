@@ -94,3 +94,57 @@ def test_each_rank_hashes_its_shard_and_a_corrupt_one_falls_back(toy, tmp_path):
     (warning,) = ranks[0]["warnings"]
     assert "step_000002" in warning and "sha256 mismatch for __1_0.distcp" in warning
     assert "found by rank 1" in warning
+
+
+def _s3_rank_main(rank, init_file, out, model_cls, url):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        from llm_train import object_store
+
+        torch.manual_seed(0)
+        model = model_cls(dropout=0.0)
+        apply_fsdp(model, init_device_mesh("cpu", (WORLD,)), param_dtype="fp32")
+        optimizer = build_optimizer(model, TrainConfig(steps=1, lr=1e-2))
+        real, hashed = object_store._sha256, []
+
+        def recording(fs, path):
+            hashed.append(path.rsplit("/", 1)[1])
+            return real(fs, path)
+
+        object_store._sha256 = recording  # a fork: the patch stays in this rank
+        for step in (1, 2):
+            save_checkpoint(url, step, model, optimizer, manifest={}, rank_state={"rank": rank})
+        saved = list(hashed)
+        if rank == 1:  # rank 1's own shard of the newest checkpoint gets one flipped byte
+            fs, _ = object_store.filesystem(url)
+            shard = f"{url}/step_000002/__1_0.distcp"
+            raw = bytearray(fs.cat_file(shard))
+            raw[len(raw) // 2] ^= 0xFF
+            fs.pipe_file(shard, bytes(raw))
+        dist.barrier()
+        del hashed[:]
+        found = latest_checkpoint(url)
+        result = {"saved": saved, "resume": list(hashed), "found": found}
+        (out / f"rank{rank}.json").write_text(json.dumps(result))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_save_to_s3_each_hashing_its_shard(toy, tmp_path, s3):
+    url = f"{s3.url}/run/checkpoints"
+    mp.start_processes(
+        _s3_rank_main, args=(tmp_path / "pg_init", tmp_path, toy.Model, url), nprocs=WORLD,
+        start_method="fork",
+    )  # fmt: skip
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    assert sorted(ranks[0]["saved"]) == [".metadata", ".metadata", "__0_0.distcp", "__0_0.distcp"]
+    assert ranks[1]["saved"] == ["__1_0.distcp", "__1_0.distcp"]
+    from llm_train import object_store
+
+    manifest = object_store.read_manifest(f"{url}/step_000002")
+    assert sorted(manifest["files"]) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert manifest["rank_states"] == [{"rank": 0}, {"rank": 1}]
+    # Rank 1 found its corrupt shard; both ranks fell back to step 1 together.
+    assert [r["found"] for r in ranks] == [f"{url}/step_000001"] * 2
+    assert "__1_0.distcp" in ranks[1]["resume"] and "__1_0.distcp" not in ranks[0]["resume"]

@@ -15,8 +15,10 @@ old checkpoints again: they were hashed when written or resumed, so presence and
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
+import posixpath
 import shutil
 import threading
 import warnings
@@ -28,6 +30,7 @@ import torch.distributed as dist
 from torch import nn
 
 from llm_formats import checkpoint as formats
+from llm_train import object_store
 from llm_train.provenance import provenance
 
 # torch.distributed.checkpoint is imported inside the functions that use it: it pulls in DTensor
@@ -41,6 +44,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "load_model_weights",
+    "location",
     "remove_stale_tmp",
     "save_checkpoint",
     "verify_checkpoint",
@@ -82,6 +86,18 @@ def _barrier() -> None:
         dist.barrier()
 
 
+def location(path: str | Path) -> Path | str:
+    """A checkpoint path as these functions take it: a URL stays a string (``Path`` would turn
+    ``s3://b`` into ``s3:/b``), anything else becomes a ``Path``."""
+    return path if object_store.is_url(path) else Path(path)
+
+
+def _store(path: Path | str):
+    """The module that lists, verifies and reads manifests at ``path``: ``object_store`` for a
+    URL, ``llm_formats.checkpoint`` for a local path (the same function names)."""
+    return object_store if object_store.is_url(path) else formats
+
+
 def save_checkpoint(
     checkpoint_dir: str | Path,
     step: int,
@@ -108,6 +124,8 @@ def save_checkpoint(
     """
     import torch.distributed.checkpoint as dcp
 
+    if object_store.is_url(checkpoint_dir):
+        return _save_remote(checkpoint_dir, step, model, optimizer, manifest, rank_state, keep)
     final, tmp = _begin(Path(checkpoint_dir), step)
     state = _state(model, optimizer)
     try:
@@ -196,6 +214,15 @@ def async_save_checkpoint(
     global _ASYNC_GROUP
     import torch.distributed.checkpoint as dcp
 
+    if object_store.is_url(checkpoint_dir):  # see _save_remote: saved before this returns
+        log.info("asynchronous checkpoints to object storage are saved synchronously")
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        done.set_result(None)
+        final = save_checkpoint(
+            checkpoint_dir, step, model, optimizer, manifest=manifest, rank_state=rank_state,
+            keep=keep,
+        )  # fmt: skip
+        return PendingCheckpoint(final, done, None)
     final, tmp = _begin(Path(checkpoint_dir), step)
     state = _state(model, optimizer)
     rank_states = _gather(rank_state)  # a collective: on this thread, not the writer's
@@ -216,6 +243,49 @@ def async_save_checkpoint(
     )
     pending._finisher.start()
     return pending
+
+
+def _save_remote(
+    checkpoint_dir: str,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    manifest: dict,
+    rank_state: dict,
+    keep: int,
+) -> str:
+    """``save_checkpoint`` into object storage: DCP writes the final prefix, every rank hashes
+    what it wrote (read back), rank 0 writes the manifest last, which commits the checkpoint
+    (``object_store``'s scheme: there is no atomic rename of a prefix to stand in for)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.fsspec_filesystem import FsspecWriter
+
+    final = object_store.join(checkpoint_dir, formats.step_dir_name(step))
+    if _rank() == 0:
+        object_store.begin(final)  # its old manifest first: never a commit over mixed files
+    _barrier()
+    state = _state(model, optimizer)
+    try:
+        with _single_process_quiet():
+            # sync_files off: an object has no fsync; its upload completes when the stream closes
+            writer = FsspecWriter(final, sync_files=False)
+            dcp.save(state, storage_writer=writer, no_dist=not _distributed())
+        files = object_store.hash_files(final, _rank(), _world())
+    except _write_errors() as err:
+        raise _discard(final, final, err) from None
+    gathered = _gather({"state": rank_state, "files": files})
+    if _rank() == 0:
+        hashed = {name: entry for g in gathered for name, entry in g["files"].items()}
+        fields = {**manifest, "step": step, "rank_states": [g["state"] for g in gathered]}
+        try:
+            object_store.write_manifest(final, {**fields, "provenance": provenance()}, hashed)
+        except _write_errors() as err:
+            raise _discard(final, final, err) from None
+        if keep > 0:
+            _prune(final, keep)
+    _barrier()
+    log.info("saved checkpoint %s", final)
+    return final
 
 
 def _begin(checkpoint_dir: Path, step: int) -> tuple[Path, Path]:
@@ -279,16 +349,24 @@ def _write_errors() -> tuple[type[BaseException], ...]:
     return (Exception, CheckpointException)
 
 
-def _discard(tmp: Path, final: Path, err: BaseException) -> CheckpointError:
+def _discard(tmp: Path | str, final: Path | str, err: BaseException) -> CheckpointError:
     """After a failed write: remove the partial ``tmp`` (rank 0) so it does not keep the disk
-    full, and an error naming the path and the cause (DCP's own message names neither)."""
+    full, and an error naming the path and the cause (DCP's own message names neither). In
+    object storage ``tmp`` is the final prefix (it has no manifest, so it is no checkpoint);
+    if the store is unreachable it stays, and ``remove_stale_tmp`` deletes it later."""
     causes = [exc for exc, _ in err.failures.values()] if hasattr(err, "failures") else [err]
     detail = "; ".join(str(cause) for cause in causes)  # "[Errno 28] No space left on device"
-    if _rank() == 0:
+    removed = "was removed"
+    if _rank() == 0 and object_store.is_url(tmp):
+        try:
+            object_store.remove(tmp)
+        except Exception as cleanup:  # the store is still unreachable
+            removed = f"could not be removed ({cleanup}); it has no manifest, so is never resumed"
+    elif _rank() == 0:
         shutil.rmtree(tmp, ignore_errors=True)
     return CheckpointError(
-        f"saving checkpoint {final} failed writing {tmp}: {detail}; the partial {tmp.name} "
-        "was removed and earlier checkpoints are untouched"
+        f"saving checkpoint {final} failed writing {tmp}: {detail}; the partial "
+        f"{posixpath.basename(str(tmp))} {removed} and earlier checkpoints are untouched"
     )
 
 
@@ -296,6 +374,10 @@ def remove_stale_tmp(checkpoint_dir: str | Path) -> None:
     """Remove the ``step_NNNNNN.tmp`` directories a crash or failed save left (rank 0 only): a
     run that stopped on a full disk frees that space before it writes anything else."""
     if _rank() != 0:
+        return
+    if object_store.is_url(checkpoint_dir):  # there, a prefix without a manifest
+        for stale in object_store.remove_incomplete(checkpoint_dir):
+            log.warning("removed %s, an incomplete checkpoint left by an earlier run", stale)
         return
     for stale in formats.stale_tmp_dirs(checkpoint_dir):
         _remove(stale)
@@ -308,12 +390,12 @@ def load_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     Every pickle in it is read with ``safe_dcp``'s allow-list: a crafted checkpoint raises
     ``safe_dcp.UnsafeCheckpointError`` (naming the file and the global) instead of running code.
     """
-    path = Path(path)
+    path = location(path)
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     from llm_train import safe_dcp
 
-    manifest = formats.read_manifest(path)
+    manifest = _store(path).read_manifest(path)
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
     with _single_process_quiet():
@@ -333,12 +415,12 @@ def load_model_weights(path: str | Path, model: nn.Module) -> dict:
     FSDP2-sharded modules, and on checkpoints without optimizer state (``hf_to_dcp``'s).
     Read with ``safe_dcp``'s allow-list, as ``load_checkpoint``.
     """
-    path = Path(path)
+    path = location(path)
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
     from llm_train import safe_dcp
 
-    manifest = formats.read_manifest(path)
+    manifest = _store(path).read_manifest(path)
     state = {"model": get_model_state_dict(model)}
     with _single_process_quiet():
         safe_dcp.load(state, path, no_dist=not _distributed())
@@ -357,7 +439,8 @@ def verify_checkpoint(path: str | Path) -> str | None:
     (``llm_formats.checkpoint.owner``) and every rank returns the same answer, the first
     failing rank's reason (naming the file) or None.
     """
-    reason = formats.verify(path, _REQUIRED, rank=_rank(), world=_world())
+    path = location(path)
+    reason = _store(path).verify(path, _REQUIRED, rank=_rank(), world=_world())
     if not _distributed():
         return reason
     reasons: list[str | None] = [None] * _world()
@@ -374,7 +457,8 @@ def latest_checkpoint(checkpoint_dir: str | Path, fields: tuple[str, ...] = ()) 
     considered. Collective under distributed: the ranks verify each candidate together
     (``verify_checkpoint``), rank 0's listing of candidates is everyone's.
     """
-    candidates = [formats.step_dirs(checkpoint_dir)]
+    checkpoint_dir = location(checkpoint_dir)
+    candidates = [_store(checkpoint_dir).step_dirs(checkpoint_dir)]
     if _distributed():
         dist.broadcast_object_list(candidates, src=0)
     for path in candidates[0]:
@@ -388,11 +472,12 @@ def latest_checkpoint(checkpoint_dir: str | Path, fields: tuple[str, ...] = ()) 
 
 def list_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
     """Every ``step_NNNNNN`` directory under ``checkpoint_dir``, valid or not, newest first."""
-    return formats.step_dirs(checkpoint_dir)
+    checkpoint_dir = location(checkpoint_dir)
+    return _store(checkpoint_dir).step_dirs(checkpoint_dir)
 
 
 def _missing_field(path: Path, fields: tuple[str, ...]) -> str | None:
-    manifest = formats.read_manifest(path)
+    manifest = _store(path).read_manifest(path)
     missing = [name for name in fields if name not in manifest]
     if not missing:
         return None
@@ -402,7 +487,7 @@ def _missing_field(path: Path, fields: tuple[str, ...]) -> str | None:
 def _intact(path: Path) -> str | None:
     """Why ``path`` is not a whole checkpoint, from its manifest and its files' presence and
     sizes alone (``stat``, no hashing): what pruning checks, on rank 0 only."""
-    return formats.verify(path, _REQUIRED, hashes=False)
+    return _store(path).verify(path, _REQUIRED, hashes=False)
 
 
 def _prune(new: Path, keep: int) -> None:
@@ -419,16 +504,18 @@ def _prune(new: Path, keep: int) -> None:
     if (reason := _intact(new)) is not None:
         log.warning("not pruning: the checkpoint just written %s is not intact: %s", new, reason)
         return
-    kept, step = 1, formats.step_of(new)
-    for path in formats.step_dirs(new.parent):
+    remote = object_store.is_url(new)
+    parent = posixpath.dirname(new.rstrip("/")) if remote else new.parent
+    kept, step = 1, formats.step_of(posixpath.basename(str(new)))
+    for path in _store(new).step_dirs(parent):
         if path == new:
             continue
         if (reason := _intact(path)) is not None:
             log.warning("left invalid checkpoint %s (not counted as kept): %s", path, reason)
-        elif formats.step_of(path) > step:
+        elif formats.step_of(posixpath.basename(str(path))) > step:
             log.warning("left checkpoint %s, newer than the one just written", path)
         elif kept < keep:
             kept += 1
         else:
-            shutil.rmtree(path)
+            object_store.remove(path) if remote else shutil.rmtree(path)
             log.info("removed old checkpoint %s", path)

@@ -35,6 +35,7 @@ RUNTIME_FIELDS = frozenset(
         "watchdog",
         "gc_every",
         "async_checkpoint",
+        "checkpoint_dir",
         "wandb",
         "wandb_project",
         "wandb_mode",
@@ -90,6 +91,9 @@ class TrainConfig:
             (moments; the LR, weight decay and betas stay this config's).
         log_every: Write a metrics line every this many steps (and at the last step).
         checkpoint_every: Save a checkpoint every this many steps; 0 saves only at the end.
+        checkpoint_dir: Where checkpoints go: "" is ``<run_dir>/checkpoints``; a URL
+            (``s3://bucket/run/checkpoints``, needs ``llm-train[s3]``) puts them in object
+            storage, with credentials and endpoint from the environment (see the README).
         keep_checkpoints: Keep this many newest intact checkpoints (manifest, every file present
             at its recorded size; hashes were checked when written); 0 keeps all. Only older
             intact ones are deleted, after the new one is intact; damaged ones are left.
@@ -151,6 +155,7 @@ class TrainConfig:
     init_optimizer: bool = False
     log_every: int = 10
     checkpoint_every: int = 0
+    checkpoint_dir: str = ""
     keep_checkpoints: int = 3
     eval_every: int = 0
     peak_flops: float = 0.0

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
@@ -27,6 +26,7 @@ from torch.distributed.checkpoint.planner import ReadItem
 
 __all__ = [
     "SafeFileSystemReader",
+    "SafeFsspecReader",
     "SafeLoadPlanner",
     "UnsafeCheckpointError",
     "load",
@@ -98,6 +98,33 @@ class SafeFileSystemReader(FileSystemReader):
         return metadata
 
 
+def _safe_reader(checkpoint: str | os.PathLike) -> FileSystemReader:
+    """The allow-listed reader for ``checkpoint``: fsspec's for a URL (``s3://...``)."""
+    if isinstance(checkpoint, str) and "://" in checkpoint:
+        return SafeFsspecReader(checkpoint)
+    return SafeFileSystemReader(checkpoint)
+
+
+def _fsspec_reader() -> type[FileSystemReader]:
+    from torch.distributed.checkpoint.fsspec_filesystem import FsspecReader
+
+    return FsspecReader
+
+
+try:  # fsspec is the [s3] extra's: without it only local checkpoints are read
+
+    class SafeFsspecReader(_fsspec_reader()):
+        """``FsspecReader`` (object storage) with ``SafeFileSystemReader``'s metadata check."""
+
+        read_metadata = SafeFileSystemReader.read_metadata
+
+except ImportError:  # pragma: no cover - exercised only without fsspec installed
+
+    class SafeFsspecReader(SafeFileSystemReader):
+        def __init__(self, path, **kwargs) -> None:
+            raise ImportError(f"{path}: reading it needs fsspec: pip install 'llm-train[s3]'")
+
+
 class SafeLoadPlanner(DefaultLoadPlanner):
     """``DefaultLoadPlanner`` that loads non-tensor values with ``weights_only=True``."""
 
@@ -128,7 +155,7 @@ def _saved(obj) -> io.BytesIO:
 
 def read_metadata(checkpoint: str | os.PathLike) -> Metadata:
     """The DCP metadata of checkpoint directory ``checkpoint``, read with the allow-list."""
-    return SafeFileSystemReader(checkpoint).read_metadata()
+    return _safe_reader(checkpoint).read_metadata()
 
 
 def load(state: dict, checkpoint: str | os.PathLike, *, no_dist: bool) -> None:
@@ -142,8 +169,8 @@ def load(state: dict, checkpoint: str | os.PathLike, *, no_dist: bool) -> None:
     try:
         dcp.load(
             state,
-            storage_reader=SafeFileSystemReader(checkpoint),
-            planner=SafeLoadPlanner(Path(checkpoint)),
+            storage_reader=_safe_reader(checkpoint),
+            planner=SafeLoadPlanner(checkpoint),
             no_dist=no_dist,
         )
     except CheckpointException as e:

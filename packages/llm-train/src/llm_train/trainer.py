@@ -27,6 +27,7 @@ from llm_train.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    location,
     remove_stale_tmp,
     save_checkpoint,
     verify_checkpoint,
@@ -122,13 +123,14 @@ class Trainer:
             config.spike_k, config.spike_window, skip=config.spike_policy != "log"
         )
         self.run_dir = Path(run_dir)
-        self.checkpoint_dir = self.run_dir / "checkpoints"
+        # A URL stays a string: Path("s3://b/x") would collapse the "//".
+        self.checkpoint_dir = location(config.checkpoint_dir or self.run_dir / "checkpoints")
         distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if distributed else 0
         self.world_size = dist.get_world_size() if distributed else 1
         self.step, self.tokens, self.skipped_total, self.consecutive_skips = 0, 0, 0, 0
         self.spikes_total, self.rollbacks_total = 0, 0
-        self.checkpoint: Path | None = None  # the newest one saved or resumed from
+        self.checkpoint: Path | str | None = None  # the newest one saved or resumed from
         self._pending: PendingCheckpoint | None = None  # an asynchronous save in flight
         self.metrics = None
         if self.rank == 0:
@@ -550,7 +552,7 @@ def _wandb_kwargs(config: TrainConfig, run_dir: Path) -> dict:
     }
 
 
-def _refuse_unusable_checkpoints(checkpoint_dir: Path) -> None:
+def _refuse_unusable_checkpoints(checkpoint_dir: Path | str) -> None:
     """Checkpoints that all fail verification are an error, never a silent restart at step 0."""
     found = list_checkpoints(checkpoint_dir)
     if not found:

@@ -24,6 +24,17 @@ whose `seq_len` (a divisor s of the full T) says to cut each (T + 1)-token sampl
 of s + 1 tokens (consecutive rows share one token, the label of the row before): the same
 samples and tokens per batch, T / s times the rows.
 
+Object storage. `shards_dir` may be a URL (`s3://bucket/run/shards`, extra [s3]): each stream is
+then streaming's `Stream(remote=<url>/<source>, local=<cache_dir>/<source>)`, which downloads a
+shard into the local cache when a sample of it is first drawn (streaming's boto3 client, with
+credentials and endpoint from the environment: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+`AWS_ENDPOINT_URL_S3` or streaming's own `S3_ENDPOINT_URL`). The small files, `shard_stats.json`
+and each source's `index.json`, are fetched into the cache first (atomically), so everything
+below reads them as it reads local shards. Shards that are not local yet cannot be stat'ed or
+hashed up front: streaming checks each downloaded shard against the index's hash instead
+(`validate_hash`), so batches are the same as from the local copy and a corrupt object is an
+error naming it.
+
 Shards are checked against their index.json (`llm_data.training_data.shard_check`): presence
 and size on every rank before a dataset is built (stat calls), and each shard's xxh64 or sha1
 hash once per run, by one rank in a background thread; a mismatch stops the run at the next
@@ -33,6 +44,7 @@ batch with an error naming the shard file and the index.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -48,7 +60,7 @@ from llm_data.training_data.mixture import (
 )
 from llm_data.training_data.shard_check import ShardHashCheck, check_shards
 from llm_formats.jsonl import FormatError
-from llm_formats.shards import read_shard_stats, source_dir, source_samples
+from llm_formats.shards import SHARD_STATS_FILE, read_shard_stats, source_dir, source_samples
 
 __all__ = ["TokenLoader", "build_loader"]
 
@@ -87,6 +99,7 @@ def build_loader(
     batches_per_step: int = 1,
     seed: int = 0,
     shuffle: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> TokenLoader:
     """Build an endless loader of `dict(input_ids, labels)` LongTensor[B, T] batches.
 
@@ -104,6 +117,8 @@ def build_loader(
             phases' `until_step` in batches.
         seed: shuffle seed (same seed, same batches).
         shuffle: shuffle samples within and across shards, differently each epoch.
+        cache_dir: with a URL `shards_dir` (`s3://...`), the local folder streaming downloads
+            shards into (per node; reused by a resumed run). Not used for a local one.
     """
     if proportions is not None and mixture is not None:
         raise ValueError("build_loader: give proportions or mixture, not both")
@@ -116,6 +131,7 @@ def build_loader(
         batches_per_step=batches_per_step,
         seed=seed,
         shuffle=shuffle,
+        cache_dir=cache_dir,
     )
 
 
@@ -129,12 +145,27 @@ class TokenLoader:
     """
 
     def __init__(
-        self, shards_dir, *, seq_len, batch_size, mixture, steps, batches_per_step, seed, shuffle
+        self,
+        shards_dir,
+        *,
+        seq_len,
+        batch_size,
+        mixture,
+        steps,
+        batches_per_step,
+        seed,
+        shuffle,
+        cache_dir=None,
     ):
         for name, value in (("batch_size", batch_size), ("batches_per_step", batches_per_step)):
             if value < 1:
                 raise ValueError(f"{name}={value!r} is invalid: expected an integer >= 1")
-        self.shards_dir = Path(shards_dir).expanduser().resolve()
+        self.remote = str(shards_dir).rstrip("/") if _is_url(shards_dir) else None
+        if self.remote is not None and cache_dir is None:
+            raise ValueError(f"shards_dir={shards_dir!r} is remote: give a local cache_dir")
+        self.shards_dir = Path(cache_dir if self.remote else shards_dir).expanduser().resolve()
+        if self.remote is not None:
+            _fetch(self.remote, self.shards_dir, SHARD_STATS_FILE)
         self.seq_len, self.batch_size, self.seed, self.shuffle = seq_len, batch_size, seed, shuffle
         self.mixture, self.steps, self.batches_per_step = mixture, steps, batches_per_step
         meta = _read_stats(self.shards_dir)
@@ -157,7 +188,14 @@ class TokenLoader:
                     f"batch_size={batch_size} x world_size={self.world_size}"
                 )
         sources = sorted({s for phase in self.phases for s in phase.choose})
-        records = [r for s in sources for r in check_shards(source_dir(self.shards_dir, s))]
+        self.validate_hash = None  # local shards: ShardHashCheck hashes them once per run
+        if self.remote is not None:  # not downloaded yet: streaming checks each as it arrives
+            for source in sources:
+                _fetch(self.remote, self.shards_dir, f"{self._relative(source)}/index.json")
+            self.validate_hash = _index_hash_algo(self.shards_dir, sources)
+            records = []
+        else:
+            records = [r for s in sources for r in check_shards(source_dir(self.shards_dir, s))]
         self.shard_hashes = ShardHashCheck(records, _rank(), self.world_size)
         self.dataset, self._dataset_phase = None, None
         self.batch = 0  # global batches taken since the start: the whole position
@@ -237,9 +275,11 @@ class TokenLoader:
         if self._dataset_phase != phase:
             self.close()
             choose = self.phases[phase].choose
-            streams = {source_dir(self.shards_dir, s): n for s, n in choose.items() if n > 0}
+            streams = {self._stream(s): n for s, n in choose.items() if n > 0}
             seed = self._phase_seed(phase)
-            self.dataset = _build_dataset(streams, self.batch_size, seed, self.shuffle)
+            self.dataset = _build_dataset(
+                streams, self.batch_size, seed, self.shuffle, self.validate_hash
+            )
             self._dataset_phase = phase
             if self.dataset.epoch_size != self.phases[phase].epoch_size:
                 raise RuntimeError(
@@ -247,6 +287,14 @@ class TokenLoader:
                     f"{phase}, not the {self.phases[phase].epoch_size} chosen"
                 )
         return self.dataset
+
+    def _relative(self, source: str) -> str:
+        return source_dir(self.shards_dir, source).relative_to(self.shards_dir).as_posix()
+
+    def _stream(self, source: str) -> tuple[str, str | None]:
+        """(local folder, remote URL or None) of one source's stream."""
+        remote = f"{self.remote}/{self._relative(source)}" if self.remote else None
+        return str(source_dir(self.shards_dir, source)), remote
 
     def _phase_seed(self, phase: int) -> int:
         return self.seed + PHASE_SEED_STRIDE * phase
@@ -441,9 +489,55 @@ def _read_stats(shards_dir: Path) -> dict:
         raise InputError(str(err)) from err
 
 
-def _build_dataset(streams: dict[Path, int], batch_size: int, seed: int, shuffle: bool):
-    """A StreamingDataset drawing `n` samples per epoch from each MDS folder (`choose`),
-    reading samples through memory maps (see `llm_data.training_data.mapped`)."""
+def _is_url(path) -> bool:
+    return isinstance(path, str) and "://" in path and not path.startswith("file://")
+
+
+def _fetch(remote: str, local: Path, name: str) -> Path:
+    """Copy the small file `<remote>/<name>` to `<local>/<name>` (through a temporary name, so
+    a rank reading it beside another rank that fetches it sees all of it or none)."""
+    from fsspec.core import url_to_fs
+
+    try:
+        fs, path = url_to_fs(f"{remote}/{name}")
+    except ImportError as err:  # fsspec names the missing backend (s3fs)
+        raise ImportError(f"{remote}: {err}; pip install 'llm-data[s3]'") from err
+    target = local / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(fs.cat_file(path))
+    except FileNotFoundError:
+        raise InputError(f"{remote}/{name} is missing: {remote} holds no complete shards") from None
+    os.replace(tmp, target)
+    return target
+
+
+def _index_hash_algo(shards_dir: Path, sources: list[str]) -> str | None:
+    """The hash the shards' indexes record (the writer uses one), for streaming's
+    `validate_hash`; None when they record none."""
+    import json
+
+    for source in sources:
+        index = json.loads((source_dir(shards_dir, source) / "index.json").read_text())
+        for shard in index["shards"]:
+            hashes = (shard.get("zip_data") or shard["raw_data"]).get("hashes") or {}
+            for algo in ("xxh64", "sha1"):
+                if algo in hashes:
+                    return algo
+    return None
+
+
+def _build_dataset(
+    streams: dict[tuple[str, str | None], int],
+    batch_size: int,
+    seed: int,
+    shuffle: bool,
+    validate_hash: str | None = None,
+):
+    """A StreamingDataset drawing `n` samples per epoch from each MDS folder (`choose`), given
+    as (local, remote or None), reading local samples through memory maps (see
+    `llm_data.training_data.mapped`)."""
     from streaming import Stream
 
     from llm_data.training_data.mapped import MappedStreamingDataset
@@ -453,12 +547,14 @@ def _build_dataset(streams: dict[Path, int], batch_size: int, seed: int, shuffle
     # Streams here are local-only, for which streaming never refuses a folder because of stale
     # memory: it takes the next free prefix, so a crashed run costs a few small /dev/shm files.
     return MappedStreamingDataset(
-        streams=[Stream(local=str(path), choose=n) for path, n in streams.items()],
+        streams=[
+            Stream(local=local, remote=remote, choose=n) for (local, remote), n in streams.items()
+        ],
         batch_size=batch_size,
         shuffle=shuffle,
         shuffle_seed=seed,
         num_canonical_nodes=NUM_CANONICAL_NODES,
-        validate_hash=None,  # ShardHashCheck does it once per run, naming the file
+        validate_hash=validate_hash,  # local: None, ShardHashCheck does it once, naming the file
         # streaming's read-ahead thread only marks local samples ready (nothing to download),
         # but at its default (8 batches) it keeps pausing 7 ms, and so does the main thread
         # waiting on it: that capped the loader at ~4,500 samples/s.

@@ -57,6 +57,8 @@ class MappedStreamingDataset(StreamingDataset):
             count = int(data[:4].view(np.uint32)[0])
             offsets = data[4 : 4 + 4 * (count + 1)].view(np.uint32).astype(np.int64)
             mapped = data, offsets, _fixed_arrays_decoder(shard) or shard.decode_sample
+        elif not shard.compression:  # remote, not downloaded yet: streaming's path fetches it,
+            return None  # and the next sample of it is read through a map
         self._maps[shard_id] = mapped
         if len(self._maps) > MAX_OPEN_MAPS:
             self._maps.popitem(last=False)
