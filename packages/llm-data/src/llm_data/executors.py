@@ -78,8 +78,12 @@ def _run_ray(stages: list[Stage], config: CurationConfig, logs: Path) -> None:
     import ray  # the [ray] extra
     from datatrove.executor.ray import RayPipelineExecutor
 
-    if not ray.is_initialized():
-        ray.init(address=config.ray.address or None, num_cpus=config.ray.num_cpus or None)
+    if not ray.is_initialized():  # curation calls this per stage: one Ray serves them all
+        ray.init(
+            address=config.ray.address or None,
+            num_cpus=config.ray.num_cpus or None,
+            include_dashboard=False,  # unused, and its processes cost a 2-core machine
+        )
     for stage in stages:
         log.info("stage %s on Ray: %d tasks", stage.name, stage.tasks)
         RayPipelineExecutor(
