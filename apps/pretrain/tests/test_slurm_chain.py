@@ -121,6 +121,7 @@ def _tinier_config(tmp_path: Path) -> Path:
 
 
 @pytest.mark.trains
+@pytest.mark.slow  # about 13 fresh `pretrain` processes (each imports torch)
 def test_chain_on_stand_in_slurm_matches_a_local_run_and_resumes_after_a_failed_job(
     tmp_path, fake_slurm, monkeypatch, capsys
 ):
