@@ -225,3 +225,32 @@ def test_curate_with_the_slurm_executor_outside_a_job_is_an_error(tmp_path, monk
     monkeypatch.setattr("llm_data.run_curation", lambda c: {"executor": "slurm", "jobs": {}})
     with pytest.raises(ValueError, match="launch-slurm --all"):
         stages.curate(config, tmp_path / "run")
+
+
+def test_the_curate_job_waits_for_curations_arrays_then_reads_their_stats(tmp_path, monkeypatch):
+    """data.executor=slurm inside the chain: `squeue` lists the arrays until they end; then the
+    curated folder's stats are the stage's, and a folder the last job never wrote is an error
+    naming the jobs and where their logs are."""
+    from pretrain.stages import _wait_for_curation
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    polls = tmp_path / "polls"
+    # queued on the first poll, gone on the second
+    (bin_dir / "squeue").write_text(
+        f"#!/usr/bin/env bash\necho x >> {shlex.quote(str(polls))}\n"
+        f"[[ $(wc -l < {shlex.quote(str(polls))}) -lt 2 ]] && echo 1002_[0-3]\nexit 0\n"
+    )
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "1001")
+    monkeypatch.setattr("pretrain.slurm.time.sleep", lambda s: None)
+    submitted = {"executor": "slurm", "jobs": {"a": "1002", "_finalize": "1003"},
+                 "work_dir": str(tmp_path / ".curated.partial")}  # fmt: skip
+    out = tmp_path / "curated"
+    with pytest.raises(RuntimeError, match=r"1002.*1003.*\.curated\.partial/logs"):
+        _wait_for_curation(submitted, out)
+    assert len(polls.read_text().split()) == 2
+    out.mkdir()
+    (out / "curation_stats.json").write_text(json.dumps({"a": {"documents_out": 3}}))
+    assert _wait_for_curation(submitted, out) == {"a": {"documents_out": 3}}
