@@ -59,6 +59,12 @@ scores as one process. Run curate, tokenizer and shards before them and report a
 each in one process.
 `pretrain launch-slurm --nodes N --gpus-per-node G [--submit]` writes <run>/train.sbatch: torchrun
 on every node, c10d rendezvous on the first, --max-restarts, resume from the newest checkpoint.
+With --all it writes <run>/slurm/<stage>.sbatch for every stage and, with --submit, submits them
+as a chain (each --dependency=afterok on the one before; ids in <run>/slurm/jobs.json, logs in
+<run>/slurm/<stage>-<id>.out): curate, tokenizer, shards and report on one node each, train
+and eval under torchrun on N nodes. Each job runs `pretrain <stage> --skip-done`: submitting the
+chain again after a failed job skips the finished stages. With data.executor=slurm the curate
+job submits curation's datatrove job arrays and waits for them.
 
 `pretrain plan` simulates the train stage's first step (mesh, FSDP2, init, forward, backward,
 optimizer, checkpoint plan) on plan.world_size fake ranks and fake tensors, in one CPU process:
@@ -98,11 +104,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="delete this run's checkpoints, metrics and eval results (logged) and train again "
         "from step 0; needs the train stage",
     )
+    parser.add_argument(
+        "--skip-done",
+        action="store_true",
+        help="skip a stage whose record in stages.json is up to date even when it is named "
+        "alone (each job of `launch-slurm --all` runs its stage so)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument(
         "--out", help="plan: also write the tables as markdown to this file (= plan.out)"
     )
-    slurm = parser.add_argument_group("launch-slurm (writes <run>/train.sbatch)")
+    slurm = parser.add_argument_group(
+        "launch-slurm (writes <run>/train.sbatch; with --all <run>/slurm/<stage>.sbatch)"
+    )
+    slurm.add_argument(
+        "--all",
+        action="store_true",
+        help="every stage as a chain of jobs, each after the one before (afterok); the CPU "
+        "stages' jobs take data.slurm's partition, time, cpus_per_task, mem_per_cpu_gb, "
+        "sbatch_args and env_command",
+    )
     slurm.add_argument("--nodes", type=int, default=1)
     slurm.add_argument("--gpus-per-node", type=int, default=8)
     slurm.add_argument("--max-restarts", type=int, default=3, help="torchrun restarts")
@@ -149,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             print(to_yaml(config), end="")
             return 0
         stages = list(STAGES) if args.stage == "all" else sorted(args.stages, key=STAGES.index)
-        run_dir = run_pipeline(config, stages, restart=args.restart)
+        run_dir = run_pipeline(config, stages, restart=args.restart, skip_done=args.skip_done)
     except ConfigError as e:
         print(f"pretrain: config error: {e}", file=sys.stderr)
         return 2
@@ -178,26 +199,59 @@ def plan(args: argparse.Namespace) -> int:
 
 
 def launch_slurm(config, args: argparse.Namespace) -> int:
-    """Write the sbatch script that trains this run on `--nodes` nodes; submit it if asked."""
+    """Write the sbatch script that trains this run on `--nodes` nodes (or, with --all, the
+    chain of every stage's job); submit it if asked."""
     import shutil
     import subprocess
 
     from pretrain.rundir import require_existing_run
     from pretrain.slurm import SlurmJob, sbatch_script
 
+    if args.submit and shutil.which("sbatch") is None:
+        raise RunError("--submit: sbatch is not on PATH (is this a Slurm login node?)")
     run_dir = layout.run_dir(config.run.root, config.run.name).resolve()
-    require_existing_run(run_dir)  # curate, tokenizer and shards come first, in one process
+    if not args.all:
+        require_existing_run(run_dir)  # curate, tokenizer and shards come first, in one process
     job = SlurmJob(run_dir, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                    config=args.config, overrides=args.overrides, max_restarts=args.max_restarts,
                    time=args.time, partition=args.partition, account=args.account,
                    job_name=f"pretrain-{config.run.name}", allow_env=args.allow_env)  # fmt: skip
+    if args.all:
+        return _launch_chain(config, args, job)
     script = run_dir / layout.SLURM_SCRIPT
     script.write_text(sbatch_script(job))
     print(f"wrote {script}")
     if args.submit:
-        if shutil.which("sbatch") is None:
-            raise RunError("--submit: sbatch is not on PATH (is this a Slurm login node?)")
         subprocess.run(["sbatch", str(script)], check=True)
+    return 0
+
+
+def _launch_chain(config, args: argparse.Namespace, train) -> int:
+    """`launch-slurm --all`: write run_dir/slurm/<stage>.sbatch for every stage; submit the
+    chain if asked."""
+    from pretrain.slurm import CHAIN_DIR, CPU_STAGES, CpuJob, chain_scripts, submit_chain
+
+    slurm = config.data.slurm  # the CPU jobs' settings: the ones curation's arrays use
+    cpu = {
+        stage: CpuJob(train.run_dir, stage, job_name=f"{train.job_name}-{stage}",
+                      cpus=slurm.cpus_per_task * (config.data.workers if stage == "curate" else 1),
+                      mem_per_cpu_gb=slurm.mem_per_cpu_gb, time=slurm.time,
+                      partition=slurm.partition or args.partition,
+                      sbatch_args=dict(slurm.sbatch_args), env_command=slurm.env_command,
+                      config=args.config, overrides=args.overrides, allow_env=args.allow_env)
+        for stage in CPU_STAGES
+    }  # fmt: skip
+    folder = train.run_dir / CHAIN_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    scripts = []
+    for stage, text in chain_scripts(train, cpu):
+        path = folder / f"{stage}.sbatch"
+        path.write_text(text)
+        scripts.append((stage, path))
+    print(f"wrote {', '.join(str(p) for _, p in scripts)}")
+    if args.submit:
+        jobs = submit_chain(train.run_dir, scripts)
+        print("submitted " + ", ".join(f"{stage}={job}" for stage, job in jobs.items()))
     return 0
 
 

@@ -82,13 +82,17 @@ _TRAINED_ON = (layout.TOKENIZER, layout.SHARD_STATS)
 _TRAINED_FROM = STAGES[: STAGES.index("train")]
 
 
-def run_pipeline(config: PretrainConfig, names: list[str], *, restart: bool = False) -> Path:
+def run_pipeline(
+    config: PretrainConfig, names: list[str], *, restart: bool = False, skip_done: bool = False
+) -> Path:
     """Run `names` (in pipeline order) for `config`; return the run directory.
 
-    With `restart`, the run's training state is deleted first (needs the train stage).
+    With `restart`, the run's training state is deleted first (needs the train stage). A stage
+    named alone always runs, unless `skip_done` (the Slurm chain's jobs: a rerun of the chain
+    skips the finished stages).
     """
     if distributed.launched_world_size() > 1:
-        return _run_distributed(config, names, restart=restart)
+        return _run_distributed(config, names, restart=restart, skip_done=skip_done)
     stages.check_inputs(config, names)
     run_dir = layout.run_dir(config.run.root, config.run.name)
     if restart and "train" not in names:
@@ -99,7 +103,7 @@ def run_pipeline(config: PretrainConfig, names: list[str], *, restart: bool = Fa
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         with RunLock(run_dir):
-            _run_locked(config, names, run_dir, restart=restart)
+            _run_locked(config, names, run_dir, restart=restart, skip_done=skip_done)
     except BaseException:
         if fresh and not _read_records(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -108,10 +112,12 @@ def run_pipeline(config: PretrainConfig, names: list[str], *, restart: bool = Fa
     return run_dir
 
 
-def _run_distributed(config: PretrainConfig, names: list[str], *, restart: bool) -> Path:
-    """The train and eval stages (those of `names`, in order, each run: a skip decision read
-    from files could differ between ranks) on every rank of a torchrun job; rank 0 holds the
-    lock and writes."""
+def _run_distributed(
+    config: PretrainConfig, names: list[str], *, restart: bool, skip_done: bool
+) -> Path:
+    """The train and eval stages (those of `names`, in order, each run unless `skip_done`: then
+    rank 0 decides from the records, since a decision read from files on each rank could
+    differ) on every rank of a torchrun job; rank 0 holds the lock and writes."""
     distributed.refuse_undistributed(names)
     stages.check_inputs(config, names)
     run_dir = layout.run_dir(config.run.root, config.run.name)
@@ -121,6 +127,8 @@ def _run_distributed(config: PretrainConfig, names: list[str], *, restart: bool)
         with lock:
             _on_main(job, lambda: _prepare(config, names, run_dir, restart=restart))
             for name in names:
+                if skip_done and job.broadcast(job.main and _up_to_date(name, config, run_dir)):
+                    continue
                 _run_stage(name, config, run_dir, forced=True)
                 job.barrier()  # rank 0 has recorded it before any rank reads the records
     return run_dir
@@ -150,30 +158,45 @@ def _prepare(config: PretrainConfig, names: list[str], run_dir: Path, *, restart
         atomic_write_text(run_dir / layout.CONFIG, to_yaml(config))
 
 
-def _run_locked(config: PretrainConfig, names: list[str], run_dir: Path, *, restart: bool) -> None:
+def _run_locked(
+    config: PretrainConfig, names: list[str], run_dir: Path, *, restart: bool, skip_done: bool
+) -> None:
     _prepare(config, names, run_dir, restart=restart)
     for name in names:
-        _run_stage(name, config, run_dir, forced=len(names) == 1)
+        _run_stage(name, config, run_dir, forced=len(names) == 1 and not skip_done)
+
+
+def _up_to_date(name: str, config: PretrainConfig, run_dir: Path) -> bool:
+    """Whether stage `name`'s record matches the config and its input files, and its outputs
+    are there (logged either way); the report is always written again."""
+    record = _read_records(run_dir).get(name, {})
+    if name == "report" or record.get("hash") != stage_hash(config, name):
+        log.info("stage %s: running", name)
+        return False
+    missing = _missing(name, run_dir)
+    inputs = inputs_hash(config, run_dir, name)
+    if record.get("inputs", inputs) != inputs:  # (a record from before inputs were hashed
+        # has none: its config hash decides alone)
+        log.info("stage %s: its input files changed, running it again", name)
+    elif not missing:
+        log.info("stage %s: up to date, skipped (delete %s to redo it)", name, run_dir)
+        return True
+    else:
+        log.warning("stage %s: missing outputs (%s), running it again", name, ", ".join(missing))
+    return False
+
+
+def _missing(name: str, run_dir: Path) -> list[str]:
+    return [p for p in _OUTPUTS[name] if not any(run_dir.glob(p))]
 
 
 def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool) -> None:
-    records = _read_records(run_dir)
-    digest, inputs = stage_hash(config, name), inputs_hash(config, run_dir, name)
-    record = records.get(name, {})
-    missing = [p for p in _OUTPUTS[name] if not any(run_dir.glob(p))]
-    if not forced and name != "report" and record.get("hash") == digest:
-        if record.get("inputs", inputs) != inputs:  # (a record from before inputs were hashed
-            # has none: its config hash decides alone)
-            log.info("stage %s: its input files changed, running it again", name)
-        elif not missing:
-            log.info("stage %s: up to date, skipped (delete %s to redo it)", name, run_dir)
-            return
-        else:
-            log.warning(
-                "stage %s: missing outputs (%s), running it again", name, ", ".join(missing)
-            )
-    else:
+    if forced:
         log.info("stage %s: running", name)
+    elif _up_to_date(name, config, run_dir):
+        return
+    digest, inputs = stage_hash(config, name), inputs_hash(config, run_dir, name)
+    missing = _missing(name, run_dir)
     if name in _TRAINED_FROM and not missing:
         refuse_overwrite(run_dir, name)
     job = distributed.current()

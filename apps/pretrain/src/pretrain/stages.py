@@ -48,10 +48,10 @@ def check_inputs(config: PretrainConfig, names: list[str]) -> None:
 def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_data import run_curation
 
-    if config.data.executor == "slurm":
-        raise ValueError("data.executor=slurm submits jobs and returns: run llm-data's curation")
     out = run_dir / layout.CURATED
     stats = run_curation(dataclasses.replace(config.data, output_dir=str(out), overwrite=True))
+    if config.data.executor == "slurm":
+        stats = _wait_for_curation(stats, out)
     keys = ("in", "kept", "removed", "removed_by", "counted")
     counts = {
         source: {s["stage"]: {k: s[k] for k in keys if k in s} for s in r["stages"]}
@@ -63,6 +63,32 @@ def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         "documents": {s: r["documents_out"] for s, r in stats.items()},
         "kept_per_group": dict(sorted(kept.items())),
     }
+
+
+def _wait_for_curation(submitted: dict[str, Any], out: Path) -> dict[str, Any]:
+    """data.executor=slurm: curation's job arrays were submitted (the last one writes `out`);
+    wait for them, here in the curate job of `pretrain launch-slurm --all`, so that the jobs
+    after it (tokenizer, ...) find the curated documents. Returns curation_stats.json."""
+    import os
+
+    from pretrain.slurm import wait_for_jobs
+
+    if "SLURM_JOB_ID" not in os.environ:
+        raise ValueError(
+            "data.executor=slurm: curation's job arrays are submitted and waited for by the "
+            "curate job of `pretrain launch-slurm --all` (SLURM_JOB_ID is not set here); run "
+            "that, or use data.executor=local"
+        )
+    jobs = submitted["jobs"]
+    log.info("curation submitted as Slurm jobs %s; waiting for them", jobs)
+    wait_for_jobs(list(jobs.values()))
+    stats = out / "curation_stats.json"
+    if not stats.is_file():
+        raise RuntimeError(
+            f"curation's Slurm jobs {jobs} ended without writing {stats}: see their logs in "
+            f"{submitted['work_dir']}/logs/ (a rerun resumes the completed tasks)"
+        )
+    return json.loads(stats.read_text())
 
 
 def tokenizer(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
