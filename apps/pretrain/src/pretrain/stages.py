@@ -344,9 +344,11 @@ def eval_model(spec: str | None, device: str = "cpu"):
     if not tok_path.is_file():
         tok_path = path.parent.parent / layout.TOKENIZER
     check_tokenizer(manifest, path, tok_path)
+    tokenizer = Tokenizer.from_file(tok_path)
     return LoadedModel(
         model=model,
-        tokenizer=Tokenizer.from_file(tok_path),
+        tokenizer=tokenizer,
+        generate=model_generate(model, tokenizer),
         max_seq_len=model.config.max_seq_len,
         metadata={
             "model": str(path),
@@ -355,6 +357,34 @@ def eval_model(spec: str | None, device: str = "cpu"):
             "params": sum(p.numel() for p in model.parameters()),
         },
     )
+
+
+def model_generate(model, tokenizer):
+    """llm-eval's ``generate(prompts, stop, max_tokens, *, temperature, seed)`` over
+    `llm_model.generation.generate` (KV cache, batched, left-padded): each prompt is
+    ``[EOS] + ids`` as llm-eval scores it, cut from the left so that prompt and completion fit
+    the context; stop sequences cut the decoded text afterwards (the generation engine of
+    issue 26 stops rows as they finish)."""
+    from llm_eval.protocols import cut_at_stop
+    from llm_model.generation import generate as generate_ids
+
+    max_len = model.config.max_seq_len
+
+    def generate(prompts, stop, max_tokens, *, temperature=0.0, seed=0):
+        max_tokens = min(max_tokens, max_len - 1)
+        ids = [
+            [tokenizer.eos_id, *p][-(max_len - max_tokens) :]
+            for p in tokenizer.encode_batch(prompts)
+        ]
+        device = next(model.parameters()).device
+        rng = torch.Generator(device).manual_seed(seed)
+        with torch.inference_mode():
+            out = generate_ids(model, ids, max_tokens, temperature=temperature,
+                               eos_id=tokenizer.eos_id, generator=rng)  # fmt: skip
+        texts = [tokenizer.decode([t for t in row if t != tokenizer.eos_id]) for row in out]
+        return [cut_at_stop(text, stop) for text in texts]
+
+    return generate
 
 
 def check_tokenizer(manifest: dict, checkpoint: Path, tokenizer: Path) -> None:

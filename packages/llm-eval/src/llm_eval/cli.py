@@ -14,6 +14,8 @@ from llm_eval.distill import METHODS
 from llm_formats.atomic import atomic_write_text
 from llm_formats.device import resolve_device
 
+CODE_TASKS = ("humaneval",)  # task names (not files) that `run --tasks` takes
+
 
 def _run(args: argparse.Namespace) -> int:
     from llm_eval.adapters import load_model
@@ -26,21 +28,66 @@ def _run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, args.model_arg, device=device)
     max_seq_len = min(args.max_seq_len or loaded.max_seq_len, loaded.max_seq_len)
     packed = False if args.no_pack else None
-    results = run_suite(
-        loaded.model,
-        loaded.tokenizer,
-        args.tasks,
-        max_seq_len=max_seq_len,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        device=device,
-        packed=packed,
-        autocast=args.autocast,
-        output_dir=args.output,
-        metadata=loaded.metadata,
-    )
+    files = [t for t in args.tasks if t not in CODE_TASKS]
+    results = {}
+    if files:
+        results = run_suite(
+            loaded.model,
+            loaded.tokenizer,
+            files,
+            max_seq_len=max_seq_len,
+            limit=args.limit,
+            batch_size=args.batch_size,
+            device=device,
+            packed=packed,
+            autocast=args.autocast,
+            output_dir=args.output,
+            metadata=loaded.metadata,
+        )
+    if "humaneval" in args.tasks:
+        results["humaneval"] = _run_humaneval(args, loaded)
     print(json.dumps(results, indent=2))
     return 0
+
+
+def _run_humaneval(args: argparse.Namespace, loaded) -> dict[str, float]:
+    """HumanEval with the model's generate, each completion checked in the sandbox; adds
+    ``humaneval.jsonl`` and the task's metrics to the results directory."""
+    import functools
+    import time
+
+    from llm_eval.humaneval import evaluate_humaneval, load_humaneval
+    from llm_eval.sandbox import SandboxConfig, isolation_available
+    from llm_formats.eval_results import (
+        read_summary,
+        task_records_path,
+        write_jsonl_records,
+        write_summary,
+    )
+
+    if loaded.generate is None:
+        raise ValueError(f"--model {args.model}: its loader gives no generate; HumanEval needs it")
+    if args.samples > 1 and args.temperature <= 0:
+        raise ValueError(f"--samples {args.samples} with --temperature 0: all samples equal")
+    generate = functools.partial(loaded.generate, temperature=args.temperature, seed=args.seed)
+    sandbox = SandboxConfig(timeout_s=args.sandbox_timeout, cpu_s=max(1, int(args.sandbox_timeout)))
+    start = time.perf_counter()
+    metrics, records = evaluate_humaneval(
+        generate, load_humaneval()[: args.limit], samples=args.samples, ks=args.pass_k,
+        max_tokens=args.max_new_tokens, batch_size=args.batch_size, sandbox=sandbox,
+    )  # fmt: skip
+    metrics["temperature"] = args.temperature
+    out = Path(args.output)
+    write_jsonl_records(task_records_path(out, "humaneval"), records)
+    try:
+        summary = read_summary(out)
+    except FileNotFoundError:
+        summary = {"metadata": loaded.metadata, "tasks": {}, "skipped": [], "seconds": {}}
+    summary["tasks"]["humaneval"] = metrics
+    summary["seconds"]["humaneval"] = round(time.perf_counter() - start, 3)
+    summary["sandbox"] = isolation_available()
+    write_summary(out, summary)
+    return metrics
 
 
 def _distill(args: argparse.Namespace) -> int:
@@ -109,7 +156,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "pretrain.stages:eval_model for our checkpoints",
     )
     run.add_argument("--model-arg", help="passed to <module>:<function> (e.g. a run directory)")
-    run.add_argument("--tasks", nargs="+", required=True, help="task .jsonl/.jsonl.gz files")
+    run.add_argument(
+        "--tasks", nargs="+", required=True,
+        help="task .jsonl/.jsonl.gz files, and/or `humaneval` (llm-eval[code]; needs a model "
+        "whose loader gives generate; completions run in llm_eval.sandbox)",
+    )  # fmt: skip
     run.add_argument("--output", required=True, help="directory for <task>.jsonl, results.json")
     run.add_argument("--max-seq-len", type=int, default=0, help="0 = the model's")
     run.add_argument("--batch-size", type=int, default=32)
@@ -118,6 +169,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--autocast", action="store_true", help="bf16 autocast (GPU)")
     run.add_argument("--no-pack", action="store_true", help="one row per choice")
     run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    run.add_argument("--samples", type=int, default=1, help="humaneval: completions per problem")
+    run.add_argument("--temperature", type=float, default=0.0, help="humaneval: 0 = greedy")
+    run.add_argument("--seed", type=int, default=0, help="humaneval: sampling seed")
+    run.add_argument(
+        "--pass-k", type=int, nargs="+", default=[1, 10, 100], help="humaneval: k of pass@k"
+    )
+    run.add_argument("--max-new-tokens", type=int, default=512, help="humaneval: per completion")
+    run.add_argument(
+        "--sandbox-timeout", type=float, default=10.0, help="humaneval: seconds per program"
+    )
     run.set_defaults(func=_run)
 
     dist = sub.add_parser("distill", help="choose a small item subset that keeps model ranks")

@@ -15,7 +15,7 @@ import random
 import torch
 from torch import nn
 
-from llm_eval.protocols import LoadedModel
+from llm_eval.protocols import Generate, LoadedModel, cut_at_stop
 from llm_eval.scoring import Request, score_requests
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,34 @@ def _wrap(hf_model: nn.Module, path: str, dtype: str, max_len: int) -> HFCausalL
     return HFCausalLM(hf_model)
 
 
+def hf_generate(hf_model: nn.Module, tokenizer) -> Generate:
+    """llm-eval's ``generate`` over ``transformers``' ``generate``, one prompt at a time (no
+    padding to get wrong); stop sequences cut the decoded text afterwards."""
+
+    @torch.no_grad()
+    def generate(prompts, stop, max_tokens, *, temperature=0.0, seed=0):
+        device = next(hf_model.parameters()).device
+        torch.manual_seed(seed)
+        sample = (
+            {"do_sample": True, "temperature": temperature}
+            if temperature > 0
+            else {"do_sample": False}
+        )
+        texts = []
+        for prompt in prompts:
+            ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+            ids = ids.to(device)
+            out = hf_model.generate(
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
+                pad_token_id=tokenizer.eos_token_id, **sample,
+            )  # fmt: skip
+            text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+            texts.append(cut_at_stop(text, stop))
+        return texts
+
+    return generate
+
+
 def load_hf(path: str, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
     """A local directory (or hub name, where the hub can be reached) as a `LoadedModel`;
     contexts are packed when the probe (`packing_agrees`) allows it."""
@@ -132,6 +160,7 @@ def load_hf(path: str, device: str = "cpu", dtype: str = "float32") -> LoadedMod
     return LoadedModel(
         model=model,
         tokenizer=HFTokenizer(tokenizer),
+        generate=hf_generate(hf_model, tokenizer),
         max_seq_len=max_len,
         metadata={
             "model": f"hf:{path}",
