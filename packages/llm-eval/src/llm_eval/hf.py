@@ -116,9 +116,10 @@ def _wrap(hf_model: nn.Module, path: str, dtype: str, max_len: int) -> HFCausalL
     return HFCausalLM(hf_model)
 
 
-def hf_generate(hf_model: nn.Module, tokenizer) -> Generate:
+def hf_generate(hf_model: nn.Module, tokenizer, max_len: int) -> Generate:
     """llm-eval's ``generate`` over ``transformers``' ``generate``, one prompt at a time (no
-    padding to get wrong); stop sequences cut the decoded text afterwards."""
+    padding to get wrong), cut from the left so that prompt and completion fit ``max_len``;
+    stop sequences cut the decoded text afterwards."""
 
     @torch.no_grad()
     def generate(prompts, stop, max_tokens, *, temperature=0.0, seed=0):
@@ -129,12 +130,13 @@ def hf_generate(hf_model: nn.Module, tokenizer) -> Generate:
             if temperature > 0
             else {"do_sample": False}
         )
+        max_new = min(max_tokens, max_len - 1)
         texts = []
         for prompt in prompts:
             ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
-            ids = ids.to(device)
+            ids = ids[:, -(max_len - max_new) :].to(device)
             out = hf_model.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new,
                 pad_token_id=tokenizer.eos_token_id, **sample,
             )  # fmt: skip
             text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
@@ -160,7 +162,7 @@ def load_hf(path: str, device: str = "cpu", dtype: str = "float32") -> LoadedMod
     return LoadedModel(
         model=model,
         tokenizer=HFTokenizer(tokenizer),
-        generate=hf_generate(hf_model, tokenizer),
+        generate=hf_generate(hf_model, tokenizer, max_len),
         max_seq_len=max_len,
         metadata={
             "model": f"hf:{path}",

@@ -223,9 +223,11 @@ def _guard(event, args):
     if event.startswith(("socket.", "subprocess.", "os.exec", "os.posix_spawn", "os.fork",
                          "os.system", "os.spawn", "ctypes.", "os.kill")):
         raise PermissionError(f"sandbox: {event} is not allowed")
-    if event == "open" and isinstance(args[0], (str, bytes)) and args[1] not in (None, "r", "rb"):
+    if event == "open" and isinstance(args[0], (str, bytes)):
         path = os.path.abspath(os.fsdecode(args[0]))
-        if not path.startswith(_workdir + os.sep):
+        if path.startswith("/proc/") and not path.startswith("/proc/self/"):
+            raise PermissionError(f"sandbox: reading {path} is not allowed")  # others' environ
+        if args[1] not in (None, "r", "rb") and not path.startswith(_workdir + os.sep):
             raise PermissionError(f"sandbox: writing {path} is not allowed")
 sys.addaudithook(_guard)
 del _guard
