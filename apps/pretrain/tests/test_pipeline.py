@@ -431,6 +431,31 @@ def test_eval_skips_and_names_a_too_long_item_and_llm_eval_cli_loads_our_checkpo
     summary = json.loads((out / "results.json").read_text())
     assert summary["metadata"]["step"] == 40
     assert summary["tasks"]["arc_easy"]["acc"] == result["tasks"]["arc_easy"]["acc"]
+    # HumanEval on the same checkpoint: the completions are llm_model's own greedy ones
+    humaneval = [*args, "--tasks", "humaneval", "--limit", "2", "--max-new-tokens", "5"]
+    assert llm_eval_main([*humaneval, "--output", str(out)]) == 0
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["tasks"]["humaneval"]["n"] == 2 and "arc_easy" in summary["tasks"]
+    records = [json.loads(line) for line in (out / "humaneval.jsonl").read_text().splitlines()]
+    _check_greedy_completions(copy, records)
+
+
+def _check_greedy_completions(checkpoint: Path, records: list[dict]) -> None:
+    from llm_eval.humaneval import STOP, load_humaneval
+    from llm_eval.protocols import cut_at_stop
+    from llm_model.generation import generate
+
+    loaded = stages.eval_model(str(checkpoint))
+    tok, problems = loaded.tokenizer, load_humaneval()[:2]
+    limit = loaded.max_seq_len - 5
+    prompts = [
+        [tok.eos_id, *ids][-limit:] for ids in tok.encode_batch([p.prompt for p in problems])
+    ]
+    with torch.no_grad():
+        out = generate(loaded.model, prompts, 5, eos_id=tok.eos_id)
+    want = [cut_at_stop(tok.decode([t for t in row if t != tok.eos_id]), STOP) for row in out]
+    assert [r["completion"] for r in records] == want
+    assert all(r["status"] in ("passed", "failed", "timeout") for r in records)
 
 
 def test_a_checkpoint_copied_alone_evaluates_and_converts(finished_run, tmp_path):

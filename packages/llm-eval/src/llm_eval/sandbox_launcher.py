@@ -19,9 +19,9 @@ program started.
      links), of the interpreter's prefix, of /dev/null, /dev/zero, /dev/urandom; the work
      directory read-write at /sandbox; a fresh /proc that shows only the sandbox's processes.
      ``pivot_root`` into it and detach the old root: no other path of the host is reachable.
-  5. Drop privileges: as root, become an unprivileged uid (no capabilities, so the mounts
-     cannot be changed); otherwise enter one more user + mount namespace, under which every
-     mount above is locked (it cannot be unmounted or remounted read-write).
+  5. Drop privileges: as root, become an unprivileged uid; otherwise empty the capability
+     bounding set. Either way the program has no capability, so the mounts above cannot be
+     changed (unmounted, remounted read-write), and ``PR_SET_NO_NEW_PRIVS`` keeps it so.
   6. Resource limits, then ``execve`` the interpreter on the program in /sandbox.
 
 ``rlimits`` isolation (the fallback where namespaces are not allowed): resource limits, a
@@ -32,7 +32,9 @@ guard against accidents, not a security boundary (see the README).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
 import json
 import os
 import resource
@@ -45,7 +47,7 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # syscall numbers (glibc has no wrapper)
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 SETUP_FAILED = 125
 SANDBOX = "/sandbox"  # the work directory, as the program sees it
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
@@ -120,7 +122,10 @@ def build_root(new_root: str, workdir: str, readonly_paths: list[str]) -> None:
     os.chroot(".")
     _check(libc.umount2(b"/.old_root", MNT_DETACH), "umount old root")
     os.rmdir("/.old_root")
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # our PID namespace's
+    # our PID namespace's processes only; refused to a user namespace under a masked /proc
+    # (containers), where /proc stays empty
+    with contextlib.suppress(PermissionError):
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)  # nothing writable
 
 
@@ -151,12 +156,14 @@ def drop_root(uid: int) -> None:
     os.setuid(uid)
 
 
-def lock_mounts() -> None:
-    """One more user + mount namespace: every mount inherited into it is locked, and the
-    process has no capability over the previous one."""
-    uid, gid = os.getuid(), os.getgid()
-    _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare(user, mount) to lock mounts")
-    write_id_maps(uid, uid, gid)
+def drop_capabilities() -> None:
+    """Empty the capability bounding set: the program, uid 0 of our user namespace, then gets
+    no capability at ``execve``, so it cannot unmount or remount anything we set up."""
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if ctypes.get_errno() == errno.EINVAL:  # past the kernel's last capability
+                return
+            _check(-1, f"prctl(CAPBSET_DROP, {cap})")
 
 
 def exec_program(spec: dict, status_fd: int, argv: list[str]) -> None:
@@ -194,7 +201,7 @@ def namespaces(spec: dict, status_fd: int) -> int:
         if root:
             drop_root(spec["uid"])
         else:
-            lock_mounts()
+            drop_capabilities()
         program = os.fork()
         if program == 0:
             exec_program(spec, status_fd, [spec["python"], "-I", "-S", spec["program"]])
