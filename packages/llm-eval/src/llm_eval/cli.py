@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -45,14 +46,15 @@ def _run(args: argparse.Namespace) -> int:
             metadata=loaded.metadata,
         )
     if "humaneval" in args.tasks:
-        results["humaneval"] = _run_humaneval(args, loaded)
+        results["humaneval"] = _run_humaneval(args, loaded, merge=bool(files))
     print(json.dumps(results, indent=2))
     return 0
 
 
-def _run_humaneval(args: argparse.Namespace, loaded) -> dict[str, float]:
-    """HumanEval with the model's generate, each completion checked in the sandbox; adds
-    ``humaneval.jsonl`` and the task's metrics to the results directory."""
+def _run_humaneval(args: argparse.Namespace, loaded, merge: bool) -> dict[str, float]:
+    """HumanEval with the model's generate, each completion checked in the sandbox; writes
+    ``humaneval.jsonl`` and the task's metrics into ``results.json`` (added to the one this
+    command's task files just wrote when ``merge``)."""
     import functools
     import time
 
@@ -75,14 +77,14 @@ def _run_humaneval(args: argparse.Namespace, loaded) -> dict[str, float]:
     metrics, records = evaluate_humaneval(
         generate, load_humaneval()[: args.limit], samples=args.samples, ks=args.pass_k,
         max_tokens=args.max_new_tokens, batch_size=args.batch_size, sandbox=sandbox,
+        workers=args.sandbox_workers,
     )  # fmt: skip
     metrics["temperature"] = args.temperature
     out = Path(args.output)
     write_jsonl_records(task_records_path(out, "humaneval"), records)
-    try:
+    summary = {"metadata": loaded.metadata, "tasks": {}, "skipped": [], "seconds": {}}
+    if merge:
         summary = read_summary(out)
-    except FileNotFoundError:
-        summary = {"metadata": loaded.metadata, "tasks": {}, "skipped": [], "seconds": {}}
     summary["tasks"]["humaneval"] = metrics
     summary["seconds"]["humaneval"] = round(time.perf_counter() - start, 3)
     summary["sandbox"] = isolation_available()
@@ -179,6 +181,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     run.add_argument(
         "--sandbox-timeout", type=float, default=10.0, help="humaneval: seconds per program"
     )
+    run.add_argument(
+        "--sandbox-workers", type=int, default=os.cpu_count() or 1,
+        help="humaneval: programs checked at once (default: the CPU count)",
+    )  # fmt: skip
     run.set_defaults(func=_run)
 
     dist = sub.add_parser("distill", help="choose a small item subset that keeps model ranks")

@@ -2,22 +2,24 @@
 `llm_eval.sandbox`, it isolates itself, then replaces itself with the untrusted program.
 
 Standard library only, and nothing here imports llm_eval: it runs before any isolation, with
-the parent's privileges, so it must be small enough to read in one sitting. It writes ``ready``
-to the status pipe only when something fails before ``execve`` (then it exits 125): a setup
-error, never the program's fault. ``execve`` closes the pipe, so an empty read means the
-program started.
+the parent's privileges, so it must be small enough to read in one sitting. It writes to the
+status pipe only when something fails before ``execve`` (then it exits 125): a setup error,
+never the program's fault. ``execve`` closes the pipe, so an empty read means the program
+started.
 
 ``namespaces`` isolation (Linux):
   1. As root, no user namespace is needed; otherwise a new user namespace maps our uid to 0 so
      that the rest is allowed without privileges.
   2. New mount, network, PID, IPC and UTS namespaces. The network namespace has only a loopback
      interface that is down: no address, not even 127.0.0.1, is reachable.
-  3. Fork: the child is PID 1 of the new PID namespace, so when it dies the kernel kills every
-     process the program started (a fork bomb included); it dies with the launcher
-     (``PR_SET_PDEATHSIG``), which the parent kills on a timeout.
+  3. Fork: the child is PID 1 of the new PID namespace (a small init that reaps orphans and
+     forks the program), so when it ends the kernel kills every process the program started,
+     a fork bomb included; it dies with the launcher (``PR_SET_PDEATHSIG``), which the parent
+     kills on a timeout.
   4. The child builds a new root on a tmpfs: read-only bind mounts of /usr (and /lib*, /bin
      links), of the interpreter's prefix, of /dev/null, /dev/zero, /dev/urandom; the work
-     directory read-write at /sandbox; a fresh /proc that shows only the sandbox's processes.
+     directory read-write at /sandbox; a fresh /proc that shows only the sandbox's processes
+     (left empty where the kernel refuses it); the tmpfs root itself is then read-only.
      ``pivot_root`` into it and detach the old root: no other path of the host is reachable.
   5. Drop privileges: as root, become an unprivileged uid; otherwise empty the capability
      bounding set. Either way the program has no capability, so the mounts above cannot be
@@ -25,9 +27,10 @@ program started.
   6. Resource limits, then ``execve`` the interpreter on the program in /sandbox.
 
 ``rlimits`` isolation (the fallback where namespaces are not allowed): resource limits, a
-dropped uid when root, and the program runs under an audit hook that refuses sockets, new
-processes, ``ctypes`` and files opened for writing outside the work directory. That hook is a
-guard against accidents, not a security boundary (see the README).
+dropped uid when root (if the interpreter is reachable for it), and the program runs under an
+audit hook (PEP 578) that refuses sockets, new processes, ``ctypes``, other processes' /proc
+files and changes to files outside the work directory. That hook is a guard against accidents,
+not a security boundary (see the README).
 """
 
 from __future__ import annotations
@@ -224,18 +227,31 @@ def _init(program: int) -> int:
 
 # runs inside the program's interpreter in `rlimits` mode, before the program
 AUDIT_GUARD = """
-import sys, os
-_workdir = os.getcwd()
+import os, sys
+_workdir = os.path.realpath(os.getcwd())
+_refused = ("socket.", "subprocess.", "os.exec", "os.posix_spawn", "os.fork", "os.forkpty",
+            "os.system", "os.spawn", "os.kill", "os.killpg", "ctypes.", "pty.")
+_modules = {"_posixsubprocess", "_ctypes", "_multiprocessing", "_socket", "fcntl"}
+_changes = {"os.remove", "os.rmdir", "os.mkdir", "os.rename", "os.chmod", "os.chown",
+            "os.link", "os.symlink", "os.truncate", "os.utime", "shutil.rmtree"}
+_write = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+def _inside(path):
+    path = os.path.realpath(os.fsdecode(path))
+    return path == _workdir or path.startswith(_workdir + os.sep)
 def _guard(event, args):
-    if event.startswith(("socket.", "subprocess.", "os.exec", "os.posix_spawn", "os.fork",
-                         "os.system", "os.spawn", "ctypes.", "os.kill")):
-        raise PermissionError(f"sandbox: {event} is not allowed")
+    if event.startswith(_refused) or event == "import" and args[0] in _modules:
+        raise PermissionError(f"sandbox: {event} {args[0] if args else ''} is not allowed")
     if event == "open" and isinstance(args[0], (str, bytes)):
-        path = os.path.abspath(os.fsdecode(args[0]))
-        if path.startswith("/proc/") and not path.startswith("/proc/self/"):
+        path, mode, flags = args
+        if os.path.realpath(os.fsdecode(path)).startswith("/proc/") and not _inside(path):
             raise PermissionError(f"sandbox: reading {path} is not allowed")  # others' environ
-        if args[1] not in (None, "r", "rb") and not path.startswith(_workdir + os.sep):
+        writes = any(c in (mode or "") for c in "wax+") or (flags or 0) & _write
+        if writes and not _inside(path):
             raise PermissionError(f"sandbox: writing {path} is not allowed")
+    if event in _changes:
+        for path in args:
+            if isinstance(path, (str, bytes, os.PathLike)) and not _inside(path):
+                raise PermissionError(f"sandbox: {event} {path} is not allowed")
 sys.addaudithook(_guard)
 del _guard
 __file__ = PROGRAM
