@@ -432,10 +432,11 @@ def test_eval_skips_and_names_a_too_long_item_and_llm_eval_cli_loads_our_checkpo
     assert summary["metadata"]["step"] == 40
     assert summary["tasks"]["arc_easy"]["acc"] == result["tasks"]["arc_easy"]["acc"]
     # HumanEval on the same checkpoint: the completions are llm_model's own greedy ones
-    humaneval = [*args, "--tasks", "humaneval", "--limit", "2", "--max-new-tokens", "5"]
+    out = tmp_path / "cli-humaneval"
+    humaneval = [*args, "--tasks", tasks[1], "humaneval", "--limit", "2", "--max-new-tokens", "5"]
     assert llm_eval_main([*humaneval, "--output", str(out)]) == 0
     summary = json.loads((out / "results.json").read_text())
-    assert summary["tasks"]["humaneval"]["n"] == 2 and "arc_easy" in summary["tasks"]
+    assert summary["tasks"]["humaneval"]["n"] == 2 and summary["tasks"]["arc_easy"]["n"] == 2
     records = [json.loads(line) for line in (out / "humaneval.jsonl").read_text().splitlines()]
     _check_greedy_completions(copy, records)
 
