@@ -121,7 +121,10 @@ def build_root(new_root: str, workdir: str, readonly_paths: list[str]) -> None:
     for name in ("proc", "tmp", ".old_root"):
         os.makedirs(f"{new_root}/{name}", exist_ok=True)
     os.chdir(new_root)
-    _check(libc.syscall(PIVOT_ROOT[os.uname().machine], b".", b".old_root"), "pivot_root")
+    machine = os.uname().machine
+    if machine not in PIVOT_ROOT:
+        raise OSError(f"pivot_root: syscall number unknown on {machine}")
+    _check(libc.syscall(PIVOT_ROOT[machine], b".", b".old_root"), "pivot_root")
     os.chroot(".")
     _check(libc.umount2(b"/.old_root", MNT_DETACH), "umount old root")
     os.rmdir("/.old_root")
