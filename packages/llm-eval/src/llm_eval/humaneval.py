@@ -9,6 +9,7 @@ evaluation goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import logging
@@ -21,7 +22,7 @@ from importlib import resources
 
 from tqdm.auto import tqdm
 
-from llm_eval.sandbox import SandboxConfig, SandboxResult, run_program
+from llm_eval.sandbox import SandboxConfig, SandboxResult, isolation_available, run_program
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,9 @@ def evaluate_humaneval(
         for i, p in enumerate(problems)
         for s in range(samples)
     ]
+    sandbox = sandbox or SandboxConfig()
+    if sandbox.isolation == "auto":  # probe once, not once per worker
+        sandbox = dataclasses.replace(sandbox, isolation=isolation_available())
     with ThreadPoolExecutor(max(1, workers)) as pool:  # each run waits on its own process
         runs = pool.map(lambda src: run_program(src, sandbox), programs)
         results = list(tqdm(runs, total=len(programs), desc="humaneval: check",

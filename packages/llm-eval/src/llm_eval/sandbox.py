@@ -45,7 +45,7 @@ class SandboxConfig:
 
     Attributes:
         timeout_s: Wall-clock seconds before the program and everything it started is killed.
-        cpu_s: CPU seconds per process (RLIMIT_CPU); at most ``timeout_s``.
+        cpu_s: CPU seconds per process (RLIMIT_CPU).
         memory_mb: Address space per process (RLIMIT_AS), MiB.
         max_processes: Processes (and threads) the program may have at once (RLIMIT_NPROC).
         file_mb: Largest file the program may write (RLIMIT_FSIZE), MiB; stdout/stderr too.
