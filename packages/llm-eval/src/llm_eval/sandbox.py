@@ -139,14 +139,19 @@ def _run_in(base: Path, source: str, config: SandboxConfig, isolation: str) -> S
     if os.getuid() == 0:  # the sandbox's uid must own its work directory
         os.chown(workdir, spec["uid"], spec["uid"])
     start = time.perf_counter()
-    with open(base / "stdout", "wb") as out, open(base / "stderr", "wb") as err:
-        proc = subprocess.Popen(
-            [spec["python"], "-I", "-S", str(LAUNCHER), json.dumps(spec)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=workdir, env=spec["env"],
-            pass_fds=(write_fd,), start_new_session=True,
-        )  # fmt: skip
-        os.close(write_fd)
-        timed_out = _wait(proc, config.timeout_s)
+    try:
+        with open(base / "stdout", "wb") as out, open(base / "stderr", "wb") as err:
+            proc = subprocess.Popen(
+                [spec["python"], "-I", "-S", str(LAUNCHER), json.dumps(spec)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=workdir, env=spec["env"],
+                pass_fds=(write_fd,), start_new_session=True,
+            )  # fmt: skip
+    except OSError:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)  # the launcher has its copy; EOF once it and its children close it
+    timed_out = _wait(proc, config.timeout_s)
     seconds = time.perf_counter() - start
     setup_error = _read_all(read_fd).decode("utf-8", "replace")
     stdout = _tail(base / "stdout")
