@@ -131,6 +131,8 @@ def test_bad_code_is_a_result_not_an_exception():
     config = SandboxConfig(**LIMITS)
     syntax = run_program("def f(:\n", config)
     assert syntax.status == "failed" and "SyntaxError" in syntax.reason
+    for odd in ('x = "\ud800"\n', "x = 1\x00\n"):  # a lone surrogate, a NUL byte
+        assert run_program(odd, config).status == "failed"
     exit_code = run_program("import sys; sys.exit(3)", config)
     assert (exit_code.status, exit_code.returncode) == ("failed", 3)
     env = run_program("import os; print(sorted(os.environ))", config)

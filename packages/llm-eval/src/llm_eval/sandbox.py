@@ -133,7 +133,8 @@ def _run_in(base: Path, source: str, config: SandboxConfig, isolation: str) -> S
     workdir, new_root = base / "work", base / "root"
     workdir.mkdir()
     new_root.mkdir()
-    (workdir / "program.py").write_text(source)
+    # surrogates a decoder let through make a SyntaxError in the program, not an error here
+    (workdir / "program.py").write_text(source, encoding="utf-8", errors="surrogatepass")
     read_fd, write_fd = os.pipe()
     spec = _spec(config, isolation, workdir, new_root, write_fd)
     if os.getuid() == 0:  # the sandbox's uid must own its work directory
