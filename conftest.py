@@ -94,3 +94,126 @@ def _reset_moto() -> None:
         moto_api_backend.reset()
     except ImportError:  # another moto layout: the buckets stay until the process ends
         pass
+
+
+class _CuttingProxy:
+    """A TCP proxy on 127.0.0.1 in front of moto that drops the connection in the middle of an
+    upload's body: the first ``times`` requests ``PUT /<bucket>/<key>...`` whose key contains
+    ``key`` are forwarded up to half their body, then both sockets are closed (what a lost
+    link does to a client). Everything else passes through untouched."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import threading
+
+        self.upstream_port, self.rules, self.cut, self.puts = upstream_port, [], [], []
+        self._lock = threading.Lock()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def fail(self, key: str, times: int) -> None:
+        """Cut the next ``times`` uploads of an object whose key contains ``key``."""
+        with self._lock:
+            self.rules.append([key.encode(), times])
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._inspect, args=(client, upstream), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                s.close()
+
+    def _match(self, pending: bytes) -> int | None:
+        """Where in ``pending`` an upload to cut starts (and the rule spent), or None; records
+        each complete ``PUT`` request line in ``puts``."""
+        start = pending.find(b"PUT /")
+        while start >= 0 and b"\r\n" in pending[start:]:
+            line = pending[start : pending.find(b"\r\n", start)]
+            with self._lock:
+                self.puts.append(line.decode(errors="replace"))
+                for rule in self.rules:
+                    if rule[1] > 0 and rule[0] in line.split(b"?")[0]:
+                        rule[1] -= 1
+                        self.cut.append(self.puts[-1])
+                        return start
+            start = pending.find(b"PUT /", start + 1)
+        return None
+
+    def _inspect(self, client, upstream) -> None:
+        pending = b""  # client bytes not forwarded yet: at most one unfinished request line
+        try:
+            while data := client.recv(65536):
+                pending += data
+                start = self._match(pending)
+                if start is None:  # hold back only an unfinished "PUT /..." request line
+                    last = pending.rfind(b"PUT /")
+                    keep = last if last >= 0 and b"\r\n" not in pending[last:] else len(pending)
+                    upstream.sendall(pending[:keep])
+                    pending = pending[keep:]
+                    continue
+                upstream.sendall(pending[:start])
+                self._cut(client, upstream, pending[start:])
+                return
+        except OSError:
+            pass
+        finally:
+            for s in (client, upstream):
+                s.close()
+
+    @staticmethod
+    def _cut(client, upstream, request: bytes) -> None:
+        """Forward the request's head and half of its body, then return (the caller closes)."""
+        while b"\r\n\r\n" not in request:
+            request += client.recv(65536) or b"\r\n\r\n"
+        head, _, body = request.partition(b"\r\n\r\n")
+        length = next(
+            (int(v) for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
+             if k.strip().lower() == b"content-length"), 2,
+        )  # fmt: skip
+        upstream.sendall(head + b"\r\n\r\n")
+        half = max(1, length // 2)
+        while len(body) < half:
+            upstream.sendall(body)
+            half -= len(body)
+            body = client.recv(65536)
+            if not body:
+                return
+        upstream.sendall(body[:half])
+
+
+@pytest.fixture
+def s3_cut(s3, monkeypatch):
+    """``s3``, reached through a proxy that can drop an upload's connection mid-body:
+    ``s3_cut.fail(key, times)``; ``s3_cut.cut`` lists the request lines it cut, ``s3_cut.puts``
+    every upload's."""
+    import s3fs
+
+    proxy = _CuttingProxy(int(s3.endpoint.rsplit(":", 1)[1]))
+    endpoint = f"http://127.0.0.1:{proxy.port}"
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.setenv(name, endpoint)
+    s3fs.S3FileSystem.clear_instance_cache()  # a cached filesystem would bypass the proxy
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+        s3fs.S3FileSystem.clear_instance_cache()
