@@ -20,6 +20,7 @@ if torch is None or not torch.cuda.is_available():
 # --- object storage: a real S3 endpoint (moto's server) on 127.0.0.1 ---------------------------
 import socket  # noqa: E402
 import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
@@ -216,4 +217,40 @@ def s3_cut(s3, monkeypatch):
         yield proxy
     finally:
         proxy.close()
+        s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture
+def s3_secret(s3, monkeypatch, tmp_path):
+    """``s3`` with a unique ``AWS_SECRET_ACCESS_KEY`` and every log record (DEBUG, botocore's
+    included) written to ``tmp_path/debug.log`` during the test; ``s3_secret.holders(*roots)``
+    lists the files under ``roots`` and the bucket's objects that contain the secret."""
+    import logging
+
+    import s3fs
+
+    secret = f"secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    s3fs.S3FileSystem.clear_instance_cache()  # a cached filesystem holds the old credentials
+    handler = logging.FileHandler(tmp_path / "debug.log")
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    level, root.level = root.level, logging.DEBUG
+    root.addHandler(handler)
+
+    def holders(*roots) -> list[str]:
+        handler.flush()
+        needle = secret.encode()
+        files = [p for r in (tmp_path, *roots) for p in Path(r).rglob("*") if p.is_file()]
+        found = [str(p) for p in files if needle in p.read_bytes()]
+        fs = s3fs.S3FileSystem()
+        fs.invalidate_cache()
+        return found + [key for key in fs.find(s3.bucket) if needle in fs.cat_file(key)]
+
+    try:
+        yield SimpleNamespace(value=secret, holders=holders, log=tmp_path / "debug.log")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
         s3fs.S3FileSystem.clear_instance_cache()

@@ -156,3 +156,18 @@ def test_a_lasting_failure_names_the_object_commits_nothing_and_resumes(
     assert any("code/00000/shard.00000.mds" in line for line in resent)
     assert not any("books/00000/shard" in line for line in resent)  # kept, not sent again
     assert _objects(url) == _files(shards["out"])
+
+
+def test_no_credential_reaches_a_file_or_log(curated_small, tokenizer, s3, s3_secret, tmp_path):
+    pytest.importorskip("streaming", reason="needs the [shards] extra")
+    from llm_data import build_loader
+
+    url = f"{s3.url}/run/shards"
+    _write_shards(curated_small, tokenizer, url, tmp_path / "staging")
+    loader = build_loader(url, seq_len=32, batch_size=4, seed=7, cache_dir=tmp_path / "cache")
+    try:
+        next(iter(loader))
+    finally:
+        loader.close()
+    assert s3_secret.log.stat().st_size > 0  # the clients' debug records were captured
+    assert s3_secret.holders() == []
