@@ -158,12 +158,17 @@ def test_a_lasting_failure_names_the_object_commits_nothing_and_resumes(
     assert _objects(url) == _files(shards["out"])
 
 
-def test_no_credential_reaches_a_file_or_log(curated_small, tokenizer, s3, s3_secret, tmp_path):
+def test_cli_writes_shards_to_s3_and_no_credential_reaches_a_file_or_log(
+    curated_small, tokenizer_json, s3, s3_secret, tmp_path
+):
     pytest.importorskip("streaming", reason="needs the [shards] extra")
     from llm_data import build_loader
+    from llm_data.cli import main
 
     url = f"{s3.url}/run/shards"
-    _write_shards(curated_small, tokenizer, url, tmp_path / "staging")
+    args = ["--tokenizer", str(tokenizer_json), "--eos-token", "<|endoftext|>", "--seq-len", "32"]
+    staging = ["--staging-dir", str(tmp_path / "staging")]
+    assert main(["shards", str(curated_small), "--out", url, *args, *staging]) == 0
     loader = build_loader(url, seq_len=32, batch_size=4, seed=7, cache_dir=tmp_path / "cache")
     try:
         next(iter(loader))
