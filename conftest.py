@@ -220,11 +220,15 @@ def s3_cut(s3, monkeypatch):
         s3fs.S3FileSystem.clear_instance_cache()
 
 
+_STORAGE_LOGGERS = ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3", "streaming")
+
+
 @pytest.fixture
 def s3_secret(s3, monkeypatch, tmp_path):
-    """``s3`` with a unique ``AWS_SECRET_ACCESS_KEY`` and every log record (DEBUG, botocore's
-    included) written to ``tmp_path/debug.log`` during the test; ``s3_secret.holders(*roots)``
-    lists the files under ``roots`` and the bucket's objects that contain the secret."""
+    """``s3`` with a unique ``AWS_SECRET_ACCESS_KEY`` and the log records of the test written to
+    ``tmp_path/debug.log`` (INFO and up from everything, DEBUG from the storage clients, which
+    is where request details are logged); ``s3_secret.holders(*roots)`` lists the files under
+    ``tmp_path`` and ``roots`` and the bucket's objects that contain the secret."""
     import logging
 
     import s3fs
@@ -235,7 +239,11 @@ def s3_secret(s3, monkeypatch, tmp_path):
     handler = logging.FileHandler(tmp_path / "debug.log")
     handler.setLevel(logging.DEBUG)
     root = logging.getLogger()
-    level, root.level = root.level, logging.DEBUG
+    clients = [logging.getLogger(n) for n in _STORAGE_LOGGERS]
+    levels = [root.level] + [c.level for c in clients]
+    root.setLevel(logging.INFO)  # DEBUG from every library would slow a training run severalfold
+    for client in clients:
+        client.setLevel(logging.DEBUG)
     root.addHandler(handler)
 
     def holders(*roots) -> list[str]:
@@ -251,6 +259,7 @@ def s3_secret(s3, monkeypatch, tmp_path):
         yield SimpleNamespace(value=secret, holders=holders, log=tmp_path / "debug.log")
     finally:
         root.removeHandler(handler)
-        root.setLevel(level)
+        for logger, level in zip([root, *clients], levels, strict=True):
+            logger.setLevel(level)
         handler.close()
         s3fs.S3FileSystem.clear_instance_cache()

@@ -757,9 +757,13 @@ def test_init_from_with_a_longer_context_and_rope_scaling_passes_the_check(finis
     assert warm.problems == () and record["init_from"]["step"] == 40
 
 
-def test_checkpoints_in_object_storage_train_guard_and_evaluate(finished_run, tmp_path, s3, capsys):
+def test_checkpoints_in_object_storage_train_guard_and_evaluate(
+    finished_run, tmp_path, s3, s3_secret, capsys
+):
     """`train.checkpoint_dir=s3://...`: the same training and scores as the local run, the
-    config guard sees the remote checkpoints, and nothing of them lands in the run directory."""
+    config guard sees the remote checkpoints, nothing of them lands in the run directory, and
+    the secret key is in no file of it (config.yaml, stages.json, metrics, logs), nor in the
+    store's objects or any log record."""
     from llm_train.checkpoint import list_checkpoints, verify_checkpoint
 
     run, args = _copy_run(finished_run, tmp_path)
@@ -781,3 +785,4 @@ def test_checkpoints_in_object_storage_train_guard_and_evaluate(finished_run, tm
     capsys.readouterr()
     assert main(["train", *args, "train.lr=0.02"]) != 0  # the guard lists the s3 checkpoints
     assert "trained with other settings" in capsys.readouterr().err
+    assert s3_secret.holders(run) == []

@@ -135,9 +135,12 @@ def test_a_cut_upload_is_retried(curated_small, tokenizer, shards, s3, s3_cut, t
 
 
 def test_a_lasting_failure_names_the_object_commits_nothing_and_resumes(
-    curated_small, tokenizer, shards, s3, s3_cut, tmp_path
+    curated_small, tokenizer, shards, s3, s3_cut, tmp_path, monkeypatch
 ):
     pytest.importorskip("streaming", reason="needs the [shards] extra")
+    import s3fs
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "retries", 2)  # fewer backoff sleeps (5 by default)
     from llm_data import InputError, build_loader
     from llm_data.training_data.remote import UploadError
 
