@@ -195,9 +195,10 @@ def _up_to_date(name: str, config: PretrainConfig, run_dir: Path) -> bool:
 
 def _missing(name: str, config: PretrainConfig, run_dir: Path) -> list[str]:
     missing = [p for p in _OUTPUTS[name] if not any(run_dir.glob(p))]
-    checkpoints = _checkpoints(config, run_dir)
-    if name == "train" and not list_checkpoints(checkpoints):
-        missing.append(f"{checkpoints}/{STEP_GLOB}")
+    if name == "train":  # (a listing of the store when the checkpoints are there)
+        checkpoints = _checkpoints(config, run_dir)
+        if not list_checkpoints(checkpoints):
+            missing.append(f"{checkpoints}/{STEP_GLOB}")
     return missing
 
 

@@ -191,7 +191,7 @@ def tokenize_to_shards(
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_dirs(out)
     fingerprint = _fingerprint(stats, tasks, files, tokenizer)
-    target = Target(out, remote, fingerprint)
+    target = _Target(out, remote, fingerprint)
     if remote and target.staged():  # built by a run whose upload was cut off: upload it
         return target.publish(read_shard_stats(out))
     root = _work_folder(out, runs, fingerprint)
@@ -344,7 +344,7 @@ def finalize(root: Path, out: Path, sources: list[str], tasks: int, stats: dict)
     return stats
 
 
-class Target:
+class _Target:
     """Where finished shards go: the local folder ``out``, or, with ``remote``, the URL they
     are uploaded to from ``out`` (the staging copy, removed once the upload committed)."""
 
@@ -376,7 +376,7 @@ def _staged_out(remote: str, staging_dir: str | Path | None) -> Path:
     return Path(staging_dir).expanduser().resolve() / "shards"
 
 
-def _submit(stage: Stage, runs, root: Path, target: Target, sources: list[str]) -> dict:
+def _submit(stage: Stage, runs, root: Path, target: _Target, sources: list[str]) -> dict:
     """Submit the shard tasks as a Slurm array and a one-task job that runs `finalize`."""
     out = target.out
     final = Stage(
@@ -396,7 +396,7 @@ class _Finalize(PipelineStep):
 
     name = "🏁 Finalize shards"
 
-    def __init__(self, root: Path, target: Target, sources: list[str], tasks: int, stats: dict):
+    def __init__(self, root: Path, target: _Target, sources: list[str], tasks: int, stats: dict):
         super().__init__()
         self.target, self.args = target, (root, target.out, sources, tasks, stats)
 
