@@ -32,9 +32,31 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def _moto_server():
+    """One moto S3 server on 127.0.0.1 for the session (each test gets its own bucket):
+    ``start()`` / ``stop()`` bring it up and down on the same port."""
+    moto_server = pytest.importorskip("moto.server", reason="needs moto[server] (dev group)")
+    state = SimpleNamespace(server=None, port=_free_port())
+
+    def start() -> None:
+        state.server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=state.port)
+        state.server.start()
+
+    def stop() -> None:
+        state.server.stop()
+        state.server = None
+
+    state.start, state.stop = start, stop
+    start()
+    yield state
+    if state.server is not None:
+        stop()
+
+
 @pytest.fixture
-def s3(monkeypatch, tmp_path):
-    """A fresh bucket on moto's standalone S3 server, started on 127.0.0.1 and stopped after.
+def s3(monkeypatch, tmp_path, request):
+    """A fresh bucket on moto's standalone S3 server (one per session, on 127.0.0.1).
 
     Credentials and the endpoint reach the clients through the environment only (as in
     production; AWS config files are pointed at nothing). ``s3.url`` is ``s3://<bucket>``;
@@ -42,11 +64,10 @@ def s3(monkeypatch, tmp_path):
     this process, so they survive), for tests of a connection lost mid-upload.
     """
     pytest.importorskip("s3fs", reason="needs the [s3] extra (s3fs)")
-    moto_server = pytest.importorskip("moto.server", reason="needs moto[server] (dev group)")
     import s3fs
 
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
+    server = request.getfixturevalue("_moto_server")
+    endpoint = f"http://127.0.0.1:{server.port}"
     env = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -64,26 +85,22 @@ def s3(monkeypatch, tmp_path):
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    state = SimpleNamespace(server=None)
-
-    def start() -> None:
-        state.server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-        state.server.start()
 
     def stop() -> None:
-        state.server.stop()
+        server.stop()
         s3fs.S3FileSystem.clear_instance_cache()  # its pooled connections point at the old one
 
-    start()
-    s3fs.S3FileSystem.clear_instance_cache()  # an earlier test's filesystem has another endpoint
+    s3fs.S3FileSystem.clear_instance_cache()  # an earlier test's filesystem has other settings
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     s3fs.S3FileSystem().mkdir(bucket)
     try:
         yield SimpleNamespace(
-            url=f"s3://{bucket}", bucket=bucket, endpoint=endpoint, stop=stop, start=start
+            url=f"s3://{bucket}", bucket=bucket, endpoint=endpoint, stop=stop, start=server.start
         )
     finally:
-        stop()
+        if server.server is None:  # a test that stopped it and failed before starting it again
+            server.start()
+        s3fs.S3FileSystem.clear_instance_cache()
         _reset_moto()
 
 
