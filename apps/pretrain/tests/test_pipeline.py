@@ -781,3 +781,34 @@ def test_init_from_with_a_longer_context_and_rope_scaling_passes_the_check(finis
     target = source.parent / "none-yet"  # a run with no checkpoints yet: a warm start
     warm, record = stages.warm_start(config, target, model)
     assert warm.problems == () and record["init_from"]["step"] == 40
+
+
+def test_checkpoints_in_object_storage_train_guard_and_evaluate(
+    finished_run, tmp_path, s3, s3_secret, capsys
+):
+    """`train.checkpoint_dir=s3://...`: the same training and scores as the local run, the
+    config guard sees the remote checkpoints, nothing of them lands in the run directory, and
+    the secret key is in no file of it (config.yaml, stages.json, metrics, logs), nor in the
+    store's objects or any log record."""
+    from llm_train.checkpoint import list_checkpoints, verify_checkpoint
+
+    run, args = _copy_run(finished_run, tmp_path)
+    shutil.rmtree(run / "checkpoints")  # the checkpoints live in the store from now on
+    remote = f"{s3.url}/tiny/checkpoints"
+    args = [*args, f"train.checkpoint_dir={remote}"]
+    assert main(["train", *args, "--restart"]) == 0  # --restart: the copied local state goes
+    assert main(["eval", *args]) == 0
+    assert list_checkpoints(remote) == [f"{remote}/step_0000{s}" for s in ("40", "20")]
+    assert verify_checkpoint(f"{remote}/step_000040") is None
+    assert not list(run.glob("checkpoints/step_*"))
+    losses = [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    original = finished_run[1] / "metrics.jsonl"
+    assert losses == [r["loss"] for r in map(json.loads, original.read_text().splitlines())]
+    ev, local = (json.loads((r / "eval.json").read_text()) for r in (run, finished_run[1]))
+    assert ev.pop("checkpoint") == f"{remote}/step_000040"
+    local.pop("checkpoint")
+    assert ev == local  # the same weights, read back from the store
+    capsys.readouterr()
+    assert main(["train", *args, "train.lr=0.02"]) != 0  # the guard lists the s3 checkpoints
+    assert "trained with other settings" in capsys.readouterr().err
+    assert s3_secret.holders(run) == []

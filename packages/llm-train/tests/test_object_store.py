@@ -159,3 +159,44 @@ def test_run_resumed_from_s3_equals_an_uninterrupted_one(toy, s3, tmp_path):
     assert not (tmp_path / "resumed" / "checkpoints").exists()  # nothing went to local disk
     run_json = (tmp_path / "resumed" / "run.json").read_text()
     assert "testing" not in run_json and "127.0.0.1" not in run_json  # no credential/endpoint
+
+
+def test_an_upload_cut_once_is_retried_and_the_checkpoint_verifies(toy, s3, s3_cut):
+    directory = f"{s3.url}/ckpt"
+    s3_cut.fail("step_000001/__0_0.distcp", times=1)
+    s3_cut.fail("step_000001/manifest.json", times=1)
+    path, model = _save(toy, directory, step=1)
+    assert len(s3_cut.cut) == 2  # both cut mid-body, both retried
+    assert verify_checkpoint(path) is None and latest_checkpoint(directory) == path
+
+
+def test_an_upload_cut_every_time_names_the_object_and_commits_nothing(toy, s3, s3_cut):
+    directory = f"{s3.url}/ckpt"
+    good, _ = _save(toy, directory, step=1)
+    s3_cut.fail("step_000002/__0_0.distcp", times=100)
+    with pytest.raises(CheckpointError, match=f"{s3.bucket}/ckpt/step_000002/__0_0.distcp"):
+        _save(toy, directory, step=2)
+    fs, _ = object_store.filesystem(directory)
+    assert not fs.exists(f"{s3.bucket}/ckpt/step_000002/manifest.json")
+    s3_cut.rules.clear()
+    assert latest_checkpoint(directory) == good  # what was uploaded of step 2 is no checkpoint
+    path, _ = _save(toy, directory, step=2)  # the next save writes it whole
+    assert verify_checkpoint(path) is None and latest_checkpoint(directory) == path
+
+
+def test_no_credential_reaches_a_file_or_log(toy, s3, s3_secret, tmp_path):
+    from llm_train.trainer import Trainer
+
+    def fit(steps):
+        config = TrainConfig(
+            steps=steps, lr=1e-2, warmup_steps=1, precision="fp32", log_every=1,
+            checkpoint_every=2, checkpoint_dir=f"{s3.url}/run/checkpoints",
+        )  # fmt: skip
+        trainer = Trainer(toy.Model(), toy.Loader(), config, tmp_path / "run")
+        trainer.fit()
+        return trainer
+
+    fit(2)
+    assert fit(4).checkpoint == f"{s3.url}/run/checkpoints/step_000004"  # saved, resumed, saved
+    assert s3_secret.log.stat().st_size > 0  # the clients' debug records were captured
+    assert s3_secret.holders() == []

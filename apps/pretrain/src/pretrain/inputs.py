@@ -26,6 +26,7 @@ from llm_formats.atomic import sha256_file
 from llm_formats.checkpoint import MANIFEST
 from llm_formats.documents import curated_sources
 from pretrain.config import PretrainConfig
+from pretrain.rundir import checkpoint_dir, checkpoint_name
 
 
 def inputs_hash(config: PretrainConfig, run_dir: Path, name: str) -> str:
@@ -74,8 +75,8 @@ def _train(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
 def _eval(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_train.checkpoint import list_checkpoints
 
-    found = list_checkpoints(run_dir / layout.CHECKPOINTS)
-    newest = {found[0].name: _sha(found[0] / MANIFEST)} if found else {}
+    found = list_checkpoints(checkpoint_dir(run_dir, config.train.checkpoint_dir))
+    newest = {checkpoint_name(found[0]): _manifest_sha(found[0])} if found else {}
     files = [*config.eval.tasks, *config.eval.bpb_sets.values()]
     return {
         "checkpoint": newest,
@@ -83,6 +84,19 @@ def _eval(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         "heldout": _stat(run_dir / layout.HELDOUT, run_dir)[:2],  # written with shard_stats
         "files": [_tree(Path(p)) for p in files],
     }
+
+
+def _manifest_sha(checkpoint: Path | str) -> str | None:
+    """The sha256 of a checkpoint's manifest, in a folder or in object storage."""
+    if isinstance(checkpoint, Path):
+        return _sha(checkpoint / MANIFEST)
+    from llm_formats.checkpoint import ManifestError
+    from llm_train.checkpoint import read_checkpoint_manifest
+
+    try:
+        return digest(read_checkpoint_manifest(checkpoint))
+    except ManifestError:
+        return None
 
 
 _INPUTS = {

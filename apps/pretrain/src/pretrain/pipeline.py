@@ -35,13 +35,20 @@ from llm_formats import rundir as layout
 from llm_formats.atomic import atomic_write_text, sha256_file
 from llm_formats.checkpoint import STEP_GLOB, step_of
 from llm_tokenize.config import RUNTIME_FIELDS as TOKENIZER_RUNTIME_FIELDS
-from llm_train.checkpoint import list_checkpoints
+from llm_train.checkpoint import list_checkpoints, remove_checkpoints
 from llm_train.config import RUNTIME_FIELDS as TRAIN_RUNTIME_FIELDS
 from pretrain import distributed, stages
 from pretrain.config import SHARDS_RUNTIME_FIELDS, PretrainConfig
 from pretrain.inputs import digest, inputs_hash
 from pretrain.loading import as_dict, to_yaml
-from pretrain.rundir import RunError, RunLock, read_run_json, require_existing_run
+from pretrain.rundir import (
+    RunError,
+    RunLock,
+    checkpoint_dir,
+    checkpoint_name,
+    read_run_json,
+    require_existing_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +68,7 @@ _OUTPUTS: dict[str, tuple[str, ...]] = {
     "curate": (f"{layout.CURATED}/*",),
     "tokenizer": (layout.TOKENIZER, layout.TOKENIZER_CARD),
     "shards": (layout.SHARD_STATS,),
-    "train": (layout.METRICS, f"{layout.CHECKPOINTS}/{STEP_GLOB}"),
+    "train": (layout.METRICS,),  # and a checkpoint in train.checkpoint_dir (`_missing`)
     "eval": (layout.EVAL_SUMMARY, layout.EVAL_RESULTS),
     "report": (),
 }
@@ -150,7 +157,7 @@ def _on_main(job: distributed.Dist, fn: Callable[[], Any]) -> None:
 
 def _prepare(config: PretrainConfig, names: list[str], run_dir: Path, *, restart: bool) -> None:
     if restart:
-        discard_training_state(run_dir)
+        discard_training_state(run_dir, _checkpoints(config, run_dir))
     elif names != ["report"]:
         # before any stage overwrites what it was built on
         check_training_state(config, run_dir, training="train" in names)
@@ -173,7 +180,7 @@ def _up_to_date(name: str, config: PretrainConfig, run_dir: Path) -> bool:
     if name == "report" or record.get("hash") != stage_hash(config, name):
         log.info("stage %s: running", name)
         return False
-    missing = _missing(name, run_dir)
+    missing = _missing(name, config, run_dir)
     inputs = inputs_hash(config, run_dir, name)
     if record.get("inputs", inputs) != inputs:  # (a record from before inputs were hashed
         # has none: its config hash decides alone)
@@ -186,8 +193,17 @@ def _up_to_date(name: str, config: PretrainConfig, run_dir: Path) -> bool:
     return False
 
 
-def _missing(name: str, run_dir: Path) -> list[str]:
-    return [p for p in _OUTPUTS[name] if not any(run_dir.glob(p))]
+def _missing(name: str, config: PretrainConfig, run_dir: Path) -> list[str]:
+    missing = [p for p in _OUTPUTS[name] if not any(run_dir.glob(p))]
+    if name == "train":  # (a listing of the store when the checkpoints are there)
+        checkpoints = _checkpoints(config, run_dir)
+        if not list_checkpoints(checkpoints):
+            missing.append(f"{checkpoints}/{STEP_GLOB}")
+    return missing
+
+
+def _checkpoints(config: PretrainConfig, run_dir: Path) -> Path | str:
+    return checkpoint_dir(run_dir, config.train.checkpoint_dir)
 
 
 def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool) -> None:
@@ -196,9 +212,9 @@ def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool
     elif _up_to_date(name, config, run_dir):
         return
     digest, inputs = stage_hash(config, name), inputs_hash(config, run_dir, name)
-    missing = _missing(name, run_dir)
+    missing = _missing(name, config, run_dir)
     if name in _TRAINED_FROM and not missing:
-        refuse_overwrite(run_dir, name)
+        refuse_overwrite(run_dir, name, _checkpoints(config, run_dir))
     job = distributed.current()
     if name == "train":
         _on_main(job, lambda: _record_training_state(config, run_dir))
@@ -216,7 +232,9 @@ def _run_stage(name: str, config: PretrainConfig, run_dir: Path, *, forced: bool
 
 def _record_training_state(config: PretrainConfig, run_dir: Path) -> None:
     check_training_state(config, run_dir)
-    (run_dir / layout.CHECKPOINTS).mkdir(exist_ok=True)
+    checkpoints = _checkpoints(config, run_dir)
+    if isinstance(checkpoints, Path):  # a URL prefix needs no folder
+        checkpoints.mkdir(parents=True, exist_ok=True)
     state = json.dumps(_training_state(config, run_dir), indent=1, sort_keys=True)
     atomic_write_text(run_dir / layout.TRAINING_RECORD, state)
 
@@ -246,7 +264,7 @@ def check_training_state(config: PretrainConfig, run_dir: Path, training: bool =
 
     Without ``training`` (no train stage in this job) the global batch is not compared: it is
     ``loader.batch_size`` x this job's world size, and eval may run on any number of ranks."""
-    found = list_checkpoints(run_dir / layout.CHECKPOINTS)
+    found = list_checkpoints(_checkpoints(config, run_dir))
     if not found:
         return  # nothing to lose: a fresh run, or one that stopped before its first checkpoint
     record = run_dir / layout.TRAINING_RECORD
@@ -263,8 +281,8 @@ def check_training_state(config: PretrainConfig, run_dir: Path, training: bool =
     changed = _changes(old, new)
     if changed:
         raise RunError(
-            f"{run_dir} holds checkpoints (newest {found[0].name}) trained with other settings "
-            "or data: "
+            f"{run_dir} holds checkpoints (newest {checkpoint_name(found[0])}) trained with "
+            "other settings or data: "
             f"{'; '.join(changed)}. {fix}"
         )
     done = step_of(found[0])
@@ -275,24 +293,25 @@ def check_training_state(config: PretrainConfig, run_dir: Path, training: bool =
         )
 
 
-def refuse_overwrite(run_dir: Path, name: str) -> None:
-    """Refuse to rewrite the outputs of a stage the run's checkpoints were trained on: new
-    curated documents, tokenizer or shards would leave them unable to resume or be evaluated."""
-    found = list_checkpoints(run_dir / layout.CHECKPOINTS)
+def refuse_overwrite(run_dir: Path, name: str, checkpoints: Path | str | None = None) -> None:
+    """Refuse to rewrite the outputs of a stage the run's checkpoints (in ``checkpoints``,
+    default ``run_dir/checkpoints``) were trained on: new curated documents, tokenizer or
+    shards would leave them unable to resume or be evaluated."""
+    found = list_checkpoints(checkpoints or checkpoint_dir(run_dir))
     if found:
         outputs = ", ".join(_OUTPUTS[name])
         raise RunError(
             f"stage {name} would rewrite {outputs} in {run_dir}, which its checkpoints (newest "
-            f"{found[0].name}) were trained on; nothing was changed. To train again on new "
-            "outputs, run every stage with --restart (deletes the checkpoints), or use another "
-            "run.name"
+            f"{checkpoint_name(found[0])}) were trained on; nothing was changed. To train again "
+            "on new outputs, run every stage with --restart (deletes the checkpoints), or use "
+            "another run.name"
         )
 
 
-def discard_training_state(run_dir: Path) -> None:
-    """--restart: delete checkpoints, metrics and what was computed from them (eval.json, eval/,
-    the TensorBoard mirror), saying what."""
-    found = list_checkpoints(run_dir / layout.CHECKPOINTS)
+def discard_training_state(run_dir: Path, checkpoints: Path | str | None = None) -> None:
+    """--restart: delete checkpoints (in ``checkpoints``, default ``run_dir/checkpoints``),
+    metrics and what was computed from them (eval.json, eval/, the TensorBoard mirror), saying
+    what."""
     outputs = (
         layout.METRICS,
         layout.SPIKES,
@@ -301,7 +320,7 @@ def discard_training_state(run_dir: Path) -> None:
         layout.RUN_INFO,
     )
     files = [run_dir / n for n in outputs if (run_dir / n).exists()]
-    shutil.rmtree(run_dir / layout.CHECKPOINTS, ignore_errors=True)
+    found = remove_checkpoints(checkpoints or checkpoint_dir(run_dir))
     for path in files:
         path.unlink()
     # The metrics' TensorBoard copy goes with them, and so do the per-item eval results of the
@@ -315,7 +334,8 @@ def discard_training_state(run_dir: Path) -> None:
         for stale in STAGES[STAGES.index("train") :]:
             records.pop(stale, None)
         atomic_write_text(run_dir / layout.STAGES, json.dumps(records, indent=2))
-    names = ", ".join([p.name for p in found] + [p.name for p in files]) or "nothing (none there)"
+    names = ", ".join([checkpoint_name(p) for p in found] + [p.name for p in files])
+    names = names or "nothing (none there)"
     log.warning("--restart: deleted %s from %s", names, run_dir)
 
 

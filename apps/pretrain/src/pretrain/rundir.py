@@ -101,6 +101,20 @@ def read_run_json(path: Path) -> dict:
     return data
 
 
+def checkpoint_dir(run_dir: Path, configured: str = "") -> Path | str:
+    """Where a run's checkpoints are: ``train.checkpoint_dir`` when set (``configured``: a
+    folder, or a URL such as ``s3://bucket/run/checkpoints``, kept a string), else
+    ``<run_dir>/checkpoints``. Every other file of the run stays in ``run_dir``."""
+    if not configured:
+        return run_dir / layout.CHECKPOINTS
+    return configured if "://" in configured else Path(configured).expanduser().resolve()
+
+
+def checkpoint_name(checkpoint: Path | str) -> str:
+    """``step_NNNNNN`` of a checkpoint directory or URL."""
+    return os.path.basename(str(checkpoint).rstrip("/"))
+
+
 def require_existing_run(run_dir: Path) -> None:
     """Stages that only read a run (eval, report) must not create an empty one from a typo."""
     if (run_dir / layout.STAGES).is_file():

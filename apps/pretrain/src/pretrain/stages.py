@@ -27,7 +27,7 @@ from llm_formats.heldout import read_heldout
 from llm_train import TrainConfig
 from pretrain import distributed
 from pretrain.config import PretrainConfig
-from pretrain.rundir import RunError, read_run_json
+from pretrain.rundir import RunError, checkpoint_dir, checkpoint_name, read_run_json
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ def warm_start(config: PretrainConfig, run_dir: Path, model) -> tuple[Any, dict[
 
     if not config.train.init_from:
         return None, {}
-    own = list_checkpoints(run_dir / layout.CHECKPOINTS)
+    own = list_checkpoints(checkpoint_dir(run_dir, config.train.checkpoint_dir))
     if own:
         log.info("train.init_from=%s not read: the run resumes from its own checkpoints",
                  config.train.init_from)  # fmt: skip
@@ -237,11 +237,12 @@ def warm_start(config: PretrainConfig, run_dir: Path, model) -> tuple[Any, dict[
     return warm, {"init_from": warm.record}
 
 
-def _recorded_init_from(checkpoint: Path) -> dict[str, Any]:
-    from llm_formats.checkpoint import ManifestError, read_manifest
+def _recorded_init_from(checkpoint: Path | str) -> dict[str, Any]:
+    from llm_formats.checkpoint import ManifestError
+    from llm_train.checkpoint import read_checkpoint_manifest
 
     try:
-        return {"init_from": read_manifest(checkpoint)["init_from"]}
+        return {"init_from": read_checkpoint_manifest(checkpoint)["init_from"]}
     except (ManifestError, KeyError, OSError):
         return {}  # the trainer names what is wrong with the checkpoint when it resumes
 
@@ -293,8 +294,8 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     texts = heldout_texts(run_dir, config.eval.heldout_docs)
     seq_len = config.shards.seq_len
     kwargs = {"batch_size": config.eval.batch_size, "device": device, "ranks": ranks}
-    checkpoint = path.relative_to(run_dir).as_posix()
-    # Which weights were scored: the newest checkpoint, named relative to the run.
+    # Which weights were scored: the newest checkpoint, named relative to the run (or its URL).
+    checkpoint = path if isinstance(path, str) else path.relative_to(run_dir).as_posix()
     result: dict[str, Any] = {"step": step, "checkpoint": checkpoint}
     result["precision"] = str(next(model.parameters()).dtype).removeprefix("torch.")
     result.update(world_size=job.world, sharded=sharded)  # how it ran (not what it scored)
@@ -417,15 +418,15 @@ def load_checkpoint_model(
     `llm_eval.ranks.shard_model`) and the checkpoint's weights are read straight into it: no
     fp32 copy, no initialisation, no gradients."""
     from llm_eval.ranks import shard_model
-    from llm_formats.checkpoint import ManifestError, manifest_model_config, read_manifest
+    from llm_formats.checkpoint import ManifestError, manifest_model_config
     from llm_model import ModelConfig, Transformer
-    from llm_train.checkpoint import load_model_weights
+    from llm_train.checkpoint import load_model_weights, read_checkpoint_manifest
 
-    fields = manifest_model_config(read_manifest(path), path)
+    fields = manifest_model_config(read_checkpoint_manifest(path), path)
     try:
         config = ModelConfig(**fields)
     except (TypeError, ValueError) as e:
-        raise ManifestError(f"{path / MANIFEST}: field 'model_config' is invalid: {e}") from None
+        raise ManifestError(f"{path}/{MANIFEST}: field 'model_config' is invalid: {e}") from None
     with torch.device("meta"):
         model = Transformer(config).to(dtype).requires_grad_(False)
     size = sum(p.numel() for p in model.parameters()) * dtype.itemsize
@@ -563,12 +564,13 @@ def load_trained_model(config: PretrainConfig, run_dir: Path, device: torch.devi
     from llm_train.checkpoint import list_checkpoints, verify_checkpoint
 
     job = job or distributed.current()
-    found = list_checkpoints(run_dir / layout.CHECKPOINTS)
+    where = checkpoint_dir(run_dir, config.train.checkpoint_dir)
+    found = list_checkpoints(where)
     if not found:
-        raise FileNotFoundError(f"no checkpoint under {run_dir / 'checkpoints'}: train first")
+        raise FileNotFoundError(f"no checkpoint under {where}: train first")
     reason = verify_checkpoint(found[0])
     if reason is not None:
-        older = f", or move it away to evaluate {found[1].name}" if len(found) > 1 else ""
+        older = f", or move it away to evaluate {checkpoint_name(found[1])}" if found[1:] else ""
         raise RunError(
             f"newest checkpoint {found[0]} is invalid ({reason}); not evaluating an older one "
             f"in its place. Run `pretrain train` to train from the newest valid checkpoint "

@@ -2,7 +2,7 @@
 
 llm-data curate CONFIG.yaml [--overwrite] [--workers N] [--tasks N]
 llm-data shards CURATED_DIR --tokenizer tokenizer.json --out SHARDS_DIR --seq-len N
-    [--tasks N] [--workers N]
+    [--tasks N] [--workers N] [--staging-dir DIR]    (SHARDS_DIR may be s3://bucket/prefix)
 llm-data inspect CURATED_DIR [--examples N]
 """
 
@@ -100,6 +100,7 @@ def _shards(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         tasks=args.tasks,
         workers=args.workers,
+        staging_dir=args.staging_dir,
     )
     for name, s in stats["sources"].items():
         print(f"{name}: {s}")
@@ -130,7 +131,12 @@ def _parser() -> argparse.ArgumentParser:
     shards = sub.add_parser("shards", help="tokenize a curated folder into MDS shards [shards]")
     shards.add_argument("curated", type=Path, help="output_dir of `llm-data curate`")
     shards.add_argument("--tokenizer", type=Path, required=True, help="a tokenizer.json")
-    shards.add_argument("--out", type=Path, required=True, help="shards folder to write")
+    shards.add_argument(
+        "--out", required=True, help="shards folder to write, or a URL (s3://bucket/run/shards)"
+    )
+    shards.add_argument(
+        "--staging-dir", type=Path, help="with a URL --out: the local folder built before upload"
+    )
     shards.add_argument("--seq-len", type=int, required=True)
     shards.add_argument("--heldout-fraction", type=float, default=0.01)
     shards.add_argument("--seed", type=int, default=0)

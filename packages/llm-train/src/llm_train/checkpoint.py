@@ -45,6 +45,8 @@ __all__ = [
     "load_checkpoint",
     "load_model_weights",
     "location",
+    "read_checkpoint_manifest",
+    "remove_checkpoints",
     "remove_stale_tmp",
     "save_checkpoint",
     "verify_checkpoint",
@@ -474,6 +476,29 @@ def list_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
     """Every ``step_NNNNNN`` directory under ``checkpoint_dir``, valid or not, newest first."""
     checkpoint_dir = location(checkpoint_dir)
     return _store(checkpoint_dir).step_dirs(checkpoint_dir)
+
+
+def read_checkpoint_manifest(path: str | Path) -> dict:
+    """The validated manifest of checkpoint ``path`` (a directory or an ``s3://`` prefix).
+
+    Raises:
+        llm_formats.checkpoint.ManifestError: naming the manifest and what is wrong with it.
+    """
+    path = location(path)
+    return _store(path).read_manifest(path)
+
+
+def remove_checkpoints(checkpoint_dir: str | Path) -> list[Path | str]:
+    """Delete every checkpoint under ``checkpoint_dir`` (valid or not, and what failed saves
+    left); returns the ``step_NNNNNN`` ones deleted. Each loses its manifest first."""
+    checkpoint_dir = location(checkpoint_dir)
+    found = list_checkpoints(checkpoint_dir)
+    if object_store.is_url(checkpoint_dir):
+        for path in found:
+            object_store.remove(path)
+    else:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return found
 
 
 def _missing_field(path: Path, fields: tuple[str, ...]) -> str | None:

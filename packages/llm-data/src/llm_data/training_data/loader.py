@@ -58,6 +58,7 @@ from llm_data.training_data.mixture import (
     mixture_table,
     resolve_mixture,
 )
+from llm_data.training_data.remote import filesystem, is_url
 from llm_data.training_data.shard_check import ShardHashCheck, check_shards
 from llm_formats.jsonl import FormatError
 from llm_formats.shards import SHARD_STATS_FILE, read_shard_stats, source_dir, source_samples
@@ -160,7 +161,7 @@ class TokenLoader:
         for name, value in (("batch_size", batch_size), ("batches_per_step", batches_per_step)):
             if value < 1:
                 raise ValueError(f"{name}={value!r} is invalid: expected an integer >= 1")
-        self.remote = str(shards_dir).rstrip("/") if _is_url(shards_dir) else None
+        self.remote = str(shards_dir).rstrip("/") if is_url(shards_dir) else None
         if self.remote is not None and cache_dir is None:
             raise ValueError(f"shards_dir={shards_dir!r} is remote: give a local cache_dir")
         self.shards_dir = Path(cache_dir if self.remote else shards_dir).expanduser().resolve()
@@ -489,19 +490,10 @@ def _read_stats(shards_dir: Path) -> dict:
         raise InputError(str(err)) from err
 
 
-def _is_url(path) -> bool:
-    return isinstance(path, str) and "://" in path and not path.startswith("file://")
-
-
 def _fetch(remote: str, local: Path, name: str) -> Path:
     """Copy the small file `<remote>/<name>` to `<local>/<name>` (through a temporary name, so
     a rank reading it beside another rank that fetches it sees all of it or none)."""
-    from fsspec.core import url_to_fs
-
-    try:
-        fs, path = url_to_fs(f"{remote}/{name}")
-    except ImportError as err:  # fsspec names the missing backend (s3fs)
-        raise ImportError(f"{remote}: {err}; pip install 'llm-data[s3]'") from err
+    fs, path = filesystem(f"{remote}/{name}")
     target = local / name
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
@@ -33,11 +34,12 @@ from datatrove.pipeline.base import PipelineStep
 from llm_data.atomic import make_temp_dir, remove_stale_temp_dirs
 from llm_data.executors import Stage, run_stages, submit_slurm
 from llm_data.readers import InputError
+from llm_data.training_data.remote import committed, is_url, upload
 from llm_formats.atomic import atomic_write_text
 from llm_formats.documents import Document, curated_sources, read_documents
 from llm_formats.heldout import HELDOUT_FILE, HeldoutRecord, write_heldout
 from llm_formats.jsonl import FormatError
-from llm_formats.shards import SHARD_STATS_FILE, source_dir, write_shard_stats
+from llm_formats.shards import SHARD_STATS_FILE, read_shard_stats, source_dir, write_shard_stats
 
 if TYPE_CHECKING:
     from llm_data.config import CurationConfig
@@ -116,6 +118,7 @@ def tokenize_to_shards(
     tasks: int = 1,
     workers: int = 1,
     run_config: CurationConfig | None = None,
+    staging_dir: str | Path | None = None,
 ) -> dict:
     """Write one MDS stream per source to `out_dir/<source>/`, plus held-out text and stats.
 
@@ -133,7 +136,9 @@ def tokenize_to_shards(
             `vocab_size`, e.g. `llm_tokenize.Tokenizer.from_file("tokenizer.json")`. Taken as an
             object so that shards and evaluation share one loader (llm-data does not depend on
             llm-tokenize). It must pickle (it travels to the tasks).
-        out_dir: destination, written atomically (built beside it, then renamed).
+        out_dir: destination, written atomically (built beside it, then renamed); or a URL
+            (``s3://bucket/run/shards``, extra [s3]): built in ``staging_dir``, then uploaded
+            with ``shard_stats.json`` last as the commit marker (`llm_data.training_data.remote`).
         seq_len: model context; each sample holds `seq_len + 1` tokens.
         heldout_fraction: share of documents (by id hash) kept out of the shards and written
             to `out_dir/heldout.jsonl` as `{"id", "text", "source"}`, plus `"language"` where
@@ -145,13 +150,18 @@ def tokenize_to_shards(
         run_config: where the tasks run: its `executor` ("local", "ray" or "slurm"),
             `skip_completed`, `slurm` and `ray` settings (not its workers or tasks). Default:
             local processes, resumable.
+        staging_dir: with a URL ``out_dir``, the local folder the shards are built in before
+            the upload (on a filesystem every task sees, with Slurm); default: one named after
+            the URL under the system's temp folder. Removed once the upload committed.
 
     With `skip_completed` (the default) the work folder is `.<out_dir name>.partial` beside
     `out_dir`; a run killed or failed there is resumed by running again with the same
     settings, curated files and tokenizer: tasks with datatrove's completion marker are
     skipped, the others start over (a task clears its own folders first). Temp folders of
     earlier runs killed before they finished (`.<out_dir>.tmp-<host>-<pid>-*` of a dead
-    process) are removed first.
+    process) are removed first. With a URL ``out_dir``, an upload cut off (the error names the
+    object) is resumed by the same rerun: the staged shards are uploaded again, the objects
+    already in the store kept.
 
     Returns:
         The stats also saved to `out_dir/shard_stats.json`: per source `docs`, `heldout_docs`,
@@ -162,9 +172,13 @@ def tokenize_to_shards(
     from streaming import MDSWriter  # noqa: F401  (without [shards], fail before any check)
 
     _check_shard_args(seq_len, heldout_fraction, tasks, workers)
-    out = Path(out_dir).expanduser().resolve()
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"out_dir={str(out)!r} exists; pass overwrite=True to replace it")
+    remote = str(out_dir).rstrip("/") if is_url(out_dir) else None
+    out = _staged_out(remote, staging_dir) if remote else Path(out_dir).expanduser().resolve()
+    if not overwrite and (committed(remote) if remote else out.exists()):
+        shown = remote or str(out)
+        raise FileExistsError(f"out_dir={shown!r} exists; pass overwrite=True to replace it")
+    if remote and run_config is not None and run_config.executor == "slurm" and not staging_dir:
+        raise ValueError(f"out_dir={remote!r} with executor slurm: give a shared staging_dir")
     check_tokenizer(tokenizer)
     sources = list_curated_sources(Path(curated_dir))
     files = [(name, str(path)) for name, paths in sources.items() for path in paths]
@@ -176,13 +190,17 @@ def tokenize_to_shards(
     tasks = min(tasks, len(files))
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_dirs(out)
-    root = _work_folder(out, runs, _fingerprint(stats, tasks, files, tokenizer))
+    fingerprint = _fingerprint(stats, tasks, files, tokenizer)
+    target = _Target(out, remote, fingerprint)
+    if remote and target.staged():  # built by a run whose upload was cut off: upload it
+        return target.publish(read_shard_stats(out))
+    root = _work_folder(out, runs, fingerprint)
     stage = Stage(_STAGE, [ShardTask(root, files, tokenizer, stats)], tasks)
     try:
         if runs.executor == "slurm":
-            return _submit(stage, runs, root, out, list(sources))
+            return _submit(stage, runs, root, target, list(sources))
         run_stages([stage], runs, root / _WORK / "logs")
-        return finalize(root, out, list(sources), tasks, stats)
+        return target.publish(finalize(root, out, list(sources), tasks, stats))
     except BaseException as err:
         # Bad input must change before a rerun (and so the fingerprint): nothing to resume.
         if not runs.skip_completed or isinstance(err, InputError):
@@ -326,11 +344,44 @@ def finalize(root: Path, out: Path, sources: list[str], tasks: int, stats: dict)
     return stats
 
 
-def _submit(stage: Stage, runs, root: Path, out: Path, sources: list[str]) -> dict:
+class _Target:
+    """Where finished shards go: the local folder ``out``, or, with ``remote``, the URL they
+    are uploaded to from ``out`` (the staging copy, removed once the upload committed)."""
+
+    def __init__(self, out: Path, remote: str | None, fingerprint: str):
+        self.out, self.remote, self.fingerprint = out, remote, fingerprint
+        self._record = out.parent / f"{out.name}.fingerprint"  # what the staged copy holds
+
+    def staged(self) -> bool:
+        """Whether ``out`` is a finished staging copy of these settings and inputs."""
+        recorded = self._record.read_text() if self._record.is_file() else None
+        return recorded == self.fingerprint and (self.out / SHARD_STATS_FILE).is_file()
+
+    def publish(self, stats: dict) -> dict:
+        """Upload the finished ``out`` (if remote); returns ``stats``."""
+        if self.remote is None:
+            return stats
+        atomic_write_text(self._record, self.fingerprint)
+        upload(self.out, self.remote, self.fingerprint)  # UploadError: the staged copy stays
+        shutil.rmtree(self.out)
+        self._record.unlink()
+        return stats
+
+
+def _staged_out(remote: str, staging_dir: str | Path | None) -> Path:
+    """The local folder shards for ``remote`` are built in."""
+    if staging_dir is None:
+        name = hashlib.sha256(remote.encode()).hexdigest()[:16]
+        staging_dir = Path(tempfile.gettempdir()) / "llm-data-shards" / name
+    return Path(staging_dir).expanduser().resolve() / "shards"
+
+
+def _submit(stage: Stage, runs, root: Path, target: _Target, sources: list[str]) -> dict:
     """Submit the shard tasks as a Slurm array and a one-task job that runs `finalize`."""
+    out = target.out
     final = Stage(
         "_finalize",
-        [_Finalize(root, out, sources, stage.tasks, stage.pipeline[0].settings)],
+        [_Finalize(root, target, sources, stage.tasks, stage.pipeline[0].settings)],
         1,
         (stage.name,),
     )
@@ -341,16 +392,16 @@ def _submit(stage: Stage, runs, root: Path, out: Path, sources: list[str]) -> di
 
 
 class _Finalize(PipelineStep):
-    """Run `finalize` as the last Slurm job."""
+    """Run `finalize` (and the upload, for a URL) as the last Slurm job."""
 
     name = "🏁 Finalize shards"
 
-    def __init__(self, root: Path, out: Path, sources: list[str], tasks: int, stats: dict):
+    def __init__(self, root: Path, target: _Target, sources: list[str], tasks: int, stats: dict):
         super().__init__()
-        self.args = (root, out, sources, tasks, stats)
+        self.target, self.args = target, (root, target.out, sources, tasks, stats)
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> None:
-        finalize(*self.args)
+        self.target.publish(finalize(*self.args))
 
 
 # --- the work folder: a fresh temp folder, or a resumable `.partial` one -------------------
