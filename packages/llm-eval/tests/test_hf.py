@@ -82,3 +82,24 @@ def test_hf_model_that_ignores_the_mask_falls_back_to_one_row_per_request(
     loaded = load_model(f"hf:{tmp_path}")
     assert type(loaded.model) is hf.HFCausalLM and loaded.metadata["packed"] is False
     assert "packed and plain scoring differ" in caplog.text
+
+
+def test_hf_generation_equals_transformers_generate(tmp_path, bpe_tok):
+    """The engine on an hf: model (its past_key_values, left padding by attention mask,
+    rows leaving the batch) gives transformers' own greedy ``generate`` output, row by row."""
+    from llm_eval.generation import generate
+
+    _tiny_llama(tmp_path, bpe_tok)
+    loaded = load_model(f"hf:{tmp_path}")
+    tok, hf_model = loaded.tokenizer, loaded.model.model
+    texts = ["the cat sat on the mat", "the dog", "on the log the cat sat on"]
+    prompts = [[tok.eos_id, *p] for p in tok.encode_batch(texts)]
+    max_tokens = [9, 4, 7]
+    out = generate(loaded.model, tok, prompts, max_tokens=max_tokens, max_seq_len=64)
+    for prompt, n, gen in zip(prompts, max_tokens, out, strict=True):
+        ids = torch.tensor([prompt])
+        ref = hf_model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
+            eos_token_id=tok.eos_id, pad_token_id=tok.eos_id,
+        )[0, len(prompt) :].tolist()  # fmt: skip
+        assert gen.tokens == ref

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,6 +53,49 @@ class HFCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, use_cache=False).logits
+
+    def generation_decoder(self) -> HFDecoder:
+        """How `llm_eval.generation` decodes this model: with its ``past_key_values``."""
+        return HFDecoder(self.model)
+
+
+@dataclass
+class HFCache:
+    """transformers' ``DynamicCache`` and the 2-D attention mask of every token so far."""
+
+    past: Any
+    mask: torch.Tensor  # (B, max_len) long, 1 for real tokens
+    length: int = 0
+
+
+class HFDecoder:
+    """`llm_eval.generation.Decoder` over a transformers causal LM: left padding through the
+    2-D ``attention_mask`` and explicit ``position_ids``; finished rows are dropped from the
+    cache with ``DynamicCache.batch_select_indices``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def new_cache(self, batch: int, max_len: int) -> HFCache:
+        from transformers import DynamicCache
+
+        device = next(self.model.parameters()).device
+        return HFCache(DynamicCache(), torch.zeros(batch, max_len, dtype=torch.long, device=device))
+
+    def step(self, ids, positions, valid, cache: HFCache) -> torch.Tensor:
+        end = cache.length + ids.shape[1]
+        cache.mask[:, cache.length : end] = valid
+        out = self.model(
+            input_ids=ids, attention_mask=cache.mask[:, :end], position_ids=positions,
+            past_key_values=cache.past, use_cache=True, logits_to_keep=1,
+        )  # fmt: skip
+        cache.past, cache.length = out.past_key_values, end
+        return out.logits[:, -1].float()
+
+    def keep_rows(self, cache: HFCache, rows: torch.Tensor) -> HFCache:
+        cache.past.batch_select_indices(rows)
+        cache.mask = cache.mask[rows]
+        return cache
 
 
 class PackedHFCausalLM(HFCausalLM):
