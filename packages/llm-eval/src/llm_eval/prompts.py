@@ -37,12 +37,15 @@ def fewshot_prefix(
     """``description + ex_1 + delimiter + ... + ex_k + delimiter``, as the harness builds it.
 
     The k examples are drawn from ``pool`` without the item itself (same task and id), by a
-    generator seeded with ``seed`` and the item's id: the same examples whatever the order,
-    the ``limit`` or the other items of the run.
+    generator seeded with ``seed`` and the item's id, from the pool sorted by id: the same
+    examples whatever the order of the pool, the ``limit`` or the other items of the run.
     """
     if k == 0:
         return description
-    others = [p for p in pool if (p.task, p.id) != (item.task, item.id)]
+    others = sorted(
+        (p for p in pool if (p.task, p.id) != (item.task, item.id)),
+        key=lambda p: (isinstance(p.id, str), p.id),  # the pool's order does not matter
+    )
     if len(others) < k:
         raise ValueError(
             f"few-shot: {item.task}/{item.id} needs {k} examples, the pool has {len(others)} "
