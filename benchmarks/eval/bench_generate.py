@@ -50,9 +50,10 @@ class _Ids:
 
 def build(spec: str, tmp: Path):
     """(our Transformer, the exported transformers model), both float32 in eval mode."""
+    from transformers import AutoModelForCausalLM
+
     from llm_model import Transformer, get_preset
     from llm_model.hf import export_hf
-    from transformers import AutoModelForCausalLM
 
     name, overrides = parse_preset(spec)
     config = get_preset(name)
@@ -185,7 +186,9 @@ def main() -> int:
         prompts = prompts_for(args.prompts, args.min_len, args.max_len, model.config.vocab_size)
         times, tokens = measure(model, hf, prompts, args)
     text = report(times, tokens, prompts, model, args, (load_before, os.getloadavg()))
-    out = Path(args.out) if args.out else RESULTS / f"generate-{device_slug(torch.device('cpu'))}.md"
+    out = (
+        Path(args.out) if args.out else RESULTS / f"generate-{device_slug(torch.device('cpu'))}.md"
+    )
     atomic_write_text(out, text)
     print(text)
     print(f"wrote {out}")

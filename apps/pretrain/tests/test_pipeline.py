@@ -60,6 +60,7 @@ def tiny_config(tmp_path: Path, web: Path | None = None) -> Path:
             "tasks": [
                 str(SAMPLE / "eval" / "arc_easy.jsonl.gz"),
                 str(SAMPLE / "eval" / "lambada.jsonl.gz"),
+                str(SAMPLE / "tasks" / "generative.yaml"),  # generate, MC letters, few-shot
             ],
             "limit": 10,
             "batch_size": 16,
@@ -176,6 +177,17 @@ def test_report_and_eval_have_real_numbers(finished_run):
     lines = (run / "eval" / "arc_easy.jsonl").read_text().splitlines()
     assert len(lines) == 10 and "loglikelihoods" in json.loads(lines[0])
     assert "acc_stderr" in ev["tasks"]["arc_easy"] and ev["skipped"] == []
+    # the generate-until and few-shot tasks of the YAML task file, and the aggregate
+    assert ev["tasks"]["sciq_gen"]["n"] == 10 and "exact_match_stderr" in ev["tasks"]["sciq_gen"]
+    assert ev["tasks"]["sciq_3shot"]["n"] == 10 and ev["tasks"]["arc_easy_mc"]["n"] == 10
+    assert ev["aggregate"]["tasks"] == 5 and "arc_easy" in ev["aggregate"]["best_of_formulations"]
+    assert "| sciq_gen | 10 |" in report and "macro average of the 5 tasks" in report
+    generated = json.loads((run / "eval" / "sciq_gen.jsonl").read_text().splitlines()[0])
+    assert isinstance(generated["generation"], str) and generated["finish"] in (
+        "stop",
+        "length",
+        "eos",
+    )
 
 
 def test_second_run_skips_finished_stages(finished_run, caplog):

@@ -3,7 +3,6 @@ headline score, the macro average and the best of formulations in results.json."
 
 import json
 import math
-
 from pathlib import Path
 
 import pytest
@@ -60,7 +59,7 @@ def test_yaml_task_file(tmp_path):
     )  # fmt: skip
     spec_file = tmp_path / "mine.yaml"
     spec_file.write_text(
-        "tasks:\n  - path: items.jsonl\n    kind: generate\n    stop: [\"\\n\"]\n"
+        'tasks:\n  - path: items.jsonl\n    kind: generate\n    stop: ["\\n"]\n'
         "    max_tokens: 5\n    metric: f1\n  - {path: items.jsonl, name: mine_ll}\n"
     )
     first, second = load_task_specs(spec_file)

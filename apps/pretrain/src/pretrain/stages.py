@@ -316,7 +316,9 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         **kwargs,
     )
     if job.main:  # rank 0 wrote eval/ (the others return what the pipeline does not record)
-        result["skipped"] = read_summary(out)["skipped"]
+        summary = read_summary(out)
+        result["skipped"] = summary["skipped"]
+        result["aggregate"] = summary.get("aggregate", {})
         result["per_item"] = out.relative_to(run_dir).as_posix()
         atomic_write_text(run_dir / layout.EVAL_SUMMARY, json.dumps(result, indent=2))
     return result
@@ -558,19 +560,25 @@ def _warn_if_not_final(run_dir: Path, checkpoint: Path) -> None:
 
 
 def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
+    """The trainer's callback: bits per byte and the first 50 items of every task (zero-shot
+    task files as items, YAML task files' specs as specs: generate-until runs in the loop)."""
     from llm_eval import InLoopEval, load_tasks
+    from llm_eval.task_spec import TaskSpec, as_spec
     from llm_tokenize import Tokenizer
 
-    items = [item for path in config.eval.tasks for item in load_tasks(path)[:50]]
+    specs = [spec for path in config.eval.tasks for spec in as_spec(path)]
+    zero_shot = [s for s in specs if s == TaskSpec(path=s.path)]  # a plain task file
     return InLoopEval(
         Tokenizer.from_file(run_dir / layout.TOKENIZER),
         heldout_texts(run_dir, 20),
-        items,
+        [item for s in zero_shot for item in load_tasks(s.path)[:50]],
         every=config.eval.every,
         seq_len=config.shards.seq_len,
         batch_size=config.eval.batch_size,
         device=device,
         bpb_sets={name: texts[:20] for name, texts in bpb_sets(config, run_dir).items()},
+        specs=[s for s in specs if s not in zero_shot],
+        spec_limit=50,
     )
 
 

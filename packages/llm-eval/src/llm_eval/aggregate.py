@@ -52,7 +52,9 @@ def best_of_formulations(
 def macro_average(scores: Mapping[str, dict[str, float]]) -> dict[str, float]:
     """Unweighted mean of the tasks' ``score`` and its standard error: the tasks' items are
     independent, so Var(mean) = sum of the tasks' squared standard errors / n^2."""
-    values = [(m["score"], m.get("score_stderr", math.nan)) for m in scores.values() if "score" in m]
+    values = [
+        (m["score"], m.get("score_stderr", math.nan)) for m in scores.values() if "score" in m
+    ]
     if not values:
         return {}
     n = len(values)

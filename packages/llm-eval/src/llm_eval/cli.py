@@ -38,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         autocast=args.autocast,
         output_dir=args.output,
         metadata=loaded.metadata,
+        generation={"batch_size": args.gen_batch_size, "compile": args.compile},
     )
     print(json.dumps(results, indent=2))
     return 0
@@ -109,7 +110,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "pretrain.stages:eval_model for our checkpoints",
     )
     run.add_argument("--model-arg", help="passed to <module>:<function> (e.g. a run directory)")
-    run.add_argument("--tasks", nargs="+", required=True, help="task .jsonl/.jsonl.gz files")
+    run.add_argument(
+        "--tasks", nargs="+", required=True,
+        help="task .jsonl/.jsonl.gz files (zero-shot) or YAML task files (llm_eval.task_spec)",
+    )  # fmt: skip
     run.add_argument("--output", required=True, help="directory for <task>.jsonl, results.json")
     run.add_argument("--max-seq-len", type=int, default=0, help="0 = the model's")
     run.add_argument("--batch-size", type=int, default=32)
@@ -118,6 +122,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--autocast", action="store_true", help="bf16 autocast (GPU)")
     run.add_argument("--no-pack", action="store_true", help="one row per choice")
     run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    run.add_argument("--gen-batch-size", type=int, default=16, help="prompts decoded together")
+    run.add_argument("--compile", action="store_true", help="torch.compile generation (GPU)")
     run.set_defaults(func=_run)
 
     dist = sub.add_parser("distill", help="choose a small item subset that keeps model ranks")

@@ -245,6 +245,7 @@ def generate(
     device: torch.device | str | None = None,
     compile: bool = False,
     progress: bool = False,
+    inference: bool = True,
 ) -> list[Generation]:
     """Continue each prompt (token ids) until EOS, a stop string or its ``max_tokens``.
 
@@ -261,6 +262,8 @@ def generate(
         device: Default: the model's.
         compile: ``torch.compile`` the step (GPU runs; untested on CPU).
         progress: A progress bar over prompts.
+        inference: Run under ``torch.inference_mode`` (standalone); False: ``no_grad``, for a
+            model in the middle of training (see `eval_mode`).
 
     Returns:
         One `Generation` per prompt, in prompt order.
@@ -279,7 +282,7 @@ def generate(
     rows = [_Row(s, n, _stop_window(s)) for s, n in zip(stop, max_tokens, strict=True)]
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     bar = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress)
-    with eval_mode(model, inference=True):
+    with eval_mode(model, inference=inference):
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             sub = [rows[i] for i in batch]

@@ -32,16 +32,19 @@ def evaluate_generative(
     device: torch.device | str | None = None,
     sampling: Sampling | None = None,
     compile: bool = False,
+    inference: bool = True,
 ) -> list[dict[str, Any]]:
     """One record per item: ``{task, id, prompt_tokens, generation, answers, finish,
     correct: {exact_match, f1, contains}}``. Prompts are ``[EOS] + encode(prompt)`` (as
     scoring conditions contexts), truncated from the left to leave ``max_tokens``; trailing
-    spaces of a prompt are kept (the harness does too for generate-until)."""
+    spaces of a prompt are kept (the harness does too for generate-until). ``inference``:
+    see `llm_eval.generation.generate`."""
     asked = [answer_prompt(item) for item in items]
     ids = [[tokenizer.eos_id, *p] for p in tokenizer.encode_batch([p for p, _ in asked])]
     out = generate(
         model, tokenizer, ids, stop=list(stop), max_tokens=max_tokens, max_seq_len=max_seq_len,
         batch_size=batch_size, device=device, sampling=sampling, compile=compile,
+        inference=inference,
     )  # fmt: skip
     records = []
     for item, (_, answers), prompt, gen in zip(items, asked, ids, out, strict=True):
