@@ -76,7 +76,10 @@ class TaskSpec:
             raise ValueError(
                 f"TaskSpec.metric: got {self.metric!r}; allowed: {sorted(ANSWER_METRICS)}"
             )
-        object.__setattr__(self, "stop", tuple(self.stop))
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        if not all(isinstance(x, str) and x for x in stop):
+            raise ValueError(f"TaskSpec.stop: got {self.stop!r}; must be non-empty strings")
+        object.__setattr__(self, "stop", stop)
 
     def task_name(self, base: str) -> str:
         """The name results are filed under."""
