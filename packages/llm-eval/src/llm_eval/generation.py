@@ -192,7 +192,9 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 def _stop_window(stop: Sequence[str]) -> int:
     """Tokens to decode when looking for a new stop string: a match that ends in the newest
     token spans at most one token per UTF-8 byte of the string (every token has >= 1 byte);
-    one more for a token that starts inside a character."""
+    one more in front, so the match never starts the decoded window (a window's first token
+    may begin inside a character, or lose its leading space in a SentencePiece decode). The
+    returned text is cut on the decode of the whole generation either way."""
     return max((len(s.encode("utf-8")) for s in stop), default=0) + 1
 
 
