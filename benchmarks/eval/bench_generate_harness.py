@@ -79,7 +79,7 @@ def run_ours(loaded, spec, limit, batch_size):
     from llm_eval.task_spec import spec_items
 
     start = time.perf_counter(), time.process_time()
-    _, items = spec_items(spec, limit)
+    _, _, items = spec_items(spec, limit)
     records = evaluate_generative(
         loaded.model, loaded.tokenizer, items, stop=spec.stop, max_tokens=spec.max_tokens,
         max_seq_len=loaded.max_seq_len, batch_size=batch_size, device="cpu",
@@ -124,7 +124,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     spec = TaskSpec(path=args.task, kind="generate", stop=("\n", "."), max_tokens=args.max_tokens)
-    _, items = spec_items(spec, args.limit)
+    _, _, items = spec_items(spec, args.limit)
     prompts = [answer_prompt(i)[0] for i in items]
     loads = [os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:

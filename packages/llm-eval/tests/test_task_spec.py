@@ -39,7 +39,8 @@ def test_suite_runs_every_kind_and_aggregates(tmp_path, byte_tok, models):
     assert agg["best_of_formulations"] == {"sciq": {"score": results[best]["score"], "task": best}}
     # per-item records: the engine's text for the few-shot prompt, scored by the answer metrics
     records = [json.loads(line) for line in (tmp_path / "sciq_gen_2shot.jsonl").open()]
-    _, items = spec_items(gen, limit=4)
+    base, name, items = spec_items(gen, limit=4)
+    assert (base, name) == ("sciq", "sciq_gen_2shot") and all(i.task == name for i in items)
     prompts = [[256, *p] for p in byte_tok.encode_batch([i.contexts[i.gold] for i in items])]
     expected = generate(model, byte_tok, prompts, stop=gen.stop, max_tokens=4, max_seq_len=512)
     for record, item, prompt, out in zip(records, items, prompts, expected, strict=True):

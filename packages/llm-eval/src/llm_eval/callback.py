@@ -83,7 +83,7 @@ class InLoopEval:
         self.tokenizer = tokenizer
         self._generate: list[tuple[TaskSpec, list[TaskItem]]] = []
         for spec in specs:
-            name, items = spec_items(spec, spec_limit)
+            _, _, items = spec_items(spec, spec_limit)
             if spec.kind == "generate":
                 self._generate.append((spec, items))
             else:

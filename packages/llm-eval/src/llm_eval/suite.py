@@ -20,7 +20,6 @@ from llm_eval.multiple_choice import PreparedTask, metrics_from_records, prepare
 from llm_eval.protocols import TokenizerLike
 from llm_eval.ranks import Ranks
 from llm_eval.task_spec import TaskSpec, as_spec, spec_items
-from llm_formats.eval_items import read_items
 from llm_formats.eval_results import task_records_path, write_jsonl_records, write_summary
 
 logger = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ def run_suite(
         ranks: Share every task's requests among the ranks of a ``torch.distributed`` job (see
             `llm_eval.ranks`): every rank returns the one-process metrics, rank 0 alone writes
             ``output_dir`` and shows the progress bar. Generate tasks run whole on every rank
-            (the same forward passes everywhere, so sharded models stay in step).
+            (the same outputs everywhere; not tested with a sharded model).
         generation: Options of the generation engine for generate tasks (``batch_size``,
             ``sampling``, ``compile``: `llm_eval.generative.evaluate_generative`).
 
@@ -126,8 +125,7 @@ class _Task:
 def _prepare_spec(spec: TaskSpec, tokenizer: TokenizerLike, limit, max_seq_len: int) -> _Task:
     """Read (and for scoring, tokenize) a spec's items; generate tasks skip nothing (their
     prompts are truncated from the left)."""
-    name, items = spec_items(spec, limit)
-    base = read_items(spec.path)[0].task
+    base, name, items = spec_items(spec, limit)
     if spec.kind == "generate":
         return _Task(spec, base, PreparedTask(name, items, []))
     return _Task(spec, base, prepare(tokenizer, items, max_seq_len))

@@ -129,10 +129,11 @@ def _spec_from(entry: dict[str, Any], path: Path, index: int) -> TaskSpec:
         raise ValueError(f"{path}: task {index}: {err}") from err
 
 
-def spec_items(spec: TaskSpec, limit: int | None = None) -> tuple[str, list[EvalItem]]:
-    """(result name, the items as the spec asks them): the first ``limit`` items of the file,
-    in the MC-letter formulation if asked, with their few-shot prefixes (examples drawn from
-    the whole file or ``fewshot_path``, in the same formulation), renamed to the result name."""
+def spec_items(spec: TaskSpec, limit: int | None = None) -> tuple[str, str, list[EvalItem]]:
+    """(the file's task, result name, the items as the spec asks them): the first ``limit``
+    items of the file, in the MC-letter formulation if asked, with their few-shot prefixes
+    (examples drawn from the whole file or ``fewshot_path``, in the same formulation),
+    renamed to the result name."""
     items = read_items(spec.path)
     if not items:
         raise ValueError(f"{spec.path}: no task items")
@@ -148,7 +149,7 @@ def spec_items(spec: TaskSpec, limit: int | None = None) -> tuple[str, list[Eval
         )  # fmt: skip
     elif spec.description:
         asked = with_fewshot(asked, pool, 0, seed=0, description=spec.description)
-    return name, [_renamed(i, name) for i in asked]
+    return items[0].task, name, [_renamed(i, name) for i in asked]
 
 
 def _renamed(item: EvalItem, name: str) -> EvalItem:
