@@ -9,6 +9,7 @@ request) where they do not, saying so.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ class HFDecoder:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
+        # only the last position's logits (transformers >= 4.50 names it logits_to_keep)
+        params = inspect.signature(model.forward).parameters
+        self.keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     def new_cache(self, batch: int, max_len: int) -> HFCache:
         from transformers import DynamicCache
@@ -87,7 +91,7 @@ class HFDecoder:
         cache.mask[:, cache.length : end] = valid
         out = self.model(
             input_ids=ids, attention_mask=cache.mask[:, :end], position_ids=positions,
-            past_key_values=cache.past, use_cache=True, logits_to_keep=1,
+            past_key_values=cache.past, use_cache=True, **self.keep,
         )  # fmt: skip
         cache.past, cache.length = out.past_key_values, end
         return out.logits[:, -1].float()
