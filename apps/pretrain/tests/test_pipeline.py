@@ -60,6 +60,7 @@ def tiny_config(tmp_path: Path, web: Path | None = None) -> Path:
             "tasks": [
                 str(SAMPLE / "eval" / "arc_easy.jsonl.gz"),
                 str(SAMPLE / "eval" / "lambada.jsonl.gz"),
+                str(SAMPLE / "tasks" / "generative.yaml"),  # generate, MC letters, few-shot
             ],
             "limit": 10,
             "batch_size": 16,
@@ -176,6 +177,17 @@ def test_report_and_eval_have_real_numbers(finished_run):
     lines = (run / "eval" / "arc_easy.jsonl").read_text().splitlines()
     assert len(lines) == 10 and "loglikelihoods" in json.loads(lines[0])
     assert "acc_stderr" in ev["tasks"]["arc_easy"] and ev["skipped"] == []
+    # the generate-until and few-shot tasks of the YAML task file, and the aggregate
+    assert ev["tasks"]["sciq_gen"]["n"] == 10 and "exact_match_stderr" in ev["tasks"]["sciq_gen"]
+    assert ev["tasks"]["sciq_3shot"]["n"] == 10 and ev["tasks"]["arc_easy_mc"]["n"] == 10
+    assert ev["aggregate"]["tasks"] == 5 and "arc_easy" in ev["aggregate"]["best_of_formulations"]
+    assert "| sciq_gen | 10 |" in report and "macro average of the 5 tasks" in report
+    generated = json.loads((run / "eval" / "sciq_gen.jsonl").read_text().splitlines()[0])
+    assert isinstance(generated["generation"], str) and generated["finish"] in (
+        "stop",
+        "length",
+        "eos",
+    )
 
 
 def test_second_run_skips_finished_stages(finished_run, caplog):
@@ -431,7 +443,7 @@ def test_eval_skips_and_names_a_too_long_item_and_llm_eval_cli_loads_our_checkpo
     summary = json.loads((out / "results.json").read_text())
     assert summary["metadata"]["step"] == 40
     assert summary["tasks"]["arc_easy"]["acc"] == result["tasks"]["arc_easy"]["acc"]
-    # HumanEval on the same checkpoint: the completions are llm_model's own greedy ones
+    # HumanEval on the same checkpoint through the engine: llm_model's own greedy completions
     out = tmp_path / "cli-humaneval"
     humaneval = [*args, "--tasks", tasks[1], "humaneval", "--limit", "2", "--max-new-tokens", "5"]
     assert llm_eval_main([*humaneval, "--output", str(out)]) == 0
@@ -442,8 +454,8 @@ def test_eval_skips_and_names_a_too_long_item_and_llm_eval_cli_loads_our_checkpo
 
 
 def _check_greedy_completions(checkpoint: Path, records: list[dict]) -> None:
+    from llm_eval.generation import cut_at_stop
     from llm_eval.humaneval import STOP, load_humaneval
-    from llm_eval.protocols import cut_at_stop
     from llm_model.generation import generate
 
     loaded = stages.eval_model(str(checkpoint))

@@ -50,3 +50,23 @@ def test_in_loop_eval_matches_direct_calls_and_restores_modes(byte_tok, models):
 def test_rejects_bad_every(byte_tok):
     with pytest.raises(ValueError, match="every"):
         InLoopEval(byte_tok, ["x"], every=0, seq_len=8)
+
+
+def test_in_loop_generation_and_fewshot_specs(byte_tok, models):
+    """A generate-until spec and a few-shot cloze spec in the callback: the same numbers as
+    the suite gives, without inference mode (the model keeps training after), modes restored."""
+    from llm_eval import run_suite
+    from llm_eval.task_spec import TaskSpec
+
+    sciq = str(SAMPLE_EVAL / "sciq.jsonl.gz")
+    specs = [TaskSpec(path=sciq, kind="generate", max_tokens=3),
+             TaskSpec(path=sciq, num_fewshot=1)]  # fmt: skip
+    callback = InLoopEval(byte_tok, every=5, seq_len=32, max_seq_len=512, specs=specs, spec_limit=3)
+    model = models.TinyAttention()
+    model.train()
+    metrics = callback(5, model)
+    assert model.training
+    suite = run_suite(model, byte_tok, specs, max_seq_len=512, limit=3, progress=False)
+    for name in ("exact_match", "f1", "contains"):
+        assert metrics[f"eval/sciq_gen/{name}"] == suite["sciq_gen"][name]
+    assert metrics["eval/sciq_1shot/acc_norm"] == suite["sciq_1shot"]["acc_norm"]

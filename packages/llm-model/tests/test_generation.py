@@ -49,3 +49,19 @@ def test_top_k_and_top_p_filter():
     picks = {sample_next(logits, 1.0, top_p=0.81, generator=g).item() for _ in range(300)}
     assert picks == {0, 1, 2}
     assert sample_next(logits).item() == 0
+
+
+def test_kv_cache_select_drops_rows_and_the_rest_decode_as_before(model):
+    """new_kv_cache + KVCache.select (llm-eval's engine drops finished rows this way): after
+    dropping row 1 and swapping the others, one more step gives each row's full-forward logits."""
+    seqs = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]])
+    cache = model.new_kv_cache(3, 5)
+    assert cache.k[0].dtype == torch.float64 and cache.k[0].shape[2] == 5
+    with torch.no_grad():
+        model.hidden_states(seqs, cache=cache)
+        rows = torch.tensor([2, 0])
+        cache.select(rows)
+        nxt = torch.tensor([[13], [14]])
+        h = model.hidden_states(nxt, cache=cache)
+        full = model(torch.cat([seqs[rows], nxt], dim=1))[:, -1]
+    torch.testing.assert_close(model.logits(h[:, -1]), full)

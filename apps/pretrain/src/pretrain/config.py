@@ -152,7 +152,8 @@ class EvalConfig:
     """End-of-run (and optional in-loop) evaluation.
 
     Attributes:
-        tasks: JSONL task files in the shared eval schema.
+        tasks: JSONL task files in the shared eval schema (zero-shot cloze), or YAML task
+            files of llm-eval (`llm_eval.task_spec`: generate-until, MC letters, few-shot).
         limit: items per task (0 = all).
         heldout_docs: held-out documents for bits per byte (0 = all).
         batch_size: sequences per forward pass.
@@ -168,7 +169,10 @@ class EvalConfig:
     """
 
     tasks: list[str] = field(
-        default_factory=lambda: [f"{SAMPLE}/eval/{t}.jsonl.gz" for t in SAMPLE_TASKS]
+        default_factory=lambda: [
+            *(f"{SAMPLE}/eval/{t}.jsonl.gz" for t in SAMPLE_TASKS),
+            f"{SAMPLE}/tasks/generative.yaml",
+        ]
     )
     limit: int = 100
     heldout_docs: int = 0

@@ -152,14 +152,24 @@ def _eval_section(ev: dict[str, Any]) -> list[str]:
         lines.append(f"- skipped {skip['task']}/{skip['id']}: {skip['reason']}")
     if "per_item" in ev:
         lines.append(f"- per-item results: `{ev['per_item']}/<task>.jsonl`")
+    agg = ev.get("aggregate", {})
+    if "macro_avg" in agg:
+        lines.append(
+            f"- macro average of the {int(agg['tasks'])} tasks' scores: "
+            f"{_fmt(agg['macro_avg'], agg['macro_avg_stderr'])}"
+        )
+    for base, best in agg.get("best_of_formulations", {}).items():
+        lines.append(
+            f"- {base}, best of cloze and MC letters: {best['score']:.3f} ({best['task']})"
+        )
     tasks = ev.get("tasks", {})
     if tasks:
-        lines += ["", "| task | items | acc | acc_norm |", "| --- | ---: | ---: | ---: |"]
+        lines += ["", "| task | items | score | acc | acc_norm | exact_match |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
         for task, m in tasks.items():
-            lines.append(
-                f"| {task} | {int(m.get('n', 0))} | {_fmt(m.get('acc'), m.get('acc_stderr'))} | "
-                f"{_fmt(m.get('acc_norm'), m.get('acc_norm_stderr'))} |"
-            )
+            cells = [_fmt(m.get(k), m.get(f"{k}_stderr"))
+                     for k in ("score", "acc", "acc_norm", "exact_match")]  # fmt: skip
+            lines.append(f"| {task} | {int(m.get('n', 0))} | {' | '.join(cells)} |")
     return lines + [""]
 
 

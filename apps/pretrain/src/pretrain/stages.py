@@ -317,7 +317,9 @@ def evaluate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
         **kwargs,
     )
     if job.main:  # rank 0 wrote eval/ (the others return what the pipeline does not record)
-        result["skipped"] = read_summary(out)["skipped"]
+        summary = read_summary(out)
+        result["skipped"] = summary["skipped"]
+        result["aggregate"] = summary.get("aggregate", {})
         result["per_item"] = out.relative_to(run_dir).as_posix()
         atomic_write_text(run_dir / layout.EVAL_SUMMARY, json.dumps(result, indent=2))
     return result
@@ -349,7 +351,6 @@ def eval_model(spec: str | None, device: str = "cpu"):
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
-        generate=model_generate(model, tokenizer),
         max_seq_len=model.config.max_seq_len,
         metadata={
             "model": str(path),
@@ -358,34 +359,6 @@ def eval_model(spec: str | None, device: str = "cpu"):
             "params": sum(p.numel() for p in model.parameters()),
         },
     )
-
-
-def model_generate(model, tokenizer):
-    """llm-eval's ``generate(prompts, stop, max_tokens, *, temperature, seed)`` over
-    `llm_model.generation.generate` (KV cache, batched, left-padded): each prompt is
-    ``[EOS] + ids`` as llm-eval scores it, cut from the left so that prompt and completion fit
-    the context; stop sequences cut the decoded text afterwards (the generation engine of
-    issue 26 stops rows as they finish)."""
-    from llm_eval.protocols import cut_at_stop
-    from llm_model.generation import generate as generate_ids
-
-    max_len = model.config.max_seq_len
-
-    def generate(prompts, stop, max_tokens, *, temperature=0.0, seed=0):
-        max_tokens = min(max_tokens, max_len - 1)
-        ids = [
-            [tokenizer.eos_id, *p][-(max_len - max_tokens) :]
-            for p in tokenizer.encode_batch(prompts)
-        ]
-        device = next(model.parameters()).device
-        rng = torch.Generator(device).manual_seed(seed)
-        with torch.inference_mode():
-            out = generate_ids(model, ids, max_tokens, temperature=temperature,
-                               eos_id=tokenizer.eos_id, generator=rng)  # fmt: skip
-        texts = [tokenizer.decode([t for t in row if t != tokenizer.eos_id]) for row in out]
-        return [cut_at_stop(text, stop) for text in texts]
-
-    return generate
 
 
 def check_tokenizer(manifest: dict, checkpoint: Path, tokenizer: Path) -> None:
@@ -590,19 +563,32 @@ def _warn_if_not_final(run_dir: Path, checkpoint: Path) -> None:
 
 
 def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
+    """The trainer's callback: bits per byte and the first 50 items of every task (zero-shot
+    task files as items, YAML task files' specs as specs: generate-until runs in the loop, in
+    one process only: under torchrun the model is FSDP-sharded, which generation does not
+    support yet)."""
     from llm_eval import InLoopEval, load_tasks
+    from llm_eval.task_spec import TaskSpec, as_spec
     from llm_tokenize import Tokenizer
 
-    items = [item for path in config.eval.tasks for item in load_tasks(path)[:50]]
+    specs = [spec for path in config.eval.tasks for spec in as_spec(path)]
+    if distributed.current().world > 1:  # generation calls hidden_states past FSDP's hooks
+        skipped = [s.path for s in specs if s.kind == "generate"]
+        if skipped:
+            log.warning("in-loop eval under torchrun: generate tasks left out: %s", skipped)
+        specs = [s for s in specs if s.kind != "generate"]
+    zero_shot = [s for s in specs if s == TaskSpec(path=s.path)]  # a plain task file
     return InLoopEval(
         Tokenizer.from_file(run_dir / layout.TOKENIZER),
         heldout_texts(run_dir, 20),
-        items,
+        [item for s in zero_shot for item in load_tasks(s.path)[:50]],
         every=config.eval.every,
         seq_len=config.shards.seq_len,
         batch_size=config.eval.batch_size,
         device=device,
         bpb_sets={name: texts[:20] for name, texts in bpb_sets(config, run_dir).items()},
+        specs=[s for s in specs if s not in zero_shot],
+        spec_limit=50,
     )
 
 

@@ -8,10 +8,12 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from llm_eval.generative import evaluate_generative, generative_metrics
 from llm_eval.multiple_choice import PreparedTask, metrics_from_records, prepare, score_prepared
 from llm_eval.perplexity import bpb_metrics, encode_windows
 from llm_eval.protocols import TokenizerLike, eval_mode, model_device
 from llm_eval.scoring import Request, score_requests
+from llm_eval.task_spec import TaskSpec, spec_items
 from llm_eval.tasks import TaskItem
 
 
@@ -35,6 +37,11 @@ class InLoopEval:
         prefix: Metric name prefix.
         bpb_sets: Named sets of documents (per language, per domain, sets kept out of training)
             reported as ``<prefix>/bpb/<name>``.
+        specs: `TaskSpec`s (few-shot, MC letters, generate-until), the first ``spec_limit``
+            items of each; a generate task reports ``<prefix>/<task>/{exact_match,f1,contains}``.
+            (Generation calls the model's ``hidden_states`` directly: one process or a
+            replicated model; not under FSDP.)
+        spec_limit: Items per spec.
     """
 
     def __init__(
@@ -50,6 +57,8 @@ class InLoopEval:
         device: torch.device | str | None = None,
         prefix: str = "eval",
         bpb_sets: Mapping[str, Sequence[str]] | None = None,
+        specs: Sequence[TaskSpec] = (),
+        spec_limit: int = 50,
     ) -> None:
         if every < 1:
             raise ValueError(f"InLoopEval.every: got {every}; must be >= 1")
@@ -71,6 +80,14 @@ class InLoopEval:
         self._tasks: list[PreparedTask] = [
             prepare(tokenizer, items, self.max_seq_len) for items in by_task.values()
         ]
+        self.tokenizer = tokenizer
+        self._generate: list[tuple[TaskSpec, list[TaskItem]]] = []
+        for spec in specs:
+            _, _, items = spec_items(spec, spec_limit)
+            if spec.kind == "generate":
+                self._generate.append((spec, items))
+            else:
+                self._tasks.append(prepare(tokenizer, items, self.max_seq_len))
 
     def __call__(self, step: int, model: nn.Module) -> dict[str, float]:
         """Evaluate ``model``: flat ``{"<prefix>/bpb": ..., "<prefix>/<task>/acc": ...}``."""
@@ -99,8 +116,17 @@ class InLoopEval:
                     batch_size=self.batch_size,
                     device=device,
                 )
-                metrics = metrics_from_records(records, task.generation)
-                for name, value in metrics.items():
-                    if name != "n" and not name.endswith("_stderr"):
-                        out[f"{self.prefix}/{task.task}/{name}"] = value
+                self._report(out, task.task, metrics_from_records(records, task.generation))
+            for spec, items in self._generate:
+                records = evaluate_generative(
+                    model, self.tokenizer, items, stop=spec.stop, max_tokens=spec.max_tokens,
+                    max_seq_len=self.max_seq_len, batch_size=self.batch_size, device=device,
+                    inference=False,
+                )  # fmt: skip
+                self._report(out, items[0].task, generative_metrics(records))
         return out
+
+    def _report(self, out: dict[str, float], task: str, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            if name != "n" and not name.endswith("_stderr"):
+                out[f"{self.prefix}/{task}/{name}"] = value

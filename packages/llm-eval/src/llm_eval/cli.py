@@ -44,6 +44,7 @@ def _run(args: argparse.Namespace) -> int:
             autocast=args.autocast,
             output_dir=args.output,
             metadata=loaded.metadata,
+            generation={"batch_size": args.gen_batch_size, "compile": args.compile},
         )
     if "humaneval" in args.tasks:
         results["humaneval"] = _run_humaneval(args, loaded, merge=bool(files))
@@ -52,12 +53,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_humaneval(args: argparse.Namespace, loaded, merge: bool) -> dict[str, float]:
-    """HumanEval with the model's generate, each completion checked in the sandbox; writes
+    """HumanEval with the generation engine, each completion checked in the sandbox; writes
     ``humaneval.jsonl`` and the task's metrics into ``results.json`` (added to the one this
     command's task files just wrote when ``merge``)."""
-    import functools
     import time
 
+    from llm_eval.generation import Sampling, generate_until
     from llm_eval.humaneval import evaluate_humaneval, load_humaneval
     from llm_eval.sandbox import SandboxConfig, isolation_available
     from llm_formats.eval_results import (
@@ -67,11 +68,14 @@ def _run_humaneval(args: argparse.Namespace, loaded, merge: bool) -> dict[str, f
         write_summary,
     )
 
-    if loaded.generate is None:
-        raise ValueError(f"--model {args.model}: its loader gives no generate; HumanEval needs it")
     if args.samples > 1 and args.temperature <= 0:
         raise ValueError(f"--samples {args.samples} with --temperature 0: all samples equal")
-    generate = functools.partial(loaded.generate, temperature=args.temperature, seed=args.seed)
+    sampling = Sampling(temperature=args.temperature, seed=args.seed)
+
+    def generate(prompts: list[str], stop: list[str], max_tokens: int) -> list[str]:
+        return generate_until(loaded, prompts, stop, max_tokens, sampling=sampling,
+                              batch_size=args.gen_batch_size, compile=args.compile)  # fmt: skip
+
     sandbox = SandboxConfig(timeout_s=args.sandbox_timeout, cpu_s=max(1, int(args.sandbox_timeout)))
     start = time.perf_counter()
     metrics, records = evaluate_humaneval(
@@ -160,8 +164,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--model-arg", help="passed to <module>:<function> (e.g. a run directory)")
     run.add_argument(
         "--tasks", nargs="+", required=True,
-        help="task .jsonl/.jsonl.gz files, and/or `humaneval` (llm-eval[code]; needs a model "
-        "whose loader gives generate; completions run in llm_eval.sandbox)",
+        help="task .jsonl/.jsonl.gz files (zero-shot), YAML task files (llm_eval.task_spec), "
+        "and/or `humaneval` (llm-eval[code]; completions run in llm_eval.sandbox)",
     )  # fmt: skip
     run.add_argument("--output", required=True, help="directory for <task>.jsonl, results.json")
     run.add_argument("--max-seq-len", type=int, default=0, help="0 = the model's")
@@ -171,6 +175,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--autocast", action="store_true", help="bf16 autocast (GPU)")
     run.add_argument("--no-pack", action="store_true", help="one row per choice")
     run.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    run.add_argument("--gen-batch-size", type=int, default=16, help="prompts decoded together")
+    run.add_argument("--compile", action="store_true", help="torch.compile generation (GPU)")
     run.add_argument("--samples", type=int, default=1, help="humaneval: completions per problem")
     run.add_argument("--temperature", type=float, default=0.0, help="humaneval: 0 = greedy")
     run.add_argument("--seed", type=int, default=0, help="humaneval: sampling seed")

@@ -9,13 +9,16 @@ request) where they do not, saying so.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from llm_eval.protocols import Generate, LoadedModel, cut_at_stop
+from llm_eval.protocols import LoadedModel
 from llm_eval.scoring import Request, score_requests
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,52 @@ class HFCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, use_cache=False).logits
+
+    def generation_decoder(self) -> HFDecoder:
+        """How `llm_eval.generation` decodes this model: with its ``past_key_values``."""
+        return HFDecoder(self.model)
+
+
+@dataclass
+class HFCache:
+    """transformers' ``DynamicCache`` and the 2-D attention mask of every token so far."""
+
+    past: Any
+    mask: torch.Tensor  # (B, max_len) long, 1 for real tokens
+    length: int = 0
+
+
+class HFDecoder:
+    """`llm_eval.generation.Decoder` over a transformers causal LM: left padding through the
+    2-D ``attention_mask`` and explicit ``position_ids``; finished rows are dropped from the
+    cache with ``DynamicCache.batch_select_indices``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        # only the last position's logits (transformers >= 4.50 names it logits_to_keep)
+        params = inspect.signature(model.forward).parameters
+        self.keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+    def new_cache(self, batch: int, max_len: int) -> HFCache:
+        from transformers import DynamicCache
+
+        device = next(self.model.parameters()).device
+        return HFCache(DynamicCache(), torch.zeros(batch, max_len, dtype=torch.long, device=device))
+
+    def step(self, ids, positions, valid, cache: HFCache) -> torch.Tensor:
+        end = cache.length + ids.shape[1]
+        cache.mask[:, cache.length : end] = valid
+        out = self.model(
+            input_ids=ids, attention_mask=cache.mask[:, :end], position_ids=positions,
+            past_key_values=cache.past, use_cache=True, **self.keep,
+        )  # fmt: skip
+        cache.past, cache.length = out.past_key_values, end
+        return out.logits[:, -1].float()
+
+    def keep_rows(self, cache: HFCache, rows: torch.Tensor) -> HFCache:
+        cache.past.batch_select_indices(rows)
+        cache.mask = cache.mask[rows]
+        return cache
 
 
 class PackedHFCausalLM(HFCausalLM):
@@ -116,36 +165,6 @@ def _wrap(hf_model: nn.Module, path: str, dtype: str, max_len: int) -> HFCausalL
     return HFCausalLM(hf_model)
 
 
-def hf_generate(hf_model: nn.Module, tokenizer, max_len: int) -> Generate:
-    """llm-eval's ``generate`` over ``transformers``' ``generate``, one prompt at a time (no
-    padding to get wrong), cut from the left so that prompt and completion fit ``max_len``;
-    stop sequences cut the decoded text afterwards."""
-
-    @torch.no_grad()
-    def generate(prompts, stop, max_tokens, *, temperature=0.0, seed=0):
-        device = next(hf_model.parameters()).device
-        torch.manual_seed(seed)
-        sample = (
-            {"do_sample": True, "temperature": temperature}
-            if temperature > 0
-            else {"do_sample": False}
-        )
-        max_new = min(max_tokens, max_len - 1)
-        texts = []
-        for prompt in prompts:
-            ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
-            ids = ids[:, -(max_len - max_new) :].to(device)
-            out = hf_model.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new,
-                pad_token_id=tokenizer.eos_token_id, **sample,
-            )  # fmt: skip
-            text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
-            texts.append(cut_at_stop(text, stop))
-        return texts
-
-    return generate
-
-
 def load_hf(path: str, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
     """A local directory (or hub name, where the hub can be reached) as a `LoadedModel`;
     contexts are packed when the probe (`packing_agrees`) allows it."""
@@ -162,7 +181,6 @@ def load_hf(path: str, device: str = "cpu", dtype: str = "float32") -> LoadedMod
     return LoadedModel(
         model=model,
         tokenizer=HFTokenizer(tokenizer),
-        generate=hf_generate(hf_model, tokenizer, max_len),
         max_seq_len=max_len,
         metadata={
             "model": f"hf:{path}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,17 +28,6 @@ class LanguageModel(Protocol):
     def __call__(self, input_ids: torch.Tensor) -> torch.Tensor: ...
 
 
-# generate(prompts, stop, max_tokens, *, temperature=0.0, seed=0) -> one completion per prompt,
-# without the prompt, cut before the first stop sequence (tasks bind temperature and seed)
-Generate = Callable[..., list[str]]
-
-
-def cut_at_stop(text: str, stop: list[str]) -> str:
-    """``text`` up to (not including) the earliest of the ``stop`` sequences in it."""
-    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    return text[: min(cuts)] if cuts else text
-
-
 @dataclass
 class LoadedModel:
     """A model ready to score, its tokenizer, its context length and what they are.
@@ -48,14 +37,12 @@ class LoadedModel:
         tokenizer: `TokenizerLike`.
         max_seq_len: Longest input the model takes.
         metadata: Written into results files; should name ``model`` and ``tokenizer``.
-        generate: `Generate` for generation tasks (HumanEval), None when the loader has none.
     """
 
     model: nn.Module
     tokenizer: TokenizerLike
     max_seq_len: int
     metadata: dict[str, Any] = field(default_factory=dict)
-    generate: Generate | None = None
 
     def __post_init__(self) -> None:
         if self.max_seq_len < 1:

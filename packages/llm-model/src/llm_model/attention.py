@@ -125,6 +125,13 @@ class KVCache:
         self.v[layer_id][:, :, self.length : end] = v
         return self.k[layer_id][:, :, :end], self.v[layer_id][:, :, :end]
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only batch rows ``rows`` (LongTensor), in that order: finished sequences
+        leave the batch so that the others' steps stop paying for them."""
+        self.k = [k[rows] for k in self.k]
+        self.v = [v[rows] for v in self.v]
+        self.positions, self.valid = self.positions[rows], self.valid[rows]
+
 
 class Attention(nn.Module):
     """Multi-head attention with n_kv_heads key/value heads (MHA, GQA or MQA)."""

@@ -63,6 +63,12 @@ class Transformer(nn.Module):
         """(V, d) weight of the output projection (the embedding when tied)."""
         return self.tok_emb.weight if self.output is None else self.output.weight
 
+    def new_kv_cache(self, batch: int, max_len: int) -> KVCache:
+        """A preallocated KV cache for ``batch`` sequences of up to ``max_len`` tokens, on the
+        device and in the dtype of the weights (what llm-eval's generation engine asks for)."""
+        weight = self.tok_emb.weight
+        return KVCache(self.config, batch, max_len, weight.device, weight.dtype)
+
     def forward(
         self,
         input_ids: torch.Tensor,
