@@ -145,12 +145,26 @@ class CrashAt:
         return {}
 
 
+def trained(seed: int) -> tuple[ToyModel, torch.optim.Optimizer]:
+    """A toy model and its AdamW after one step on batch ``seed`` (state to checkpoint)."""
+    from llm_train.config import TrainConfig
+    from llm_train.optimizer import build_optimizer
+
+    torch.manual_seed(seed)
+    model = ToyModel()
+    optimizer = build_optimizer(model, TrainConfig(steps=1, lr=1e-2))
+    model(**ToyLoader().batch(0, seed))["loss"].backward()
+    optimizer.step()
+    return model, optimizer
+
+
 @pytest.fixture
 def toy() -> SimpleNamespace:
     """The toy classes (fixtures, since tests are imported with --import-mode=importlib)."""
     return SimpleNamespace(
-        Model=ToyModel, Loader=ToyLoader, vocab=VOCAB, seq_len=SEQ_LEN, Crash=Crash, CrashAt=CrashAt
-    )
+        Model=ToyModel, Loader=ToyLoader, vocab=VOCAB, seq_len=SEQ_LEN, Crash=Crash,
+        CrashAt=CrashAt, trained=trained,
+    )  # fmt: skip
 
 
 @pytest.fixture

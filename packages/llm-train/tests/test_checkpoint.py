@@ -17,23 +17,11 @@ from llm_train.checkpoint import (
     save_checkpoint,
     verify_checkpoint,
 )
-from llm_train.config import TrainConfig
-from llm_train.optimizer import build_optimizer
 from llm_train.rng import get_rng_state, set_rng_state
 
 
-def _trained(toy, seed):
-    torch.manual_seed(seed)
-    model = toy.Model()
-    optimizer = build_optimizer(model, TrainConfig(steps=1, lr=1e-2))
-    out = model(**toy.Loader().batch(0, seed))
-    out["loss"].backward()
-    optimizer.step()
-    return model, optimizer
-
-
 def _save(toy, directory, step, seed=0, keep=0):
-    model, optimizer = _trained(toy, seed)
+    model, optimizer = toy.trained(seed)
     rank_state = {"loader": {"position": step}, "rng": get_rng_state()}
     path = save_checkpoint(
         directory, step, model, optimizer, manifest={"tokens": 7 * step}, rank_state=rank_state,
@@ -51,7 +39,7 @@ def test_round_trip_model_optimizer_manifest(toy, tmp_path):
     assert manifest["rank_states"][0]["loader"] == {"position": 3}
     assert ".metadata" in manifest["files"] and len(manifest["files"][".metadata"]) == 64
     assert "torch" in manifest["provenance"]["versions"]
-    fresh, fresh_opt = _trained(toy, seed=1)
+    fresh, fresh_opt = toy.trained(1)
     loaded = load_checkpoint(path, fresh, fresh_opt)
     assert loaded["step"] == 3
     for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True):
@@ -183,7 +171,7 @@ def test_disk_full_names_the_path_and_leaves_no_tmp(toy, tmp_path, monkeypatch, 
     _save(toy, tmp_path, step=1)
     before = _snapshot(tmp_path)
     _disk_full_after(monkeypatch, 100)
-    model, optimizer = _trained(toy, 0)
+    model, optimizer = toy.trained(0)
     with pytest.raises(CheckpointError) as failed:
         saved = save(tmp_path, 2, model, optimizer, manifest={}, rank_state={})
         saved.wait()  # the asynchronous save fails in its writer thread

@@ -16,20 +16,10 @@ from llm_train.checkpoint import (
     verify_checkpoint,
 )
 from llm_train.config import TrainConfig
-from llm_train.optimizer import build_optimizer
-
-
-def _trained(toy, seed):
-    torch.manual_seed(seed)
-    model = toy.Model()
-    optimizer = build_optimizer(model, TrainConfig(steps=1, lr=1e-2))
-    model(**toy.Loader().batch(0, seed))["loss"].backward()
-    optimizer.step()
-    return model, optimizer
 
 
 def _save(toy, directory, step, seed=0, keep=0):
-    model, optimizer = _trained(toy, seed)
+    model, optimizer = toy.trained(seed)
     path = save_checkpoint(
         directory, step, model, optimizer, manifest={"tokens": step}, rank_state={"p": step},
         keep=keep,
@@ -49,7 +39,7 @@ def test_save_list_verify_load_round_trip(toy, s3):
     assert manifest["sizes"]["__0_0.distcp"] == fs.size(f"{path}/__0_0.distcp")
     assert verify_checkpoint(path) is None
     assert latest_checkpoint(directory) == path
-    fresh, fresh_opt = _trained(toy, seed=1)
+    fresh, fresh_opt = toy.trained(1)
     assert load_checkpoint(path, fresh, fresh_opt)["step"] == 3
     for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -85,7 +75,7 @@ def test_saving_a_step_again_replaces_it(toy, s3):
     _save(toy, directory, step=1, seed=0)
     path, model = _save(toy, directory, step=1, seed=5)
     assert verify_checkpoint(path) is None
-    fresh, fresh_opt = _trained(toy, seed=1)
+    fresh, fresh_opt = toy.trained(1)
     load_checkpoint(path, fresh, fresh_opt)
     assert all(
         torch.equal(a, b)
