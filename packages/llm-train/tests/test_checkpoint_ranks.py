@@ -33,14 +33,19 @@ def _hashed_names(module_globals: dict) -> list[str]:
     return names
 
 
-def _rank_main(rank, init_file, out, model_cls):
+def _sharded_toy(rank, init_file, model_cls):
+    """Join the gloo group; the toy model sharded over it (FSDP2) and its optimizer."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    torch.manual_seed(0)
+    model = model_cls(dropout=0.0)
+    apply_fsdp(model, init_device_mesh("cpu", (WORLD,)), param_dtype="fp32")
+    return model, build_optimizer(model, TrainConfig(steps=1, lr=1e-2))
+
+
+def _rank_main(rank, init_file, out, model_cls):
+    model, optimizer = _sharded_toy(rank, init_file, model_cls)
     try:
-        torch.manual_seed(0)
-        model = model_cls(dropout=0.0)
-        apply_fsdp(model, init_device_mesh("cpu", (WORLD,)), param_dtype="fp32")
-        optimizer = build_optimizer(model, TrainConfig(steps=1, lr=1e-2))
         names = _hashed_names(vars(formats))  # a fork: the patch stays in this rank
         ckpts = out / "ckpt"
         save_checkpoint(ckpts, 1, model, optimizer, manifest={}, rank_state={"rank": rank})
@@ -97,15 +102,10 @@ def test_each_rank_hashes_its_shard_and_a_corrupt_one_falls_back(toy, tmp_path):
 
 
 def _s3_rank_main(rank, init_file, out, model_cls, url):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    model, optimizer = _sharded_toy(rank, init_file, model_cls)
     try:
         from llm_train import object_store
 
-        torch.manual_seed(0)
-        model = model_cls(dropout=0.0)
-        apply_fsdp(model, init_device_mesh("cpu", (WORLD,)), param_dtype="fp32")
-        optimizer = build_optimizer(model, TrainConfig(steps=1, lr=1e-2))
         real, hashed = object_store._sha256, []
 
         def recording(fs, path):
