@@ -19,7 +19,7 @@ from pretrain.pipeline import STAGES
 from pretrain.slurm import CpuJob, SlurmJob, chain_scripts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_pipeline import tiny_config  # noqa: E402
+from test_pipeline import SAMPLE, tiny_config  # noqa: E402
 
 # sbatch: records each job (script, dependency) and runs it at once, as Slurm would once its
 # dependency is met: a job whose dependency was never submitted is refused (exit 1); one whose
@@ -129,11 +129,28 @@ def _checkpoint_step(run: Path) -> int:
     return read_manifest(step_dirs(run / "checkpoints")[0])["step"]
 
 
+def _head_warc(dst: Path, pages: int) -> Path:
+    """The first `pages` records (all responses) of the English handbook WARC, as they are."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    src = SAMPLE / "web" / "handbook-en-US.warc.gz"
+    with open(src, "rb") as f:
+        records = ArchiveIterator(f)
+        for _, record in zip(range(pages), records, strict=False):
+            records.read_to_end(record)
+        end = records.get_record_offset() + records.get_record_length()
+    dst.write_bytes(src.read_bytes()[:end])  # each record is a gzip member of its own
+    return dst
+
+
 def _tinier_config(tmp_path: Path) -> Path:
-    """test_pipeline's tiny run for 4 steps, 2 items per eval task: each stage still runs, in
-    a dozen fresh processes."""
-    path = tiny_config(tmp_path)
+    """test_pipeline's tiny run on 16 web pages, for 4 steps, 2 items per eval task, exact
+    dedup only: each stage still runs, in a dozen fresh `pretrain` processes and, on the
+    stand-in Slurm, two processes per curation stage (its array task, datatrove's merge_stats);
+    URL and MinHash dedup would add 5 stages of the same kind (test_executors.py submits them)."""
+    path = tiny_config(tmp_path, web=_head_warc(tmp_path / "web.warc.gz", 16))
     config = yaml.safe_load(path.read_text())
+    config["data"]["dedup"] = {"url": False, "minhash": False}
     config["train"] |= {"steps": 4, "log_every": 2, "checkpoint_every": 4, "warmup_steps": 1}
     config["eval"]["limit"] = 2
     path.write_text(yaml.safe_dump(config))
