@@ -323,10 +323,14 @@ def test_a_stage_job_waits_for_its_arrays_then_finds_their_output(
     submitted = {"executor": "slurm", "jobs": {"a": "1002", "_finalize": "1003"},
                  "work_dir": str(tmp_path / work)}  # fmt: skip
     out = tmp_path / "out"
+    (tmp_path / work).mkdir()  # the last job never ran: the work folder is left
     with pytest.raises(RuntimeError, match=rf"{stage}'s Slurm jobs .*1002.*1003.*{work}"):
         _wait_for_slurm_stage(stage, submitted, out / marker)
     assert len(polls.read_text().split()) == 2
     out.mkdir()
-    (out / marker).write_text("{}")
+    (out / marker).write_text("{}")  # an earlier run's output does not make this one done
+    with pytest.raises(RuntimeError, match="before their last one renamed the work folder"):
+        _wait_for_slurm_stage(stage, submitted, out / marker)
+    (tmp_path / work).rename(tmp_path / "renamed")  # what the finalize job does
     _wait_for_slurm_stage(stage, submitted, out / marker)
-    assert len(polls.read_text().split()) == 3  # polled once more: gone
+    assert len(polls.read_text().split()) == 4  # polled once more each time: gone

@@ -86,17 +86,20 @@ def _on_slurm(config: PretrainConfig, stage: str) -> bool:
 
 
 def _wait_for_slurm_stage(stage: str, submitted: dict[str, Any], marker: Path) -> None:
-    """Wait for the job arrays a stage submitted (the last one writes `marker`), so that the
-    jobs after this one in the chain (afterok on it) find the stage's output."""
+    """Wait for the job arrays a stage submitted, so that the jobs after this one in the chain
+    (afterok on it) find the stage's output. The last job writes `marker` in the work folder
+    and renames that to the output: a work folder still there means it did not finish (an
+    output of an earlier run may have its own `marker`)."""
     from pretrain.slurm import wait_for_jobs
 
     jobs = submitted["jobs"]
     log.info("%s submitted as Slurm jobs %s; waiting for them", stage, jobs)
     wait_for_jobs(list(jobs.values()))
-    if not marker.is_file():
+    if Path(submitted["work_dir"]).exists() or not marker.is_file():
         raise RuntimeError(
-            f"{stage}'s Slurm jobs {jobs} ended without writing {marker}: see their logs under "
-            f"{submitted['work_dir']}/ (a rerun resumes the completed tasks)"
+            f"{stage}'s Slurm jobs {jobs} ended before their last one renamed the work folder to "
+            f"{marker.parent}: see their logs under {submitted['work_dir']}/ (a rerun resumes "
+            "the completed tasks)"
         )
 
 

@@ -346,8 +346,11 @@ def _submit(stage: Stage, runs, root: Path, out: Path, sources: list[str]) -> di
         (stage.name,),
     )
     jobs = submit_slurm([stage], runs, root / _WORK / "logs")
-    # The finalize job's own logs cannot live in the folder it renames.
-    jobs |= submit_slurm([final], runs, out.parent / f".{out.name}.finalize", jobs)
+    # The finalize job's own logs cannot live in the folder it renames. They are cleared first:
+    # a completion marker of an earlier run's finalize would make datatrove skip this one.
+    final_logs = out.parent / f".{out.name}.finalize"
+    shutil.rmtree(final_logs, ignore_errors=True)
+    jobs |= submit_slurm([final], runs, final_logs, jobs)
     return {"executor": "slurm", "jobs": jobs, "work_dir": str(root)}
 
 
