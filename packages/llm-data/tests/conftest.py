@@ -92,14 +92,11 @@ def small_inputs(tmp_path_factory) -> dict:
     return {"root": root, "uris": uris, "book_ids": book_ids}
 
 
-@pytest.fixture(scope="session")
-def curated(small_inputs, tmp_path_factory) -> dict:
-    """One curation run over the small inputs, shared by the curation tests."""
-    from llm_data import CurationConfig, SourceConfig, run_curation
+def small_curation_config(root: Path, out: Path, **fields):
+    """The curation config of the small inputs in `root` (web WARC slice + books), to `out`."""
+    from llm_data import CurationConfig, SourceConfig
 
-    root = small_inputs["root"]
-    out = tmp_path_factory.mktemp("curated") / "out"
-    config = CurationConfig(
+    return CurationConfig(
         sources=[
             SourceConfig(name="web", path=str(root / "web" / "*.warc.gz"), format="warc"),
             SourceConfig(
@@ -107,7 +104,17 @@ def curated(small_inputs, tmp_path_factory) -> dict:
             ),
         ],
         output_dir=str(out),
+        **fields,
     )
+
+
+@pytest.fixture(scope="session")
+def curated(small_inputs, tmp_path_factory) -> dict:
+    """One curation run over the small inputs, shared by the curation tests."""
+    from llm_data import run_curation
+
+    out = tmp_path_factory.mktemp("curated") / "out"
+    config = small_curation_config(small_inputs["root"], out)
     return {"out": out, "stats": run_curation(config), "config": config}
 
 
@@ -129,6 +136,7 @@ def helpers():
         JUNK_URI=JUNK_URI,
         PAGES_PER_LANGUAGE=PAGES_PER_LANGUAGE,
         read_curated=read_curated,
+        small_curation_config=small_curation_config,
         write_small_books=write_small_books,
     )
 

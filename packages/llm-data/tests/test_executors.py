@@ -1,9 +1,8 @@
-"""The same curation config on datatrove's Slurm executor (a dry run with a fake `sbatch`) and
-on its Ray executor (a local Ray cluster the test starts; the [ray] extra)."""
+"""The same curation config on datatrove's Slurm executor (a dry run with a fake `sbatch`) and,
+with the shards, on its Ray executor (one local Ray cluster the module starts; the [ray] extra)."""
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 import os
@@ -158,16 +157,11 @@ def _without_seconds(stats: dict) -> dict:
     return {name: {k: v for k, v in row.items() if k != "seconds"} for name, row in stats.items()}
 
 
-@pytest.mark.slow
-def test_ray_curation_equals_local(curated, helpers, tmp_path):
-    """A local Ray cluster (2 CPUs, started and stopped here) curates what the local executor does.
-
-    The config is the `curated` fixture's (a WARC slice of the sample corpus and a few books) with
-    `executor: ray`; the same documents and the same per-stage stats must come out.
-    """
-    pytest.importorskip("ray", reason="ray not installed (llm-data's [ray] extra)")
-    import ray
-
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for this module's Ray tests, shut down after them:
+    starting one costs tens of seconds on a 2-core machine."""
+    ray = pytest.importorskip("ray", reason="ray not installed (llm-data's [ray] extra)")
     ray.init(
         address="local",  # a new cluster even if RAY_ADDRESS points at one
         num_cpus=2,
@@ -177,19 +171,72 @@ def test_ray_curation_equals_local(curated, helpers, tmp_path):
         # A raylet registers within 60 s by default: too short on a loaded 2-core machine.
         _system_config={"raylet_start_wait_time_s": 600},
     )
-    try:
-        out = tmp_path / "out"
-        config = dataclasses.replace(
-            curated["config"],
-            output_dir=str(out),
-            executor="ray",
-            workers=2,
-            ray=RayConfig(num_cpus=2, mem_per_cpu_gb=0.25),
+    yield RayConfig(num_cpus=2, mem_per_cpu_gb=0.25)  # what the tests' configs say
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_curation_equals_local(ray_cluster, small_inputs, helpers, tmp_path):
+    """The local Ray cluster curates what the local executor does: the same documents and the
+    same per-stage stats, on the small inputs (a WARC slice of the sample corpus, a few books).
+
+    Exact dedup only: datatrove starts every task of a Ray stage as a new actor (a fresh
+    process that imports the pipeline: 4-9 s each on 2 cores), and URL and MinHash dedup add 5
+    more one-task stages (14 with MinHash's default bands) of the same kind as exact dedup's
+    three (tasks that read the previous stage's files), which run on the local pool in
+    test_curation.py and test_dedup.py. Here both sources are filtered on Ray, and exact dedup
+    finds the books' planted duplicate across tasks.
+    """
+    from llm_data import DedupConfig
+
+    def config(out: str, **fields):
+        dedup = DedupConfig(url=False, minhash=False)
+        return helpers.small_curation_config(
+            small_inputs["root"], tmp_path / out, dedup=dedup, **fields
         )
-        stats = run_curation(config)
-    finally:
-        ray.shutdown()
+
+    local = run_curation(config("local"))
+    on_ray = run_curation(config("ray", executor="ray", workers=2, ray=ray_cluster))
     for source in ("web", "books"):
-        ours, local = out / source, curated["out"] / source
-        assert helpers.read_curated(ours) == helpers.read_curated(local), source
-    assert _without_seconds(stats) == _without_seconds(curated["stats"])
+        ours, theirs = tmp_path / "ray" / source, tmp_path / "local" / source
+        assert helpers.read_curated(ours) == helpers.read_curated(theirs), source
+    assert _without_seconds(on_ray) == _without_seconds(local)
+    removed = [s["removed_by"] for s in local["books"]["stages"] if s.get("removed_by")]
+    assert {"exact_duplicate": 1} in removed  # across tasks: the dedup stages ran
+
+
+@pytest.mark.slow
+def test_ray_shards_equal_local(ray_cluster, curated_small, tokenizer_json, tmp_path):
+    """`tokenize_to_shards` as 2 tasks on the local Ray cluster (one actor per source's file)
+    gives one local task's samples (as a multiset and in order), held-out split and stats."""
+    pytest.importorskip("streaming", reason="needs the [shards] extra")
+    from streaming import StreamingDataset
+
+    from llm_data import tokenize_to_shards
+    from llm_data.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tokenizer_json, "<|endoftext|>")  # pickles to the actors
+    kwargs = {"seq_len": 16, "heldout_fraction": 0.2, "seed": 3}
+    local = tokenize_to_shards(curated_small, tok, tmp_path / "local", tasks=1, **kwargs)
+    # run_config is a curation config: the shards take its executor settings only
+    run_config = CurationConfig(
+        sources=[SourceConfig(name="books", path=str(curated_small / "books"), format="jsonl")],
+        executor="ray",
+        ray=ray_cluster,
+    )
+    on_ray = tokenize_to_shards(
+        curated_small, tok, tmp_path / "ray", tasks=2, workers=2, run_config=run_config, **kwargs
+    )
+    assert on_ray == local and local["sources"]["code"]["samples"] > 0
+    for name in ("shard_stats.json", "heldout.jsonl"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    for source in ("books", "code"):
+        samples = {}
+        for run in ("local", "ray"):
+            folder = str(tmp_path / run / source)
+            dataset = StreamingDataset(local=folder, shuffle=False, batch_size=1)
+            samples[run] = [tuple(dataset[i]["tokens"].tolist()) for i in range(len(dataset))]
+        assert sorted(samples["ray"]) == sorted(samples["local"]), source
+        assert samples["ray"] == samples["local"], source
+    tasks = {p.parent.name for p in (tmp_path / "ray").glob("*/0000[0-9]/index.json")}
+    assert tasks == {"00000", "00001"}  # each Ray task wrote its share

@@ -199,7 +199,15 @@ def two_ranks(shards, world1_run, tmp_path_factory) -> list[dict]:
         for p in procs:
             p.kill()
     assert codes == [0, 0]
-    return [json.loads((tmp / f"rank{rank}.json").read_text()) for rank in range(2)]
+    runs = [json.loads((tmp / f"rank{rank}.json").read_text()) for rank in range(2)]
+    for scenario in runs[0]:
+        # One rank's error leaves the other in a collective it then fails (gloo's "connection
+        # closed"): each rank's result names both, so the first error is not hidden.
+        errors = [f"rank {r}: {run[scenario]['error']}" for r, run in enumerate(runs)
+                  if "error" in run[scenario]]  # fmt: skip
+        for run in runs if errors else []:
+            run[scenario] = {"error": "\n".join(errors)}
+    return runs
 
 
 def _result(run: dict, scenario: str) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,15 @@ def test_one_and_three_tasks_give_the_same_shards(curated_files, tokenizer, tmp_
     index = json.loads((tmp_path / "three" / "code" / "index.json").read_text())
     folders = {s["raw_data"]["basename"].split("/")[0] for s in index["shards"]}
     assert len(folders) == 2  # code's 3 files fall into tasks 0..2: two of them hold code
+    # the index streaming's merge_index writes from the same task folders
+    from streaming.base.util import merge_index
+
+    theirs = tmp_path / "theirs"
+    shutil.copytree(tmp_path / "three" / "code", theirs)
+    (theirs / "index.json").unlink()  # streaming moves its merged index in: none may be there
+    merge_index([str(p) for p in sorted(theirs.glob("0*/index.json"))], str(theirs))
+    assert json.loads((theirs / "index.json").read_text()) == index
+    shutil.rmtree(theirs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "three"]
 
 

@@ -64,7 +64,7 @@ as a chain (each --dependency=afterok on the one before; ids in <run>/slurm/jobs
 <run>/slurm/<stage>-<id>.out): curate, tokenizer, shards and report on one node each, train
 and eval under torchrun on N nodes. Each job runs `pretrain <stage> --skip-done`: submitting the
 chain again after a failed job skips the finished stages. With data.executor=slurm the curate
-job submits curation's datatrove job arrays and waits for them.
+and shards jobs submit their datatrove job arrays (shards: shards.tasks tasks) and wait for them.
 
 `pretrain plan` simulates the train stage's first step (mesh, FSDP2, init, forward, backward,
 optimizer, checkpoint plan) on plan.world_size fake ranks and fake tensors, in one CPU process:

@@ -113,7 +113,7 @@ class ShardsConfig:
     heldout_fraction: float = 0.02
     seed: int = 0
     tasks: int = 1  # datatrove tasks (shares of the curated files); the result does not change
-    workers: int = 1  # tasks at once, on `data.executor` (local or ray)
+    workers: int = 1  # tasks at once on `data.executor` local or ray (slurm: as scheduled)
 
     def __post_init__(self) -> None:
         if self.seq_len < 8:

@@ -17,7 +17,8 @@ eval as the torchrun script above (`--partition`, `--account`, `--time`). Each j
 `pretrain <stage> --skip-done`, which skips a stage whose record in stages.json matches (the
 pipeline's make-style check), so submitting the chain again after a failed job redoes only the
 failed stage and the ones after it. With `data.executor: slurm` the curate job submits
-curation's datatrove job arrays and waits for them (`wait_for_jobs`).
+curation's datatrove job arrays and the shards job an array of `shards.tasks` tasks plus a
+finalize job; each waits for its arrays (`wait_for_jobs`) before the next job starts.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from llm_formats.device import resolve_device
 from llm_formats.documents import curated_sources, read_documents
 from llm_formats.eval_results import read_summary
 from llm_formats.heldout import read_heldout
+from llm_formats.shards import SHARD_STATS_FILE, read_shard_stats
 from llm_train import TrainConfig
 from pretrain import distributed
 from pretrain.config import PretrainConfig
@@ -47,11 +48,14 @@ def check_inputs(config: PretrainConfig, names: list[str]) -> None:
 
 def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_data import run_curation
+    from llm_data.curation import STATS_FILE
 
     out = run_dir / layout.CURATED
+    on_slurm = _on_slurm(config, "curate")
     stats = run_curation(dataclasses.replace(config.data, output_dir=str(out), overwrite=True))
-    if config.data.executor == "slurm":
-        stats = _wait_for_curation(stats, out)
+    if on_slurm:
+        _wait_for_slurm_stage("curate", stats, out / STATS_FILE)
+        stats = json.loads((out / STATS_FILE).read_text())
     keys = ("in", "kept", "removed", "removed_by", "counted")
     counts = {
         source: {s["stage"]: {k: s[k] for k in keys if k in s} for s in r["stages"]}
@@ -65,30 +69,38 @@ def curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     }
 
 
-def _wait_for_curation(submitted: dict[str, Any], out: Path) -> dict[str, Any]:
-    """data.executor=slurm: curation's job arrays were submitted (the last one writes `out`);
-    wait for them, here in the curate job of `pretrain launch-slurm --all`, so that the jobs
-    after it (tokenizer, ...) find the curated documents. Returns curation_stats.json."""
+def _on_slurm(config: PretrainConfig, stage: str) -> bool:
+    """Whether `stage` submits datatrove job arrays (data.executor=slurm); that is done, and
+    waited for, by the stage's job in the chain of `pretrain launch-slurm --all` only."""
     import os
 
-    from pretrain.slurm import wait_for_jobs
-
+    if config.data.executor != "slurm":
+        return False
     if "SLURM_JOB_ID" not in os.environ:
         raise ValueError(
-            "data.executor=slurm: curation's job arrays are submitted and waited for by the "
-            "curate job of `pretrain launch-slurm --all` (SLURM_JOB_ID is not set here); run "
-            "that, or use data.executor=local"
+            f"data.executor=slurm: the {stage} stage's job arrays are submitted and waited for "
+            f"by the {stage} job of `pretrain launch-slurm --all` (SLURM_JOB_ID is not set "
+            "here); run that, or use data.executor=local"
         )
+    return True
+
+
+def _wait_for_slurm_stage(stage: str, submitted: dict[str, Any], marker: Path) -> None:
+    """Wait for the job arrays a stage submitted, so that the jobs after this one in the chain
+    (afterok on it) find the stage's output. The last job writes `marker` in the work folder
+    and renames that to the output: a work folder still there means it did not finish (an
+    output of an earlier run may have its own `marker`)."""
+    from pretrain.slurm import wait_for_jobs
+
     jobs = submitted["jobs"]
-    log.info("curation submitted as Slurm jobs %s; waiting for them", jobs)
+    log.info("%s submitted as Slurm jobs %s; waiting for them", stage, jobs)
     wait_for_jobs(list(jobs.values()))
-    stats = out / "curation_stats.json"
-    if not stats.is_file():
+    if Path(submitted["work_dir"]).exists() or not marker.is_file():
         raise RuntimeError(
-            f"curation's Slurm jobs {jobs} ended without writing {stats}: see their logs in "
-            f"{submitted['work_dir']}/logs/ (a rerun resumes the completed tasks)"
+            f"{stage}'s Slurm jobs {jobs} ended before their last one renamed the work folder to "
+            f"{marker.parent}: see their logs under {submitted['work_dir']}/ (a rerun resumes "
+            "the completed tasks)"
         )
-    return json.loads(stats.read_text())
 
 
 def tokenizer(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
@@ -137,20 +149,23 @@ def shards(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
     from llm_data import tokenize_to_shards
     from llm_tokenize import Tokenizer
 
-    if config.data.executor == "slurm":
-        raise ValueError("data.executor=slurm submits jobs and returns: run llm-data's shards")
+    out = run_dir / layout.SHARDS
+    on_slurm = _on_slurm(config, "shards")
     stats = tokenize_to_shards(
         run_dir / layout.CURATED,
         Tokenizer.from_file(run_dir / layout.TOKENIZER),  # the loader evaluation uses too
-        run_dir / layout.SHARDS,
+        out,
         seq_len=config.shards.seq_len,
         heldout_fraction=config.shards.heldout_fraction,
         seed=config.shards.seed,
         overwrite=True,
         tasks=config.shards.tasks,
         workers=config.shards.workers,
-        run_config=config.data,  # the executor curation runs on (local or ray)
+        run_config=config.data,  # the executor curation runs on: local, ray or slurm arrays
     )
+    if on_slurm:  # an array of shards.tasks tasks, then a one-task finalize job
+        _wait_for_slurm_stage("shards", stats, out / SHARD_STATS_FILE)
+        stats = read_shard_stats(out)
     sources = {
         name: {"documents": s["docs"], "tokens": s["tokens"], "samples": s["samples"]}
         for name, s in stats["sources"].items()

@@ -168,8 +168,11 @@ def _submit(config: CurationConfig, stages: list[Stage], root: Path, out: Path) 
     step_names = {s.name: s.step_names for s in stages}
     final = Stage("_finalize", [Finalize(config, root, out, step_names)], 1, (stages[-1].name,))
     jobs = submit_slurm(stages, config, root / "logs")
-    # The finalize job's own logs cannot live in the folder it renames.
-    jobs |= submit_slurm([final], config, out.parent / f".{out.name}.finalize", jobs)
+    # The finalize job's own logs cannot live in the folder it renames. They are cleared first:
+    # a completion marker of an earlier run's finalize would make datatrove skip this one.
+    final_logs = out.parent / f".{out.name}.finalize"
+    shutil.rmtree(final_logs, ignore_errors=True)
+    jobs |= submit_slurm([final], config, final_logs, jobs)
     return {"executor": "slurm", "jobs": jobs, "work_dir": str(root)}
 
 

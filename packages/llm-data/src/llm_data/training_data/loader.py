@@ -43,6 +43,7 @@ batch with an error naming the shard file and the index.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
@@ -65,6 +66,7 @@ from llm_formats.shards import SHARD_STATS_FILE, read_shard_stats, source_dir, s
 
 __all__ = ["TokenLoader", "build_loader"]
 
+PREFIX_LOCK_FILE = "llm_data-streaming-prefix.lock"  # in the temp dir; see _prefix_lock
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 3  # 2: one dataset, (epoch, sample_in_epoch); 1 (no "version"): per-rank counts
@@ -520,6 +522,33 @@ def _index_hash_algo(shards_dir: Path, sources: list[str]) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _prefix_lock():
+    """Hold a machine-wide lock while this node's local leader builds a StreamingDataset.
+
+    streaming registers a dataset under the first shared-memory prefix free in /dev/shm: every
+    rank of the node scans on its own, then the local leader creates the prefix and the others
+    look it up. Another job on the machine that takes a prefix in between makes the leader's
+    create fail (FileExistsError) or a rank find the other job's registration ("shared memory
+    registered does not match local leader"); the rank that failed leaves streaming's barriers
+    and its peer sees gloo's "connection closed" or waits forever. The lock keeps the loaders
+    of other llm_data jobs from registering meanwhile (a streaming user that does not take it
+    can still race). Only the leader takes it: the other ranks must reach streaming's barriers.
+    """
+    if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+        yield
+        return
+    import fcntl
+    import tempfile
+
+    with open(os.path.join(tempfile.gettempdir(), PREFIX_LOCK_FILE), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _build_dataset(
     streams: dict[tuple[str, str | None], int],
     batch_size: int,
@@ -530,14 +559,19 @@ def _build_dataset(
     """A StreamingDataset drawing `n` samples per epoch from each MDS folder (`choose`), given
     as (local, remote or None), reading local samples through memory maps (see
     `llm_data.training_data.mapped`)."""
-    from streaming import Stream
-
-    from llm_data.training_data.mapped import MappedStreamingDataset
-
     # No clean_stale_shared_memory(): it unlinks the shared memory of every streaming job on the
     # machine, live ones included (under torchrun, what another local rank just created).
     # Streams here are local-only, for which streaming never refuses a folder because of stale
     # memory: it takes the next free prefix, so a crashed run costs a few small /dev/shm files.
+    with _prefix_lock():
+        return _new_dataset(streams, batch_size, seed, shuffle, validate_hash)
+
+
+def _new_dataset(streams, batch_size: int, seed: int, shuffle: bool, validate_hash):
+    from streaming import Stream
+
+    from llm_data.training_data.mapped import MappedStreamingDataset
+
     return MappedStreamingDataset(
         streams=[
             Stream(local=local, remote=remote, choose=n) for (local, remote), n in streams.items()

@@ -16,6 +16,7 @@ the output does not depend on the task count.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -124,7 +125,7 @@ def tokenize_to_shards(
 
     The curated files are split into `tasks` contiguous shares, each tokenized by one datatrove
     task (on the executor of `run_config`) into its own MDS folder `<source>/<rank>/`; a final
-    step merges each source's index (streaming's `merge_index`), the held-out parts and the
+    step merges each source's index (`merge_index`, streaming's format), the held-out parts and the
     stats. Each curated file is packed on its own (its last partial sample is dropped), and the
     held-out split is a hash of each document's id, so the samples, their order, the held-out
     file and the stats do not depend on `tasks`.
@@ -169,8 +170,8 @@ def tokenize_to_shards(
         of each file). With `executor: slurm` the jobs are only submitted:
         `{"executor": "slurm", "jobs": {stage: job id}, "work_dir": ...}`.
     """
-    from streaming import MDSWriter  # noqa: F401  (without [shards], fail before any check)
-
+    if importlib.util.find_spec("streaming") is None:  # fail before any check or work
+        raise ModuleNotFoundError("tokenize_to_shards needs the [shards] extra (streaming)")
     _check_shard_args(seq_len, heldout_fraction, tasks, workers)
     remote = str(out_dir).rstrip("/") if is_url(out_dir) else None
     out = _staged_out(remote, staging_dir) if remote else Path(out_dir).expanduser().resolve()
@@ -315,8 +316,6 @@ class ShardTask(PipelineStep):
 
 def finalize(root: Path, out: Path, sources: list[str], tasks: int, stats: dict) -> dict:
     """Merge the tasks' indexes, held-out parts and stats in rank order; rename `root` to `out`."""
-    from streaming.base.util import merge_index
-
     per_source: dict[str, dict] = {}
     with open(root / HELDOUT_FILE, "w", encoding="utf-8") as heldout:
         for rank in range(tasks):
@@ -328,9 +327,7 @@ def finalize(root: Path, out: Path, sources: list[str], tasks: int, stats: dict)
                 for key, value in counts.items():
                     total[key] += value
     for name in sources:
-        folder = source_dir(root, name)
-        indexes = [str(p) for p in sorted(folder.glob("[0-9]*/index.json"))]
-        merge_index(indexes, str(folder), keep_local=True)
+        merge_index(source_dir(root, name))
     stats = {**stats, "sources": {name: per_source[name] for name in sources}}
     for name, s in stats["sources"].items():
         log.info(
@@ -342,6 +339,20 @@ def finalize(root: Path, out: Path, sources: list[str], tasks: int, stats: dict)
         shutil.rmtree(out)
     root.rename(out)
     return stats
+
+
+def merge_index(folder: Path) -> None:
+    """Write `folder/index.json` listing the shards of every task folder `folder/<rank>/`, in
+    rank order: what streaming's `merge_index` writes for local folders, without importing
+    streaming (with torch and transformers, ~10 s of CPU in each process that does)."""
+    shards = []
+    for index in sorted(folder.glob("[0-9]*/index.json")):
+        for shard in json.loads(index.read_text())["shards"]:
+            for key in ("raw_data", "zip_data", "raw_meta", "zip_meta"):
+                if shard.get(key):
+                    shard[key]["basename"] = f"{index.parent.name}/{shard[key]['basename']}"
+            shards.append(shard)
+    atomic_write_text(folder / "index.json", json.dumps({"version": 2, "shards": shards}))
 
 
 class _Target:
@@ -386,8 +397,11 @@ def _submit(stage: Stage, runs, root: Path, target: _Target, sources: list[str])
         (stage.name,),
     )
     jobs = submit_slurm([stage], runs, root / _WORK / "logs")
-    # The finalize job's own logs cannot live in the folder it renames.
-    jobs |= submit_slurm([final], runs, out.parent / f".{out.name}.finalize", jobs)
+    # The finalize job's own logs cannot live in the folder it renames. They are cleared first:
+    # a completion marker of an earlier run's finalize would make datatrove skip this one.
+    final_logs = out.parent / f".{out.name}.finalize"
+    shutil.rmtree(final_logs, ignore_errors=True)
+    jobs |= submit_slurm([final], runs, final_logs, jobs)
     return {"executor": "slurm", "jobs": jobs, "work_dir": str(root)}
 
 
