@@ -153,3 +153,36 @@ def test_two_workers_in_the_local_pool_give_the_same_shards(
     assert one == pooled
     for source in ("books", "code"):
         assert _samples(tmp_path / "one", source) == _samples(tmp_path / "pool", source)
+
+
+class _Recording:
+    """The test tokenizer, recording the text lengths of every `encode_batch` call (in a class
+    attribute: the executor hands each task a copy of the tokenizer)."""
+
+    calls: list[list[int]] = []
+
+    def __init__(self, inner):
+        self.inner, self.eos_id, self.vocab_size = inner, inner.eos_id, inner.vocab_size
+
+    def encode_batch(self, texts):
+        _Recording.calls.append([len(t) for t in texts])
+        return self.inner.encode_batch(texts)
+
+
+def test_encode_batches_are_bounded_in_characters_and_leave_the_shards_unchanged(
+    curated_files, tokenizer, tmp_path, monkeypatch
+):
+    """Memory per task is bounded by a batch, not by the documents of a file: a batch is
+    encoded as soon as it holds `_BATCH_CHARS` characters, and where it is cut changes nothing."""
+    from llm_data.training_data import shards
+
+    whole = _run(curated_files, tokenizer, tmp_path / "whole", tasks=1)
+    monkeypatch.setattr(shards, "_BATCH_CHARS", 5000)  # books: 8 kB texts, code: 3 kB
+    _Recording.calls = []
+    cut = _run(curated_files, _Recording(tokenizer), tmp_path / "cut", tasks=1)
+    assert cut == whole
+    for source in ("books", "code"):
+        assert _samples(tmp_path / "cut", source) == _samples(tmp_path / "whole", source)
+    batches = [c for c in _Recording.calls if c]
+    assert max(map(len, batches)) == 2  # code texts still share a batch, two at a time
+    assert all(sum(lengths[:-1]) < 5000 for lengths in batches)  # full: encoded at once

@@ -47,7 +47,11 @@ __all__ = ["HELDOUT_FILE", "SHARD_STATS_FILE", "is_heldout", "pack", "tokenize_t
 
 log = logging.getLogger(__name__)
 _TOKENS_COLUMN = "tokens"
+# One encode_batch call: at most this many documents or characters (whichever comes first),
+# so the memory it takes (the tokenizer's per-token Encoding, then Python ints) is bounded by
+# the batch, not by the number of documents in a file.
 _BATCH_DOCS = 64
+_BATCH_CHARS = 1 << 20
 
 
 def is_heldout(source: str, doc_id: str, fraction: float, seed: int) -> bool:
@@ -269,9 +273,10 @@ class ShardTask(PipelineStep):
         carry = np.empty(0, dtype=np.dtype(s["dtype"]))
         counts = dict.fromkeys(("docs", "heldout_docs", "tokens", "samples"), 0)
         batch: list[str] = []
+        chars = 0
 
         def flush() -> None:
-            nonlocal carry
+            nonlocal carry, chars
             encoded = self.tokenizer.encode_batch(batch)
             rows, carry = pack(carry, encoded, s["eos_id"], s["sample_len"])
             for row in rows:
@@ -279,6 +284,7 @@ class ShardTask(PipelineStep):
             counts["samples"] += len(rows)
             counts["tokens"] += rows.size
             batch.clear()
+            chars = 0
 
         for doc in iter_documents([path]):
             if is_heldout(name, doc.id, s["heldout_fraction"], s["seed"]):
@@ -287,7 +293,8 @@ class ShardTask(PipelineStep):
                 continue
             counts["docs"] += 1
             batch.append(doc.text)
-            if len(batch) >= _BATCH_DOCS:
+            chars += len(doc.text)
+            if len(batch) >= _BATCH_DOCS or chars >= _BATCH_CHARS:
                 flush()
         flush()
         counts["tokens_dropped"] = len(carry)
