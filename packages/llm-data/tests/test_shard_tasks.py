@@ -186,3 +186,28 @@ def test_encode_batches_are_bounded_in_characters_and_leave_the_shards_unchanged
     batches = [c for c in _Recording.calls if c]
     assert max(map(len, batches)) == 2  # code texts still share a batch, two at a time
     assert all(sum(lengths[:-1]) < 5000 for lengths in batches)  # full: encoded at once
+
+
+def test_a_shard_task_imports_no_torch(curated_files, tokenizer_json, tmp_path):
+    """A task in a fresh process (a spawned worker, a Slurm array task) writes its shards
+    without importing streaming, and so torch: that import cost each worker seconds of CPU."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from pathlib import Path
+from llm_data.tokenizer import load_tokenizer
+from llm_data.training_data.shards import ShardTask, list_curated_sources
+
+files = [(n, str(p)) for n, ps in list_curated_sources(Path({str(curated_files)!r})).items()
+         for p in ps]
+stats = dict(dtype="uint16", sample_len=17, eos_id=0, heldout_fraction=0.0, seed=0)
+tok = load_tokenizer({str(tokenizer_json)!r}, "<|endoftext|>")
+ShardTask(Path({str(tmp_path)!r}), files, tok, stats).run(rank=0, world_size=1)
+print(sorted(m for m in ("torch", "streaming") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert sorted(p.name for p in tmp_path.glob("*/00000/shard.*.mds")) != []

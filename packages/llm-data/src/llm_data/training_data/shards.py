@@ -9,8 +9,9 @@ being sharded.
 
 The work runs as datatrove tasks on curation's executors (`llm_data.executors`: local pool,
 Slurm job array, Ray), each over a contiguous share of the curated files, writing its own MDS
-folder `<source>/<rank>/`; `finalize` merges the indexes per source. Packing is per file, so
-the output does not depend on the task count.
+folder `<source>/<rank>/` (with `mds_writer.TokenShardWriter`: MDSWriter's files without
+importing torch in the task); `finalize` merges the indexes per source. Packing is per file,
+so the output does not depend on the task count.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from datatrove.pipeline.base import PipelineStep
 from llm_data.atomic import make_temp_dir, remove_stale_temp_dirs
 from llm_data.executors import Stage, run_stages, submit_slurm
 from llm_data.readers import InputError
+from llm_data.training_data.mds_writer import TokenShardWriter
 from llm_formats.atomic import atomic_write_text
 from llm_formats.documents import Document, curated_sources, read_documents
 from llm_formats.heldout import HELDOUT_FILE, HeldoutRecord, write_heldout
@@ -46,7 +48,6 @@ __all__ = ["HELDOUT_FILE", "SHARD_STATS_FILE", "is_heldout", "pack", "tokenize_t
 # HELDOUT_FILE and SHARD_STATS_FILE stay importable from here (llm_formats defines them).
 
 log = logging.getLogger(__name__)
-_TOKENS_COLUMN = "tokens"
 # One encode_batch call: at most this many documents or characters (whichever comes first),
 # so the memory it takes (the tokenizer's per-token Encoding, then Python ints) is bounded by
 # the batch, not by the number of documents in a file.
@@ -243,8 +244,6 @@ class ShardTask(PipelineStep):
         self.root, self.files, self.tokenizer, self.settings = root, files, tokenizer, stats
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> None:
-        from streaming import MDSWriter
-
         mine = [self.files[i] for i in _share(len(self.files), rank, world_size)]
         by_source: dict[str, list[str]] = {}
         for name, path in mine:
@@ -255,13 +254,12 @@ class ShardTask(PipelineStep):
         for name in by_source:
             shutil.rmtree(source_dir(self.root, name) / f"{rank:05d}", ignore_errors=True)
         parts.mkdir(parents=True)
-        dtype = np.dtype(self.settings["dtype"])
-        columns = {_TOKENS_COLUMN: f"ndarray:{dtype.name}:{self.settings['sample_len']}"}
+        dtype, sample_len = np.dtype(self.settings["dtype"]), self.settings["sample_len"]
         per_source = {}
         with open(parts / HELDOUT_FILE, "w", encoding="utf-8") as heldout:
             for name, paths in by_source.items():
                 mds = str(source_dir(self.root, name) / f"{rank:05d}")
-                with MDSWriter(out=mds, columns=columns, hashes=["sha1", "xxh64"]) as writer:
+                with TokenShardWriter(mds, sample_len, dtype) as writer:
                     counts = [self._shard_file(name, Path(p), writer, heldout) for p in paths]
                 per_source[name] = {k: sum(c[k] for c in counts) for k in counts[0]}
                 self.stat_update("samples", value=per_source[name]["samples"])
@@ -279,8 +277,7 @@ class ShardTask(PipelineStep):
             nonlocal carry, chars
             encoded = self.tokenizer.encode_batch(batch)
             rows, carry = pack(carry, encoded, s["eos_id"], s["sample_len"])
-            for row in rows:
-                writer.write({_TOKENS_COLUMN: row})
+            writer.write(rows)
             counts["samples"] += len(rows)
             counts["tokens"] += rows.size
             batch.clear()
