@@ -124,12 +124,12 @@ def tokenize_to_shards(
 ) -> dict:
     """Write one MDS stream per source to `out_dir/<source>/`, plus held-out text and stats.
 
-    The curated files are split into `tasks` contiguous shares, each tokenized by one datatrove
-    task (on the executor of `run_config`) into its own MDS folder `<source>/<rank>/`; a final
-    step merges each source's index (streaming's `merge_index`), the held-out parts and the
-    stats. Each curated file is packed on its own (its last partial sample is dropped), and the
-    held-out split is a hash of each document's id, so the samples, their order, the held-out
-    file and the stats do not depend on `tasks`.
+    The curated files are split into `tasks` contiguous shares (balanced by bytes), each
+    tokenized by one datatrove task (on the executor of `run_config`) into its own MDS folder
+    `<source>/<rank>/`; a final step merges each source's index (streaming's `merge_index`),
+    the held-out parts and the stats. Each curated file is packed on its own (its last partial
+    sample is dropped), and the held-out split is a hash of each document's id, so the samples,
+    their order, the held-out file and the stats do not depend on `tasks`.
 
     Args:
         curated_dir: output of `run_curation` (`<source>/*.jsonl.gz` with "id" and "text").
@@ -182,7 +182,8 @@ def tokenize_to_shards(
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_dirs(out)
     root = _work_folder(out, runs, _fingerprint(stats, tasks, files, tokenizer))
-    stage = Stage(_STAGE, [ShardTask(root, files, tokenizer, stats)], tasks)
+    sizes = [os.path.getsize(path) for _, path in files]
+    stage = Stage(_STAGE, [ShardTask(root, files, sizes, tokenizer, stats)], tasks)
     try:
         if runs.executor == "slurm":
             return _submit(stage, runs, root, out, list(sources))
@@ -225,9 +226,17 @@ def _executor_settings(run_config: CurationConfig | None, workers: int):
     )
 
 
-def _share(n_files: int, rank: int, world_size: int) -> range:
-    """The contiguous slice of files of task `rank`: rank order is file order."""
-    return range(rank * n_files // world_size, (rank + 1) * n_files // world_size)
+def _share(sizes: list[int], rank: int, world_size: int) -> list[int]:
+    """The files of task `rank`: contiguous (rank order is file order) and balanced by bytes.
+
+    File `i` goes to the task whose equal slice of all the bytes holds the file's middle byte
+    (a file counts its size + 1, so empty files still spread), so one big source does not
+    leave a few tasks with all the work. A task may get no file.
+    """
+    weights = np.asarray(sizes, dtype=np.float64) + 1
+    middles = np.cumsum(weights) - weights / 2
+    owners = np.minimum((middles * world_size / weights.sum()).astype(int), world_size - 1)
+    return np.flatnonzero(owners == rank).tolist()
 
 
 def _task_dir(root: Path, rank: int) -> Path:
@@ -239,12 +248,15 @@ class ShardTask(PipelineStep):
 
     name = "🔢 Shards"
 
-    def __init__(self, root: Path, files: list[tuple[str, str]], tokenizer, stats: dict):
+    def __init__(
+        self, root: Path, files: list[tuple[str, str]], sizes: list[int], tokenizer, stats: dict
+    ):
         super().__init__()
-        self.root, self.files, self.tokenizer, self.settings = root, files, tokenizer, stats
+        self.root, self.files, self.sizes = root, files, sizes
+        self.tokenizer, self.settings = tokenizer, stats
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> None:
-        mine = [self.files[i] for i in _share(len(self.files), rank, world_size)]
+        mine = [self.files[i] for i in _share(self.sizes, rank, world_size)]
         by_source: dict[str, list[str]] = {}
         for name, path in mine:
             by_source.setdefault(name, []).append(path)
