@@ -13,8 +13,8 @@ One run, on the same curated data and the same tokenizer:
    `JsonlReader` -> `DocumentTokenizer` (EOS after each document; `shuffle_documents` off, as
    our shards are not shuffled at write time; `--dt-shuffle` adds its default, shuffled run),
    each with 1 and 2 workers and `--tasks` tasks.
-4. A profile: `encode_batch_fast` (our tokenizer's call) and `encode_batch` (datatrove's) alone,
-   on the same texts in the same process, as a share of each tool's 1-worker time.
+4. A profile: each tool once more at 1 worker under cProfile, and the share of its time spent
+   in the tokenizer's encode (`encode_batch_fast` for ours, `encode_batch` for datatrove's).
 
 Every measured run is a child process with `TOKENIZERS_PARALLELISM=false`, so a worker is one
 core and "per core" is tokens/s over workers. `CPU s` is the user + system time of the child's
@@ -94,12 +94,23 @@ def _reap() -> None:
             return
 
 
-def _timed(fn) -> dict:
-    """`fn()`'s result with its wall time and the CPU this process spent before it started."""
+def _timed(fn, profile: bool = False) -> dict:
+    """`fn()`'s result with its wall time and the CPU this process spent before it started;
+    with `profile`, under cProfile, with the share of its time in the tokenizer's encode."""
     before = _cpu_seconds(resource.RUSAGE_SELF)  # interpreter start and imports: not counted
     start = time.perf_counter()
-    result = fn()
-    return {"seconds": time.perf_counter() - start, "cpu_before": before, **result}
+    if not profile:
+        result = fn()
+        return {"seconds": time.perf_counter() - start, "cpu_before": before, **result}
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    result = profiler.runcall(fn)
+    stats = pstats.Stats(profiler)
+    encode = {name: tt for (_, _, name), (_, _, tt, _, _) in stats.stats.items()
+              if "encode_batch" in name and "tokenizers" in name}  # fmt: skip
+    return {"encode": encode, "profiled": stats.total_tt, **result}
 
 
 def child_curation(a: dict) -> dict:
@@ -140,7 +151,7 @@ def child_ours(a: dict) -> dict:
         s = stats["sources"].values()
         return {"tokens": sum(x["tokens"] + x["tokens_dropped"] for x in s)}
 
-    return _timed(run)
+    return _timed(run, a.get("profile", False))
 
 
 def child_datatrove(a: dict) -> dict:
@@ -164,22 +175,7 @@ def child_datatrove(a: dict) -> dict:
         token_bytes = sum(p.stat().st_size for p in Path(a["out"]).rglob("*.ds"))
         return {"tokens": token_bytes // 2}  # uint16: the vocabulary is below 65,536
 
-    return _timed(run)
-
-
-def child_encode(a: dict) -> dict:
-    """`encode_batch_fast` and `encode_batch` alone on the curated texts, 64 documents a call."""
-    from llm_tokenize import Tokenizer
-
-    hf = Tokenizer.from_file(a["tokenizer"], EOS).hf
-    texts = list(curated_texts(Path(a["curated"])))
-    batches = [texts[i : i + 64] for i in range(0, len(texts), 64)]
-    out = {}
-    for name in ("encode_batch_fast", "encode_batch"):
-        encode = getattr(hf, name)
-        timed = _timed(lambda e=encode: {"tokens": sum(len(x.ids) for b in batches for x in e(b))})
-        out[name] = timed
-    return out
+    return _timed(run, a.get("profile", False))
 
 
 def curated_texts(curated: Path):
@@ -231,8 +227,12 @@ def run(args: argparse.Namespace) -> dict:
                                       "out": str(work / "dt-shuffled")}, args.log)  # fmt: skip
             res["shards"].append({"tool": "datatrove DocumentTokenizer (shuffled)",
                                   "workers": 1, **m})  # fmt: skip
-        # Encode alone on the curated text once (the shard input is it `--copies` times).
-        res["encode"] = measure("encode", {**common, "curated": str(work / "curated-w1")}, args.log)
+        res["profile"] = {}
+        for kind, tool, extra in runs:  # cProfile: one worker, in the child's own process
+            out = str(work / f"{kind}-profiled")
+            m = measure(kind, {**common, **extra, "workers": 1, "out": out, "profile": True},
+                        args.log)  # fmt: skip
+            res["profile"][tool] = m
     return res
 
 
@@ -285,7 +285,7 @@ def table(res: dict, args: argparse.Namespace) -> str:
             f"{r['cpu']:.1f} | {per_cpu[key]:,.0f} | "
             f"{per_cpu[key] / per_cpu.get((dt, w), nan):.2f} |"
         )
-    lines += _profile(res, rate)
+    lines += _profile(res)
     lines += ["", "## Curation (`run_curation`)", "",
               "| tool | workers | docs out | seconds | docs/s | speedup | CPU s |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -298,20 +298,18 @@ def table(res: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _profile(res: dict, rate: dict) -> list[str]:
-    """Encode alone, as a share of each tool's 1-worker wall time (at its tokens/s)."""
-    lines = ["", "## Profile: the tokenizer's encode alone (1 core, 64 documents a call)", "",
-             "| call | used by | tokens | seconds | tokens/s | share of the tool's 1-worker time |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
-    for call, tool in (("encode_batch_fast", "llm-data tokenize_to_shards"),
-                       ("encode_batch", "datatrove DocumentTokenizer")):  # fmt: skip
-        e = res["encode"][call]
-        alone = e["tokens"] / e["seconds"]
-        share = rate[(tool, 1)] / alone  # the tool's time in encode: its tokens at `alone`
-        lines.append(
-            f"| {call} | {tool} | {e['tokens']:,} | {e['seconds']:.1f} | {alone:,.0f} | "
-            f"{share:.0%} |"
-        )
+def _profile(res: dict) -> list[str]:
+    """cProfile of each tool at 1 worker: the time in the tokenizer's encode call."""
+    lines = ["", "## Profile: time in the tokenizer's encode (cProfile, 1 worker)", "",
+             "| tool | call | seconds in it | profiled seconds | share |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for tool, p in res["profile"].items():
+        for name, seconds in p["encode"].items():
+            call = name.split("'")[1] if "'" in name else name
+            lines.append(
+                f"| {tool} | {call} | {seconds:.1f} | {p['profiled']:.1f} | "
+                f"{seconds / p['profiled']:.0%} |"
+            )
     return lines
 
 
@@ -319,7 +317,6 @@ CHILDREN = {
     "curation": child_curation,
     "ours": child_ours,
     "datatrove": child_datatrove,
-    "encode": child_encode,
 }
 
 
