@@ -343,6 +343,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log", type=Path, default=Path("/tmp/bench-shards.log"),
                         help="the tools' own output")  # fmt: skip
     args = parser.parse_args(argv)
+    if 1 not in args.workers:
+        parser.error("--workers must include 1: the speedups and the profile are against it")
     text = table(run(args), args)
     print(text)
     out = args.out or RESULTS / f"shards-{cpu_slug()}.md"
