@@ -19,7 +19,8 @@ One run, on the same curated data and the same tokenizer:
 Every measured run is a child process with `TOKENIZERS_PARALLELISM=false`, so a worker is one
 core and "per core" is tokens/s over workers. `CPU s` is the user + system time of the child's
 work and of every process under it (this script is their subreaper and reaps them all, so
-datatrove's forkserver workers count too), so tokens per CPU second is the rate that a loaded
+datatrove's forkserver workers count too), from the start to the end of the run (not the
+child's imports or exit), so tokens per CPU second is the rate that a loaded
 machine disturbs least. Token
 counts include one EOS per document; ours also counts each file's last partial sample, which
 it drops, so the two tools' counts match when they tokenize alike.
@@ -55,20 +56,28 @@ SOURCES = ("web", "books", "code")
 
 
 def measure(kind: str, args: dict, log: Path) -> dict:
-    """Run `kind` in a child process (one core per worker); its JSON result line, parsed."""
+    """Run `kind` in a child process (one core per worker); its JSON result line, parsed.
+
+    CPU: what the child counted during the run (itself and the workers it reaped) plus the
+    orphans this process adopted and reaped (datatrove's forkserver and its workers); not the
+    child's start-up or exit (imports, tearing down torch).
+    """
     cmd = [sys.executable, "-m", "benchmarks.data.bench_shards", "--child", kind, json.dumps(args)]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     _adopt_descendants()
-    cpu = _cpu_seconds(resource.RUSAGE_CHILDREN)
+    before = _cpu_seconds(resource.RUSAGE_CHILDREN)
     with open(log, "ab") as sink:  # the tools' own logs: kept out of the table's way
-        done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=sink)
-    if done.returncode:
-        raise RuntimeError(f"{kind} {args} exited with {done.returncode}; see {log}")
+        child = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=sink)
+        out = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)  # the child's own usage, without the orphans
+    if os.waitstatus_to_exitcode(status):
+        raise RuntimeError(f"{kind} {args} exited with {status}; see {log}")
     time.sleep(0.5)  # the orphans (datatrove's forkserver) exit on their parent's exit
     _reap()
-    result = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    if "cpu_before" in result:
-        result["cpu"] = _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu - result.pop("cpu_before")
+    orphans = _cpu_seconds(resource.RUSAGE_CHILDREN) - before - usage.ru_utime - usage.ru_stime
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    if "cpu_run" in result:
+        result["cpu"] = result.pop("cpu_run") + orphans
     return result
 
 
@@ -95,13 +104,20 @@ def _reap() -> None:
 
 
 def _timed(fn, profile: bool = False) -> dict:
-    """`fn()`'s result with its wall time and the CPU this process spent before it started;
-    with `profile`, under cProfile, with the share of its time in the tokenizer's encode."""
-    before = _cpu_seconds(resource.RUSAGE_SELF)  # interpreter start and imports: not counted
-    start = time.perf_counter()
+    """`fn()`'s result with its wall time and the CPU of this process and its reaped children
+    during it; with `profile`, under cProfile, with the share of its time in the tokenizer's
+    encode."""
+
+    def cpu() -> float:
+        return _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
+
+    before, start = cpu(), time.perf_counter()
     if not profile:
         result = fn()
-        return {"seconds": time.perf_counter() - start, "cpu_before": before, **result}
+        seconds = time.perf_counter() - start
+        time.sleep(0.5)  # let a pool's terminated workers exit, then count them
+        _reap()
+        return {"seconds": seconds, "cpu_run": cpu() - before, **result}
     import cProfile
     import pstats
 
