@@ -15,3 +15,10 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "cpu"
+
+
+def cpu_slug() -> str:
+    """`cpu_name()` as a file-name part: lower case, runs of other characters as one `-`."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", cpu_name().lower()).strip("-")

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._machine import cpu_name
+from benchmarks._machine import cpu_name, cpu_slug
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"
@@ -91,15 +91,23 @@ def _repeat_warc(src: Path, out_dir: Path, copies: int, pages: int) -> None:
                 writer.write_record(record)
 
 
-def repeat_curated(curated: Path, out: Path, copies: int) -> None:
-    """The curated output `curated/<source>/*.jsonl.gz` repeated `copies` times under new ids."""
-    for folder in sorted(p for p in curated.iterdir() if p.is_dir() and p.name != "excluded"):
+def repeat_curated(curated: Path, out: Path, copies: int, split: bool = False) -> None:
+    """The curated output `curated/<source>/*.jsonl.gz` repeated `copies` times under new ids:
+    one file per source, or with `split` one file per copy (`<j>.jsonl.gz`, ids `<id>-<j>`)."""
+    from llm_formats.documents import curated_sources  # the seam's one listing (no logs/)
+
+    for name, paths in curated_sources(curated).items():
         rows = []
-        for path in sorted(folder.glob("*.jsonl.gz")):
+        for path in paths:
             with gzip.open(path, "rt", encoding="utf-8") as f:
                 rows += [json.loads(line) for line in f]
-        (out / folder.name).mkdir(parents=True)
-        repeat_jsonl(rows, out / folder.name / "00000.jsonl.gz", copies)
+        (out / name).mkdir(parents=True)
+        if not split:
+            repeat_jsonl(rows, out / name / "00000.jsonl.gz", copies)
+            continue
+        for j in range(copies):
+            copy = [{**row, "id": f"{row['id']}-{j}"} for row in rows]
+            repeat_jsonl(copy, out / name / f"{j:05d}.jsonl.gz", 1)
 
 
 def train_tokenizer(path: Path) -> None:
@@ -284,16 +292,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     text = table(run(args), args)
     print(text)
-    out = args.out or RESULTS / f"memory-scaling-{_slug(cpu_name())}.md"
+    out = args.out or RESULTS / f"memory-scaling-{cpu_slug()}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(f"wrote {out}")
-
-
-def _slug(name: str) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("streaming", reason="needs the [shards] extra")
 from llm_data import InputError, tokenize_to_shards
-from llm_data.training_data.shards import pack
+from llm_data.training_data.shards import _share, pack
 
 
 def _reference_pack(docs: list[list[int]], eos: int, sample_len: int):
@@ -39,6 +39,14 @@ def test_numpy_packer_equals_the_python_reference():
             rows += got.tolist()
         expected_rows, expected_rest = _reference_pack(docs, 999, sample_len)
         assert rows == expected_rows and carry.tolist() == expected_rest
+
+
+def test_task_shares_are_contiguous_and_balanced_by_bytes():
+    sizes = [100, 1, 1, 1, 100, 1, 0]
+    shares = [_share(sizes, rank, 2) for rank in range(2)]
+    assert shares == [[0, 1, 2], [3, 4, 5, 6]]  # each holds one big file
+    assert [_share([0] * 6, rank, 3) for rank in range(3)] == [[0, 1], [2, 3], [4, 5]]
+    assert [_share([10, 0], rank, 3) for rank in range(3)] == [[], [0], [1]]  # may be empty
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +92,14 @@ def test_one_and_three_tasks_give_the_same_shards(curated_files, tokenizer, tmp_
         tmp_path / "three" / "heldout.jsonl"
     ).read_text()
     # each task wrote its own MDS folder; the merged index points into them
-    index = json.loads((tmp_path / "three" / "code" / "index.json").read_text())
+    index = json.loads((tmp_path / "three" / "books" / "index.json").read_text())
     folders = {s["raw_data"]["basename"].split("/")[0] for s in index["shards"]}
-    assert len(folders) == 2  # code's 3 files fall into tasks 0..2: two of them hold code
+    assert folders == {"00000", "00001"}  # by bytes: a books file each, the code files task 2
     # the index streaming's merge_index writes from the same task folders
     from streaming.base.util import merge_index
 
     theirs = tmp_path / "theirs"
-    shutil.copytree(tmp_path / "three" / "code", theirs)
+    shutil.copytree(tmp_path / "three" / "books", theirs)
     (theirs / "index.json").unlink()  # streaming moves its merged index in: none may be there
     merge_index([str(p) for p in sorted(theirs.glob("0*/index.json"))], str(theirs))
     assert json.loads((theirs / "index.json").read_text()) == index
@@ -127,7 +135,8 @@ class _FailOnce:
 
 
 def test_failed_run_resumes_from_completed_tasks(curated_files, tokenizer, tmp_path):
-    # the last code file (task 2 of 3) fails after tasks 0 and 1 completed
+    # the last code file (task 2 of 3: all the code, as the books files weigh a task each)
+    # fails after tasks 0 and 1 completed
     with gzip.open(curated_files / "code" / "00002.jsonl.gz", "rt") as f:
         marker = json.loads(f.readline())["text"][:40]
     flaky = _FailOnce(tokenizer, marker)
@@ -138,7 +147,7 @@ def test_failed_run_resumes_from_completed_tasks(curated_files, tokenizer, tmp_p
     completions = partial / "_work" / "logs" / "shards" / "completions"
     assert sorted(p.name for p in completions.iterdir()) == ["00000", "00001"]
     done = {p: p.stat().st_mtime_ns for p in partial.glob("*/0000[01]/index.json")}
-    assert len(done) == 3  # books in tasks 0 and 1, code in task 1 (task 2 failed)
+    assert len(done) == 2  # books in tasks 0 and 1 (task 2 failed)
     flaky.armed = False
     resumed = _run(curated_files, flaky, tmp_path / "out", tasks=3)
     for path, mtime in done.items():  # tasks 0 and 1 were skipped, not written again
@@ -163,3 +172,61 @@ def test_two_workers_in_the_local_pool_give_the_same_shards(
     assert one == pooled
     for source in ("books", "code"):
         assert _samples(tmp_path / "one", source) == _samples(tmp_path / "pool", source)
+
+
+class _Recording:
+    """The test tokenizer, recording the text lengths of every `encode_batch` call (in a class
+    attribute: the executor hands each task a copy of the tokenizer)."""
+
+    calls: list[list[int]] = []
+
+    def __init__(self, inner):
+        self.inner, self.eos_id, self.vocab_size = inner, inner.eos_id, inner.vocab_size
+
+    def encode_batch(self, texts):
+        _Recording.calls.append([len(t) for t in texts])
+        return self.inner.encode_batch(texts)
+
+
+def test_encode_batches_are_bounded_in_characters_and_leave_the_shards_unchanged(
+    curated_files, tokenizer, tmp_path, monkeypatch
+):
+    """Memory per task is bounded by a batch, not by the documents of a file: a batch is
+    encoded as soon as it holds `_BATCH_CHARS` characters, and where it is cut changes nothing."""
+    from llm_data.training_data import shards
+
+    whole = _run(curated_files, tokenizer, tmp_path / "whole", tasks=1)
+    monkeypatch.setattr(shards, "_BATCH_CHARS", 5000)  # books: 8 kB texts, code: 3 kB
+    _Recording.calls = []
+    cut = _run(curated_files, _Recording(tokenizer), tmp_path / "cut", tasks=1)
+    assert cut == whole
+    for source in ("books", "code"):
+        assert _samples(tmp_path / "cut", source) == _samples(tmp_path / "whole", source)
+    batches = [c for c in _Recording.calls if c]
+    assert max(map(len, batches)) == 2  # code texts still share a batch, two at a time
+    assert all(sum(lengths[:-1]) < 5000 for lengths in batches)  # full: encoded at once
+
+
+def test_a_shard_task_imports_no_torch(curated_files, tokenizer_json, tmp_path):
+    """A task in a fresh process (a spawned worker, a Slurm array task) writes its shards
+    without importing streaming, and so torch: that import cost each worker seconds of CPU."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from pathlib import Path
+from llm_data.tokenizer import load_tokenizer
+from llm_data.training_data.shards import ShardTask, list_curated_sources
+
+files = [(n, str(p)) for n, ps in list_curated_sources(Path({str(curated_files)!r})).items()
+         for p in ps]
+stats = dict(dtype="uint16", sample_len=17, eos_id=0, heldout_fraction=0.0, seed=0)
+tok = load_tokenizer({str(tokenizer_json)!r}, "<|endoftext|>")
+ShardTask(Path({str(tmp_path)!r}), files, [1] * len(files), tok, stats).run()
+print(sorted(m for m in ("torch", "streaming") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert sorted(p.name for p in tmp_path.glob("*/00000/shard.*.mds")) != []

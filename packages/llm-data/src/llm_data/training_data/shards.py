@@ -9,8 +9,9 @@ being sharded.
 
 The work runs as datatrove tasks on curation's executors (`llm_data.executors`: local pool,
 Slurm job array, Ray), each over a contiguous share of the curated files, writing its own MDS
-folder `<source>/<rank>/`; `finalize` merges the indexes per source. Packing is per file, so
-the output does not depend on the task count.
+folder `<source>/<rank>/` (with `mds_writer.TokenShardWriter`: MDSWriter's files without
+importing torch in the task); `finalize` merges the indexes per source. Packing is per file,
+so the output does not depend on the task count.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from datatrove.pipeline.base import PipelineStep
 from llm_data.atomic import make_temp_dir, remove_stale_temp_dirs
 from llm_data.executors import Stage, run_stages, submit_slurm
 from llm_data.readers import InputError
+from llm_data.training_data.mds_writer import TokenShardWriter
 from llm_data.training_data.remote import committed, is_url, upload
 from llm_formats.atomic import atomic_write_text
 from llm_formats.documents import Document, curated_sources, read_documents
@@ -49,8 +51,11 @@ __all__ = ["HELDOUT_FILE", "SHARD_STATS_FILE", "is_heldout", "pack", "tokenize_t
 # HELDOUT_FILE and SHARD_STATS_FILE stay importable from here (llm_formats defines them).
 
 log = logging.getLogger(__name__)
-_TOKENS_COLUMN = "tokens"
+# One encode_batch call: at most this many documents or characters (whichever comes first),
+# so the memory it takes (the tokenizer's per-token Encoding, then Python ints) is bounded by
+# the batch, not by the number of documents in a file.
 _BATCH_DOCS = 64
+_BATCH_CHARS = 1 << 20
 
 
 def is_heldout(source: str, doc_id: str, fraction: float, seed: int) -> bool:
@@ -123,12 +128,12 @@ def tokenize_to_shards(
 ) -> dict:
     """Write one MDS stream per source to `out_dir/<source>/`, plus held-out text and stats.
 
-    The curated files are split into `tasks` contiguous shares, each tokenized by one datatrove
-    task (on the executor of `run_config`) into its own MDS folder `<source>/<rank>/`; a final
-    step merges each source's index (`merge_index`, streaming's format), the held-out parts and the
-    stats. Each curated file is packed on its own (its last partial sample is dropped), and the
-    held-out split is a hash of each document's id, so the samples, their order, the held-out
-    file and the stats do not depend on `tasks`.
+    The curated files are split into `tasks` contiguous shares (balanced by bytes), each
+    tokenized by one datatrove task (on the executor of `run_config`) into its own MDS folder
+    `<source>/<rank>/`; a final step merges each source's index (`merge_index`, streaming's format),
+    the held-out parts and the stats. Each curated file is packed on its own (its last partial
+    sample is dropped), and the held-out split is a hash of each document's id, so the samples,
+    their order, the held-out file and the stats do not depend on `tasks`.
 
     Args:
         curated_dir: output of `run_curation` (`<source>/*.jsonl.gz` with "id" and "text").
@@ -196,7 +201,8 @@ def tokenize_to_shards(
     if remote and target.staged():  # built by a run whose upload was cut off: upload it
         return target.publish(read_shard_stats(out))
     root = _work_folder(out, runs, fingerprint)
-    stage = Stage(_STAGE, [ShardTask(root, files, tokenizer, stats)], tasks)
+    sizes = [os.path.getsize(path) for _, path in files]
+    stage = Stage(_STAGE, [ShardTask(root, files, sizes, tokenizer, stats)], tasks)
     try:
         if runs.executor == "slurm":
             return _submit(stage, runs, root, target, list(sources))
@@ -239,9 +245,17 @@ def _executor_settings(run_config: CurationConfig | None, workers: int):
     )
 
 
-def _share(n_files: int, rank: int, world_size: int) -> range:
-    """The contiguous slice of files of task `rank`: rank order is file order."""
-    return range(rank * n_files // world_size, (rank + 1) * n_files // world_size)
+def _share(sizes: list[int], rank: int, world_size: int) -> list[int]:
+    """The files of task `rank`: contiguous (rank order is file order) and balanced by bytes.
+
+    File `i` goes to the task whose equal slice of all the bytes holds the file's middle byte
+    (a file counts its size + 1, so empty files still spread), so one big source does not
+    leave a few tasks with all the work. A task may get no file.
+    """
+    weights = np.asarray(sizes, dtype=np.float64) + 1
+    middles = np.cumsum(weights) - weights / 2
+    owners = np.minimum((middles * world_size / weights.sum()).astype(int), world_size - 1)
+    return np.flatnonzero(owners == rank).tolist()
 
 
 def _task_dir(root: Path, rank: int) -> Path:
@@ -253,14 +267,15 @@ class ShardTask(PipelineStep):
 
     name = "🔢 Shards"
 
-    def __init__(self, root: Path, files: list[tuple[str, str]], tokenizer, stats: dict):
+    def __init__(
+        self, root: Path, files: list[tuple[str, str]], sizes: list[int], tokenizer, stats: dict
+    ):
         super().__init__()
-        self.root, self.files, self.tokenizer, self.settings = root, files, tokenizer, stats
+        self.root, self.files, self.sizes = root, files, sizes
+        self.tokenizer, self.settings = tokenizer, stats
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> None:
-        from streaming import MDSWriter
-
-        mine = [self.files[i] for i in _share(len(self.files), rank, world_size)]
+        mine = [self.files[i] for i in _share(self.sizes, rank, world_size)]
         by_source: dict[str, list[str]] = {}
         for name, path in mine:
             by_source.setdefault(name, []).append(path)
@@ -270,13 +285,12 @@ class ShardTask(PipelineStep):
         for name in by_source:
             shutil.rmtree(source_dir(self.root, name) / f"{rank:05d}", ignore_errors=True)
         parts.mkdir(parents=True)
-        dtype = np.dtype(self.settings["dtype"])
-        columns = {_TOKENS_COLUMN: f"ndarray:{dtype.name}:{self.settings['sample_len']}"}
+        dtype, sample_len = np.dtype(self.settings["dtype"]), self.settings["sample_len"]
         per_source = {}
         with open(parts / HELDOUT_FILE, "w", encoding="utf-8") as heldout:
             for name, paths in by_source.items():
                 mds = str(source_dir(self.root, name) / f"{rank:05d}")
-                with MDSWriter(out=mds, columns=columns, hashes=["sha1", "xxh64"]) as writer:
+                with TokenShardWriter(mds, sample_len, dtype) as writer:
                     counts = [self._shard_file(name, Path(p), writer, heldout) for p in paths]
                 per_source[name] = {k: sum(c[k] for c in counts) for k in counts[0]}
                 self.stat_update("samples", value=per_source[name]["samples"])
@@ -288,16 +302,17 @@ class ShardTask(PipelineStep):
         carry = np.empty(0, dtype=np.dtype(s["dtype"]))
         counts = dict.fromkeys(("docs", "heldout_docs", "tokens", "samples"), 0)
         batch: list[str] = []
+        chars = 0
 
         def flush() -> None:
-            nonlocal carry
+            nonlocal carry, chars
             encoded = self.tokenizer.encode_batch(batch)
             rows, carry = pack(carry, encoded, s["eos_id"], s["sample_len"])
-            for row in rows:
-                writer.write({_TOKENS_COLUMN: row})
+            writer.write(rows)
             counts["samples"] += len(rows)
             counts["tokens"] += rows.size
             batch.clear()
+            chars = 0
 
         for doc in iter_documents([path]):
             if is_heldout(name, doc.id, s["heldout_fraction"], s["seed"]):
@@ -306,7 +321,8 @@ class ShardTask(PipelineStep):
                 continue
             counts["docs"] += 1
             batch.append(doc.text)
-            if len(batch) >= _BATCH_DOCS:
+            chars += len(doc.text)
+            if len(batch) >= _BATCH_DOCS or chars >= _BATCH_CHARS:
                 flush()
         flush()
         counts["tokens_dropped"] = len(carry)
