@@ -60,7 +60,8 @@ class ClassifierTrainConfig:
         seed: the split, the example order and fastText's seed.
         chunk_words: cut documents into examples of this many words (0: whole documents).
         lr, epoch, dim, word_ngrams, min_count, bucket: fastText's supervised hyperparameters.
-        threads: fastText's threads (its training is not bit-reproducible even with 1).
+        threads: fastText's threads; with 1 the same inputs and seed give the same model
+            (more threads train asynchronously, so the model varies).
     """
 
     positives: list[LabelledSource] = field(default_factory=list)
@@ -169,43 +170,35 @@ def score_texts(model, texts: list[str]) -> list[float]:
     return scores
 
 
-# fastText (0.9.2 here, and a 0.9.3 built from source alike) diverges to NaN on some runs of
-# the same file and settings: 0-6 of 8 identical runs on this machine, and runs that finish differ
-# in the 4th decimal, so neither the NaN nor the model is reproducible with its seed. A run that
-# hits NaN is started again; the card records how many runs it took.
-FIT_ATTEMPTS = 8
+def _fit(train_file: Path, config: ClassifierTrainConfig, model_path: Path):
+    """Train, save to `model_path`, return the model (the saved file holds the same weights).
 
-
-def _fit(train_file: Path, config: ClassifierTrainConfig, model_path: Path) -> tuple[object, int]:
-    """Train, save to `model_path`, return (the model, runs it took); the saved file holds the
-    same weights as the returned model."""
+    fasttext-community's build: fasttext-numpy2-wheel (0.9.2), and a 0.9.3 built from source,
+    diverged to NaN on 0-8 of 8 identical runs on this machine and gave different models for the
+    same seed; this build gave one model and no NaN in every run of the same checks.
+    """
     import fasttext  # the [classifier] extra
 
-    for attempt in range(1, FIT_ATTEMPTS + 1):
-        try:
-            model = fasttext.train_supervised(
-                input=str(train_file),
-                lr=config.lr,
-                epoch=config.epoch,
-                dim=config.dim,
-                wordNgrams=config.word_ngrams,
-                minCount=config.min_count,
-                bucket=config.bucket,
-                thread=config.threads,
-                seed=config.seed + attempt - 1,
-                verbose=0,
-            )
-        except RuntimeError as err:
-            if "NaN" not in str(err):
-                raise
-            log.warning("fastText training diverged (NaN), run %d of %d", attempt, FIT_ATTEMPTS)
-            continue
-        model.save_model(str(model_path))
-        return model, attempt
-    raise RuntimeError(
-        f"fastText training diverged (NaN) in {FIT_ATTEMPTS} runs on {train_file.name}; "
-        f"lower lr ({config.lr}) or epoch ({config.epoch})"
-    )
+    try:
+        model = fasttext.train_supervised(
+            input=str(train_file),
+            lr=config.lr,
+            epoch=config.epoch,
+            dim=config.dim,
+            wordNgrams=config.word_ngrams,
+            minCount=config.min_count,
+            bucket=config.bucket,
+            thread=config.threads,
+            seed=config.seed,
+            verbose=0,
+        )
+    except RuntimeError as err:  # "Encountered NaN." when training diverges
+        raise RuntimeError(
+            f"fastText training on {len(train_file.read_text().splitlines())} examples failed "
+            f"({err}); lower lr ({config.lr}) or epoch ({config.epoch})"
+        ) from err
+    model.save_model(str(model_path))
+    return model
 
 
 def train_classifier(config: ClassifierTrainConfig) -> dict:
@@ -233,8 +226,7 @@ def train_classifier(config: ClassifierTrainConfig) -> dict:
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
         train_file, tmp_model = Path(tmp) / "train.txt", Path(tmp) / out.name
         train_file.write_text("".join(f"{label} {x}\n" for label, x in train), encoding="utf-8")
-        model, runs = _fit(train_file, config, tmp_model)
-        metrics, scored = _evaluate(model, heldout)
+        metrics, scored = _evaluate(_fit(train_file, config, tmp_model), heldout)
         tmp_model.replace(out)  # same folder: an atomic rename
     card = {
         "labels": {"positive": POSITIVE, "negative": NEGATIVE},
@@ -244,7 +236,6 @@ def train_classifier(config: ClassifierTrainConfig) -> dict:
             k: v for k, v in asdict(config).items() if k not in ("positives", "negatives", "output")
         },  # fmt: skip
         "metrics": metrics,
-        "fit_runs": runs,
         "seconds": round(time.perf_counter() - start, 2),
     }
     write_card(out, card)

@@ -1,10 +1,13 @@
 """The trained quality classifier as curation steps: score every document, keep by threshold or
 by top fraction per source.
 
-`QualityClassifierFilter` is datatrove's `FastTextClassifierFilter` (whole documents, newlines
-as spaces, its threshold test on the positive label) with the model loaded through the card
-check (`llm_data.classifier_card.load_classifier`), the score moved to
-`metadata["quality_score"]` and a drop reason. With `threshold` it drops in place. With
+`QualityClassifierFilter` scores whole documents as datatrove's `FastTextClassifierFilter` does
+(newlines as spaces, the probability of one label), but is not that class: datatrove's demands
+the fasttext-numpy2-wheel distribution (whose training diverges here, see
+`llm_data.classifier`), loads a URL or path without a hash check, stores every label's score
+under its label name and gives no drop reason. Here the model is loaded through the card check
+(`llm_data.classifier_card.load_classifier`), the score goes to `metadata["quality_score"]`, and
+a drop says why. With `threshold` it drops in place. With
 `top_fraction` the cut depends on every score of the source, so the source runs as three stages
 (each on any executor; no task holds more than one task's documents):
 
@@ -25,13 +28,13 @@ from pathlib import Path
 import numpy as np
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.filters import FastTextClassifierFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
-from llm_data.classifier_card import NEGATIVE, POSITIVE, load_classifier, verify_model
+from llm_data.classifier import score_texts
+from llm_data.classifier_card import load_classifier, verify_model
 from llm_data.config import ClassifierConfig
 from llm_data.executors import Stage
 from llm_formats.atomic import atomic_write_bytes, atomic_write_json
@@ -56,13 +59,14 @@ def score_bin(score: float) -> int:
     return min(max(int(score * BINS), 0), BINS - 1)
 
 
-class QualityClassifierFilter(FastTextClassifierFilter):
+class QualityClassifierFilter(BaseFilter):
     """Score each document (P(positive) under the card-checked fastText model) into
     `metadata["quality_score"]`; with a threshold, drop documents below it
     (`quality_below_threshold`); without, keep all and write this task's score histogram to
     `histogram_dir/<rank>.npy` (for `QualityCutoff`)."""
 
     name = "🎯 Quality classifier"
+    _requires_dependencies = [("fasttext", "fasttext-community")]  # the [classifier] extra
 
     def __init__(
         self,
@@ -70,34 +74,22 @@ class QualityClassifierFilter(FastTextClassifierFilter):
         histogram_dir: Path | None = None,
         exclusion_writer: DiskWriter | None = None,
     ):
+        super().__init__(exclusion_writer)
         verify_model(config.model)  # a tampered or missing model fails before any task starts
-        keep = ("positive", config.threshold) if config.threshold is not None else None
-        super().__init__(
-            config.model,
-            keep_labels=keep,
-            save_labels_in_metadata=True,
-            newline_replacement=" ",  # datatrove's default "" would glue words across lines
-            exclusion_writer=exclusion_writer,
-        )
+        self.model_path, self.threshold = config.model, config.threshold
         self.histogram_dir = histogram_dir
-        self._histogram = None
-
-    @property
-    def model(self):  # datatrove's would download a URL and skip the card check
-        if self._model is None:
-            self._model = load_classifier(self.model_url)
-        return self._model
+        self._model = self._histogram = None
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        text = doc.text
-        keep = super().filter(doc)  # scores and applies keep_labels to the whole document
-        doc.text = text  # datatrove empties a dropped document; the exclusion record keeps it
-        score = min(1.0, float(doc.metadata.pop(POSITIVE, 0.0)))  # fastText may say 1.00001
-        doc.metadata.pop(NEGATIVE, None)
+        if self._model is None:
+            self._model = load_classifier(self.model_path)
+        (score,) = score_texts(self._model, [doc.text])
         doc.metadata[SCORE_KEY] = score
         if self._histogram is not None:
             self._histogram[score_bin(score)] += 1
-        return True if keep else (False, "quality_below_threshold")
+        if self.threshold is None or score >= self.threshold:
+            return True
+        return False, "quality_below_threshold"
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         if self.histogram_dir is not None:
