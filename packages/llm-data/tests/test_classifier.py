@@ -226,3 +226,14 @@ def test_the_cli_trains_and_writes_the_card(labelled, tmp_path, capsys):
     missing = tmp_path / "nothing-here"
     assert main([*argv[:2], f"books={missing}", *argv[3:]]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_the_filter_config_needs_a_model_and_one_rule():
+    ClassifierConfig()  # off: nothing to check
+    with pytest.raises(ValueError, match="classifier.model"):
+        ClassifierConfig(enabled=True, threshold=0.5)
+    for rules in ({}, {"threshold": 0.5, "top_fraction": 0.5}):
+        with pytest.raises(ValueError, match="exactly one of threshold, top_fraction"):
+            ClassifierConfig(enabled=True, model="m.bin", **rules)
+    with pytest.raises(ValueError, match="classifier.top_fraction=0"):
+        ClassifierConfig(enabled=True, model="m.bin", top_fraction=0)

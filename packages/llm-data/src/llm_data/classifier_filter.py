@@ -21,6 +21,7 @@ documents, and more only by the ties inside the cut bin (scores within 1 / BINS 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -102,8 +103,6 @@ class QualityClassifierFilter(BaseFilter):
 def _save_histogram(path: Path, histogram: np.ndarray) -> None:
     """Only the non-empty bins, as a (2, K) array of bin indices and counts."""
     nonzero = np.flatnonzero(histogram)
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, np.stack([nonzero, histogram[nonzero]]))
     atomic_write_bytes(path, buffer.getvalue())

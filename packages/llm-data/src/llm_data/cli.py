@@ -133,23 +133,24 @@ _TRAIN_HYPERPARAMETERS = {"lr": float, "epoch": int, "dim": int, "word_ngrams": 
 
 def _train_classifier(args: argparse.Namespace) -> int:
     from llm_data.classifier import ClassifierTrainConfig, train_classifier
+    from llm_data.yaml_config import ConfigError
 
     given = {k: getattr(args, k) for k in _TRAIN_HYPERPARAMETERS if getattr(args, k) is not None}
-    config = ClassifierTrainConfig(
-        positives=args.positive,
-        negatives=args.negative,
-        output=str(args.out),
-        heldout_fraction=args.heldout_fraction,
-        seed=args.seed,
-        chunk_words=args.chunk_words,
-        **given,
-    )
-    card = train_classifier(config)
-    print(
-        json.dumps(
-            {"model": card["model"], "counts": card["counts"], "metrics": card["metrics"]}, indent=1
+    try:
+        config = ClassifierTrainConfig(
+            positives=args.positive,
+            negatives=args.negative,
+            output=str(args.out),
+            heldout_fraction=args.heldout_fraction,
+            seed=args.seed,
+            chunk_words=args.chunk_words,
+            **given,
         )
-    )
+    except ValueError as err:  # a setting out of range, named by the config's validation
+        raise ConfigError(str(err)) from err
+    card = train_classifier(config)
+    summary = {"model": card["model"], "counts": card["counts"], "metrics": card["metrics"]}
+    print(json.dumps(summary, indent=1))
     return 0
 
 
@@ -215,12 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     from llm_data.classifier_card import ClassifierError
     from llm_data.readers import InputError
     from llm_data.yaml_config import ConfigError
+    from llm_formats.jsonl import FormatError
     from llm_formats.tokenizer import TokenizerFormatError
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     errors = (ConfigError, InputError, TokenizerFormatError, FileExistsError, FileNotFoundError,
-              ClassifierError)  # fmt: skip
+              ClassifierError, FormatError)  # fmt: skip
     try:
         return args.run(args)
     except errors as err:
