@@ -40,7 +40,8 @@ def digest(value: Any) -> str:
 
 
 def _curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
-    """Every source's file list with sizes and mtimes (a URL source: its file list)."""
+    """Every source's file list with sizes and mtimes (a URL source: its file list), and the
+    quality classifier's sha256 (from its card) when it is on."""
     from llm_data.readers import is_url, resolve_source_files
 
     out = {}
@@ -50,6 +51,10 @@ def _curate(config: PretrainConfig, run_dir: Path) -> dict[str, Any]:
             out[source.name] = files
         else:
             out[source.name] = [_stat(Path(base) / f, Path(base)) for f in files]
+    if config.data.classifier.enabled:  # a model retrained at the same path re-runs curation
+        from llm_data.classifier_card import read_card
+
+        out["_classifier"] = read_card(config.data.classifier.model)["model_sha256"]
     return out
 
 

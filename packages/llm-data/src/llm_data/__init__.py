@@ -6,6 +6,7 @@ and are imported lazily on first use.
 """
 
 from llm_data.config import (
+    ClassifierConfig,
     CurationConfig,
     DecontaminationConfig,
     DedupConfig,
@@ -19,6 +20,7 @@ from llm_data.curation import run_curation
 from llm_data.readers import InputError
 
 __all__ = [
+    "ClassifierConfig",
     "CurationConfig",
     "DecontaminationConfig",
     "DedupConfig",

@@ -4,6 +4,8 @@ llm-data curate CONFIG.yaml [--overwrite] [--workers N] [--tasks N]
 llm-data shards CURATED_DIR --tokenizer tokenizer.json --out SHARDS_DIR --seq-len N
     [--tasks N] [--workers N] [--staging-dir DIR]    (SHARDS_DIR may be s3://bucket/prefix)
 llm-data inspect CURATED_DIR [--examples N]
+llm-data train-classifier --positive NAME=PATH [...] --negative NAME=PATH [...] --out MODEL.bin
+    [--heldout-fraction F] [--seed N] [--chunk-words N] [--lr F] [--epoch N] ...   [classifier]
 """
 
 from __future__ import annotations
@@ -116,6 +118,60 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labelled(spec: str):
+    from llm_data.classifier import LabelledSource
+
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected NAME=PATH (a JSONL file/folder/glob)")
+    return LabelledSource(name=name, path=path)
+
+
+_TRAIN_HYPERPARAMETERS = {"lr": float, "epoch": int, "dim": int, "word_ngrams": int,
+                          "min_count": int, "bucket": int, "threads": int}  # fmt: skip
+
+
+def _train_classifier(args: argparse.Namespace) -> int:
+    from llm_data.classifier import ClassifierTrainConfig, train_classifier
+    from llm_data.yaml_config import ConfigError
+
+    given = {k: getattr(args, k) for k in _TRAIN_HYPERPARAMETERS if getattr(args, k) is not None}
+    try:
+        config = ClassifierTrainConfig(
+            positives=args.positive,
+            negatives=args.negative,
+            output=str(args.out),
+            heldout_fraction=args.heldout_fraction,
+            seed=args.seed,
+            chunk_words=args.chunk_words,
+            **given,
+        )
+    except ValueError as err:  # a setting out of range, named by the config's validation
+        raise ConfigError(str(err)) from err
+    card = train_classifier(config)
+    summary = {"model": card["model"], "counts": card["counts"], "metrics": card["metrics"]}
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _add_train_classifier(sub) -> None:
+    train = sub.add_parser(
+        "train-classifier", help="fit a fastText quality classifier on labelled JSONL [classifier]"
+    )
+    for flag, what in (("--positive", "good"), ("--negative", "bad")):
+        train.add_argument(
+            flag, type=_labelled, action="append", required=True, metavar="NAME=PATH",
+            help=f"{what} documents: a JSONL file, folder or glob (repeatable)",
+        )  # fmt: skip
+    train.add_argument("--out", type=Path, required=True, help="model .bin (card beside it)")
+    train.add_argument("--heldout-fraction", type=float, default=0.2)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--chunk-words", type=int, default=0, help="examples of N words (0: docs)")
+    for name, kind in _TRAIN_HYPERPARAMETERS.items():
+        train.add_argument(f"--{name.replace('_', '-')}", type=kind, help="fastText's")
+    train.set_defaults(run=_train_classifier)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-data", description="Curate pretraining data.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,17 +208,21 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     inspect.add_argument("--tokenizer", type=Path, help="a tokenizer.json: count tokens too")
     inspect.set_defaults(run=_inspect)
+    _add_train_classifier(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from llm_data.classifier_card import ClassifierError
     from llm_data.readers import InputError
     from llm_data.yaml_config import ConfigError
+    from llm_formats.jsonl import FormatError
     from llm_formats.tokenizer import TokenizerFormatError
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    errors = (ConfigError, InputError, TokenizerFormatError, FileExistsError, FileNotFoundError)
+    errors = (ConfigError, InputError, TokenizerFormatError, FileExistsError, FileNotFoundError,
+              ClassifierError, FormatError)  # fmt: skip
     try:
         return args.run(args)
     except errors as err:

@@ -8,6 +8,7 @@ from typing import Literal
 
 __all__ = [
     "C4Config",
+    "ClassifierConfig",
     "CurationConfig",
     "DecontaminationConfig",
     "DedupConfig",
@@ -153,6 +154,39 @@ class FineWebConfig:
             _fail("fineweb.short_line_length", self.short_line_length, "an integer >= 0")
         if self.new_line_ratio < 0:
             _fail("fineweb.new_line_ratio", self.new_line_ratio, "a number >= 0")
+
+
+@dataclass(kw_only=True)
+class ClassifierConfig:
+    """A trained quality classifier (`llm-data train-classifier`) as a filter, after the rule
+    filters, on sources with quality_filters=True. Every document it sees gets
+    `metadata["quality_score"]`, the model's probability of the positive label.
+
+    Attributes:
+        enabled: run it (off by default).
+        model: the fastText `.bin`; its card (`<stem>.card.json`) must be beside it and its
+            sha256 must match, or curation refuses to start.
+        threshold: keep documents whose score is >= this (exactly one of the two).
+        top_fraction: keep the best-scoring fraction of each source (a histogram pass over
+            the source first: `llm_data.classifier_filter`).
+    """
+
+    enabled: bool = False
+    model: str = ""
+    threshold: float | None = None
+    top_fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.enabled:
+            return
+        if not self.model:
+            _fail("classifier.model", self.model, "the path of a trained fastText .bin")
+        if (self.threshold is None) == (self.top_fraction is None):
+            _fail("classifier.threshold", self.threshold, "exactly one of threshold, top_fraction")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            _fail("classifier.threshold", self.threshold, "a probability in [0, 1]")
+        if self.top_fraction is not None and not 0.0 < self.top_fraction <= 1.0:
+            _fail("classifier.top_fraction", self.top_fraction, "a fraction in (0, 1]")
 
 
 @dataclass(kw_only=True)
@@ -323,6 +357,8 @@ class CurationConfig:
         c4: C4 quality rules (only on sources with quality_filters=True; off by default).
         fineweb: FineWeb quality rules (only on sources with quality_filters=True; off by
             default).
+        classifier: a trained quality classifier (sources with quality_filters=True; off by
+            default).
         pii: e-mail / IP / phone masking (every source).
         dedup: global exact, URL and MinHash dedup across tasks and sources.
         decontamination: drop documents containing eval items (every source; off by default).
@@ -345,6 +381,7 @@ class CurationConfig:
     gopher: GopherConfig = field(default_factory=GopherConfig)
     c4: C4Config = field(default_factory=C4Config)
     fineweb: FineWebConfig = field(default_factory=FineWebConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     pii: PIIConfig = field(default_factory=PIIConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)

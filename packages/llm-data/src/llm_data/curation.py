@@ -29,10 +29,12 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.stats import PipelineStats
 
 from llm_data.atomic import _alive, make_temp_dir, remove_stale_temp_dirs
+from llm_data.classifier_filter import cut_stage_name, quality_cut_stages
 from llm_data.config import RUNTIME_FIELDS, CurationConfig
 from llm_data.decontamination import EvalIndex, build_eval_index
 from llm_data.dedup_stages import DEDUP_LOGS, EXCLUDED_DIR, build_dedup_stages, dedup_methods
 from llm_data.executors import Stage, read_stage_stats, run_stages, submit_slurm
+from llm_data.filters import classifier_cuts
 from llm_data.pipeline import build_source_pipeline
 from llm_data.readers import InputError, read_skipped, resolve_source_files
 from llm_data.task_pool import WorkerPool
@@ -124,17 +126,26 @@ def _plan(
         folder.mkdir(parents=True, exist_ok=True)
         paths_file = folder / "paths.txt"
         paths_file.write_text("\n".join(files) + "\n")
+        cut = classifier_cuts(source, config)  # top fraction: scored, then cut (2 stages)
+        scored, histograms = work / "scored" / source.name, work / "quality" / source.name
         steps = build_source_pipeline(
             source,
             config,
             base,
             paths_file,
-            filtered / source.name,
+            scored if cut else filtered / source.name,
             eval_index,
             folder / "skipped",
             root / EXCLUDED_DIR,  # beside the dedup stages' exclusions; _work is removed
+            histograms,
         )
-        stages.append(Stage(source.name, steps, min(config.tasks, len(files))))
+        tasks = min(config.tasks, len(files))
+        stages.append(Stage(source.name, steps, tasks))
+        if cut:
+            stages += quality_cut_stages(
+                source.name, tasks, config.classifier.top_fraction, scored, histograms,
+                filtered / source.name, root / EXCLUDED_DIR, after=source.name,
+            )  # fmt: skip
     sources = tuple(s.name for s in stages)
     return stages + build_dedup_stages(config, filtered, work / "dedup", root, after=sources)
 
@@ -205,6 +216,9 @@ def finalize(
     for source in config.sources:
         stats = read_stage_stats(root / "logs" / source.name)
         stages = summarize_stats(stats, step_names[source.name])
+        cut = cut_stage_name(source.name)
+        if cut in step_names:  # the classifier's top-fraction cut: its row after the reader
+            stages += summarize_stats(read_stage_stats(root / "logs" / cut), step_names[cut])[1:]
         _list_skipped(stages[0], read_skipped(root / _WORK / source.name / "skipped"))
         results[source.name] = {"stages": stages, "seconds": seconds.get(source.name)}
     _add_dedup_rows(config, root, results)
@@ -337,6 +351,10 @@ def _work_folder(config: CurationConfig, out: Path, inputs: dict) -> Path:
 def _fingerprint(config: CurationConfig, inputs: dict) -> str:
     """Hash of what the outputs depend on: the config (not how it runs) and the input files."""
     settings = {k: v for k, v in asdict(config).items() if k not in RUNTIME_FIELDS}
+    if config.classifier.enabled:  # a retrained model at the same path changes the output
+        from llm_data.classifier_card import read_card
+
+        settings["classifier_sha256"] = read_card(config.classifier.model)["model_sha256"]
     files = {}
     for name, (base, paths) in inputs.items():
         files[name] = [str(base), [(p, *_size_and_mtime(base, p)) for p in paths]]

@@ -26,7 +26,7 @@ from llm_data.language import LanguageIdFilter
 from llm_data.pii import PIIMasker
 from llm_data.quality import MultilingualGopherFilter, PerLanguageFilter, supported, word_tokenizer
 
-__all__ = ["MultilingualC4Filter", "MultilingualFineWebFilter", "quality_steps"]
+__all__ = ["MultilingualC4Filter", "MultilingualFineWebFilter", "classifier_cuts", "quality_steps"]
 
 # C4 keeps only lines ending in . ? ! " ' (a fixed list in datatrove): ja/zh lines end in 。！？.
 C4_NOT_APPLICABLE = frozenset({"ja", "zh"})
@@ -103,16 +103,28 @@ def _excluded(excluded_dir: Path | None, step: str) -> DiskWriter | None:
     return JsonlWriter(str(excluded_dir / step), output_filename="${source}/${rank}.jsonl.gz")
 
 
+def classifier_cuts(source: SourceConfig, config: CurationConfig) -> bool:
+    """True when `source` is cut to a top fraction by the classifier (extra stages)."""
+    cls = config.classifier
+    return source.quality_filters and cls.enabled and cls.top_fraction is not None
+
+
 def quality_steps(
-    source: SourceConfig, config: CurationConfig, excluded_dir: Path | None = None
+    source: SourceConfig,
+    config: CurationConfig,
+    excluded_dir: Path | None = None,
+    histogram_dir: Path | None = None,
 ) -> list[PipelineStep]:
     """The filter steps of one source, between reading/extraction and dedup:
-    [language ID -> Gopher -> C4 -> FineWeb] (with `quality_filters`) -> [PII masking].
+    [language ID -> Gopher -> C4 -> FineWeb -> quality classifier] (with `quality_filters`)
+    -> [PII masking].
 
     Args:
         source: the source (its `quality_filters` switch).
         config: the run's configuration (languages, thresholds, on/off per filter).
         excluded_dir: where dropped documents are written, one folder per step; None: nowhere.
+        histogram_dir: where the classifier writes its per-task score histograms (top
+            fraction: `classifier_cuts`).
     """
     steps: list[PipelineStep] = []
     if source.quality_filters:
@@ -131,6 +143,12 @@ def quality_steps(
         ):
             if enabled:
                 steps.append(step_class(sub_config, languages, _excluded(excluded_dir, name)))
+        if config.classifier.enabled:
+            from llm_data.classifier_filter import QualityClassifierFilter  # fastText: an extra
+
+            histograms = histogram_dir if classifier_cuts(source, config) else None
+            writer = _excluded(excluded_dir, "classifier")
+            steps.append(QualityClassifierFilter(config.classifier, histograms, writer))
     if config.pii.enabled:
         steps.append(PIIMasker(config.pii))
     return steps

@@ -29,6 +29,7 @@ def build_source_pipeline(
     eval_index: EvalIndex | None = None,
     skipped_dir: Path | None = None,
     excluded_dir: Path | None = None,
+    histogram_dir: Path | None = None,
 ) -> list[PipelineStep]:
     """Steps for one source: read -> [extract] -> [language ID -> Gopher -> C4 -> FineWeb] ->
     PII masking -> [decontamination] -> write.
@@ -43,6 +44,7 @@ def build_source_pipeline(
         skipped_dir: where the JSONL reader records the lines it skipped (file, line, reason).
         excluded_dir: where the quality filters write what they drop, as
             `<excluded_dir>/<filter>/<source>/` (default: `out_dir/../excluded`).
+        histogram_dir: the quality classifier's score histograms (top fraction only).
     """
     metadata = {"source": source.name}
     steps: list[PipelineStep] = [make_reader(source, base_dir, paths_file, metadata, skipped_dir)]
@@ -55,7 +57,8 @@ def build_source_pipeline(
         )
         steps.append(extractor)
     # language ID, Gopher, C4, FineWeb, PII masking (llm_data.filters)
-    steps += quality_steps(source, config, excluded_dir=excluded_dir or out_dir.parent / "excluded")
+    excluded_dir = excluded_dir or out_dir.parent / "excluded"
+    steps += quality_steps(source, config, excluded_dir, histogram_dir)
     if eval_index is not None:
         steps.append(DecontaminationFilter(eval_index))
     steps.append(JsonlWriter(str(out_dir), output_filename="${rank}.jsonl.gz"))
