@@ -35,7 +35,7 @@ def _corpus(seed: int = 0):
     step = {n: _sentence(rng, vocabulary, n) for n in STEP_LENGTHS}
     docs = []
     for i in range(N_DOCS):
-        own = [_sentence(rng, vocabulary, rng.randint(8, 20)) for _ in range(rng.randint(3, 5))]
+        own = [_sentence(rng, vocabulary, rng.randint(6, 12)) for _ in range(rng.randint(3, 4))]
         extra = [step[n] for k, n in enumerate(STEP_LENGTHS) if i // COPIES == k]
         # Repeated sentences are never next to each other: a run of them is cut as one span.
         sentences = [own[0], planted, own[1], *extra, own[2], SHORT, *own[3:]]
@@ -91,12 +91,13 @@ def test_planted_sentence_survives_in_exactly_one_document(deduped):
     # Recall 999/999 copies cut; precision: every document keeps its own text, whole, and
     # loses nothing but the copies of repeated spans of MIN_WORDS words or more.
     long_spans = [planted] + [t for n, t in deduped["step"].items() if n >= MIN_WORDS]
+    kept = {span: _kept_copy(docs, span) for span in long_spans}
     for d in docs:
         text = out[d["id"]]["text"]
         assert all(s in text for s in d["own"]) and SHORT in text, d["id"]
         expected = d["text"]
         for span in long_spans:
-            if span in expected and _kept_copy(docs, span) != d["id"]:
+            if span in expected and kept[span] != d["id"]:
                 expected = expected.replace(span, "")
         assert text.split() == expected.split(), d["id"]
 
@@ -125,8 +126,8 @@ def test_threshold_is_a_step_at_min_words(deduped, length):
 def test_sentences_split_at_newlines_and_seams_keep_one_break():
     tokenizer = word_tokenizer_for("en")
     text = "Menu\nHome page\n\nA sentence here. Another one."
-    assert [text[a:b] for a, b in sentence_spans(text, tokenizer)] == [
-        "Menu", "Home page", "A sentence here.", "Another one."
+    assert [(text[a:b], w) for a, b, w in sentence_spans(text, tokenizer)] == [
+        ("Menu", 1), ("Home page", 2), ("A sentence here.", 3), ("Another one.", 2)
     ]  # fmt: skip
     assert _join(["First paragraph.\n\n", "\n\nThird paragraph."]) == (
         "First paragraph.\n\nThird paragraph."

@@ -38,7 +38,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import DataFolderLike, get_datafolder
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers import JsonlWriter
-from datatrove.utils.word_tokenizers import WordTokenizer
+from datatrove.utils.word_tokenizers import SpaCyTokenizer, WordTokenizer
 
 from llm_data.dedup import (
     TEXT_PREFIX_CHARS,
@@ -79,18 +79,53 @@ class _Tokenizers:
         return self._by_language[language]
 
 
-def sentence_spans(text: str, tokenizer: WordTokenizer) -> list[tuple[int, int]]:
-    """`(start, end)` of each sentence of `text`: the tokenizer's sentences, cut at newlines,
-    without surrounding whitespace; empty pieces left out."""
+def sentence_spans(text: str, tokenizer: WordTokenizer) -> list[tuple[int, int, int]]:
+    """`(start, end, words)` of each sentence of `text`: the tokenizer's sentences, cut at
+    newlines, without surrounding whitespace (empty pieces left out); words are tokens with a
+    letter or digit (punctuation is no word)."""
+    if not text.strip():
+        return []
+    if isinstance(tokenizer, SpaCyTokenizer):
+        return _spacy_sentences(text, tokenizer)
     spans = []
-    for start, end in tokenizer.span_tokenize(text) if text.strip() else []:
-        for line in re.finditer(r"[^\n]+", text[start:end]):
-            piece = line.group()
-            left = len(piece) - len(piece.lstrip())
-            right = len(piece.rstrip())
-            if right > left:
-                spans.append((start + line.start() + left, start + line.start() + right))
+    for start, end in tokenizer.span_tokenize(text):
+        for a, b in _lines(text, start, end):
+            spans.append((a, b, _count_words(text[a:b], tokenizer)))
     return spans
+
+
+def _spacy_sentences(text: str, tokenizer: SpaCyTokenizer) -> list[tuple[int, int, int]]:
+    """`sentence_spans` from one spaCy pass (sentences and their tokens together: a second
+    pass to count words would double the cost)."""
+    spans, offset = [], 0
+    nlp = tokenizer.tokenizer
+    with nlp.memory_zone():
+        nlp.max_length = len(text) + 10
+        for chunk in tokenizer._do_tokenize(text):  # ja: consecutive chunks of the text
+            for sent in chunk.sents:
+                lines = _lines(chunk.text, sent.start_char, sent.end_char)
+                words = [0] * len(lines)
+                i = 0
+                for token in sent:
+                    while i + 1 < len(lines) and token.idx >= lines[i][1]:
+                        i += 1
+                    words[i] += any(c.isalnum() for c in token.text)
+                spans += [
+                    (offset + a, offset + b, w) for (a, b), w in zip(lines, words, strict=True)
+                ]
+            offset += len(chunk.text)
+    return spans
+
+
+def _lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The non-blank lines of `text[start:end]`, stripped, as offsets in `text`."""
+    out = []
+    for line in re.finditer(r"[^\n]+", text[start:end]):
+        piece = line.group()
+        left, right = len(piece) - len(piece.lstrip()), len(piece.rstrip())
+        if right > left:
+            out.append((start + line.start() + left, start + line.start() + right))
+    return out
 
 
 def _sentence_hash(sentence: str) -> int:
@@ -129,7 +164,7 @@ class SentenceSignature(PipelineStep):
                     source_rank = self.source_ranks.get(source, len(self.source_ranks))
                     docs.write(orjson.dumps([doc.id, source, len(doc.text), source_rank]) + b"\n")
                     spans = sentence_spans(doc.text, self.tokenizers(doc))
-                    for s, (a, b) in enumerate(spans):
+                    for s, (a, b, _) in enumerate(spans):
                         rows.append((_sentence_hash(doc.text[a:b]), rank, index, s))
                     self.stat_update("sentences", value=len(spans))
         signatures = np.array(rows, dtype=_SIG)
@@ -245,7 +280,7 @@ class SentenceSpanFilter(PipelineStep):
                     with self.track_time():
                         record = self._cut(doc, removals[index])
                     if record is not None:
-                        if self._too_short(doc):
+                        if not doc.text.strip() or record["words_after"] < self.min_doc_words:
                             kept = record["cuts"][0]
                             self.stat_update("dropped", "dropped_substring_too_short")
                             excluded.write_excluded(
@@ -274,7 +309,7 @@ class SentenceSpanFilter(PipelineStep):
         text, cuts = doc.text, []
         for run in runs:
             start, end = spans[run[0]][0], spans[run[-1]][1]
-            words = _count_words(text[start:end], tokenizer)
+            words = sum(spans[i][2] for i in run)
             if words < self.min_words:
                 self.stat_update("runs_too_short_to_cut")
                 continue
@@ -292,18 +327,12 @@ class SentenceSpanFilter(PipelineStep):
         doc.text = _join(pieces)
         chars = len(text) - len(doc.text)
         doc.metadata["substring_cut"] = chars
+        words_left = sum(w for _, _, w in spans) - sum(c["words"] for c in cuts)
         self.stat_update("documents_cut")
         self.stat_update("spans_cut", value=len(cuts))
         self.stat_update("chars_cut", value=chars)
         return {"source": _source(doc), "chars_before": len(text), "chars_after": len(doc.text),
-                "cuts": cuts}  # fmt: skip
-
-    def _too_short(self, doc: Document) -> bool:
-        if not doc.text.strip():
-            return True
-        if self.min_doc_words == 0:
-            return False
-        return _count_words(doc.text, self.tokenizers(doc)) < self.min_doc_words
+                "words_after": words_left, "cuts": cuts}  # fmt: skip
 
 
 def _count_words(text: str, tokenizer: WordTokenizer) -> int:
