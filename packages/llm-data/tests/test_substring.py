@@ -133,3 +133,5 @@ def test_sentences_split_at_newlines_and_seams_keep_one_break():
         "First paragraph.\n\nThird paragraph."
     )
     assert _join(["Before. ", " After."]) == "Before. After."
+    with pytest.raises(ValueError, match="dedup.substring_min_words"):
+        DedupConfig(substring_min_words=0)

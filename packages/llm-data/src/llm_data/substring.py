@@ -102,17 +102,16 @@ def _spacy_sentences(text: str, tokenizer: SpaCyTokenizer) -> list[tuple[int, in
     with nlp.memory_zone():
         nlp.max_length = len(text) + 10
         for chunk in tokenizer._do_tokenize(text):  # ja: consecutive chunks of the text
+            # Offsets into `text`: a spaCy Doc's `.text` is rebuilt on every access.
             for sent in chunk.sents:
-                lines = _lines(chunk.text, sent.start_char, sent.end_char)
+                lines = _lines(text, offset + sent.start_char, offset + sent.end_char)
                 words = [0] * len(lines)
                 i = 0
                 for token in sent:
-                    while i + 1 < len(lines) and token.idx >= lines[i][1]:
+                    while i + 1 < len(lines) and offset + token.idx >= lines[i][1]:
                         i += 1
                     words[i] += any(c.isalnum() for c in token.text)
-                spans += [
-                    (offset + a, offset + b, w) for (a, b), w in zip(lines, words, strict=True)
-                ]
+                spans += list(zip([a for a, _ in lines], [b for _, b in lines], words, strict=True))
             offset += len(chunk.text)
     return spans
 
