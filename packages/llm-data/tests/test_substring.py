@@ -125,7 +125,7 @@ def test_threshold_is_a_step_at_min_words(deduped, length):
 
 def test_sentences_split_at_newlines_and_seams_keep_one_break():
     tokenizer = word_tokenizer_for("en")
-    text = "Menu\nHome page\n\nA sentence here. Another one."
+    text = "Menu\nHome page\n\nA sentence here. Another one.\n\n\n  \n"
     assert [(text[a:b], w) for a, b, w in sentence_spans(text, tokenizer)] == [
         ("Menu", 1), ("Home page", 2), ("A sentence here.", 3), ("Another one.", 2)
     ]  # fmt: skip

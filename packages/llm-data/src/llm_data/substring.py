@@ -105,6 +105,8 @@ def _spacy_sentences(text: str, tokenizer: SpaCyTokenizer) -> list[tuple[int, in
             # Offsets into `text`: a spaCy Doc's `.text` is rebuilt on every access.
             for sent in chunk.sents:
                 lines = _lines(text, offset + sent.start_char, offset + sent.end_char)
+                if not lines:
+                    continue  # a "sentence" of whitespace only
                 words = [0] * len(lines)
                 i = 0
                 for token in sent:
