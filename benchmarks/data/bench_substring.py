@@ -130,6 +130,12 @@ def main() -> None:
             f"{counted.get('chars_cut', 0) / max(total, 1):.2%} | {row['removed']} | "
             f"{theirs[name]} | {theirs_chars[name]} | {theirs[name + ' (dropped)']} |"
         )
+    language = {d["id"]: d["metadata"].get("language", "-") for d in all_docs}
+    pairs = Counter(
+        f"{language[r['id']]} <- {language[c['duplicate_of']]}" for r in cuts for c in r["cuts"]
+    )
+    lines += ["", "Spans cut by language (cut document <- kept copy): "
+              + ", ".join(f"{k} {v}" for k, v in pairs.most_common())]  # fmt: skip
     spans = Counter(" ".join(c["text_prefix"].split())[:90] for r in cuts for c in r["cuts"])
     lines += ["", "Most frequent cut spans (first 90 characters):", "",
               "| copies cut | span |", "| ---: | --- |"]  # fmt: skip
