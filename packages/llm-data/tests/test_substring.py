@@ -10,6 +10,7 @@ import pytest
 
 from llm_data import CurationConfig, DedupConfig, SourceConfig, run_curation
 from llm_data.config import PIIConfig
+from llm_data.inspect import inspect_curated
 from llm_data.minhash import word_tokenizer_for
 from llm_data.substring import _join, sentence_spans
 
@@ -73,7 +74,7 @@ def deduped(tmp_path_factory) -> dict:
         with gzip.open(path, "rt") as f:
             cuts += map(json.loads, f)
     return {"docs": docs, "planted": planted, "step": step, "out": out, "cuts": cuts,
-            "stats": stats}  # fmt: skip
+            "stats": stats, "root": root / "out"}  # fmt: skip
 
 
 def _kept_copy(docs: list[dict], sentence: str) -> str:
@@ -114,6 +115,8 @@ def test_cut_records_name_the_kept_copy(deduped):
     assert row["counted"]["documents_cut"] == len(cuts)
     long_enough = sum(n >= MIN_WORDS for n in STEP_LENGTHS)
     assert row["counted"]["spans_cut"] == N_DOCS - 1 + long_enough * (COPIES - 1)
+    # `llm-data inspect` counts removed documents: the cut records are none.
+    assert inspect_curated(deduped["root"], examples=0)["removed"]["substring"]["documents"] == 0
 
 
 @pytest.mark.parametrize("length", STEP_LENGTHS)
