@@ -195,7 +195,10 @@ class SentenceFindDuplicates(PipelineStep):
                     parts.append(np.load(f))
             sigs = np.concatenate(parts) if parts else np.zeros(0, dtype=_SIG)
             sigs.sort(order=["hash", "rank", "doc", "sent"])
-            groups = np.split(sigs, np.flatnonzero(np.diff(sigs["hash"])) + 1) if len(sigs) else []
+            # Only hashes seen more than once reach Python (most sentences are unique).
+            starts = np.flatnonzero(np.diff(sigs["hash"], prepend=~sigs["hash"][:1]))
+            ends = np.append(starts[1:], len(sigs))
+            groups = [sigs[a:b] for a, b in zip(starts, ends, strict=True) if b - a > 1]
             repeated = [g for g in groups if len(np.unique(g[["rank", "doc"]])) > 1]
             info = self._doc_info(
                 {(int(r), int(d)) for g in repeated for r, d in g[["rank", "doc"]]}
