@@ -2,8 +2,9 @@
 
 Stages (each a datatrove pipeline, run by `llm_data.executors`):
 
-1. one per source: read -> [extract] -> [language ID -> Gopher, C4, FineWeb] -> PII masking ->
-   [decontamination] -> `<work>/_work/filtered/<source>/<rank>.jsonl.gz` (`llm_data.pipeline`);
+1. one per source: read -> [extract] -> [language ID -> Gopher (+ repetition), C4, FineWeb] ->
+   PII masking -> [decontamination] -> `<work>/_work/filtered/<source>/<rank>.jsonl.gz`
+   (`llm_data.pipeline`);
    what the quality filters drop goes to `<work>/excluded/<filter>/<source>/`;
 2. global dedup over all sources: exact -> URL -> MinHash -> substring
    (`llm_data.dedup_stages`), writing `<work>/<source>/<rank>.jsonl.gz` and

@@ -30,8 +30,8 @@ def build_source_pipeline(
     skipped_dir: Path | None = None,
     excluded_dir: Path | None = None,
 ) -> list[PipelineStep]:
-    """Steps for one source: read -> [extract] -> [language ID -> Gopher -> C4 -> FineWeb] ->
-    PII masking -> [decontamination] -> write.
+    """Steps for one source: read -> [extract] -> [language ID -> Gopher -> Gopher repetition
+    -> C4 -> FineWeb] -> PII masking -> [decontamination] -> write.
 
     Args:
         source: the source to curate.
@@ -54,7 +54,7 @@ def build_source_pipeline(
             favour_precision=True, timeout=_EXTRACT_TIMEOUT_S, deduplicate=False
         )
         steps.append(extractor)
-    # language ID, Gopher, C4, FineWeb, PII masking (llm_data.filters)
+    # language ID, Gopher, Gopher repetition, C4, FineWeb, PII masking (llm_data.filters)
     steps += quality_steps(source, config, excluded_dir=excluded_dir or out_dir.parent / "excluded")
     if eval_index is not None:
         steps.append(DecontaminationFilter(eval_index))
