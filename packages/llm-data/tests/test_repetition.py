@@ -99,3 +99,39 @@ def test_step_sits_after_gopher_when_enabled():
     config.gopher_repetition.enabled = True
     names = [type(s).__name__ for s in quality_steps(source, config)]
     assert names[1:3] == ["MultilingualGopherFilter", "MultilingualGopherRepetitionFilter"]
+
+
+def test_curation_counts_and_lists_what_it_removes(tmp_path):
+    import gzip
+    import json
+
+    from llm_data import DedupConfig, run_curation
+    from llm_data.config import PIIConfig
+
+    repeated = "\n".join(PROSE + PROSE[:4])  # 4 of 10 lines repeat an earlier one
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "docs.jsonl").write_text(
+        json.dumps({"id": "normal", "text": "\n".join(PROSE)})
+        + "\n"
+        + json.dumps({"id": "repeated", "text": repeated})
+        + "\n"
+    )
+    config = CurationConfig(
+        sources=[SourceConfig(name="s", path=str(tmp_path / "in"), format="jsonl")],
+        output_dir=str(tmp_path / "out"),
+        languages=("en",),
+        gopher_repetition=GopherRepetitionConfig(enabled=True),
+        pii=PIIConfig(enabled=False),
+        dedup=DedupConfig(exact=False, url=False, minhash=False),
+    )
+    stats = run_curation(config)
+    rows = {row["stage"]: row for row in stats["s"]["stages"]}
+    assert rows["MultilingualGopherFilter"]["removed"] == 0  # both pass Gopher quality
+    row = rows["MultilingualGopherRepetitionFilter"]
+    assert (row["in"], row["kept"]) == (2, 1)
+    assert row["removed_by"] == {"gopher_repetition_dup_line_frac": 1}
+    (excluded,) = (tmp_path / "out" / "excluded" / "gopher_repetition" / "s").glob("*.jsonl.gz")
+    with gzip.open(excluded, "rt") as f:
+        (record,) = [json.loads(line) for line in f]
+    assert record["id"] == "repeated"
+    assert record["metadata"]["filter_reason"] == "gopher_repetition_dup_line_frac"
