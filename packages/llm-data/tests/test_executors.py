@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_data import CurationConfig, RayConfig, SlurmConfig, SourceConfig, run_curation
+from llm_data import CurationConfig, DedupConfig, RayConfig, SlurmConfig, SourceConfig, run_curation
 
 FAKE_SBATCH = """#!/bin/bash
 # Records its arguments and the submitted script; answers like sbatch with a new job id.
@@ -76,6 +76,7 @@ def test_slurm_dry_run_chains_stages_with_afterok(tmp_path, fake_slurm, monkeypa
     config = CurationConfig(
         sources=_write_sources(tmp_path / "in"),
         output_dir=str(out),
+        dedup=DedupConfig(substring=True),  # every dedup method, pickled and run as Slurm would
         tasks=2,
         executor="slurm",
         slurm=SlurmConfig(
@@ -97,6 +98,7 @@ def test_slurm_dry_run_chains_stages_with_afterok(tmp_path, fake_slurm, monkeypa
             ("exact", ("signatures", "duplicates", "filter")),
             ("url", ("duplicates", "filter")),
             ("minhash", ("buckets", "clusters", "filter")),
+            ("substring", ("duplicates", "filter")),
         )
         for s in steps
     ]
@@ -141,7 +143,8 @@ def test_slurm_dry_run_chains_stages_with_afterok(tmp_path, fake_slurm, monkeypa
                 dill.load(f).run()
     assert _read_ids(out) == EXPECTED_IDS
     stats = json.loads((out / "curation_stats.json").read_text())
-    assert stats["b"]["stages"][-3]["removed_by"] == {"exact_duplicate": 1}
+    assert stats["b"]["stages"][-4]["removed_by"] == {"exact_duplicate": 1}
+    assert stats["b"]["stages"][-1]["stage"] == "SubstringDedup"
     assert stats["b"]["stages"][-1]["kept"] == 1
 
 

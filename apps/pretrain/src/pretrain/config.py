@@ -24,6 +24,7 @@ from llm_data.config import (
     DecontaminationConfig,
     FineWebConfig,
     GopherConfig,
+    GopherRepetitionConfig,
     SourceConfig,
 )
 from llm_data.training_data.mixture import MixtureConfig
@@ -54,6 +55,7 @@ def _sample_curation() -> CurationConfig:
         sources=_sample_sources(),
         languages=SAMPLE_LANGUAGES,
         gopher=GopherConfig(),
+        gopher_repetition=GopherRepetitionConfig(enabled=True),  # web: 3 of 511 pages go
         c4=C4Config(enabled=True),
         fineweb=FineWebConfig(enabled=True),
         decontamination=DecontaminationConfig(eval_paths=(f"{SAMPLE}/eval",)),

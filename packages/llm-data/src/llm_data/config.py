@@ -14,6 +14,7 @@ __all__ = [
     "DedupConfig",
     "FineWebConfig",
     "GopherConfig",
+    "GopherRepetitionConfig",
     "PIIConfig",
     "RUNTIME_FIELDS",
     "RayConfig",
@@ -100,6 +101,47 @@ class GopherConfig:
                 _fail(f"gopher.{name}", value, "a ratio in [0, 1]")
         if self.min_stop_words < 0:
             _fail("gopher.min_stop_words", self.min_stop_words, "an integer >= 0")
+
+
+@dataclass(kw_only=True)
+class GopherRepetitionConfig:
+    """Gopher's repetition rules (Rae et al. 2021, table A1), datatrove's GopherRepetitionFilter,
+    run per language with that language's word tokenizer. A document is dropped when one share
+    exceeds its threshold (0 turns a rule off).
+
+    Attributes:
+        dup_line_frac: lines that repeat an earlier line, over all lines.
+        dup_para_frac: paragraphs (split on blank lines) that repeat an earlier one.
+        dup_line_char_frac: characters in repeated lines, over all characters.
+        dup_para_char_frac: characters in repeated paragraphs, over all characters.
+        top_ngram_char_frac: n -> the most frequent word n-gram's characters (x its count),
+            over all characters.
+        dup_ngram_char_frac: n -> characters in word n-grams that occur again, over all
+            characters.
+    """
+
+    enabled: bool = False
+    dup_line_frac: float = 0.3
+    dup_para_frac: float = 0.3
+    dup_line_char_frac: float = 0.2
+    dup_para_char_frac: float = 0.2
+    top_ngram_char_frac: dict[int, float] = field(
+        default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16}
+    )
+    dup_ngram_char_frac: dict[int, float] = field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_para_char_frac"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                _fail(f"gopher_repetition.{name}", getattr(self, name), "a ratio in [0, 1]")
+        for name in ("top_ngram_char_frac", "dup_ngram_char_frac"):
+            table = {int(n): float(v) for n, v in dict(getattr(self, name)).items()}
+            for n, value in table.items():
+                if n < 1 or not 0.0 <= value <= 1.0:
+                    _fail(f"gopher_repetition.{name}[{n}]", value, "n >= 1 and a ratio in [0, 1]")
+            setattr(self, name, dict(sorted(table.items())))
 
 
 @dataclass(kw_only=True)
@@ -241,7 +283,7 @@ class DecontaminationConfig:
 
 @dataclass(kw_only=True)
 class DedupConfig:
-    """Global dedup across tasks and sources, in this order: exact text, URL, MinHash.
+    """Global dedup across tasks and sources, in this order: exact text, URL, MinHash, substring.
 
     Each stage keeps one copy per group (the longest text; on a tie the source listed first,
     then the smallest id) and writes what it removes to `output_dir/excluded/<stage>/`.
@@ -258,23 +300,35 @@ class DedupConfig:
             similarity. A pair of Jaccard similarity s shares a band with probability
             1 - (1 - s**rows) ** bands.
         seed: MinHash permutation seed.
-        partitions: tasks of the exact/URL duplicate-finding stage (each holds its share
-            of the keys in memory).
+        partitions: tasks of the exact/URL/substring duplicate-finding stage (each holds its
+            share of the keys in memory).
+        substring: cut repeated spans of whole sentences (`llm_data.substring`): a run of
+            consecutive sentences, each of which another document also has, of at least
+            `substring_min_words` words is cut from every copy but the kept one; the
+            documents are kept.
+        substring_min_words: shortest span cut, in words (Lee et al. 2021: 50 tokens).
+        substring_min_doc_words: a document left with fewer words after its cuts is dropped
+            (reason `substring_too_short`); an emptied one always is.
     """
 
     exact: bool = True
     url: bool = True
     minhash: bool = True
+    substring: bool = False
     ngram: int = 5
     bands: int = 14
     rows: int = 8
     seed: int = 1
     partitions: int = 1
+    substring_min_words: int = 50
+    substring_min_doc_words: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("ngram", "bands", "rows", "partitions"):
+        for name in ("ngram", "bands", "rows", "partitions", "substring_min_words"):
             if getattr(self, name) < 1:
                 _fail(f"dedup.{name}", getattr(self, name), "an integer >= 1")
+        if self.substring_min_doc_words < 0:
+            _fail("dedup.substring_min_doc_words", self.substring_min_doc_words, "an integer >= 0")
         if self.bands * self.rows > 1024:
             _fail("dedup.bands", self.bands, "bands x rows <= 1024 hashes per document")
 
@@ -354,6 +408,8 @@ class CurationConfig:
         languages: language codes kept by the language-ID filter; empty keeps every language.
         min_language_score: minimum py3langid probability of the top language.
         gopher: Gopher quality rules (only on sources with quality_filters=True).
+        gopher_repetition: Gopher's repetition rules (only on sources with
+            quality_filters=True; off by default).
         c4: C4 quality rules (only on sources with quality_filters=True; off by default).
         fineweb: FineWeb quality rules (only on sources with quality_filters=True; off by
             default).
@@ -379,6 +435,7 @@ class CurationConfig:
     languages: tuple[str, ...] = SUPPORTED_LANGUAGES
     min_language_score: float = 0.5
     gopher: GopherConfig = field(default_factory=GopherConfig)
+    gopher_repetition: GopherRepetitionConfig = field(default_factory=GopherRepetitionConfig)
     c4: C4Config = field(default_factory=C4Config)
     fineweb: FineWebConfig = field(default_factory=FineWebConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)

@@ -2,11 +2,13 @@
 
 Stages (each a datatrove pipeline, run by `llm_data.executors`):
 
-1. one per source: read -> [extract] -> [language ID -> Gopher, C4, FineWeb] -> PII masking ->
-   [decontamination] -> `<work>/_work/filtered/<source>/<rank>.jsonl.gz` (`llm_data.pipeline`);
+1. one per source: read -> [extract] -> [language ID -> Gopher (+ repetition), C4, FineWeb] ->
+   PII masking -> [decontamination] -> `<work>/_work/filtered/<source>/<rank>.jsonl.gz`
+   (`llm_data.pipeline`);
    what the quality filters drop goes to `<work>/excluded/<filter>/<source>/`;
-2. global dedup over all sources: exact -> URL -> MinHash (`llm_data.dedup_stages`), writing
-   `<work>/<source>/<rank>.jsonl.gz` and `<work>/excluded/<method>/<rank>.jsonl.gz`;
+2. global dedup over all sources: exact -> URL -> MinHash -> substring
+   (`llm_data.dedup_stages`), writing `<work>/<source>/<rank>.jsonl.gz` and
+   `<work>/excluded/<method>/<rank>.jsonl.gz` (substring: also what it cut, in `cuts/`);
 3. finalize: per-stage counts to `curation_stats.json`, then `<work>` is renamed to `output_dir`.
 """
 
@@ -37,6 +39,7 @@ from llm_data.executors import Stage, read_stage_stats, run_stages, submit_slurm
 from llm_data.filters import classifier_cuts
 from llm_data.pipeline import build_source_pipeline
 from llm_data.readers import InputError, read_skipped, resolve_source_files
+from llm_data.substring import CUTS_DIR
 from llm_data.task_pool import WorkerPool
 
 __all__ = ["STATS_FILE", "run_curation"]
@@ -44,7 +47,12 @@ __all__ = ["STATS_FILE", "run_curation"]
 log = logging.getLogger(__name__)
 STATS_FILE = "curation_stats.json"
 MAX_SKIPPED_LISTED = 1000  # per source; beyond this, skipped lines are only counted
-DEDUP_STAGE_NAMES = {"exact": "ExactDedup", "url": "UrlDedup", "minhash": "MinhashDedup"}
+DEDUP_STAGE_NAMES = {
+    "exact": "ExactDedup",
+    "url": "UrlDedup",
+    "minhash": "MinhashDedup",
+    "substring": "SubstringDedup",
+}
 _WORK = "_work"  # scratch inside the work folder, removed before the rename
 
 
@@ -250,6 +258,7 @@ def _add_dedup_rows(config: CurationConfig, root: Path, results: dict) -> None:
                     record = json.loads(line)
                     removed[record["source"]][record["reason"]] += 1
                     of_source[record["source"]][record["duplicate_of_source"]] += 1
+        cut = _substring_cuts(root / EXCLUDED_DIR / method / CUTS_DIR)
         for name, result in results.items():
             n = result["stages"][-1]["kept"]
             dropped = sum(removed[name].values())
@@ -258,7 +267,23 @@ def _add_dedup_rows(config: CurationConfig, root: Path, results: dict) -> None:
             if dropped:
                 row["removed_by"] = dict(sorted(removed[name].items()))
                 row["duplicate_of_source"] = dict(sorted(of_source[name].items()))
+            if method == "substring":
+                row["counted"] = dict(cut[name])  # documents kept with spans cut from them
             result["stages"].append(row)
+
+
+def _substring_cuts(folder: Path) -> dict[str, Counter]:
+    """Per source: documents cut, spans cut, characters cut (substring dedup's cut records)."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for path in sorted(folder.glob("*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                c = counts[record["source"]]
+                c["documents_cut"] += 1
+                c["spans_cut"] += len(record["cuts"])
+                c["chars_cut"] += record["chars_before"] - record["chars_after"]
+    return counts
 
 
 def _written_per_source(stats: PipelineStats) -> Counter:

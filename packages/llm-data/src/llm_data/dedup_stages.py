@@ -1,11 +1,13 @@
 """The global dedup stages of a curation run, over every source's filtered documents at once.
 
-Methods run in the order exact -> URL -> MinHash, each on what the previous one kept (so a
-copy kept by one method is never removed by the next in favour of a copy already gone):
+Methods run in the order exact -> URL -> MinHash -> substring, each on what the previous one
+kept (so a copy kept by one method is never removed by the next in favour of a copy already
+gone; substring dedup comes last, as it cuts text that MinHash would compare):
 
     exact-signatures [T] -> exact-duplicates [P] -> exact-filter [T] (+ url-signatures)
       -> url-duplicates [P] -> url-filter [T] (+ minhash-signatures)
-      -> minhash-buckets [bands] -> minhash-clusters [1] -> minhash-filter [T] (+ final write)
+      -> minhash-buckets [bands] -> minhash-clusters [1] -> minhash-filter [T]
+      (+ substring-signatures) -> substring-duplicates [P] -> substring-filter [T] (+ final write)
 
 `[T]` stages read documents (`tasks` of the config); a filter stage writes what it keeps to
 `<work>/after_<method>/<rank>.jsonl.gz` and computes the next method's signatures in the same
@@ -39,6 +41,13 @@ from llm_data.minhash import (
     MinhashExclusionWriter,
     MultilingualMinhashSignature,
 )
+from llm_data.substring import (
+    CUTS_DIR,
+    CutsWriter,
+    SentenceFindDuplicates,
+    SentenceSignature,
+    SentenceSpanFilter,
+)
 
 __all__ = ["DEDUP_LOGS", "EXCLUDED_DIR", "build_dedup_stages", "dedup_methods"]
 
@@ -48,7 +57,7 @@ EXCLUDED_DIR = "excluded"  # output_dir/excluded/<method>/<rank>.jsonl.gz
 
 def dedup_methods(config: CurationConfig) -> list[str]:
     """The enabled methods, in the order they run."""
-    return [m for m in ("exact", "url", "minhash") if getattr(config.dedup, m)]
+    return [m for m in ("exact", "url", "minhash", "substring") if getattr(config.dedup, m)]
 
 
 def build_dedup_stages(
@@ -107,6 +116,7 @@ class _MethodSteps:
 
     def __init__(self, config: CurationConfig, work: Path, out: Path):
         d = config.dedup
+        self.dedup = d
         self.work, self.excluded = work, out / EXCLUDED_DIR
         self.partitions = d.partitions
         self.source_ranks = {s.name: i for i, s in enumerate(config.sources)}
@@ -115,6 +125,8 @@ class _MethodSteps:
         )
 
     def signature(self, method: str):
+        if method == "substring":
+            return SentenceSignature(str(self.work / method), self.partitions, self.source_ranks)
         if method == "minhash":
             return MultilingualMinhashSignature(
                 str(self.work / "minhash" / "signatures"), self.minhash, self.source_ranks
@@ -122,6 +134,9 @@ class _MethodSteps:
         return KeySignature(str(self.work / method), method, self.partitions, self.source_ranks)
 
     def find(self, method: str) -> list[Stage]:
+        if method == "substring":
+            name = f"{DEDUP_LOGS}/{method}-duplicates"
+            return [Stage(name, [SentenceFindDuplicates(str(self.work / method))], self.partitions)]
         if method != "minhash":
             name = f"{DEDUP_LOGS}/{method}-duplicates"
             return [
@@ -142,6 +157,14 @@ class _MethodSteps:
 
     def filter(self, method: str):
         excluded = str(self.excluded / method)
+        if method == "substring":
+            return SentenceSpanFilter(
+                str(self.work / method),
+                self.dedup.substring_min_words,
+                self.dedup.substring_min_doc_words,
+                ExclusionWriter(excluded),
+                CutsWriter(str(self.excluded / method / CUTS_DIR)),
+            )
         if method != "minhash":
             return KeyDedupFilter(str(self.work / method), method, ExclusionWriter(excluded))
         clusters = str(self.work / "minhash" / "clusters")

@@ -24,7 +24,13 @@ from llm_data.config import (
 )
 from llm_data.language import LanguageIdFilter
 from llm_data.pii import PIIMasker
-from llm_data.quality import MultilingualGopherFilter, PerLanguageFilter, supported, word_tokenizer
+from llm_data.quality import (
+    MultilingualGopherFilter,
+    MultilingualGopherRepetitionFilter,
+    PerLanguageFilter,
+    supported,
+    word_tokenizer,
+)
 
 __all__ = ["MultilingualC4Filter", "MultilingualFineWebFilter", "classifier_cuts", "quality_steps"]
 
@@ -116,8 +122,8 @@ def quality_steps(
     histogram_dir: Path | None = None,
 ) -> list[PipelineStep]:
     """The filter steps of one source, between reading/extraction and dedup:
-    [language ID -> Gopher -> C4 -> FineWeb -> quality classifier] (with `quality_filters`)
-    -> [PII masking].
+    [language ID -> Gopher -> Gopher repetition -> C4 -> FineWeb -> quality classifier] (with
+    `quality_filters`) -> [PII masking].
 
     Args:
         source: the source (its `quality_filters` switch).
@@ -138,6 +144,12 @@ def quality_steps(
         )
         for enabled, step_class, sub_config, name in (
             (config.gopher.enabled, MultilingualGopherFilter, config.gopher, "gopher"),
+            (
+                config.gopher_repetition.enabled,
+                MultilingualGopherRepetitionFilter,
+                config.gopher_repetition,
+                "gopher_repetition",
+            ),
             (config.c4.enabled, MultilingualC4Filter, config.c4, "c4"),
             (config.fineweb.enabled, MultilingualFineWebFilter, config.fineweb, "fineweb"),
         ):

@@ -11,6 +11,7 @@ import collections
 import json
 from pathlib import Path
 
+from llm_data.substring import CUTS_DIR
 from llm_formats.documents import NOT_SOURCES, read_documents
 from llm_formats.jsonl import read_jsonl
 
@@ -63,6 +64,8 @@ def _removed(root: Path, examples: int, progress) -> dict:
         reasons: collections.Counter = collections.Counter()
         shown = []
         for path in sorted(step_dir.rglob("*.jsonl.gz")):
+            if CUTS_DIR in path.relative_to(step_dir).parts:
+                continue  # substring dedup's cuts: text cut from documents it kept
             # Filters write whole Documents; dedup writes records with `reason`, `duplicate_of`
             # and a `text_prefix` (llm_data.dedup).
             for doc in _records(path):

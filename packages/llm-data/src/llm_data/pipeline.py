@@ -31,8 +31,8 @@ def build_source_pipeline(
     excluded_dir: Path | None = None,
     histogram_dir: Path | None = None,
 ) -> list[PipelineStep]:
-    """Steps for one source: read -> [extract] -> [language ID -> Gopher -> C4 -> FineWeb] ->
-    PII masking -> [decontamination] -> write.
+    """Steps for one source: read -> [extract] -> [language ID -> Gopher -> Gopher repetition
+    -> C4 -> FineWeb] -> PII masking -> [decontamination] -> write.
 
     Args:
         source: the source to curate.
@@ -56,7 +56,7 @@ def build_source_pipeline(
             favour_precision=True, timeout=_EXTRACT_TIMEOUT_S, deduplicate=False
         )
         steps.append(extractor)
-    # language ID, Gopher, C4, FineWeb, PII masking (llm_data.filters)
+    # language ID, Gopher, Gopher repetition, C4, FineWeb, PII masking (llm_data.filters)
     excluded_dir = excluded_dir or out_dir.parent / "excluded"
     steps += quality_steps(source, config, excluded_dir, histogram_dir)
     if eval_index is not None:

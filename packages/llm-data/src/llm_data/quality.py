@@ -18,6 +18,12 @@ from functools import cache
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.filters.gopher_quality_filter import GopherQualityFilter
+from datatrove.pipeline.filters.gopher_repetition_filter import (
+    GopherRepetitionFilter,
+    find_all_duplicate,
+    find_duplicates,
+    find_top_duplicate,
+)
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.word_tokenizers import (
     KiwiTokenizer,
@@ -26,10 +32,11 @@ from datatrove.utils.word_tokenizers import (
     load_word_tokenizer,
 )
 
-from llm_data.config import SUPPORTED_LANGUAGES, GopherConfig
+from llm_data.config import SUPPORTED_LANGUAGES, GopherConfig, GopherRepetitionConfig
 
 __all__ = [
     "MultilingualGopherFilter",
+    "MultilingualGopherRepetitionFilter",
     "OWN_STOP_WORDS",
     "PerLanguageFilter",
     "stop_words",
@@ -157,4 +164,74 @@ class MultilingualGopherFilter(PerLanguageFilter):
         exclusion_writer: DiskWriter | None = None,
     ):
         filters = {lang: _gopher_for(lang, config) for lang in languages if supported(lang)}
+        super().__init__(filters, exclusion_writer)
+
+
+class _RepetitionRules(GopherRepetitionFilter):
+    """datatrove's GopherRepetitionFilter with a given word tokenizer.
+
+    datatrove's `filter` splits words with `split_into_words(text, language)`, its own table of
+    tokenizers (spaCy `xx` for zh and ar, Kiwi's missing default model for ko); this one is
+    the same rules, in datatrove's order and with its helpers, on `word_tokenizer(language)`.
+    A top n-gram's characters are its words joined by a space (datatrove's `get_n_grams`),
+    except in ja/ko/zh, whose words the text does not separate: with spaces a 3-gram of
+    Chinese words counts ~40% more characters than the text holds, so that any 3-gram of a
+    short, unrepeated paragraph exceeded the 0.18 threshold.
+    """
+
+    def __init__(self, config: GopherRepetitionConfig, language: str):
+        super().__init__(
+            dup_line_frac=config.dup_line_frac,
+            dup_para_frac=config.dup_para_frac,
+            dup_line_char_frac=config.dup_line_char_frac,
+            dup_para_char_frac=config.dup_para_char_frac,
+            top_n_grams=tuple(config.top_ngram_char_frac.items()),
+            dup_n_grams=tuple(config.dup_ngram_char_frac.items()),
+        )
+        self.tokenizer = word_tokenizer(language)
+        self.joiner = "" if language in NO_WORD_LENGTH_RULE else " "
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        text = doc.text
+        if not text.strip():
+            return True  # nothing repeats; emptiness is other rules' business
+        for pieces, frac, char_frac, name in (
+            (self.paragraph_exp.split(text.strip()), self.dup_para_frac,
+             self.dup_para_char_frac, "para"),
+            (self._line_splitter.split(text), self.dup_line_frac,
+             self.dup_line_char_frac, "line"),
+        ):  # fmt: skip
+            duplicates, chars = find_duplicates(pieces)
+            if frac and duplicates / len(pieces) > frac:
+                return False, f"dup_{name}_frac"
+            if char_frac and chars / len(text) > char_frac:
+                return False, f"dup_{name}_char_frac"
+        words = self.tokenizer.word_tokenize(text)
+        for n, frac in self.top_n_grams:
+            n_grams = [self.joiner.join(words[i : i + n]) for i in range(len(words) - n + 1)]
+            if frac and n_grams and find_top_duplicate(n_grams) / len(text) > frac:
+                return False, f"top_{n}_gram"
+        for n, frac in self.dup_n_grams:
+            if frac and find_all_duplicate(words, n) / len(text) > frac:
+                return False, f"duplicated_{n}_n_grams"
+        return True
+
+
+class MultilingualGopherRepetitionFilter(PerLanguageFilter):
+    """Gopher's repetition rules with the word tokenizer of each document's language.
+
+    Reasons: `gopher_repetition_` + datatrove's (`dup_line_frac`, `dup_para_char_frac`,
+    `top_2_gram`, `duplicated_5_n_grams`, ...).
+    """
+
+    name = "👯 Gopher repetition (per language)"
+    short_name = "gopher_repetition"
+
+    def __init__(
+        self,
+        config: GopherRepetitionConfig,
+        languages: tuple[str, ...] = SUPPORTED_LANGUAGES,
+        exclusion_writer: DiskWriter | None = None,
+    ):
+        filters = {lang: _RepetitionRules(config, lang) for lang in languages if supported(lang)}
         super().__init__(filters, exclusion_writer)
