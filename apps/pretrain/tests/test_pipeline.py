@@ -180,8 +180,9 @@ def test_report_and_eval_have_real_numbers(finished_run):
     # the generate-until and few-shot tasks of the YAML task file, and the aggregate
     assert ev["tasks"]["sciq_gen"]["n"] == 10 and "exact_match_stderr" in ev["tasks"]["sciq_gen"]
     assert ev["tasks"]["sciq_3shot"]["n"] == 10 and ev["tasks"]["arc_easy_mc"]["n"] == 10
-    assert ev["aggregate"]["tasks"] == 5 and "arc_easy" in ev["aggregate"]["best_of_formulations"]
-    assert "| sciq_gen | 10 |" in report and "macro average of the 5 tasks" in report
+    assert ev["tasks"]["boolq_gen"]["n"] == 10  # yes / no, generated
+    assert ev["aggregate"]["tasks"] == 6 and "arc_easy" in ev["aggregate"]["best_of_formulations"]
+    assert "| sciq_gen | 10 |" in report and "macro average of the 6 tasks" in report
     generated = json.loads((run / "eval" / "sciq_gen.jsonl").read_text().splitlines()[0])
     assert isinstance(generated["generation"], str) and generated["finish"] in (
         "stop",

@@ -1,6 +1,8 @@
 """The generation engine: KV-cache greedy decoding equals a no-cache reference, per-row stop
 strings and max tokens, finished rows leaving the batch, seeded sampling."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -157,3 +159,58 @@ def test_sampling_is_seeded_and_differs_from_greedy(byte_tok):
     assert [g.tokens for g in a] != [g.tokens for g in greedy]
     with pytest.raises(ValueError, match="Sampling.top_p"):
         Sampling(top_p=0)
+
+
+def _fsdp_rank(rank, init_file, out, tok, spec):
+    """A rank of a job that trains with FSDP2: the model sharded whole (its root), one backward
+    (which reshards the parameters), then the in-loop eval with a generate task."""
+    import pickle
+
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    from llm_eval import InLoopEval
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        model = fully_shard(TinyCachedAttention(), mesh=init_device_mesh("cpu", (2,)))
+        model(torch.tensor([[256, 1, 2, 3]])).logsumexp(-1).mean().backward()
+        evaluate = InLoopEval(
+            tok, ["the cat sat on the mat."], every=1, seq_len=64, specs=[spec], spec_limit=4
+        )
+        (out / f"rank{rank}.pkl").write_bytes(pickle.dumps(evaluate(1, model)))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_in_loop_generation_on_an_fsdp_sharded_model(byte_tok, tmp_path):
+    """Under torchrun the trained model is FSDP2-sharded; scoring and generation call its
+    ``hidden_states`` / ``logits``, which FSDP2 does not hook (after a backward they would see
+    sharded parameters). On 2 gloo ranks the in-loop eval, bits per byte and a generate-until
+    task, gives each rank the metrics of one process on the whole model."""
+    import pickle
+
+    import torch.multiprocessing as mp
+
+    from llm_eval import InLoopEval
+    from llm_eval.task_spec import TaskSpec
+
+    sciq = Path(__file__).parents[3] / "data" / "sample" / "eval" / "sciq.jsonl.gz"
+    spec = TaskSpec(path=str(sciq), kind="generate", max_tokens=6)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank: the same kernels
+    try:
+        one = InLoopEval(
+            byte_tok, ["the cat sat on the mat."], every=1, seq_len=64, specs=[spec], spec_limit=4
+        )
+        want = one(1, TinyCachedAttention())
+    finally:
+        torch.set_num_threads(threads)
+    mp.start_processes(
+        _fsdp_rank, args=(tmp_path / "pg", tmp_path, byte_tok, spec), nprocs=2, start_method="fork"
+    )
+    assert "eval/sciq_gen/exact_match" in want
+    for rank in range(2):
+        assert pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()) == want, rank

@@ -10,6 +10,7 @@ import pytest
 from llm_eval import run_suite
 from llm_eval.answers import ANSWER_METRICS
 from llm_eval.generation import generate
+from llm_eval.prompts import answer_prompt
 from llm_eval.task_spec import TaskSpec, load_task_specs, spec_items
 
 SAMPLE = Path(__file__).parents[3] / "data" / "sample"
@@ -72,3 +73,17 @@ def test_yaml_task_file(tmp_path):
     spec_file.write_text("path: items.jsonl\nkind: chat\n")
     with pytest.raises(ValueError, match="mine.yaml: task 0: TaskSpec.kind"):
         load_task_specs(spec_file)
+
+
+def test_sample_boolq_is_asked_yes_or_no():
+    """The sample run's boolq_gen: each passage's question, answered "yes" or "no" (the gold
+    choice's text) by generation; a generated " Yes." is a hit, "yes, no" is not."""
+    pytest.importorskip("yaml")
+    specs = load_task_specs(SAMPLE / "tasks" / "generative.yaml")
+    (spec,) = [s for s in specs if s.path.endswith("boolq.jsonl.gz")]
+    _, name, items = spec_items(spec, limit=20)
+    asked = [answer_prompt(item) for item in items]
+    assert name == "boolq_gen" and {a for _, a in asked} == {("yes",), ("no",)}
+    assert all(prompt.endswith("?\nAnswer:") for prompt, _ in asked)
+    assert ANSWER_METRICS["exact_match"](" Yes", ["yes"]) == 1
+    assert ANSWER_METRICS["exact_match"]("yes, no", ["yes"]) == 0

@@ -7,7 +7,7 @@ import pytest
 from llm_eval import load_tasks
 
 SAMPLE_EVAL = Path(__file__).parents[3] / "data" / "sample" / "eval"
-TASKS = ("arc_easy", "hellaswag", "lambada", "piqa", "sciq")
+TASKS = ("arc_easy", "boolq", "hellaswag", "lambada", "piqa", "sciq")
 GOOD = {"task": "t", "id": 0, "contexts": ["a", "a"], "choices": [" b", " c"], "gold": 1}
 
 

@@ -579,19 +579,13 @@ def _warn_if_not_final(run_dir: Path, checkpoint: Path) -> None:
 
 def in_loop_eval(config: PretrainConfig, run_dir: Path, device: torch.device):
     """The trainer's callback: bits per byte and the first 50 items of every task (zero-shot
-    task files as items, YAML task files' specs as specs: generate-until runs in the loop, in
-    one process only: under torchrun the model is FSDP-sharded, which generation does not
-    support yet)."""
+    task files as items, YAML task files' specs as specs, generate-until included; under
+    torchrun every rank runs all of it on the FSDP-sharded model, `InLoopEval`)."""
     from llm_eval import InLoopEval, load_tasks
     from llm_eval.task_spec import TaskSpec, as_spec
     from llm_tokenize import Tokenizer
 
     specs = [spec for path in config.eval.tasks for spec in as_spec(path)]
-    if distributed.current().world > 1:  # generation calls hidden_states past FSDP's hooks
-        skipped = [s.path for s in specs if s.kind == "generate"]
-        if skipped:
-            log.warning("in-loop eval under torchrun: generate tasks left out: %s", skipped)
-        specs = [s for s in specs if s.kind != "generate"]
     zero_shot = [s for s in specs if s == TaskSpec(path=s.path)]  # a plain task file
     return InLoopEval(
         Tokenizer.from_file(run_dir / layout.TOKENIZER),

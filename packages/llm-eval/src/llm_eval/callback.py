@@ -12,6 +12,7 @@ from llm_eval.generative import evaluate_generative, generative_metrics
 from llm_eval.multiple_choice import PreparedTask, metrics_from_records, prepare, score_prepared
 from llm_eval.perplexity import bpb_metrics, encode_windows
 from llm_eval.protocols import TokenizerLike, eval_mode, model_device
+from llm_eval.ranks import fsdp_entry_points
 from llm_eval.scoring import Request, score_requests
 from llm_eval.task_spec import TaskSpec, spec_items
 from llm_eval.tasks import TaskItem
@@ -22,7 +23,9 @@ class InLoopEval:
 
     Texts and items are tokenized once, here. Each call runs under `eval_mode` (eval mode,
     ``torch.no_grad``, previous modes restored). Under FSDP every rank must call it (each runs
-    the same full evaluation, so the forward passes match across ranks).
+    the same full evaluation, so the forward passes, and greedy generation's steps, match
+    across ranks); `fsdp_entry_points` makes the model's ``hidden_states`` and ``logits``
+    gather its parameters as ``forward`` does.
 
     Args:
         tokenizer: ``encode_batch`` and ``eos_id``.
@@ -39,8 +42,6 @@ class InLoopEval:
             reported as ``<prefix>/bpb/<name>``.
         specs: `TaskSpec`s (few-shot, MC letters, generate-until), the first ``spec_limit``
             items of each; a generate task reports ``<prefix>/<task>/{exact_match,f1,contains}``.
-            (Generation calls the model's ``hidden_states`` directly: one process or a
-            replicated model; not under FSDP.)
         spec_limit: Items per spec.
     """
 
@@ -93,6 +94,7 @@ class InLoopEval:
         """Evaluate ``model``: flat ``{"<prefix>/bpb": ..., "<prefix>/<task>/acc": ...}``."""
         out: dict[str, float] = {}
         device = model_device(model) if self.device is None else self.device
+        fsdp_entry_points(model)  # a model sharded for training: see there
         with eval_mode(model):
             for name, (windows, n_bytes) in self._windows.items():
                 scores = score_requests(

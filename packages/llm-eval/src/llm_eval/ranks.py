@@ -22,7 +22,7 @@ from typing import Any
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["Ranks", "assign", "shard_model"]
+__all__ = ["Ranks", "assign", "fsdp_entry_points", "shard_model"]
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,29 @@ def shard_model(model: nn.Module, mesh: Any) -> nn.Module:
     ranks' collectives match whenever their forwards do (score with ``lockstep``).
     ``hidden_states`` and ``logits`` count as forwards (FSDP2 gathers for ``forward`` only).
     """
-    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+    from torch.distributed.fsdp import fully_shard
 
     for block in model.blocks:
         fully_shard(block, mesh=mesh, reshard_after_forward=True)
     fully_shard(model, mesh=mesh, reshard_after_forward=False)
+    return fsdp_entry_points(model)
+
+
+def fsdp_entry_points(model: nn.Module) -> nn.Module:
+    """Make ``hidden_states`` and ``logits`` of an FSDP2 root module gather its parameters as
+    ``forward`` does (FSDP2 hooks ``forward`` only); once per model, and a no-op for a model
+    that is not ``fully_shard``-ed.
+
+    Scoring and the generation engine call these two directly. Without it a model sharded for
+    training fails there after its first backward, which reshards the root's parameters
+    (embeddings, head): "aten.embedding.default got mixed torch.Tensor and DTensor".
+    """
+    from torch.distributed.fsdp import FSDPModule, register_fsdp_forward_method
+
+    if not isinstance(model, FSDPModule) or getattr(model, "_llm_eval_entry_points", False):
+        return model
     for name in ("hidden_states", "logits"):
         if callable(getattr(model, name, None)):
             register_fsdp_forward_method(model, name)
+    model._llm_eval_entry_points = True  # registering twice would gather twice per call
     return model

@@ -8,7 +8,9 @@ Two paths compute the same numbers:
   that restart after the context, so each context runs once however many choices follow it;
 - plain (any ``model(input_ids) -> logits``): one row per request, right-padded.
 
-Rows are sorted by length and batched by a token budget; packed, shorter rows fill the
+Identical requests (after left truncation) are scored once and share the score, so two
+identical choices tie exactly (`_distinct`). Rows are sorted by length and batched by a token
+budget; packed, shorter rows fill the
 padding of longer ones (`_batches`). Only the positions that predict a continuation token go
 through the output head, a chunk at a time (`_target_logprobs`). Under ``torch.distributed``
 each rank can score a share of the batches (``ranks=``, see `llm_eval.ranks`).
@@ -293,7 +295,8 @@ def score_requests(
     """Summed log-probability of each continuation, returned in input order.
 
     Contexts are truncated from the left so that context + continuation fits ``max_seq_len``
-    positions. Call under `eval_mode`.
+    positions; requests that are then identical get one (bit-identical) score. Call under
+    `eval_mode`.
 
     Args:
         model: ``model(input_ids) -> logits [B, T, V]`` (or an object with ``.logits``).
@@ -323,6 +326,8 @@ def score_requests(
     packed = supports_packing(model) if packed is None else packed
     device = torch.device(device)
     ranks = ranks or Ranks()
+    asked = requests
+    requests, copies = _distinct(asked, max_seq_len)
     rows = _rows(requests, max_seq_len, packed)
     plan = list(_batches(rows, requests, batch_size, batch_size * max_seq_len, fill=packed))
     # padded tokens per batch: what its forward pass computes
@@ -330,7 +335,7 @@ def score_requests(
     mine, n_steps = steps(owner, ranks)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if autocast else nullcontext()
     chunk = _CHUNK_ELEMENTS["cpu" if device.type == "cpu" else "accelerator"]
-    done = _progress_per_step(plan, owner, ranks.world)
+    done = _progress_per_step(plan, owner, ranks.world, [len(c) for c in copies])
     # lockstep: a rank out of batches runs the shortest row again (and drops its result), so
     # that every rank's forwards, and so the sharded model's all-gathers, match
     dummy = [[min(rows, key=lambda row: _row_length(row, requests))]] if rows else []
@@ -342,22 +347,45 @@ def score_requests(
             results += scored
         if progress is not None:
             progress(done[step])
-    scores: list[Score | None] = [None] * len(requests)
+    scores: list[Score | None] = [None] * len(asked)
     for i, lp, n, g in gather_rows(results, ranks):
-        scores[i] = Score(lp, n, g)
+        for j in copies[i]:
+            scores[j] = Score(lp, n, g)
     return scores  # type: ignore[return-value]  # every request is in exactly one batch
+
+
+def _distinct(
+    requests: Sequence[Request], max_seq_len: int
+) -> tuple[list[Request], list[list[int]]]:
+    """(the distinct requests as the model sees them, i.e. after left truncation; for each,
+    the indices of ``requests`` that are copies of it).
+
+    Each is scored once and its score shared: packed, two copies would sit at different
+    offsets of a row, where float rounding differs (up to 1.9e-6 nats measured), and an item
+    with two identical choices must tie exactly for "ties go to the first choice" to hold.
+    """
+    index: dict[Request, int] = {}
+    copies: list[list[int]] = []
+    for j, req in enumerate(requests):
+        key = Request(_truncated_context(req, max_seq_len), req.continuation)
+        if key not in index:
+            index[key] = len(copies)
+            copies.append([])
+        copies[index[key]].append(j)
+    return list(index), copies
 
 
 def _line_length(lines: Sequence[Sequence[_Row]], requests: Sequence[Request]) -> int:
     return max(sum(_row_length(r, requests) for r in line) for line in lines)
 
 
-def _progress_per_step(plan, owner: Sequence[int], world: int) -> list[int]:
-    """Requests finished by all ranks at each step (every rank's k-th batch runs at step k):
-    a progress bar on one rank shows the whole job's progress."""
+def _progress_per_step(plan, owner: Sequence[int], world: int, weight: Sequence[int]) -> list[int]:
+    """Requests finished by all ranks at each step (every rank's k-th batch runs at step k),
+    a distinct request counting ``weight[i]`` (its copies): a progress bar on one rank shows
+    the whole job's progress."""
     by_rank: list[list[int]] = [[] for _ in range(world)]
     for lines, r in zip(plan, owner, strict=True):
-        by_rank[r].append(sum(len(row.members) for line in lines for row in line))
+        by_rank[r].append(sum(weight[i] for line in lines for row in line for i in row.members))
     longest = max((len(b) for b in by_rank), default=0)
     return [sum(b[k] for b in by_rank if k < len(b)) for k in range(longest)]
 
