@@ -163,7 +163,7 @@ def test_the_filter_scores_into_metadata_and_keeps_by_threshold(labelled, traine
 
 
 @pytest.mark.trains
-def test_curation_keeps_the_top_fraction_of_each_source(labelled, trained, tmp_path):
+def test_curation_keeps_the_top_fraction_of_each_source(labelled, trained, tmp_path, helpers):
     """Two tasks per source, so the cutoff comes from merged histograms."""
     texts = labelled["books"][:12] + labelled["code"][:12]
     random.Random(0).shuffle(texts)
@@ -184,8 +184,8 @@ def test_curation_keeps_the_top_fraction_of_each_source(labelled, trained, tmp_p
         tasks=2,
     )
     stats = run_curation(config)["mixed"]
-    kept = _read(out / "mixed")
-    removed = _read(out / "excluded" / "classifier" / "mixed")
+    kept = helpers.read_curated(out / "mixed")
+    removed = helpers.read_curated(out / "excluded" / "classifier" / "mixed")
     assert len(kept) + len(removed) == len(texts)
     kept_scores = [d["metadata"]["quality_score"] for d in kept]
     removed_scores = [d["metadata"]["quality_score"] for d in removed]
@@ -205,14 +205,6 @@ def test_curation_keeps_the_top_fraction_of_each_source(labelled, trained, tmp_p
         **({"removed_by": {"quality_below_top_fraction": len(removed)}} if removed else {}),
     }
     assert stats["documents_out"] == len(kept)
-
-
-def _read(folder: Path) -> list[dict]:
-    docs = []
-    for path in sorted(folder.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt") as f:
-            docs += [json.loads(line) for line in f]
-    return docs
 
 
 def test_the_cli_trains_and_writes_the_card(labelled, tmp_path, capsys):

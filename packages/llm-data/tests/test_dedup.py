@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import subprocess
@@ -62,14 +61,6 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
             f.write(json.dumps(r) + "\n")
 
 
-def _read(folder: Path) -> list[dict]:
-    docs = []
-    for path in sorted(folder.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt") as f:
-            docs += [json.loads(line) for line in f]
-    return docs
-
-
 @pytest.fixture(scope="module")
 def two_sources(tmp_path_factory) -> dict:
     """Sources "a" (two files: two tasks) and "b" sharing documents, then one curation run.
@@ -115,9 +106,9 @@ def two_sources(tmp_path_factory) -> dict:
     return {"root": root, "out": out, "config": config, "stats": run_curation(config)}
 
 
-def test_exact_dedup_is_global_across_tasks_and_sources(two_sources):
+def test_exact_dedup_is_global_across_tasks_and_sources(two_sources, helpers):
     out = two_sources["out"]
-    kept = {d["id"] for d in _read(out / "a") + _read(out / "b")}
+    kept = {d["id"] for d in helpers.read_curated(out / "a") + helpers.read_curated(out / "b")}
     # One copy of "same" (b's, the longest), one twin (smallest id), one page (longest text).
     assert kept == {"b-same", "b-twin1", "a2-page", "a1-own"}
     stats = two_sources["stats"]
@@ -129,9 +120,12 @@ def test_exact_dedup_is_global_across_tasks_and_sources(two_sources):
     assert stats["a"]["documents_out"] + stats["b"]["documents_out"] == 4
 
 
-def test_exclusion_output_names_the_kept_copy(two_sources):
+def test_exclusion_output_names_the_kept_copy(two_sources, helpers):
     excluded = two_sources["out"] / "excluded"
-    records = {r["id"]: r for r in _read(excluded / "exact") + _read(excluded / "url")}
+    records = {
+        r["id"]: r
+        for r in helpers.read_curated(excluded / "exact") + helpers.read_curated(excluded / "url")
+    }
     assert set(records) == {"a1-same", "a2-same", "b-twin2", "a1-page", "b-page"}
     assert records["a1-same"]["duplicate_of"] == "b-same"
     assert records["a1-same"]["duplicate_of_source"] == "b"
@@ -147,12 +141,12 @@ def test_exclusion_output_names_the_kept_copy(two_sources):
     }
 
 
-def test_same_result_for_any_task_split(two_sources, tmp_path):
+def test_same_result_for_any_task_split(two_sources, tmp_path, helpers):
     config = two_sources["config"]
     out = tmp_path / "one-task"
     one = CurationConfig(**{**vars(config), "output_dir": str(out), "tasks": 1})
     run_curation(one)
-    ids = {d["id"] for d in _read(out / "a") + _read(out / "b")}
+    ids = {d["id"] for d in helpers.read_curated(out / "a") + helpers.read_curated(out / "b")}
     assert ids == {"b-same", "b-twin1", "a2-page", "a1-own"}
 
 
@@ -182,7 +176,7 @@ run_curation(CurationConfig(
 """
 
 
-def test_killed_run_resumes_without_redoing_completed_tasks(two_sources):
+def test_killed_run_resumes_without_redoing_completed_tasks(two_sources, helpers):
     root = two_sources["root"]
     script = textwrap.dedent(_KILL_SCRIPT)
     env = {**os.environ, "KILL_AT_RANK": "1"}
@@ -205,8 +199,10 @@ def test_killed_run_resumes_without_redoing_completed_tasks(two_sources):
     assert not partial.exists()
     expected = two_sources["out"]
     for folder in ("a", "b", "excluded/exact", "excluded/url"):
-        got = sorted(json.dumps(d, sort_keys=True) for d in _read(out / folder))
-        assert got == sorted(json.dumps(d, sort_keys=True) for d in _read(expected / folder))
+        got = sorted(json.dumps(d, sort_keys=True) for d in helpers.read_curated(out / folder))
+        assert got == sorted(
+            json.dumps(d, sort_keys=True) for d in helpers.read_curated(expected / folder)
+        )
     stats = json.loads((out / "curation_stats.json").read_text())
     assert _without_seconds(stats) == _without_seconds(two_sources["stats"])
 
