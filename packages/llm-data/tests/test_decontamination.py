@@ -82,9 +82,11 @@ def test_partial_overlap_below_n_words_is_clean(index):
 
 
 def test_sample_eval_sets_do_not_flag_shakespeare(helpers):
+    files = sorted((helpers.SAMPLE / "eval").glob("*.jsonl.gz"))
     index = build_eval_index((str(helpers.SAMPLE / "eval"),))
-    assert index.items == 1000
-    assert index.tasks == ["arc_easy", "hellaswag", "lambada", "piqa", "sciq"]
+    assert index.items == sum(gzip.decompress(f.read_bytes()).count(b"\n") for f in files) >= 1000
+    assert index.tasks == [f.name.removesuffix(".jsonl.gz") for f in files]
+    assert "boolq" in index.tasks
     with gzip.open(helpers.SAMPLE / "books" / "shakespeare.jsonl.gz", "rt") as f:
         hamlet = json.loads(f.readline())["text"]
     assert index.first_match(hamlet) is None
