@@ -35,7 +35,7 @@ from llm_data.classifier_filter import cut_stage_name, quality_cut_stages
 from llm_data.config import RUNTIME_FIELDS, CurationConfig
 from llm_data.decontamination import EvalIndex, build_eval_index
 from llm_data.dedup_stages import DEDUP_LOGS, EXCLUDED_DIR, build_dedup_stages, dedup_methods
-from llm_data.executors import Stage, read_stage_stats, run_stages, submit_slurm
+from llm_data.executors import Stage, read_stage_stats, run_stages, submit_slurm_with_finalize
 from llm_data.filters import classifier_cuts
 from llm_data.pipeline import build_source_pipeline
 from llm_data.readers import InputError, read_skipped, resolve_source_files
@@ -186,13 +186,7 @@ def _submit(config: CurationConfig, stages: list[Stage], root: Path, out: Path) 
     """Submit every stage and a final one-task job that runs `finalize` (Slurm)."""
     step_names = {s.name: s.step_names for s in stages}
     final = Stage("_finalize", [Finalize(config, root, out, step_names)], 1, (stages[-1].name,))
-    jobs = submit_slurm(stages, config, root / "logs")
-    # The finalize job's own logs cannot live in the folder it renames. They are cleared first:
-    # a completion marker of an earlier run's finalize would make datatrove skip this one.
-    final_logs = out.parent / f".{out.name}.finalize"
-    shutil.rmtree(final_logs, ignore_errors=True)
-    jobs |= submit_slurm([final], config, final_logs, jobs)
-    return {"executor": "slurm", "jobs": jobs, "work_dir": str(root)}
+    return submit_slurm_with_finalize(stages, final, config, root, root / "logs", out)
 
 
 class Finalize(PipelineStep):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from datatrove.utils.stats import PipelineStats
 from llm_data.config import CurationConfig
 from llm_data.task_pool import WorkerPool, run_tasks, stats_from_json
 
-__all__ = ["Stage", "read_stage_stats", "run_stages", "submit_slurm"]
+__all__ = ["Stage", "read_stage_stats", "run_stages", "submit_slurm", "submit_slurm_with_finalize"]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,21 @@ def submit_slurm(
     logs.mkdir(parents=True, exist_ok=True)
     (logs / "slurm_jobs.json").write_text(json.dumps(ours, indent=2))
     return ours
+
+
+def submit_slurm_with_finalize(
+    stages: list[Stage], final: Stage, config: CurationConfig, root: Path, logs: Path, out: Path
+) -> dict:
+    """Submit `stages` and, after them, the one-task `final` job that renames the work folder
+    `root` to `out`; the `{"executor": "slurm", "jobs", "work_dir"}` result of curation and
+    shards."""
+    jobs = submit_slurm(stages, config, logs)
+    # The finalize job's own logs cannot live in the folder it renames. They are cleared first:
+    # a completion marker of an earlier run's finalize would make datatrove skip this one.
+    final_logs = out.parent / f".{out.name}.finalize"
+    shutil.rmtree(final_logs, ignore_errors=True)
+    jobs |= submit_slurm([final], config, final_logs, jobs)
+    return {"executor": "slurm", "jobs": jobs, "work_dir": str(root)}
 
 
 def read_stage_stats(logging_dir: Path) -> PipelineStats:

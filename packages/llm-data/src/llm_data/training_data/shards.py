@@ -34,7 +34,7 @@ import xxhash
 from datatrove.pipeline.base import PipelineStep
 
 from llm_data.atomic import make_temp_dir, remove_stale_temp_dirs
-from llm_data.executors import Stage, run_stages, submit_slurm
+from llm_data.executors import Stage, run_stages, submit_slurm_with_finalize
 from llm_data.readers import InputError
 from llm_data.training_data.mds_writer import TokenShardWriter
 from llm_data.training_data.remote import committed, is_url, upload
@@ -412,13 +412,7 @@ def _submit(stage: Stage, runs, root: Path, target: _Target, sources: list[str])
         1,
         (stage.name,),
     )
-    jobs = submit_slurm([stage], runs, root / _WORK / "logs")
-    # The finalize job's own logs cannot live in the folder it renames. They are cleared first:
-    # a completion marker of an earlier run's finalize would make datatrove skip this one.
-    final_logs = out.parent / f".{out.name}.finalize"
-    shutil.rmtree(final_logs, ignore_errors=True)
-    jobs |= submit_slurm([final], runs, final_logs, jobs)
-    return {"executor": "slurm", "jobs": jobs, "work_dir": str(root)}
+    return submit_slurm_with_finalize([stage], final, runs, root, root / _WORK / "logs", out)
 
 
 class _Finalize(PipelineStep):
